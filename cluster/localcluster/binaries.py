@@ -1,0 +1,39 @@
+"""Where the control-plane binaries are: KUBEBUILDER_ASSETS (the envtest convention) or the
+per-version cache that hack/build-k8s.sh fills."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+K8S_VERSION = os.environ.get("K8S_VERSION", "v1.36.3")
+REQUIRED = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl", "helm")
+
+
+class MissingBinaryError(RuntimeError):
+    """A binary the local cluster needs is not there; the message says how to get it."""
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("MODELROLLOUT_CACHE", Path.home() / ".cache" / "modelrollout"))
+
+
+def bin_dir() -> Path:
+    """The folder holding every binary in REQUIRED, or MissingBinaryError naming what is missing."""
+    candidates = []
+    if os.environ.get("KUBEBUILDER_ASSETS"):
+        candidates.append(Path(os.environ["KUBEBUILDER_ASSETS"]))
+    candidates.append(cache_root() / f"k8s-{K8S_VERSION}" / "bin")
+    for folder in candidates:
+        if all((folder / name).is_file() and os.access(folder / name, os.X_OK) for name in REQUIRED):
+            return folder
+    missing = [n for n in REQUIRED if not (candidates[-1] / n).is_file()]
+    raise MissingBinaryError(
+        f"control-plane binaries missing in {candidates[-1]}: {', '.join(missing)}. "
+        "Run `make k8s-bins` (builds them from Go modules) or set KUBEBUILDER_ASSETS to a folder "
+        f"holding {', '.join(REQUIRED)}."
+    )
+
+
+def binary(name: str) -> Path:
+    return bin_dir() / name

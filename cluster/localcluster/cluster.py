@@ -1,0 +1,96 @@
+"""The whole local cluster: control plane, node emulator (process kubelet) and service proxy.
+
+    with LocalCluster(Path("/tmp/run")) as c:
+        api = c.api_client()          # kubernetes.client.ApiClient as cluster-admin
+        c.kubectl("get", "pods", "-A")
+
+It must run inside the run's network namespace (see netns.py); `make test`, `make demo` and
+`make cluster-up` arrange that.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from types import TracebackType
+
+import kubernetes
+
+from localcluster import netns
+from localcluster.binaries import binary
+from localcluster.controlplane import ControlPlane, ControlPlaneInfo
+from localcluster.procs import ManagedProcess
+
+
+class NotInNamespaceError(RuntimeError):
+    pass
+
+
+class LocalCluster:
+    def __init__(self, workdir: Path, with_node: bool = True) -> None:
+        self.workdir = workdir
+        self.with_node = with_node
+        self.control_plane = ControlPlane(workdir / "control-plane")
+        self.components: list[ManagedProcess] = []
+        self._info: ControlPlaneInfo | None = None
+
+    @property
+    def info(self) -> ControlPlaneInfo:
+        if self._info is None:
+            raise RuntimeError("the local cluster is not started")
+        return self._info
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.info.kubeconfig
+
+    def start(self) -> LocalCluster:
+        if not netns.is_inside():
+            raise NotInNamespaceError(
+                "the local cluster runs only inside its own network namespace: run through "
+                "`make test` / `make demo`, or prefix the command with hack/in-netns"
+            )
+        self._info = self.control_plane.start()
+        if self.with_node:
+            self._start_node_components()
+        return self
+
+    def _start_node_components(self) -> None:
+        for module in ("localcluster.kubelet", "localcluster.proxy"):
+            name = module.rsplit(".", 1)[1]
+            self.components.append(ManagedProcess(
+                name,
+                [sys.executable, "-m", module, "--kubeconfig", str(self.kubeconfig),
+                 "--workdir", str(self.workdir / name)],
+                self.workdir / "logs" / f"{name}.log",
+            ))
+
+    def check_alive(self) -> None:
+        self.control_plane.check_alive()
+        for proc in self.components:
+            if not proc.is_running():
+                raise RuntimeError(f"{proc.name} died; log: {proc.log_path}\n{proc.tail()}")
+
+    def api_client(self) -> kubernetes.client.ApiClient:
+        return kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig))
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(binary("kubectl")), "--kubeconfig", str(self.kubeconfig), *args],
+            capture_output=True, text=True, check=check, input=input,
+        )
+
+    def stop(self) -> None:
+        for proc in reversed(self.components):
+            # The kubelet gets time to stop its pods' processes itself.
+            proc.stop(grace=15)
+        self.components.clear()
+        self.control_plane.stop()
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

@@ -1,0 +1,71 @@
+"""The node's "image registry": which local program a container image stands for.
+
+There is no container runtime here, so an image is a name for a command line. Matching is on the
+repository path without registry host and tag, so `ghcr.io/modelrollout/modelserver:0.1.0` and
+`modelrollout/modelserver:dev` both run the model server from this checkout's virtualenv.
+
+| repository suffix          | entrypoint (replaced by `command`) | default args (replaced by `args`) |
+|----------------------------|------------------------------------|-----------------------------------|
+| modelrollout/modelserver   | python -m modelserver              | -                                 |
+| modelrollout/operator      | python -m modelrollout             | -                                 |
+| localcluster/python        | python                             | - (tests pass -c / -m)            |
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Image:
+    entrypoint: tuple[str, ...]
+    default_args: tuple[str, ...] = ()
+
+
+def _python() -> str:
+    return sys.executable
+
+
+REGISTRY: dict[str, Image] = {
+    "modelrollout/modelserver": Image((_python(), "-m", "modelserver")),
+    "modelrollout/operator": Image((_python(), "-m", "modelrollout")),
+    "localcluster/python": Image((_python(),)),
+}
+
+
+class UnknownImageError(LookupError):
+    pass
+
+
+def repository(image: str) -> str:
+    """`ghcr.io/org/name:tag@sha256:...` -> `org/name` (host and tag dropped).
+
+    >>> repository("ghcr.io/modelrollout/modelserver:0.1.0")
+    'modelrollout/modelserver'
+    """
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)
+    if ":" in last[-1]:
+        name = name[: name.rfind(":")]
+    parts = name.split("/")
+    if len(parts) > 2 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
+        parts = parts[1:]
+    return "/".join(parts[-2:])
+
+
+def resolve(image: str) -> Image:
+    try:
+        return REGISTRY[repository(image)]
+    except KeyError:
+        known = ", ".join(sorted(REGISTRY))
+        raise UnknownImageError(
+            f'image "{image}" is not in the local cluster\'s image registry (known: {known})'
+        ) from None
+
+
+def command_line(image: str, command: list[str] | None, args: list[str] | None) -> list[str]:
+    """Kubernetes semantics: `command` replaces the entrypoint, `args` replaces the default args."""
+    spec = resolve(image)
+    entry = list(command) if command else list(spec.entrypoint)
+    return entry + (list(args) if args is not None else ([] if command else list(spec.default_args)))
