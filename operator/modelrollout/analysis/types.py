@@ -55,6 +55,9 @@ class Tick:
     stable: VersionCounts | None
     expected_canary_share: float
     errors: tuple[str, ...] = ()
+    # Seconds this tick covers (a missed scrape makes the next tick cover two intervals); None means
+    # one configured analysis interval. Counts towards the minimum exposure before promotion.
+    duration_seconds: float | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,183 @@
+"""assess_tick: one analysis tick in, one verdict per metric out, plus the state to store.
+
+>>> from modelrollout.analysis.types import Tick, VersionCounts
+>>> config = AnalysisConfig.from_spec({"minSamples": 100, "metrics": [
+...     {"name": "errors-vs-stable", "type": "errorRate", "margin": 0.005}]})
+>>> state = AnalysisState.initial(config)
+>>> tick = Tick(canary=VersionCounts(requests=100, errors=9), stable=VersionCounts(requests=300, errors=3),
+...             expected_canary_share=0.25)
+>>> for _ in range(3):
+...     outcome, state = assess_tick(config, state, tick)
+>>> outcome.overall.value
+'Fail'
+>>> print(outcome.results[0].message.replace(", tolerated", ",\\ntolerated"))
+canary error rate 9.0% vs stable 1.0%, difference +8.0 pts, 95% always-valid interval [+2.8, +13.2],
+tolerated +0.5 pts: rollback
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from modelrollout.analysis.config import AnalysisConfig, MetricConfig, MetricType
+from modelrollout.analysis.counts import Judgement
+from modelrollout.analysis.latency import add_buckets
+from modelrollout.analysis.rules import describe, judge, needs_stable, observe, update_criterion
+from modelrollout.analysis.sequential import mixture_rho, two_sided_log_e_value
+from modelrollout.analysis.shift import describe_shift, judge_shift, update_shift
+from modelrollout.analysis.state import AnalysisState, CriterionState, criterion_key
+from modelrollout.analysis.types import AnalysisOutcome, MetricResult, Tick, Verdict
+
+# The sample-ratio check only warns (it never rolls back), so it uses its own strict level and a
+# practical tolerance: with heavy traffic a tiny, harmless imbalance would otherwise be "significant".
+RATIO_CHECK_ALPHA = 0.001
+RATIO_CHECK_TOLERANCE = 0.2  # relative deviation of the canary's share from the expected share
+# Accuracy needs both versions to have a similar share of their predictions labelled.
+MIN_COVERAGE_RATIO = 0.5
+
+
+def assess_tick(config: AnalysisConfig, state: AnalysisState, tick: Tick) -> tuple[AnalysisOutcome, AnalysisState]:
+    """Fold one tick into the state and judge every metric; a missing version leaves the state intact."""
+    if tick.canary is None:
+        reason = "; ".join(tick.errors) or "no data from the canary"
+        missing = tuple(
+            _inconclusive(m, f"no canary data this tick ({reason}): keep collecting") for m in config.metrics
+        )
+        return AnalysisOutcome(missing, Verdict.INCONCLUSIVE), replace(state, missing_ticks=state.missing_ticks + 1)
+    traffic = _account_traffic(config, state, tick)
+    results: list[MetricResult] = []
+    updates: dict[str, CriterionState] = {}
+    for metric in config.metrics:
+        result, metric_updates = _assess_metric(config, metric, state, traffic, tick)
+        results.append(result)
+        updates.update(metric_updates)
+    new_state = traffic.with_criteria(updates)
+    overall = _overall(tuple(r.verdict for r in results))
+    requests = tick.canary.requests + (tick.stable.requests if tick.stable else 0.0)
+    share = tick.canary.requests / requests if tick.stable and requests > 0 else None
+    return AnalysisOutcome(tuple(results), overall, share, _sample_ratio_warning(new_state)), new_state
+
+
+def _overall(verdicts: tuple[Verdict, ...]) -> Verdict:
+    if Verdict.FAIL in verdicts:
+        return Verdict.FAIL
+    if verdicts and all(v is Verdict.PASS for v in verdicts):
+        return Verdict.PASS
+    return Verdict.INCONCLUSIVE
+
+
+def _account_traffic(config: AnalysisConfig, state: AnalysisState, tick: Tick) -> AnalysisState:
+    assert tick.canary is not None
+    duration = tick.duration_seconds if tick.duration_seconds is not None else config.interval_seconds
+    updated = replace(
+        state,
+        ticks=state.ticks + 1,
+        canary_requests=state.canary_requests + tick.canary.requests,
+        exposure_seconds=state.exposure_seconds + duration,
+        canary_latency=add_buckets(state.canary_latency, tick.canary.latency_buckets),
+    )
+    if tick.stable is None:
+        return replace(updated, missing_ticks=state.missing_ticks + 1)
+    total = tick.canary.requests + tick.stable.requests
+    expected = min(max(tick.expected_canary_share, 0.0), 1.0)
+    return replace(
+        updated,
+        stable_requests=state.stable_requests + tick.stable.requests,
+        stable_latency=add_buckets(state.stable_latency, tick.stable.latency_buckets),
+        ratio_score=state.ratio_score + tick.canary.requests - expected * total,
+        ratio_variance=state.ratio_variance + expected * (1.0 - expected) * total,
+        expected_requests=state.expected_requests + expected * total,
+    )
+
+
+def _sample_ratio_warning(state: AnalysisState) -> str | None:
+    total = state.canary_requests + state.stable_requests
+    if total <= 0 or state.expected_requests <= 0:
+        return None
+    log_e = float(two_sided_log_e_value(state.ratio_score, state.ratio_variance, mixture_rho(RATIO_CHECK_ALPHA, False)))
+    measured, expected = state.canary_requests / total, state.expected_requests / total
+    if log_e < math.log(1.0 / RATIO_CHECK_ALPHA) or abs(measured - expected) <= RATIO_CHECK_TOLERANCE * expected:
+        return None
+    return (
+        f"sample ratio mismatch: the canary received {measured:.1%} of requests but its ready pods imply "
+        f"{expected:.1%}; routing may be uneven, so comparisons with stable are suspect"
+    )
+
+
+def _inconclusive(metric: MetricConfig, message: str) -> MetricResult:
+    return MetricResult(name=metric.name, verdict=Verdict.INCONCLUSIVE, message=message)
+
+
+def _assess_metric(
+    config: AnalysisConfig, metric: MetricConfig, before: AnalysisState, traffic: AnalysisState, tick: Tick
+) -> tuple[MetricResult, dict[str, CriterionState]]:
+    if tick.stable is None and needs_stable(metric):
+        reason = "; ".join(tick.errors) or "no data from stable"
+        return _inconclusive(metric, f"no stable data this tick ({reason}): keep collecting"), {}
+    alpha = config.alpha_for(metric.name) / len(metric.criteria)
+    judged: list[tuple[str, CriterionState, Judgement, str]] = []
+    for criterion in metric.criteria:
+        previous = before.criterion(metric.name, criterion)
+        if metric.type is MetricType.PREDICTION_SHIFT:
+            stable_classes = tick.stable.class_counts if tick.stable else {}
+            updated = update_shift(previous, tick.canary.class_counts if tick.canary else {}, stable_classes)
+            j = judge_shift(updated, metric.criteria[criterion], alpha)
+            message = describe_shift(updated, j, 1.0 - alpha)
+        else:
+            obs, threshold = observe(metric, criterion, tick, before)
+            updated = update_criterion(metric, criterion, previous, obs, threshold)
+            j = judge(metric, criterion, updated, alpha)
+            message = describe(metric, criterion, updated, j, 1.0 - alpha)
+        judged.append((criterion, updated, j, message))
+    updates = {criterion_key(metric.name, c): s for c, s, _, _ in judged}
+    return _metric_result(config, metric, traffic, judged), updates
+
+
+def _metric_result(
+    config: AnalysisConfig,
+    metric: MetricConfig,
+    traffic: AnalysisState,
+    judged: list[tuple[str, CriterionState, Judgement, str]],
+) -> MetricResult:
+    verdict = _overall(tuple(j.verdict for _, _, j, _ in judged))
+    # Headline: the criterion that decided (a failing one first), else the first configured.
+    _, state, j, message = next((item for item in judged if item[2].verdict is verdict), judged[0])
+    gate = _gate(config, metric, traffic, state, verdict)
+    if gate is not None:
+        verdict, message = Verdict.INCONCLUSIVE, f"{message.rsplit(':', 1)[0]}: keep collecting ({gate})"
+    canary = state.canary_events / state.canary_trials if state.canary_trials else None
+    stable = state.stable_events / state.stable_trials if state.stable_trials else None
+    if metric.type is MetricType.ACCURACY:
+        canary, stable = (None if v is None else 1.0 - v for v in (canary, stable))
+    return MetricResult(
+        name=metric.name,
+        verdict=verdict,
+        message=message,
+        canary_value=canary,
+        stable_value=stable,
+        estimate=j.estimate,
+        interval=j.interval,
+        p_value=j.p_value,
+        e_value=j.e_value,
+        canary_samples=state.canary_trials,
+        stable_samples=state.stable_trials,
+    )
+
+
+def _gate(
+    config: AnalysisConfig, metric: MetricConfig, traffic: AnalysisState, state: CriterionState, verdict: Verdict
+) -> str | None:
+    """Why a verdict must wait: too few canary requests, label coverage differs, or too little exposure."""
+    if verdict is Verdict.INCONCLUSIVE:
+        return None
+    if traffic.canary_requests < config.min_samples:
+        return f"{traffic.canary_requests:.0f} of {config.min_samples:.0f} canary requests so far"
+    if metric.type is MetricType.ACCURACY and traffic.canary_requests > 0 and traffic.stable_requests > 0:
+        coverage_c = state.canary_trials / traffic.canary_requests
+        coverage_s = state.stable_trials / traffic.stable_requests
+        if min(coverage_c, coverage_s) < MIN_COVERAGE_RATIO * max(coverage_c, coverage_s):
+            return f"label coverage differs: canary {coverage_c:.0%} vs stable {coverage_s:.0%} of predictions labelled"
+    if verdict is Verdict.PASS and traffic.exposure_seconds < config.min_exposure_seconds:
+        return f"exposure {traffic.exposure_seconds:.0f}s of the minimum {config.min_exposure_seconds:.0f}s"
+    return None
