@@ -1,0 +1,25 @@
+"""The decision core: pure functions from (spec, status, observations, now) to a Decision.
+
+No kopf, no Kubernetes client, no HTTP, no clock: time comes in as `now`.
+"""
+
+from modelrollout.core.decide import decide, decide_from_dicts, hold_capacity
+from modelrollout.core.observations import (
+    AnalysisObservation,
+    Decision,
+    DeploymentIntent,
+    DeploymentObservation,
+    Observations,
+    selector,
+)
+from modelrollout.core.phases import Event, Phase
+from modelrollout.core.spec import RolloutSpec
+from modelrollout.core.status import RolloutStatus, merge_patch
+from modelrollout.core.verdicts import analysis_due
+from modelrollout.core.weights import expected_share, replicas_for_weight
+
+__all__ = [
+    "AnalysisObservation", "Decision", "DeploymentIntent", "DeploymentObservation", "Event", "Observations",
+    "Phase", "RolloutSpec", "RolloutStatus", "analysis_due", "decide", "decide_from_dicts", "expected_share",
+    "hold_capacity", "merge_patch", "replicas_for_weight", "selector",
+]

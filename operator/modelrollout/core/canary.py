@@ -1,0 +1,198 @@
+"""Canary: weights realised by replica counts behind one Service that selects every version.
+
+Steps run in order. A setWeight step is done when the canary's pods for that weight are Ready,
+the stable version has been scaled to its share, and (with analysis) a tick after the step
+began did not fail. A pause waits its duration, or for `promote` when it has none. Reaching
+`setWeight: 100` or the end of the steps is the promotion gate: with metrics it needs an
+analysis Pass (or the analysis.timeout policy); then the canary scales to all replicas and,
+once Ready, becomes the stable version.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from modelrollout.analysis.types import Verdict
+from modelrollout.core.change import Change, finish_promotion, roll_back
+from modelrollout.core.durations import format_duration
+from modelrollout.core.observations import Observations, StrategyPlan
+from modelrollout.core.phases import Phase
+from modelrollout.core.spec import CanaryStrategy, RolloutSpec, TimeoutAction
+from modelrollout.core.status import RolloutStatus
+from modelrollout.core.weights import replicas_for_weight
+
+POLL = timedelta(seconds=5)  # how soon to look again while pods start
+
+
+def weight_at(strategy: CanaryStrategy, index: int) -> int:
+    """The canary weight in force at step `index`: the last setWeight below 100 up to there.
+
+    >>> from modelrollout.core.spec import CanaryStep as S
+    >>> steps = CanaryStrategy((S(set_weight=25), S(is_pause=True), S(set_weight=50), S(set_weight=100)))
+    >>> [weight_at(steps, i) for i in range(5)]
+    [25, 25, 50, 50, 50]
+    """
+    weights = [s.set_weight for s in strategy.steps[: index + 1] if s.set_weight not in (None, 100)]
+    return weights[-1] if weights else 0
+
+
+def is_gate(strategy: CanaryStrategy, index: int) -> bool:
+    """Whether step `index` is the promotion gate (past the last step, or setWeight 100)."""
+    return index >= len(strategy.steps) or strategy.steps[index].set_weight == 100
+
+
+def plan(spec: RolloutSpec, status: RolloutStatus, obs: Observations, now: datetime) -> StrategyPlan:
+    """Advance the canary as far as the observations allow within this tick."""
+    assert isinstance(spec.strategy, CanaryStrategy)
+    change = Change.of(status, now)
+    if change.status.phase in (Phase.PROGRESSING, Phase.PAUSED):
+        for _ in range(len(spec.strategy.steps) + 1):
+            if not _advance_once(change, spec, obs):
+                break
+    elif change.status.phase == Phase.PROMOTING:
+        promote_if_ready(change, spec, obs)
+    return _replica_plan(change, spec)
+
+
+def _replica_plan(change: Change, spec: RolloutSpec) -> StrategyPlan:
+    st = change.status
+    replicas: dict[str, int] = {}
+    if st.stable_version is not None:
+        replicas[st.stable_version] = spec.replicas
+    if st.canary_model is not None and st.stable_version is not None:
+        if st.phase == Phase.PROMOTING:
+            canary, stable = spec.replicas, 0
+        else:
+            canary, stable = replicas_for_weight(spec.replicas, st.desired_weight or 0)
+        replicas[st.canary_model.version] = canary
+        replicas[st.stable_version] = stable
+    return StrategyPlan(status=st, events=tuple(change.events), replicas=replicas, main_version=None,
+                        preview_version=None, wake_at=tuple(change.wake_at))
+
+
+def promote_if_ready(change: Change, spec: RolloutSpec, obs: Observations) -> None:
+    """Promoting: once every canary pod is Ready the canary becomes stable."""
+    st = change.status
+    if st.canary_model is None:
+        return
+    if obs.is_version_ready(st.canary_model.version, spec.replicas):
+        finish_promotion(change)
+    else:
+        change.wake_at.append(change.now + POLL)
+
+
+def _advance_once(change: Change, spec: RolloutSpec, obs: Observations) -> bool:
+    """Work on the current step; True when it completed and the next one should be looked at."""
+    st = change.status
+    strategy = spec.strategy
+    assert isinstance(strategy, CanaryStrategy) and st.canary_model is not None
+    index = st.current_step_index or 0
+    st.desired_weight = weight_at(strategy, index)
+    if is_gate(strategy, index):
+        _promotion_gate(change, spec, obs)
+        return False
+    if st.phase == Phase.PAUSED:
+        return False  # a person paused it (or a pause step / analysis did): hold everything
+    step = strategy.steps[index]
+    done = _set_weight_done(change, spec, obs) if step.set_weight is not None else _pause_done(change, spec)
+    if done:
+        st.current_step_index = index + 1
+        st.step_started_at = change.now
+        change.note("StepCompleted", f"step {index + 1}/{len(strategy.steps)} completed")
+    return done
+
+
+def _set_weight_done(change: Change, spec: RolloutSpec, obs: Observations) -> bool:
+    st = change.status
+    assert st.canary_model is not None and st.stable_version is not None and st.step_started_at
+    canary_pods, stable_pods = replicas_for_weight(spec.replicas, st.desired_weight or 0)
+    canary_ready = obs.is_version_ready(st.canary_model.version, canary_pods)
+    if not canary_ready:
+        if change.now - st.step_started_at > timedelta(seconds=spec.progress_deadline_seconds):
+            roll_back(change, "ProgressDeadlineExceeded",
+                      f"canary pods not Ready after {format_duration(spec.progress_deadline_seconds)} "
+                      f"({obs.ready_pods(st.canary_model.version)}/{canary_pods} ready)")
+            return False
+        change.move(Phase.PROGRESSING, "WaitingForPods",
+                    f"weight {st.desired_weight}%: waiting for {canary_pods} canary pod(s) to be Ready "
+                    f"({obs.ready_pods(st.canary_model.version)} ready)")
+        change.wake_at.append(change.now + POLL)
+        return False
+    start_analysis(change, spec)
+    stable_seen = obs.deployments.get(st.stable_version)
+    if stable_seen is not None and stable_seen.replicas > stable_pods:
+        change.wake_at.append(change.now + POLL)  # the stable scale-down is applied after this tick
+        return False
+    if spec.analysis is None or not spec.analysis.metric_names:
+        return True
+    a = st.analysis
+    measured = a.last_tick_at is not None and a.last_tick_at > st.step_started_at
+    if measured and a.last_verdict != Verdict.FAIL.value:
+        return True
+    change.move(Phase.PROGRESSING, "Measuring",
+                f"weight {st.desired_weight}%: waiting for an analysis tick that does not fail")
+    return False
+
+
+def start_analysis(change: Change, spec: RolloutSpec) -> None:
+    """Schedule the first analysis tick once the new version serves traffic (idempotent)."""
+    a = change.status.analysis
+    if spec.analysis is None or not spec.analysis.metric_names or a.next_tick_at is not None:
+        return
+    a.started_at = change.now
+    a.next_tick_at = change.now + timedelta(seconds=spec.analysis.interval_seconds)
+    change.wake_at.append(a.next_tick_at)
+
+
+def _pause_done(change: Change, spec: RolloutSpec) -> bool:
+    st = change.status
+    assert isinstance(spec.strategy, CanaryStrategy) and st.step_started_at is not None
+    index = st.current_step_index or 0
+    seconds = spec.strategy.steps[index].pause_seconds
+    position = f"step {index + 1}/{len(spec.strategy.steps)}"
+    if seconds is None:
+        change.move(Phase.PAUSED, "StepPause",
+                    f"paused at {position} (weight {st.desired_weight}%): "
+                    "run `kubectl modelrollout promote` to continue")
+        return False
+    ends = st.step_started_at + timedelta(seconds=seconds)
+    if change.now >= ends:
+        return True
+    change.move(Phase.PROGRESSING, "StepPause",
+                f"{position}: pausing {format_duration(seconds)} at weight {st.desired_weight}%")
+    change.wake_at.append(ends)
+    return False
+
+
+def _promotion_gate(change: Change, spec: RolloutSpec, obs: Observations) -> None:
+    st = change.status
+    assert st.canary_model is not None and st.step_started_at is not None
+    if st.phase == Phase.PAUSED:
+        return
+    analysis = spec.analysis
+    if analysis is None or not analysis.metric_names or (st.desired_weight or 0) == 0:
+        change.move(Phase.PROMOTING, "StepsComplete", f"promoting version {st.canary_model.version}")
+    elif st.analysis.last_verdict == Verdict.PASS.value:
+        change.move(Phase.PROMOTING, "AnalysisPassed",
+                    f"promoting version {st.canary_model.version}: every metric passed")
+    elif analysis.timeout and change.now >= st.step_started_at + timedelta(seconds=analysis.timeout.after_seconds):
+        _on_timeout(change, analysis.timeout.action, format_duration(analysis.timeout.after_seconds))
+    else:
+        if analysis.timeout:
+            change.wake_at.append(st.step_started_at + timedelta(seconds=analysis.timeout.after_seconds))
+        change.move(Phase.PROGRESSING, "AwaitingAnalysis",
+                    f"all steps done at weight {st.desired_weight}%: promotion waits for analysis to pass "
+                    f"(last verdict {st.analysis.last_verdict or 'none yet'})")
+    if st.phase == Phase.PROMOTING:
+        promote_if_ready(change, spec, obs)
+
+
+def _on_timeout(change: Change, action: TimeoutAction, after: str) -> None:
+    what = f"analysis did not pass within {after} of reaching the promotion gate"
+    if action == TimeoutAction.PROMOTE:
+        change.move(Phase.PROMOTING, "AnalysisTimeout", f"{what}: promoting as analysis.timeout.action says")
+    elif action == TimeoutAction.ROLLBACK:
+        roll_back(change, "AnalysisTimeout", what)
+    else:
+        change.move(Phase.PAUSED, "AnalysisTimeout",
+                    f"{what}: paused; run `kubectl modelrollout promote` or `abort`")

@@ -1,0 +1,161 @@
+"""decide(spec, status, observations, now) -> Decision: the whole reconcile logic, without I/O.
+
+One tick, in order: apply a pending manual command; count the analysis outcome if a tick was
+due; react to what spec asks for (first version, a new version, a version superseding the one
+in flight, spec back at the stable version, a rejected version re-applied); let the strategy
+module advance; then turn desired replicas into Deployment intents that never reduce serving
+capacity before the pods replacing it are Ready (except a rollback, which cuts the rejected
+version at once). Repeating a tick with the same inputs after its actions were applied changes
+nothing: commands are keyed by id, analysis by nextTickAt, and steps by stepStartedAt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from modelrollout.core import bluegreen, canary
+from modelrollout.core.change import Change, clear_canary, model_record, start_canary
+from modelrollout.core.commands import apply_command, pending_command
+from modelrollout.core.conditions import update_conditions
+from modelrollout.core.durations import format_duration
+from modelrollout.core.observations import Decision, DeploymentIntent, Observations, StrategyPlan, selector
+from modelrollout.core.phases import Phase
+from modelrollout.core.spec import BlueGreenStrategy, CanaryStrategy, RolloutSpec
+from modelrollout.core.status import RolloutStatus
+from modelrollout.core.verdicts import analysis_due, record_outcome
+
+IDLE = timedelta(seconds=60)  # a settled rollout is looked at again this often
+Planner = Callable[[RolloutSpec, RolloutStatus, Observations, datetime], StrategyPlan]
+STRATEGIES: dict[type, Planner] = {CanaryStrategy: canary.plan, BlueGreenStrategy: bluegreen.plan}
+
+
+def decide(spec: RolloutSpec, status: RolloutStatus, obs: Observations, now: datetime) -> Decision:
+    """The next status and the actions that bring the cluster towards it (see module docstring)."""
+    change = Change.of(status, now)
+    request = pending_command(obs.annotations, change.status)
+    if request is not None:
+        apply_command(change, spec, request)
+    record_outcome(change, spec, obs.analysis)
+    _follow_spec(change, spec)
+    _settle_first_version(change, spec, obs)
+    plan = STRATEGIES[type(spec.strategy)](spec, change.status, obs, now)
+    change.status = plan.status
+    change.events.extend(plan.events)
+    change.wake_at.extend(plan.wake_at)
+    return _decision(change, spec, obs, plan)
+
+
+def decide_from_dicts(spec: Mapping[str, Any], status: Mapping[str, Any] | None, obs: Observations,
+                      now: datetime) -> Decision:
+    """Parse and decide; an invalid spec moves to Failed naming the field and leaves workloads alone."""
+    current = RolloutStatus.from_dict(dict(status or {}))
+    try:
+        parsed = RolloutSpec.from_dict(spec)
+    except ValueError as err:
+        change = Change.of(current, now)
+        change.move(Phase.FAILED, "InvalidSpec", f"invalid spec: {err}")
+        change.status.observed_generation = obs.generation
+        update_conditions(change.status, now)
+        return Decision(status=change.status, deployments=None, delete_versions=(), main_selector=None,
+                        preview_selector=None, events=tuple(change.events), next_tick_at=now + IDLE,
+                        analysis_due=False)
+    return decide(parsed, current, obs, now)
+
+
+def _follow_spec(change: Change, spec: RolloutSpec) -> None:
+    """React to the version spec asks for."""
+    st = change.status
+    target = spec.model.version
+    if st.stable_model is None or (st.phase in (Phase.PENDING, Phase.FAILED) and not st.history):
+        if st.stable_model is None or st.stable_model.version != target:
+            st.stable_model, st.step_started_at = model_record(spec.model), change.now
+            change.move(Phase.PENDING, "Deploying", f"deploying version {target} with {spec.replicas} replica(s)")
+        return
+    if target == st.rejected_version:
+        if st.phase == Phase.HEALTHY:
+            st.message = (f"version {st.stable_version} serves all traffic; spec names version {target}, "
+                          "which was rolled back: run `kubectl modelrollout retry` to roll it out again")
+        return
+    if target == st.stable_version:
+        if st.canary_model is not None:
+            change.record(st.canary_model, "Superseded", "SpecReverted")
+            clear_canary(change)
+            change.move(Phase.HEALTHY, "SpecReverted", f"spec is back at stable version {target}")
+        elif st.phase in (Phase.ROLLED_BACK, Phase.FAILED):
+            change.move(Phase.HEALTHY, "SpecMatchesStable", f"version {target} serves all traffic")
+        return
+    if st.canary_model is None:
+        start_canary(change, spec, "NewVersion")
+    elif st.canary_version != target:
+        change.record(st.canary_model, "Superseded", "NewVersion")
+        start_canary(change, spec, "Superseded")
+    elif st.phase == Phase.FAILED:
+        change.move(Phase.PROGRESSING, "SpecValid", f"spec is valid again; continuing with version {target}")
+
+
+def _settle_first_version(change: Change, spec: RolloutSpec, obs: Observations) -> None:
+    """The first version: Healthy once all its pods are Ready (nothing to compare it with)."""
+    st = change.status
+    if st.stable_model is None or st.history or st.phase not in (Phase.PENDING, Phase.FAILED):
+        return
+    if st.phase == Phase.FAILED and st.reason == "InvalidSpec":
+        return
+    version = st.stable_model.version
+    if obs.is_version_ready(version, spec.replicas):
+        change.record(st.stable_model, "Deployed", "FirstVersion")
+        change.move(Phase.HEALTHY, "Deployed", f"version {version} serves all traffic")
+        return
+    change.wake_at.append(change.now + canary.POLL)
+    assert st.step_started_at is not None
+    ready = f"{obs.ready_pods(version)}/{spec.replicas} pods Ready"
+    if change.now - st.step_started_at > timedelta(seconds=spec.progress_deadline_seconds):
+        change.move(Phase.FAILED, "ProgressDeadlineExceeded",
+                    f"version {version} not Ready after {format_duration(spec.progress_deadline_seconds)} "
+                    f"({ready}); still trying: fix the spec or run `kubectl modelrollout retry`")
+    elif st.phase == Phase.PENDING:
+        change.move(Phase.PENDING, "Deploying", f"deploying version {version}: {ready}")
+
+
+def hold_capacity(replicas: Mapping[str, int], obs: Observations, cut_at_once: bool) -> dict[str, int]:
+    """Desired replicas for every observed version, never reducing one while another is not Ready.
+
+    >>> from modelrollout.core.observations import DeploymentObservation as D
+    >>> obs = Observations("r", 1, deployments={"1": D(4, 4, 4, 4), "2": D(1, 0, 0, 0)})
+    >>> hold_capacity({"1": 3, "2": 1}, obs, cut_at_once=False)
+    {'1': 4, '2': 1}
+    >>> hold_capacity({"1": 4}, obs, cut_at_once=True)
+    {'1': 4, '2': 0}
+    """
+    wanted = dict(replicas)
+    for version in obs.deployments:
+        wanted.setdefault(version, 0)
+    waiting = any(n > 0 and not obs.is_version_ready(v, n) for v, n in wanted.items())
+    if cut_at_once or not waiting:
+        return wanted
+    return {v: max(n, obs.deployments[v].replicas) if v in obs.deployments else n for v, n in wanted.items()}
+
+
+def _decision(change: Change, spec: RolloutSpec, obs: Observations, plan: StrategyPlan) -> Decision:
+    st = change.status
+    replicas = hold_capacity(plan.replicas, obs, cut_at_once=st.phase == Phase.ROLLED_BACK)
+    models = {m.version: m for m in (st.stable_model, st.canary_model) if m is not None}
+    doomed = tuple(sorted(
+        v for v, n in replicas.items()
+        if n == 0 and v not in models and v in obs.deployments
+        and obs.deployments[v].replicas == 0 and obs.deployments[v].ready_replicas == 0
+    ))
+    intents = {v: DeploymentIntent(replicas=n, model=models.get(v)) for v, n in replicas.items() if v not in doomed}
+    bluegreen_strategy = isinstance(spec.strategy, BlueGreenStrategy)
+    st.observed_generation = obs.generation
+    update_conditions(st, change.now)
+    wake = min([t for t in change.wake_at if t > change.now] or [change.now + IDLE])
+    if any(n != (obs.deployments[v].replicas if v in obs.deployments else 0) for v, n in intents.items()):
+        wake = min(wake, change.now + canary.POLL)
+    return Decision(
+        status=st, deployments=intents, delete_versions=doomed,
+        main_selector=selector(obs.name, plan.main_version if bluegreen_strategy else None),
+        preview_selector=selector(obs.name, plan.preview_version) if bluegreen_strategy else None,
+        events=tuple(change.events), next_tick_at=wake, analysis_due=analysis_due(spec, st, change.now),
+    )

@@ -1,0 +1,116 @@
+"""What one tick gathered (the decision core's input) and what it decided (its output)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from modelrollout.analysis.types import AnalysisOutcome
+from modelrollout.core.phases import Event
+from modelrollout.core.status import ModelRecord, RolloutStatus
+
+# Pods and Services are labelled with these; the adapter builds Deployments with them.
+LABEL_ROLLOUT = "modelrollout.dev/rollout"
+LABEL_VERSION = "modelrollout.dev/version"
+
+
+@dataclass(frozen=True)
+class DeploymentObservation:
+    """One version's Deployment as observed. A version without a Deployment is simply absent."""
+
+    replicas: int  # spec.replicas
+    ready_replicas: int = 0
+    updated_replicas: int = 0
+    available_replicas: int = 0
+    up_to_date: bool = True  # status.observedGeneration >= metadata.generation
+
+    def is_ready_at(self, count: int) -> bool:
+        """Whether the Deployment was asked for `count` pods and all of them are updated and Ready."""
+        return (
+            self.up_to_date
+            and self.replicas == count
+            and self.ready_replicas >= count
+            and self.updated_replicas >= count
+        )
+
+
+@dataclass(frozen=True)
+class AnalysisObservation:
+    """The analysis engine's verdict for this tick and its new (opaque, JSON) state."""
+
+    outcome: AnalysisOutcome
+    engine_state: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Observations:
+    name: str  # the ModelRollout's name: the value of LABEL_ROLLOUT
+    generation: int
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    deployments: Mapping[str, DeploymentObservation] = field(default_factory=dict)  # by version
+    main_selector: Mapping[str, str] | None = None  # None: the Service does not exist yet
+    preview_selector: Mapping[str, str] | None = None
+    analysis: AnalysisObservation | None = None  # None when no analysis tick ran
+
+    def is_version_ready(self, version: str, count: int) -> bool:
+        """Whether `version` runs exactly `count` Ready pods (0 pods: no Deployment also counts)."""
+        seen = self.deployments.get(version)
+        if seen is None:
+            return count == 0
+        return seen.is_ready_at(count)
+
+    def ready_pods(self, version: str | None) -> int:
+        seen = self.deployments.get(version) if version else None
+        return 0 if seen is None else seen.ready_replicas
+
+
+@dataclass(frozen=True)
+class DeploymentIntent:
+    """Desired state of one version's Deployment. model None: scale only, keep its template."""
+
+    replicas: int
+    model: ModelRecord | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Everything one tick decided. deployments None means: leave the workloads alone."""
+
+    status: RolloutStatus
+    deployments: Mapping[str, DeploymentIntent] | None
+    delete_versions: tuple[str, ...]
+    main_selector: Mapping[str, str] | None
+    preview_selector: Mapping[str, str] | None
+    events: tuple[Event, ...]
+    next_tick_at: datetime
+    analysis_due: bool  # an analysis tick is due now (scrape, run the engine, decide again)
+
+
+def selector(rollout: str, version: str | None) -> dict[str, str]:
+    """The pod selector for one version, or for every version of the rollout when version is None.
+
+    >>> selector("fraud", "2")
+    {'modelrollout.dev/rollout': 'fraud', 'modelrollout.dev/version': '2'}
+    """
+    labels = {LABEL_ROLLOUT: rollout}
+    if version is not None:
+        labels[LABEL_VERSION] = version
+    return labels
+
+
+@dataclass(frozen=True)
+class StrategyPlan:
+    """What a strategy module decided for a rollout with a version in flight.
+
+    replicas: desired pods per version before the capacity hold of decide.hold_capacity.
+    main_version: the version the main Service pins, None: every version of the rollout.
+    """
+
+    status: RolloutStatus
+    events: tuple[Event, ...]
+    replicas: Mapping[str, int]
+    main_version: str | None
+    preview_version: str | None
+    wake_at: tuple[datetime, ...]

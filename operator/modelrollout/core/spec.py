@@ -1,0 +1,253 @@
+"""The ModelRollout spec as typed, frozen values, parsed from the dict the apiserver stores.
+
+The CRD already validates most of this; parsing again here gives the core one typed shape and
+a clear ValueError (naming the field) for anything that slips through, e.g. in unit tests or
+on a cluster whose CRD is older than the operator.
+
+The `analysis` dict is kept whole in `AnalysisSettings.raw` for `modelrollout.analysis`, which
+owns the metric definitions; the core only reads what it needs to drive the rollout.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelrollout.core.durations import parse_duration
+
+DIGEST_PATTERN = r"^sha256:[a-f0-9]{64}$"
+# A model version becomes a label value on pods, so it must be one.
+VERSION_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$"
+COMPARING_BOUNDS = ("maxRatioToStable", "minRatioToStable", "margin")
+
+
+class TimeoutAction(enum.StrEnum):
+    """What to do when analysis has not passed `analysis.timeout.after` into the promotion gate."""
+
+    PAUSE = "Pause"
+    PROMOTE = "Promote"
+    ROLLBACK = "Rollback"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    version: str
+    uri: str
+    digest: str | None = None
+    format: str | None = None
+    features: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    port: int = 80
+
+
+@dataclass(frozen=True)
+class ServingSpec:
+    """Pod template details; resources and env are passed to the Deployment unchanged."""
+
+    image: str | None = None
+    port: int = 8080
+    resources: Mapping[str, Any] = field(default_factory=dict)
+    env: tuple[Mapping[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class CanaryStep:
+    """Exactly one of set_weight / pause. pause_seconds None with is_pause: wait for a promote."""
+
+    set_weight: int | None = None
+    is_pause: bool = False
+    pause_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class CanaryStrategy:
+    steps: tuple[CanaryStep, ...]
+
+
+@dataclass(frozen=True)
+class BlueGreenStrategy:
+    preview_service: str
+    auto_promotion_seconds: float | None = None  # None: Paused until `kubectl modelrollout promote`
+    scale_down_delay_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class AnalysisTimeout:
+    after_seconds: float
+    action: TimeoutAction = TimeoutAction.PAUSE
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    interval_seconds: float = 15.0
+    failure_limit: int = 2
+    inconclusive_limit: int = 20
+    timeout: AnalysisTimeout | None = None
+    metric_names: tuple[str, ...] = ()
+    compares_with_stable: bool = False  # some metric has a ratio or margin against stable
+    raw: Mapping[str, Any] = field(default_factory=dict)  # for AnalysisConfig.from_spec
+
+
+@dataclass(frozen=True)
+class RolloutSpec:
+    replicas: int
+    model: ModelSpec
+    service: ServiceSpec
+    strategy: CanaryStrategy | BlueGreenStrategy
+    serving: ServingSpec = ServingSpec()
+    analysis: AnalysisSettings | None = None
+    progress_deadline_seconds: float = 600.0
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, Any]) -> RolloutSpec:
+        """Parse `spec`; ValueError names the first bad field ("spec.model.version: ...")."""
+        replicas = _int(spec.get("replicas", 1), "spec.replicas", low=1)
+        deadline = _int(spec.get("progressDeadlineSeconds", 600), "spec.progressDeadlineSeconds", low=1)
+        analysis = spec.get("analysis")
+        return cls(
+            replicas=replicas,
+            model=_model(_mapping(spec.get("model"), "spec.model")),
+            service=_service(_mapping(spec.get("service"), "spec.service")),
+            strategy=_strategy(_mapping(spec.get("strategy"), "spec.strategy")),
+            serving=_serving(_mapping(spec.get("serving", {}), "spec.serving")),
+            analysis=None if analysis is None else _analysis(_mapping(analysis, "spec.analysis")),
+            progress_deadline_seconds=float(deadline),
+        )
+
+
+def _mapping(value: Any, name: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{name}: required, must be an object")
+    return value
+
+
+def _str(value: Any, name: str, pattern: str | None = None) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name}: required, must be a non-empty string")
+    if pattern and not re.fullmatch(pattern, value):
+        raise ValueError(f"{name}: {value!r} does not match {pattern}")
+    return value
+
+
+def _int(value: Any, name: str, low: int | None = None, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name}: must be an integer, got {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{name}: {value} is outside [{low}, {high if high is not None else 'inf'}]")
+    return value
+
+
+def _model(d: Mapping[str, Any]) -> ModelSpec:
+    digest = d.get("digest")
+    fmt = d.get("format")
+    if fmt is not None and fmt not in ("joblib", "skops"):
+        raise ValueError(f"spec.model.format: {fmt!r} must be joblib or skops")
+    return ModelSpec(
+        name=_str(d.get("name"), "spec.model.name"),
+        version=_str(d.get("version"), "spec.model.version", VERSION_PATTERN),
+        uri=_str(d.get("uri"), "spec.model.uri"),
+        digest=None if digest is None else _str(digest, "spec.model.digest", DIGEST_PATTERN),
+        format=fmt,
+        features=tuple(str(f) for f in d.get("features") or ()),
+    )
+
+
+def _service(d: Mapping[str, Any]) -> ServiceSpec:
+    return ServiceSpec(
+        name=_str(d.get("name"), "spec.service.name"),
+        port=_int(d.get("port", 80), "spec.service.port", low=1, high=65535),
+    )
+
+
+def _serving(d: Mapping[str, Any]) -> ServingSpec:
+    image = d.get("image")
+    return ServingSpec(
+        image=None if image is None else _str(image, "spec.serving.image"),
+        port=_int(d.get("port", 8080), "spec.serving.port", low=1, high=65535),
+        resources=dict(d.get("resources") or {}),
+        env=tuple(d.get("env") or ()),
+    )
+
+
+def _strategy(d: Mapping[str, Any]) -> CanaryStrategy | BlueGreenStrategy:
+    if ("canary" in d) == ("blueGreen" in d):
+        raise ValueError("spec.strategy: exactly one of canary or blueGreen must be set")
+    if "canary" in d:
+        canary = _mapping(d["canary"], "spec.strategy.canary")
+        steps = canary.get("steps") or []
+        if not isinstance(steps, list) or not steps:
+            raise ValueError("spec.strategy.canary.steps: needs at least one step")
+        parsed = tuple(_step(s, f"spec.strategy.canary.steps[{i}]") for i, s in enumerate(steps))
+        _check_rising(parsed)
+        return CanaryStrategy(steps=parsed)
+    bg = _mapping(d["blueGreen"], "spec.strategy.blueGreen")
+    auto = bg.get("autoPromotionSeconds")
+    return BlueGreenStrategy(
+        preview_service=_str(bg.get("previewService"), "spec.strategy.blueGreen.previewService"),
+        auto_promotion_seconds=None
+        if auto is None
+        else float(_int(auto, "spec.strategy.blueGreen.autoPromotionSeconds", low=0)),
+        scale_down_delay_seconds=float(
+            _int(bg.get("scaleDownDelaySeconds", 30), "spec.strategy.blueGreen.scaleDownDelaySeconds", low=0)
+        ),
+    )
+
+
+def _step(d: Any, name: str) -> CanaryStep:
+    step = _mapping(d, name)
+    if ("setWeight" in step) == ("pause" in step):
+        raise ValueError(f"{name}: exactly one of setWeight or pause must be set")
+    if "setWeight" in step:
+        return CanaryStep(set_weight=_int(step["setWeight"], f"{name}.setWeight", low=0, high=100))
+    pause = _mapping(step["pause"], f"{name}.pause")
+    duration = pause.get("duration")
+    seconds = None if duration is None else parse_duration(duration, f"{name}.pause.duration")
+    return CanaryStep(is_pause=True, pause_seconds=seconds)
+
+
+def _check_rising(steps: tuple[CanaryStep, ...]) -> None:
+    weights = [s.set_weight for s in steps if s.set_weight is not None]
+    if any(b <= a for a, b in itertools.pairwise(weights)):
+        raise ValueError(f"spec.strategy.canary.steps: setWeight values must rise, got {weights}")
+    if 100 in weights and steps[-1].set_weight != 100:
+        raise ValueError("spec.strategy.canary.steps: setWeight 100 (the promotion) must be the last step")
+
+
+def _analysis(d: Mapping[str, Any]) -> AnalysisSettings:
+    metrics = d.get("metrics") or []
+    names = tuple(_str(_mapping(m, "spec.analysis.metrics[]").get("name"), "spec.analysis.metrics[].name")
+                  for m in metrics)
+    if len(set(names)) != len(names):
+        raise ValueError(f"spec.analysis.metrics: metric names must be unique, got {list(names)}")
+    timeout = d.get("timeout")
+    if "minSamples" in d:
+        _int(d["minSamples"], "spec.analysis.minSamples", low=1)
+    return AnalysisSettings(
+        interval_seconds=parse_duration(d.get("interval", "15s"), "spec.analysis.interval"),
+        failure_limit=_int(d.get("failureLimit", 2), "spec.analysis.failureLimit", low=1),
+        inconclusive_limit=_int(d.get("inconclusiveLimit", 20), "spec.analysis.inconclusiveLimit", low=1),
+        timeout=None if timeout is None else _timeout(_mapping(timeout, "spec.analysis.timeout")),
+        metric_names=names,
+        compares_with_stable=any(any(k in m for k in COMPARING_BOUNDS) for m in metrics),
+        raw=dict(d),
+    )
+
+
+def _timeout(d: Mapping[str, Any]) -> AnalysisTimeout:
+    action = d.get("action", "Pause")
+    try:
+        parsed = TimeoutAction(action)
+    except ValueError:
+        raise ValueError(f"spec.analysis.timeout.action: {action!r} must be Pause, Promote or Rollback") from None
+    return AnalysisTimeout(
+        after_seconds=parse_duration(d.get("after"), "spec.analysis.timeout.after"), action=parsed
+    )

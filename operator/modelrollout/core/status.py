@@ -1,0 +1,257 @@
+"""The ModelRollout status: every bit of progress, so a restarted operator resumes exactly.
+
+`to_dict` writes camelCase keys, exactly the fields the CRD declares (anything else would be
+pruned by the apiserver), with timestamps as RFC3339 strings; `from_dict(to_dict(s)) == s`.
+stableVersion / canaryVersion are written for `kubectl get` and derived from the model records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from modelrollout.core.phases import Phase
+
+HISTORY_LIMIT = 10
+
+
+def format_time(moment: datetime) -> str:
+    """RFC3339 in UTC with a Z; fractions only when present, so parse_time(format_time(t)) == t.
+
+    >>> format_time(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    '2026-01-02T03:04:05Z'
+    >>> format_time(datetime(2026, 1, 2, 3, 4, 5, 600000, tzinfo=UTC))
+    '2026-01-02T03:04:05.600000Z'
+    """
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if utc.microsecond else "%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """The inverse of format_time (also accepts offsets such as +00:00)."""
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def _opt_time(moment: datetime | None) -> str | None:
+    return None if moment is None else format_time(moment)
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+@dataclass
+class ModelRecord:
+    """Which model a version's Deployment serves; kept so the core can rebuild or undo to it."""
+
+    version: str
+    uri: str
+    digest: str | None = None
+    format: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none({"version": self.version, "uri": self.uri, "digest": self.digest,
+                           "format": self.format})
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> ModelRecord | None:
+        if not d:
+            return None
+        return cls(version=d["version"], uri=d["uri"], digest=d.get("digest"), format=d.get("format"))
+
+
+@dataclass
+class Condition:
+    type: str
+    status: str  # "True" | "False" | "Unknown"
+    reason: str
+    message: str
+    last_transition_time: str
+    observed_generation: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none({"type": self.type, "status": self.status, "reason": self.reason,
+                           "message": self.message, "lastTransitionTime": self.last_transition_time,
+                           "observedGeneration": self.observed_generation})
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Condition:
+        return cls(type=d["type"], status=d["status"], reason=d.get("reason", ""),
+                   message=d.get("message", ""), last_transition_time=d["lastTransitionTime"],
+                   observed_generation=d.get("observedGeneration"))
+
+
+@dataclass
+class MetricStatus:
+    """One metric's latest verdict with the numbers behind it."""
+
+    name: str
+    verdict: str
+    message: str = ""
+    canary_value: float | None = None
+    stable_value: float | None = None
+    estimate: float | None = None
+    interval: list[float] | None = None  # [lo, hi]
+    p_value: float | None = None
+    e_value: float | None = None
+    canary_samples: float = 0.0
+    stable_samples: float = 0.0
+
+    _KEYS = (("canary_value", "canaryValue"), ("stable_value", "stableValue"), ("estimate", "estimate"),
+             ("interval", "interval"), ("p_value", "pValue"), ("e_value", "eValue"),
+             ("canary_samples", "canarySamples"), ("stable_samples", "stableSamples"))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"name": self.name, "verdict": self.verdict, "message": self.message}
+        d.update({key: getattr(self, attr) for attr, key in self._KEYS})
+        return _drop_none(d)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MetricStatus:
+        values = {attr: d[key] for attr, key in cls._KEYS if key in d}
+        return cls(name=d["name"], verdict=d["verdict"], message=d.get("message", ""), **values)
+
+
+@dataclass
+class AnalysisStatus:
+    ticks: int = 0
+    consecutive_failures: int = 0
+    consecutive_inconclusive: int = 0
+    last_verdict: str | None = None
+    last_tick_at: datetime | None = None
+    next_tick_at: datetime | None = None  # None: no analysis running
+    started_at: datetime | None = None
+    sample_ratio_warning: str | None = None
+    results: list[MetricStatus] = field(default_factory=list)
+    engine_state: dict[str, Any] = field(default_factory=dict)  # opaque, owned by modelrollout.analysis
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none({
+            "ticks": self.ticks, "consecutiveFailures": self.consecutive_failures,
+            "consecutiveInconclusive": self.consecutive_inconclusive, "lastVerdict": self.last_verdict,
+            "lastTickAt": _opt_time(self.last_tick_at), "nextTickAt": _opt_time(self.next_tick_at),
+            "startedAt": _opt_time(self.started_at), "sampleRatioWarning": self.sample_ratio_warning,
+            "results": [r.to_dict() for r in self.results], "engineState": self.engine_state,
+        })
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> AnalysisStatus:
+        d = d or {}
+        return cls(
+            ticks=d.get("ticks", 0), consecutive_failures=d.get("consecutiveFailures", 0),
+            consecutive_inconclusive=d.get("consecutiveInconclusive", 0), last_verdict=d.get("lastVerdict"),
+            last_tick_at=parse_time(d.get("lastTickAt")), next_tick_at=parse_time(d.get("nextTickAt")),
+            started_at=parse_time(d.get("startedAt")), sample_ratio_warning=d.get("sampleRatioWarning"),
+            results=[MetricStatus.from_dict(r) for r in d.get("results", [])],
+            engine_state=dict(d.get("engineState") or {}),
+        )
+
+
+@dataclass
+class HistoryEntry:
+    """A version that finished: Deployed/Promoted (became stable), RolledBack, Aborted, Superseded."""
+
+    version: str
+    outcome: str
+    reason: str
+    finished_at: str
+    model: ModelRecord | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none({"version": self.version, "outcome": self.outcome, "reason": self.reason,
+                           "finishedAt": self.finished_at,
+                           "model": None if self.model is None else self.model.to_dict()})
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> HistoryEntry:
+        return cls(version=d["version"], outcome=d["outcome"], reason=d.get("reason", ""),
+                   finished_at=d["finishedAt"], model=ModelRecord.from_dict(d.get("model")))
+
+
+@dataclass
+class RolloutStatus:
+    phase: Phase | None = None
+    reason: str = ""  # machine-readable cause of the phase, e.g. StepPause, AnalysisFailed, Aborted
+    message: str = ""
+    stable_model: ModelRecord | None = None
+    canary_model: ModelRecord | None = None
+    current_step_index: int | None = None
+    step_started_at: datetime | None = None
+    desired_weight: int | None = None
+    effective_weight: float | None = None
+    rejected_version: str | None = None  # rolled back/aborted/undone: re-applying it needs `retry`
+    last_command_id: str | None = None
+    scale_down_at: datetime | None = None  # blue-green: when the old version goes to 0
+    observed_generation: int | None = None
+    conditions: list[Condition] = field(default_factory=list)
+    analysis: AnalysisStatus = field(default_factory=AnalysisStatus)
+    history: list[HistoryEntry] = field(default_factory=list)
+
+    @property
+    def stable_version(self) -> str | None:
+        return None if self.stable_model is None else self.stable_model.version
+
+    @property
+    def canary_version(self) -> str | None:
+        return None if self.canary_model is None else self.canary_model.version
+
+    def record_history(self, entry: HistoryEntry) -> None:
+        """Append, keeping only the newest HISTORY_LIMIT entries."""
+        self.history = [*self.history, entry][-HISTORY_LIMIT:]
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none({
+            "phase": None if self.phase is None else self.phase.value, "reason": self.reason,
+            "message": self.message, "stableVersion": self.stable_version,
+            "canaryVersion": self.canary_version,
+            "stableModel": None if self.stable_model is None else self.stable_model.to_dict(),
+            "canaryModel": None if self.canary_model is None else self.canary_model.to_dict(),
+            "currentStepIndex": self.current_step_index, "stepStartedAt": _opt_time(self.step_started_at),
+            "desiredWeight": self.desired_weight, "effectiveWeight": self.effective_weight,
+            "rejectedVersion": self.rejected_version, "lastCommandId": self.last_command_id,
+            "scaleDownAt": _opt_time(self.scale_down_at), "observedGeneration": self.observed_generation,
+            "conditions": [c.to_dict() for c in self.conditions], "analysis": self.analysis.to_dict(),
+            "history": [h.to_dict() for h in self.history],
+        })
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> RolloutStatus:
+        """Read a stored status; fields written by kopf itself (e.g. `kopf`) are ignored."""
+        d = d or {}
+        phase = d.get("phase")
+        return cls(
+            phase=Phase(phase) if phase else None, reason=d.get("reason", ""), message=d.get("message", ""),
+            stable_model=ModelRecord.from_dict(d.get("stableModel")),
+            canary_model=ModelRecord.from_dict(d.get("canaryModel")),
+            current_step_index=d.get("currentStepIndex"), step_started_at=parse_time(d.get("stepStartedAt")),
+            desired_weight=d.get("desiredWeight"), effective_weight=d.get("effectiveWeight"),
+            rejected_version=d.get("rejectedVersion"), last_command_id=d.get("lastCommandId"),
+            scale_down_at=parse_time(d.get("scaleDownAt")), observed_generation=d.get("observedGeneration"),
+            conditions=[Condition.from_dict(c) for c in d.get("conditions", [])],
+            analysis=AnalysisStatus.from_dict(d.get("analysis")),
+            history=[HistoryEntry.from_dict(h) for h in d.get("history", [])],
+        )
+
+
+def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) turning `old` into `new`: removed keys become None (null).
+
+    Needed because a status patch only touches the keys it names: without the nulls a cleared
+    canaryVersion or an engineState key the engine dropped would stay in the stored status.
+
+    >>> merge_patch({"a": 1, "b": {"c": 1, "d": 2}}, {"a": 1, "b": {"c": 2}})
+    {'b': {'d': None, 'c': 2}}
+    """
+    patch: dict[str, Any] = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            nested = merge_patch(before, value)
+            if nested:
+                patch[key] = nested
+        elif value != before or key not in old:
+            patch[key] = value
+    return patch

@@ -1,0 +1,43 @@
+"""Canary weights realised by replica counts behind one Service that selects every version.
+
+With plain Service load balancing each ready pod gets about the same share of connections, so
+the canary's expected share of requests is its share of ready pods. Rounding can only make the
+share approximate; the operator reports the share it measured (effectiveWeight) next to it.
+"""
+
+from __future__ import annotations
+
+
+def replicas_for_weight(total: int, weight: int) -> tuple[int, int]:
+    """(canary, stable) pods for `weight` percent of `total` pods.
+
+    Rounds to the nearest pod (halves go to the canary), then two guards win over rounding:
+    a canary with weight > 0 gets at least one pod, and a stable with weight < 100 keeps at
+    least one pod (when total is 1, weight 1..99 therefore means 1 canary and 1 stable pod:
+    the rollout surges one pod above `total` rather than pretend 0% or 100%).
+
+    >>> [replicas_for_weight(4, w) for w in (0, 10, 25, 50, 60, 99, 100)]
+    [(0, 4), (1, 3), (1, 3), (2, 2), (2, 2), (3, 1), (4, 0)]
+    >>> replicas_for_weight(10, 25), replicas_for_weight(1, 50), replicas_for_weight(3, 50)
+    ((3, 7), (1, 1), (2, 1))
+    """
+    if total < 1 or not 0 <= weight <= 100:
+        raise ValueError(f"replicas_for_weight: total {total} must be >= 1 and weight {weight} in 0..100")
+    if weight == 0:
+        return 0, total
+    if weight == 100:
+        return total, 0
+    canary = max(1, int(total * weight / 100 + 0.5))
+    if total > 1:
+        canary = min(canary, total - 1)
+    return canary, max(1, total - canary)
+
+
+def expected_share(canary_ready: int, stable_ready: int) -> float:
+    """The canary's expected share of requests from ready pod counts (0.0 when none is ready).
+
+    >>> expected_share(1, 3), expected_share(0, 0), expected_share(2, 0)
+    (0.25, 0.0, 1.0)
+    """
+    ready = canary_ready + stable_ready
+    return 0.0 if ready <= 0 else canary_ready / ready
