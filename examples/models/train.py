@@ -1,0 +1,102 @@
+"""Train the small example models deterministically and write them with a manifest.
+
+    python examples/models/train.py OUTDIR
+
+writes, for the classification task make_classification(2000, 20, random_state=42):
+  lr        LogisticRegression                         (joblib and skops)
+  rf        RandomForestClassifier(n_estimators=50)    (joblib and skops)
+  lr-bad    LogisticRegression fitted on shuffled labels: about chance accuracy, the rollout that
+            feedback should catch                      (joblib)
+and for make_regression(2000, 20, noise=10, random_state=42):
+  ridge     Ridge regressor                            (joblib)
+plus `manifest.json` (name, version, file, format, digest, n_features, accuracy or mae on the held-out
+quarter) and `holdout-classification.json` (the held-out rows and labels, for sending traffic and
+feedback). Fixed seeds: the same files every run with the same library versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import skops.io
+from sklearn.datasets import make_classification, make_regression
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.model_selection import train_test_split
+
+SEED = 42
+
+
+def _digest(path: Path) -> str:
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _write(model: Any, outdir: Path, name: str, fmt: str) -> Path:
+    path = outdir / f"{name}.{fmt}"
+    if fmt == "skops":
+        skops.io.dump(model, path)
+    else:
+        joblib.dump(model, path)
+    return path
+
+
+def _entry(path: Path, name: str, fmt: str, n_features: int, score: dict[str, float]) -> dict[str, Any]:
+    return {"name": name, "version": "1", "file": path.name, "format": fmt, "digest": _digest(path),
+            "n_features": n_features, **score}
+
+
+def _classification_models(outdir: Path) -> list[dict[str, Any]]:
+    x, y = make_classification(n_samples=2000, n_features=20, random_state=SEED)
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.25, random_state=SEED)
+    shuffled = np.random.default_rng(SEED).permutation(y_train)
+    makers: dict[str, tuple[Callable[[], Any], Any, tuple[str, ...]]] = {
+        "lr": (lambda: LogisticRegression(max_iter=1000), y_train, ("joblib", "skops")),
+        "rf": (lambda: RandomForestClassifier(n_estimators=50, random_state=SEED), y_train, ("joblib", "skops")),
+        "lr-bad": (lambda: LogisticRegression(max_iter=1000), shuffled, ("joblib",)),
+    }
+    entries = []
+    for name, (make, labels, formats) in makers.items():
+        model = make().fit(x_train, labels)
+        accuracy = float((model.predict(x_test) == y_test).mean())
+        for fmt in formats:
+            entries.append(_entry(_write(model, outdir, name, fmt), name, fmt, 20, {"accuracy": accuracy}))
+    holdout = {"X": x_test.tolist(), "y": y_test.tolist()}
+    (outdir / "holdout-classification.json").write_text(json.dumps(holdout))
+    return entries
+
+
+def _regression_models(outdir: Path) -> list[dict[str, Any]]:
+    x, y = make_regression(n_samples=2000, n_features=20, noise=10.0, random_state=SEED)
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.25, random_state=SEED)
+    model = Ridge().fit(x_train, y_train)
+    mae = float(np.abs(model.predict(x_test) - y_test).mean())
+    return [_entry(_write(model, outdir, "ridge", "joblib"), "ridge", "joblib", 20, {"mae": mae})]
+
+
+def train_all(outdir: Path) -> list[dict[str, Any]]:
+    """Write every example model into `outdir` and return the manifest entries."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    manifest = _classification_models(outdir) + _regression_models(outdir)
+    (outdir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("outdir", type=Path)
+    args = parser.parse_args(argv)
+    json.dump(train_all(args.outdir), sys.stdout, indent=2)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

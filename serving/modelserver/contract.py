@@ -1,0 +1,183 @@
+"""The metrics contract between the model server and the operator.
+
+Every metric name, label name and histogram bucket boundary the server exports is defined here once.
+The server builds its Prometheus collectors from these definitions and the operator parses a pod's
+`/metrics` text with `modelserver.contract_parse.parse_pod_metrics`, so the two cannot drift apart.
+
+This module imports only the standard library: the operator imports it without pulling in
+scikit-learn, numpy or aiohttp.
+
+Exposed series (all on the serving port, path `/metrics`):
+
+    modelserver_requests_total{model,version,protocol,code}      responses of infer / predict endpoints
+    modelserver_request_duration_seconds{model,version}           histogram of those responses' latency
+    modelserver_predictions_total{model,version,class}            predicted classes (classifiers)
+    modelserver_prediction_value{model,version}                   histogram of predicted values (regressors)
+    modelserver_prediction_confidence{model,version}              histogram of the top class probability,
+                                                                  observed when a client asks predict_proba
+    modelserver_rows_predicted_total{model,version}               rows passed to predict()
+    modelserver_feedback_total{model,version,outcome}             ground-truth feedback by outcome
+    modelserver_feedback_absolute_error{model,version}            summary (_sum, _count) for regressors
+    modelserver_model_info{model,version,digest,format}           1 for the model this pod serves
+    modelserver_model_ready{model,version}                        1 when loaded, validated and warmed up
+    modelserver_model_load_failures_total{model,version,reason}   failed load attempts by reason
+    modelserver_unknown_model_requests_total                      requests naming a model not served here
+
+Label values never come from request content: `model` and `version` are the configured ones, `class`
+values are the model's own `classes_`, `code`, `outcome` and `reason` come from fixed sets. A request
+for an unknown model only increments the unlabelled `modelserver_unknown_model_requests_total`.
+
+Errors: a 5xx answer of an infer/predict endpoint is a model error. A 4xx is a client's mistake and is
+not the model's fault: it is counted under its own code so it stays visible, but not as an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+# Label names.
+MODEL = "model"
+VERSION = "version"
+PROTOCOL = "protocol"
+CODE = "code"
+CLASS = "class"
+OUTCOME = "outcome"
+DIGEST = "digest"
+FORMAT = "format"
+REASON = "reason"
+
+# Histogram boundaries in seconds for millisecond-scale models: dense from 0.5 ms to 25 ms where a
+# linear model or a small forest answers, sparser up to 5 s to still place a stalled request.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+)
+# Regressor outputs have no natural scale; symmetric decades cover most targets while keeping the
+# number of series small. A rollout compares the two versions' distributions, not absolute values.
+VALUE_BUCKETS: tuple[float, ...] = (
+    -1000.0, -100.0, -10.0, -1.0, -0.1, 0.0, 0.1, 1.0, 10.0, 100.0, 1000.0,
+)
+CONFIDENCE_BUCKETS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+
+
+class Kind(StrEnum):
+    COUNTER = "counter"
+    GAUGE = "gauge"
+    HISTOGRAM = "histogram"
+    SUMMARY = "summary"
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One exported metric. `name` is the family name; counters are exposed as `name + "_total"`."""
+
+    name: str
+    kind: Kind
+    help: str
+    labels: tuple[str, ...]
+    buckets: tuple[float, ...] = ()
+
+    @property
+    def sample(self) -> str:
+        """The sample name a counter is exposed under (`..._total`); the family name otherwise."""
+        return self.name + "_total" if self.kind is Kind.COUNTER else self.name
+
+
+REQUESTS = MetricSpec(
+    "modelserver_requests", Kind.COUNTER,
+    "Responses of the inference endpoints by HTTP status code (5xx: model errors, 4xx: client errors).",
+    (MODEL, VERSION, PROTOCOL, CODE),
+)
+REQUEST_DURATION = MetricSpec(
+    "modelserver_request_duration_seconds", Kind.HISTOGRAM,
+    "Time from receiving an inference request to having its response ready, all status codes.",
+    (MODEL, VERSION), LATENCY_BUCKETS,
+)
+PREDICTIONS = MetricSpec(
+    "modelserver_predictions", Kind.COUNTER,
+    "Predicted rows by class; class values are the model's classes_.",
+    (MODEL, VERSION, CLASS),
+)
+PREDICTION_VALUE = MetricSpec(
+    "modelserver_prediction_value", Kind.HISTOGRAM,
+    "Predicted values of a regressor.", (MODEL, VERSION), VALUE_BUCKETS,
+)
+PREDICTION_CONFIDENCE = MetricSpec(
+    "modelserver_prediction_confidence", Kind.HISTOGRAM,
+    "Highest class probability of rows for which a client requested predict_proba.",
+    (MODEL, VERSION), CONFIDENCE_BUCKETS,
+)
+ROWS_PREDICTED = MetricSpec(
+    "modelserver_rows_predicted", Kind.COUNTER, "Rows passed to the model's predict().", (MODEL, VERSION),
+)
+FEEDBACK = MetricSpec(
+    "modelserver_feedback", Kind.COUNTER,
+    "Ground-truth feedback joined to remembered predictions, by outcome.", (MODEL, VERSION, OUTCOME),
+)
+FEEDBACK_ABSOLUTE_ERROR = MetricSpec(
+    "modelserver_feedback_absolute_error", Kind.SUMMARY,
+    "Absolute error of a regressor's prediction against fed-back truth.", (MODEL, VERSION),
+)
+MODEL_INFO = MetricSpec(
+    "modelserver_model_info", Kind.GAUGE, "The model this pod serves (always 1).",
+    (MODEL, VERSION, DIGEST, FORMAT),
+)
+MODEL_READY = MetricSpec(
+    "modelserver_model_ready", Kind.GAUGE, "1 when the model is loaded, validated and warmed up.",
+    (MODEL, VERSION),
+)
+LOAD_FAILURES = MetricSpec(
+    "modelserver_model_load_failures", Kind.COUNTER, "Failed model load attempts by reason.",
+    (MODEL, VERSION, REASON),
+)
+UNKNOWN_MODEL_REQUESTS = MetricSpec(
+    "modelserver_unknown_model_requests", Kind.COUNTER,
+    "Requests naming a model or version this pod does not serve (no model label, by design).", (),
+)
+
+ALL_METRICS: tuple[MetricSpec, ...] = (
+    REQUESTS, REQUEST_DURATION, PREDICTIONS, PREDICTION_VALUE, PREDICTION_CONFIDENCE, ROWS_PREDICTED,
+    FEEDBACK, FEEDBACK_ABSOLUTE_ERROR, MODEL_INFO, MODEL_READY, LOAD_FAILURES, UNKNOWN_MODEL_REQUESTS,
+)
+
+
+class Protocol(StrEnum):
+    V2 = "v2"
+    V1 = "v1"
+
+
+class FeedbackOutcome(StrEnum):
+    CORRECT = "correct"  # classifier: fed-back label equals the predicted class
+    INCORRECT = "incorrect"
+    SCORED = "scored"  # regressor: absolute error recorded in FEEDBACK_ABSOLUTE_ERROR
+    UNKNOWN_ID = "unknown_id"  # never seen, or evicted from the bounded store
+    EXPIRED_ID = "expired_id"  # seen, but older than the store's time to live
+    INVALID = "invalid"  # label unusable: not one of the classes, not a number, wrong count of rows
+
+
+class LoadFailure(StrEnum):
+    FETCH = "fetch_failed"
+    MISSING_DIGEST = "missing_digest"
+    DIGEST_MISMATCH = "digest_mismatch"
+    UNSUPPORTED_FORMAT = "unsupported_format"
+    UNTRUSTED_TYPES = "untrusted_types"
+    DESERIALIZE = "deserialize_failed"
+    VALIDATION = "validation_failed"
+    WARMUP = "warmup_failed"
+
+
+def is_model_error(code: int) -> bool:
+    """A response that counts against the model: any 5xx. A 4xx is the client's mistake.
+
+    >>> is_model_error(500), is_model_error(503), is_model_error(422), is_model_error(200)
+    (True, True, False, False)
+    """
+    return 500 <= code <= 599
+
+
+def is_client_error(code: int) -> bool:
+    """>>> is_client_error(400), is_client_error(413), is_client_error(500)
+    (True, True, False)
+    """
+    return 400 <= code <= 499

@@ -1,0 +1,165 @@
+"""Parse one pod's `/metrics` text into the cumulative counters of each (model, version) it serves.
+
+The operator scrapes a pod and calls `parse_pod_metrics`; rates come from subtracting two scrapes.
+Only the standard library and prometheus_client's text parser are imported.
+
+>>> text = '''
+... modelserver_requests_total{model="iris",version="2",protocol="v2",code="200"} 7
+... modelserver_requests_total{model="iris",version="2",protocol="v2",code="500"} 1
+... modelserver_requests_total{model="iris",version="2",protocol="v2",code="400"} 2
+... '''
+>>> m = parse_pod_metrics(text).model("iris", "2")
+>>> (m.requests, m.errors, m.client_errors)
+(10.0, 1.0, 2.0)
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from modelserver import contract as c
+
+Buckets = tuple[tuple[float, float], ...]
+
+
+@dataclass(frozen=True)
+class ModelMetrics:
+    """Cumulative values for one (model, version) in one pod since the server started."""
+
+    model: str
+    version: str
+    requests: float = 0.0  # every response of an infer/predict endpoint
+    errors: float = 0.0  # 5xx responses: the model's failures
+    client_errors: float = 0.0  # 4xx responses: clients' mistakes, not counted as errors
+    requests_by_code: MappingProxyType[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    latency_buckets: Buckets = ()  # ((le, cumulative count), ...) sorted, +inf last
+    latency_sum: float = 0.0
+    latency_count: float = 0.0
+    predicted_classes: MappingProxyType[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    value_buckets: Buckets = ()
+    rows_predicted: float = 0.0
+    feedback_correct: float = 0.0
+    feedback_incorrect: float = 0.0
+    feedback_scored: float = 0.0
+    feedback_unknown_ids: float = 0.0
+    feedback_expired_ids: float = 0.0
+    feedback_invalid: float = 0.0
+    absolute_error_sum: float = 0.0
+    absolute_error_count: float = 0.0
+    digest: str | None = None
+    format: str | None = None
+    ready: bool = False
+    load_failures: float = 0.0
+
+
+@dataclass(frozen=True)
+class PodMetrics:
+    models: MappingProxyType[tuple[str, str], ModelMetrics]
+    unknown_model_requests: float = 0.0
+
+    def model(self, name: str, version: str) -> ModelMetrics | None:
+        return self.models.get((name, version))
+
+
+_FEEDBACK_FIELDS = {
+    c.FeedbackOutcome.CORRECT.value: "feedback_correct",
+    c.FeedbackOutcome.INCORRECT.value: "feedback_incorrect",
+    c.FeedbackOutcome.SCORED.value: "feedback_scored",
+    c.FeedbackOutcome.UNKNOWN_ID.value: "feedback_unknown_ids",
+    c.FeedbackOutcome.EXPIRED_ID.value: "feedback_expired_ids",
+    c.FeedbackOutcome.INVALID.value: "feedback_invalid",
+}
+
+
+def _add_request(acc: dict[str, Any], labels: dict[str, str], value: float) -> None:
+    code = labels.get(c.CODE, "")
+    acc["requests"] += value
+    acc["requests_by_code"][code] += value
+    if code.isdigit() and c.is_model_error(int(code)):
+        acc["errors"] += value
+    elif code.isdigit() and c.is_client_error(int(code)):
+        acc["client_errors"] += value
+
+
+def _add_sample(acc: dict[str, Any], name: str, labels: dict[str, str], value: float) -> None:
+    if name == c.REQUESTS.sample:
+        _add_request(acc, labels, value)
+    elif name == c.REQUEST_DURATION.name + "_bucket":
+        acc["latency"][_le(labels)] += value
+    elif name == c.REQUEST_DURATION.name + "_sum":
+        acc["latency_sum"] += value
+    elif name == c.REQUEST_DURATION.name + "_count":
+        acc["latency_count"] += value
+    elif name == c.PREDICTIONS.sample:
+        acc["predicted_classes"][labels.get(c.CLASS, "")] += value
+    elif name == c.PREDICTION_VALUE.name + "_bucket":
+        acc["values"][_le(labels)] += value
+    elif name == c.ROWS_PREDICTED.sample:
+        acc["rows_predicted"] += value
+    elif name == c.FEEDBACK.sample and labels.get(c.OUTCOME) in _FEEDBACK_FIELDS:
+        acc[_FEEDBACK_FIELDS[labels[c.OUTCOME]]] += value
+    elif name == c.FEEDBACK_ABSOLUTE_ERROR.name + "_sum":
+        acc["absolute_error_sum"] += value
+    elif name == c.FEEDBACK_ABSOLUTE_ERROR.name + "_count":
+        acc["absolute_error_count"] += value
+    elif name == c.MODEL_INFO.name and value > 0:
+        acc["digest"] = labels.get(c.DIGEST) or None
+        acc["format"] = labels.get(c.FORMAT) or None
+    elif name == c.MODEL_READY.name:
+        acc["ready"] = value > 0
+    elif name == c.LOAD_FAILURES.sample:
+        acc["load_failures"] += value
+
+
+def _le(labels: dict[str, str]) -> float:
+    return math.inf if labels.get("le") in ("+Inf", "Inf", "inf") else float(labels.get("le", "nan"))
+
+
+def _new_accumulator() -> dict[str, Any]:
+    acc: dict[str, Any] = defaultdict(float)
+    for key in ("requests_by_code", "latency", "predicted_classes", "values"):
+        acc[key] = defaultdict(float)
+    acc["digest"] = acc["format"] = None
+    acc["ready"] = False
+    return acc
+
+
+def _freeze(model: str, version: str, acc: dict[str, Any]) -> ModelMetrics:
+    plain = {k: v for k, v in acc.items() if k not in ("latency", "values", "requests_by_code",
+                                                        "predicted_classes")}
+    return ModelMetrics(
+        model=model, version=version,
+        requests_by_code=MappingProxyType(dict(acc["requests_by_code"])),
+        predicted_classes=MappingProxyType(dict(acc["predicted_classes"])),
+        latency_buckets=tuple(sorted(acc["latency"].items())),
+        value_buckets=tuple(sorted(acc["values"].items())),
+        **plain,
+    )
+
+
+def parse_pod_metrics(text: str) -> PodMetrics:
+    """Read the contract's series from Prometheus text; other series are ignored.
+
+    Raises ValueError when the text is not Prometheus exposition format (the caller records a failed
+    scrape: missing data never counts as success).
+    """
+    per_model: dict[tuple[str, str], dict[str, Any]] = {}
+    unknown = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == c.UNKNOWN_MODEL_REQUESTS.sample:
+                unknown += sample.value
+                continue
+            if not sample.name.startswith("modelserver_") or c.MODEL not in sample.labels:
+                continue
+            key = (sample.labels[c.MODEL], sample.labels.get(c.VERSION, ""))
+            acc = per_model.setdefault(key, _new_accumulator())
+            _add_sample(acc, sample.name, sample.labels, float(sample.value))
+    models = {key: _freeze(key[0], key[1], acc) for key, acc in per_model.items()}
+    return PodMetrics(models=MappingProxyType(models), unknown_model_requests=unknown)

@@ -1,0 +1,200 @@
+"""The transport-free data plane: load, readiness, predict, feedback. The HTTP protocols translate to it.
+
+>>> from modelserver.settings import Settings
+>>> plane = DataPlane(Settings(model_name="iris", model_version="2"), ServerMetrics("iris", "2"))
+>>> plane.serves("iris", None), plane.serves("iris", "2"), plane.serves("iris", "3"), plane.is_ready()
+(True, True, False, False)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from modelserver import contract as c
+from modelserver.batching import AdaptiveBatcher
+from modelserver.feedback import (
+    FeedbackItem,
+    FeedbackStore,
+    FeedbackTally,
+    labels_per_row,
+    score_classifier,
+    score_regressor,
+)
+from modelserver.loading import LoadError, load_model
+from modelserver.metrics import ServerMetrics
+from modelserver.prediction import Outputs, Predictor
+from modelserver.settings import Settings
+from modelserver.tensors import InferRequest, InputSpec, datatype_of
+
+log = logging.getLogger(__name__)
+
+
+class ModelState(enum.Enum):
+    LOADING = "loading"  # fetching, verifying, validating or warming up
+    READY = "ready"  # serving
+    FAILED = "failed"  # a load failure that retrying will not fix; the reason is in `failure`
+
+
+class NotReady(Exception):
+    """Inference asked of a model that is not loaded (503)."""
+
+
+class ChaosFailure(Exception):
+    """An injected failure (MODELSERVER_CHAOS_ERROR_RATE): answered 500 and counted as an error."""
+
+
+class DataPlane:
+    def __init__(self, settings: Settings, metrics: ServerMetrics,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.state = ModelState.LOADING
+        self.failure = ""
+        self.draining = False
+        self.predictor: Predictor | None = None
+        self.batcher: AdaptiveBatcher | None = None
+        self.input_spec = InputSpec(settings.model_features or 0, settings.max_rows, False)
+        self._store = FeedbackStore(settings.feedback_store_size, settings.feedback_ttl_s)
+        self._clock = clock
+        self._chaos = random.Random(settings.chaos_seed)
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    async def load(self) -> None:
+        """Load in a worker thread, retrying fetch failures with backoff; never raises."""
+        pause = 1.0
+        while True:
+            try:
+                loaded = await asyncio.to_thread(load_model, self.settings)
+            except LoadError as exc:
+                self.metrics.count_load_failure(exc.reason)
+                log.error("model load failed (%s): %s", exc.reason.value, exc)
+                if exc.reason is not c.LoadFailure.FETCH:
+                    self.state, self.failure = ModelState.FAILED, f"{exc.reason.value}: {exc}"
+                    return
+                self.failure = f"{exc.reason.value}: {exc} (retrying in {pause:.0f}s)"
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, self.settings.load_retry_max_s)
+                continue
+            self._become_ready(Predictor(loaded))
+            return
+
+    def _become_ready(self, predictor: Predictor) -> None:
+        s = self.settings
+        self.predictor = predictor
+        self.input_spec = InputSpec(predictor.loaded.n_features, s.max_rows, predictor.allow_nan,
+                                    predictor.has_proba)
+        if self.needs_batching(predictor.loaded.predict_cost_s):
+            self.batcher = AdaptiveBatcher(predictor.predict, s.max_batch_rows, s.max_batch_wait_ms / 1000)
+            self.batcher.start()
+        if predictor.is_classifier:
+            self.metrics.declare_classes(predictor.class_keys)
+        else:
+            self.metrics.declare_regressor()
+        self.metrics.set_model_info(predictor.loaded.digest, predictor.loaded.format)
+        self.state, self.failure = ModelState.READY, ""
+        self.metrics.set_ready(not self.draining)
+        log.info("model %s %s ready (batching %s)", s.model_name, s.model_version,
+                 "on" if self.batcher else "off")
+
+    def needs_batching(self, predict_cost_s: float) -> bool:
+        mode = self.settings.batching
+        return mode == "on" or (mode == "auto" and predict_cost_s * 1000 > self.settings.batch_threshold_ms)
+
+    def start_draining(self) -> None:
+        self.draining = True
+        self.metrics.set_ready(False)
+
+    async def close(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.close()
+
+    # --- queries ----------------------------------------------------------------------------------
+    def is_ready(self) -> bool:
+        return self.state is ModelState.READY and not self.draining
+
+    def serves(self, name: str, version: str | None) -> bool:
+        return name == self.settings.model_name and version in (None, self.settings.model_version)
+
+    def metadata(self) -> dict[str, Any]:
+        """V2 model metadata; before the model is loaded the feature count may be unknown (-1)."""
+        predictor = self.predictor
+        outputs: list[dict[str, Any]] = [{"name": "predict", "shape": [-1],
+                                          "datatype": _predict_datatype(predictor)}]
+        if predictor is not None and predictor.has_proba:
+            outputs.append({"name": "predict_proba", "datatype": "FP64",
+                            "shape": [-1, len(predictor.class_keys)]})
+        inputs = [{"name": "input-0", "datatype": "FP64", "shape": [-1, self.input_spec.n_features or -1]}]
+        return {"name": self.settings.model_name, "versions": [self.settings.model_version],
+                "platform": "sklearn", "inputs": inputs, "outputs": outputs}
+
+    def require_loaded(self) -> Predictor:
+        if self.predictor is None:
+            detail = f": {self.failure}" if self.failure else ""
+            raise NotReady(f"model {self.settings.model_name} is not ready ({self.state.value}{detail})")
+        return self.predictor
+
+    # --- inference --------------------------------------------------------------------------------
+    async def infer(self, request: InferRequest) -> tuple[str, Outputs]:
+        """Predict a validated request; returns (prediction id, outputs) and records its metrics."""
+        predictor = self.require_loaded()
+        if self.settings.chaos_latency_ms > 0:
+            await asyncio.sleep(self.settings.chaos_latency_ms / 1000)
+        if self.settings.chaos_error_rate > 0 and self._chaos.random() < self.settings.chaos_error_rate:
+            raise ChaosFailure("injected failure (MODELSERVER_CHAOS_ERROR_RATE)")
+        want_proba = "predict_proba" in request.outputs
+        if self.batcher is not None:
+            outputs = await self.batcher.submit(request.rows, want_proba)
+        else:
+            outputs = predictor.predict(request.rows, want_proba)
+        prediction_id = request.request_id or uuid.uuid4().hex
+        remembered = predictor.remembered(outputs)
+        self._store.remember(prediction_id, remembered, self._clock())
+        if predictor.is_classifier:
+            self.metrics.record_classes(remembered)
+        else:
+            self.metrics.record_values(outputs.predict)
+        if outputs.proba is not None:
+            self.metrics.record_confidence(outputs.proba)
+        return prediction_id, outputs
+
+    def feedback(self, items: list[FeedbackItem]) -> FeedbackTally:
+        """Join labels to remembered predictions; every item lands in exactly one outcome per row."""
+        tally = FeedbackTally()
+        predictor = self.predictor
+        now = self._clock()
+        for item in items:
+            remembered = self._store.take(item.prediction_id, now)
+            if remembered is None:
+                tally.add(c.FeedbackOutcome.UNKNOWN_ID)
+                continue
+            if remembered == "expired":
+                tally.add(c.FeedbackOutcome.EXPIRED_ID)
+                continue
+            labels = labels_per_row(item.label, len(remembered))
+            if labels is None or predictor is None:
+                tally.add(c.FeedbackOutcome.INVALID)
+            elif predictor.is_classifier:
+                score_classifier(remembered, labels, frozenset(predictor.class_keys), tally)
+            else:
+                score_regressor(remembered, labels, tally)
+        for outcome, count in tally.counts.items():
+            if count:
+                self.metrics.record_feedback(outcome, count)
+        for error in tally.absolute_errors:
+            self.metrics.record_absolute_error(error)
+        return tally
+
+
+def _predict_datatype(predictor: Predictor | None) -> str:
+    if predictor is None or not predictor.is_classifier:
+        return "FP64"
+    return datatype_of(np.asarray(predictor.estimator.classes_))

@@ -1,0 +1,142 @@
+"""Delayed ground truth: remember predictions in a bounded store and join labels to them later.
+
+The store holds at most `capacity` predictions (one entry per request id, all its rows); the oldest
+are evicted first and then count as unknown ids. An entry older than `ttl_s` counts as expired.
+A feedback consumes its entry, so the same prediction is never scored twice.
+
+>>> store = FeedbackStore(capacity=2, ttl_s=60.0)
+>>> store.remember("a", ("1",), now=0.0); store.remember("b", ("0",), now=1.0)
+>>> store.remember("c", ("1",), now=2.0)   # evicts "a"
+>>> store.take("a", now=3.0), store.take("b", now=3.0), store.take("b", now=3.0)
+(None, ('0',), None)
+>>> store.take("c", now=100.0)
+'expired'
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from modelserver.contract import FeedbackOutcome
+from modelserver.tensors import MAX_ID_LENGTH, BadInput
+
+Remembered = tuple[Any, ...]  # class keys (str) for classifiers, floats for regressors
+
+
+class FeedbackStore:
+    def __init__(self, capacity: int, ttl_s: float) -> None:
+        self._capacity = capacity
+        self._ttl_s = ttl_s
+        self._entries: OrderedDict[str, tuple[float, Remembered]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def remember(self, prediction_id: str, values: Remembered, now: float) -> None:
+        self._entries[prediction_id] = (now, values)
+        self._entries.move_to_end(prediction_id)
+        while len(self._entries) > self._capacity:
+            self._entries.popitem(last=False)
+
+    def take(self, prediction_id: str, now: float) -> Remembered | Literal["expired"] | None:
+        entry = self._entries.pop(prediction_id, None)
+        if entry is None:
+            return None
+        stored_at, values = entry
+        return "expired" if now - stored_at > self._ttl_s else values
+
+
+def class_key(value: Any) -> str:
+    """The string a class or a fed-back label is compared by; JSON 1, 1.0 and numpy int64(1) agree.
+
+    >>> class_key(1), class_key(1.0), class_key(np.int64(1)), class_key("cat"), class_key(True)
+    ('1', '1', '1', 'cat', 'True')
+    """
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
+
+
+@dataclass(frozen=True)
+class FeedbackItem:
+    prediction_id: str
+    label: Any  # scalar for a one-row prediction, or a list with one label per row
+
+
+@dataclass
+class FeedbackTally:
+    counts: dict[FeedbackOutcome, int] = field(default_factory=dict)
+    absolute_errors: list[float] = field(default_factory=list)
+
+    def add(self, outcome: FeedbackOutcome, count: int = 1) -> None:
+        self.counts[outcome] = self.counts.get(outcome, 0) + count
+
+    def as_json(self) -> dict[str, int]:
+        return {o.value: self.counts.get(o, 0) for o in FeedbackOutcome}
+
+
+def parse_feedback(body: Any) -> list[FeedbackItem]:
+    """Accept {"id", "label"}, {"feedback": [...]} or a bare list of such objects.
+
+    >>> [i.prediction_id for i in parse_feedback({"feedback": [{"id": "a", "label": 1}]})]
+    ['a']
+    """
+    raw_items = body.get("feedback") if isinstance(body, dict) and "feedback" in body else body
+    if isinstance(raw_items, dict):
+        raw_items = [raw_items]
+    if not isinstance(raw_items, list) or not raw_items:
+        raise BadInput('feedback must be {"id": ..., "label": ...}, {"feedback": [...]} or a non-empty list')
+    items = []
+    for index, raw in enumerate(raw_items):
+        if not isinstance(raw, dict) or "label" not in raw:
+            raise BadInput(f"feedback item {index} must be an object with 'id' and 'label'")
+        prediction_id = raw.get("id")
+        if not isinstance(prediction_id, str) or not 0 < len(prediction_id) <= MAX_ID_LENGTH:
+            raise BadInput(f"feedback item {index}: 'id' must be a non-empty string of at most "
+                           f"{MAX_ID_LENGTH} characters")
+        items.append(FeedbackItem(prediction_id, raw["label"]))
+    return items
+
+
+def labels_per_row(label: Any, rows: int) -> list[Any] | None:
+    """One label per remembered row, or None when the count does not match."""
+    if isinstance(label, list):
+        return label if len(label) == rows else None
+    return [label] if rows == 1 else None
+
+
+def score_classifier(remembered: Remembered, labels: list[Any], classes: frozenset[str],
+                     tally: FeedbackTally) -> None:
+    keys = [class_key(label) for label in labels]
+    if any(isinstance(label, (dict, list)) or key not in classes for label, key in zip(labels, keys,
+                                                                                        strict=True)):
+        tally.add(FeedbackOutcome.INVALID)
+        return
+    correct = sum(1 for key, predicted in zip(keys, remembered, strict=True) if key == predicted)
+    tally.add(FeedbackOutcome.CORRECT, correct)
+    tally.add(FeedbackOutcome.INCORRECT, len(keys) - correct)
+
+
+def _is_finite_number(value: Any) -> bool:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an integer beyond the float range
+        return False
+
+
+def score_regressor(remembered: Remembered, labels: list[Any], tally: FeedbackTally) -> None:
+    if not all(_is_finite_number(v) for v in labels):
+        tally.add(FeedbackOutcome.INVALID)
+        return
+    tally.add(FeedbackOutcome.SCORED, len(labels))
+    tally.absolute_errors.extend(abs(float(label) - predicted) for label, predicted in
+                                 zip(labels, remembered, strict=True))

@@ -1,0 +1,108 @@
+"""What both REST protocols share: JSON answers, the error middleware and the measured inference path.
+
+Status codes of the inference path: 200 answered; 400 malformed or invalid input; 404 unknown model or
+version; 413 body over the limit or too many rows; 422 values the model itself refused; 503 model not
+loaded; 500 only for a real server fault or an injected chaos failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from modelserver.contract import Protocol
+from modelserver.dataplane import ChaosFailure, DataPlane, NotReady
+from modelserver.prediction import ModelRejectedInput, Outputs
+from modelserver.tensors import BadInput, InferRequest, InputSpec
+
+log = logging.getLogger(__name__)
+
+PLANE = web.AppKey("plane", DataPlane)
+PREDICTION_ID_HEADER = "X-Prediction-Id"
+
+Decoder = Callable[[Any, InputSpec], InferRequest]
+Encoder = Callable[[DataPlane, InferRequest, str, Outputs], dict[str, Any]]
+
+
+def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(payload), status=status, content_type="application/json",
+                        headers=headers)
+
+
+def error_response(status: int, message: str) -> web.Response:
+    return json_response({"error": message}, status)
+
+
+@web.middleware
+async def json_errors(request: web.Request,
+                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Every error leaves as {"error": "..."}, including aiohttp's own 404/405/413."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(exc.status, exc.text or exc.reason if exc.status != 404 else
+                              f"no such endpoint: {request.method} {request.path}")
+    except BadInput as exc:
+        return error_response(exc.status, str(exc))
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal server error")
+
+
+async def read_json(request: web.Request) -> Any:
+    raw = await request.read()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadInput(f"malformed JSON: {exc}") from None
+
+
+def unknown_model(plane: DataPlane, name: str, version: str | None) -> web.Response:
+    """404 for a model or version not served here; counted without any label from the URL."""
+    plane.metrics.count_unknown_model()
+    asked = f"{name!r}" + (f" version {version!r}" if version is not None else "")
+    return error_response(404, f"model {asked} is not served here; this server serves "
+                               f"{plane.settings.model_name!r} version {plane.settings.model_version!r}")
+
+
+async def _answer(request: web.Request, plane: DataPlane, decode: Decoder,
+                  encode: Encoder) -> tuple[int, Any, dict[str, str] | None]:
+    try:
+        plane.require_loaded()
+        infer_request = decode(await read_json(request), plane.input_spec)
+        prediction_id, outputs = await plane.infer(infer_request)
+        return 200, encode(plane, infer_request, prediction_id, outputs), {PREDICTION_ID_HEADER: prediction_id}
+    except BadInput as exc:
+        return exc.status, {"error": str(exc)}, None
+    except ModelRejectedInput as exc:
+        return 422, {"error": str(exc)}, None
+    except NotReady as exc:
+        return 503, {"error": str(exc)}, None
+    except ChaosFailure as exc:
+        return 500, {"error": str(exc)}, None
+    except web.HTTPException as exc:  # 413 from reading a body over the limit
+        return exc.status, {"error": exc.reason}, None
+    except Exception:
+        log.exception("inference failed")
+        return 500, {"error": "internal server error during inference"}, None
+
+
+async def measured_inference(request: web.Request, protocol: Protocol, decode: Decoder,
+                             encode: Encoder) -> web.Response:
+    """Run one inference request and count it (status and latency) under the served model's labels."""
+    started = time.perf_counter()
+    plane = request.app[PLANE]
+    name, version = request.match_info["name"], request.match_info.get("version")
+    if not plane.serves(name, version):
+        return unknown_model(plane, name, version)
+    status, payload, headers = await _answer(request, plane, decode, encode)
+    response = json_response(payload, status, headers)
+    plane.metrics.observe_request(protocol, status, time.perf_counter() - started)
+    return response

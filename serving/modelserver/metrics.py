@@ -1,0 +1,112 @@
+"""Prometheus collectors built from the contract, bound to the one model this server serves.
+
+Children are bound once per label set so the hot path is a dict lookup and an increment. Each server
+has its own registry, so several servers can live in one test process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary, generate_latest
+
+from modelserver import contract as c
+
+# `_created` series double the scrape size and the operator never reads them.
+prometheus_client.disable_created_metrics()
+
+_TYPES: dict[c.Kind, Any] = {
+    c.Kind.COUNTER: Counter, c.Kind.GAUGE: Gauge, c.Kind.HISTOGRAM: Histogram, c.Kind.SUMMARY: Summary,
+}
+
+
+def _build(spec: c.MetricSpec, registry: CollectorRegistry) -> Any:
+    kwargs: dict[str, Any] = {"registry": registry, "labelnames": spec.labels}
+    if spec.kind is c.Kind.HISTOGRAM:
+        kwargs["buckets"] = spec.buckets
+    # prometheus_client appends "_total" to counters itself.
+    return _TYPES[spec.kind](spec.name, spec.help, **kwargs)
+
+
+class ServerMetrics:
+    """The series of one (model, version). Nothing here takes a label value from a request."""
+
+    def __init__(self, model: str, version: str) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        m = {spec.name: _build(spec, self.registry) for spec in c.ALL_METRICS}
+        self._model, self._version = model, version
+        self._requests = m[c.REQUESTS.name]
+        self._latency = m[c.REQUEST_DURATION.name].labels(model, version)
+        self._predictions = m[c.PREDICTIONS.name]
+        self._values = m[c.PREDICTION_VALUE.name]
+        self._confidence = m[c.PREDICTION_CONFIDENCE.name]
+        self._rows = m[c.ROWS_PREDICTED.name].labels(model, version)
+        self._feedback = m[c.FEEDBACK.name]
+        self._abs_error = m[c.FEEDBACK_ABSOLUTE_ERROR.name]
+        self._info = m[c.MODEL_INFO.name]
+        self._ready = m[c.MODEL_READY.name].labels(model, version)
+        self._load_failures = m[c.LOAD_FAILURES.name]
+        self._unknown = m[c.UNKNOWN_MODEL_REQUESTS.name]
+        self._request_children: dict[tuple[str, int], Any] = {}
+        self._class_children: dict[str, Any] = {}
+        self._ready.set(0)
+
+    def observe_request(self, protocol: c.Protocol, code: int, seconds: float) -> None:
+        key = (protocol.value, code)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = self._requests.labels(
+                self._model, self._version, protocol.value, str(code))
+        child.inc()
+        self._latency.observe(seconds)
+
+    def declare_classes(self, class_keys: Sequence[str]) -> None:
+        """Create every class series at 0 so a class the model never predicts still shows as 0."""
+        for key in class_keys:
+            self._class_children[key] = self._predictions.labels(self._model, self._version, key)
+
+    def declare_regressor(self) -> None:
+        self._values_child = self._values.labels(self._model, self._version)
+
+    def record_classes(self, class_keys: Sequence[str]) -> None:
+        self._rows.inc(len(class_keys))
+        if len(class_keys) == 1:
+            self._class_children[class_keys[0]].inc()
+            return
+        keys, counts = np.unique(np.asarray(class_keys), return_counts=True)
+        for key, count in zip(keys.tolist(), counts.tolist(), strict=True):
+            self._class_children[key].inc(count)
+
+    def record_values(self, values: np.ndarray) -> None:
+        self._rows.inc(len(values))
+        for value in values.ravel().tolist():
+            self._values_child.observe(value)
+
+    def record_confidence(self, proba: np.ndarray) -> None:
+        child = self._confidence.labels(self._model, self._version)
+        for value in proba.max(axis=1).tolist():
+            child.observe(value)
+
+    def record_feedback(self, outcome: c.FeedbackOutcome, count: int = 1) -> None:
+        self._feedback.labels(self._model, self._version, outcome.value).inc(count)
+
+    def record_absolute_error(self, error: float) -> None:
+        self._abs_error.labels(self._model, self._version).observe(error)
+
+    def set_model_info(self, digest: str, fmt: str) -> None:
+        self._info.labels(self._model, self._version, digest, fmt).set(1)
+
+    def set_ready(self, ready: bool) -> None:
+        self._ready.set(1 if ready else 0)
+
+    def count_load_failure(self, reason: c.LoadFailure) -> None:
+        self._load_failures.labels(self._model, self._version, reason.value).inc()
+
+    def count_unknown_model(self) -> None:
+        self._unknown.inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,40 @@
+"""KServe V1 REST endpoints: `GET /v1/models/{name}` and `POST /v1/models/{name}:predict`.
+
+The predict body is {"instances": [[...], ...]} and the answer {"predictions": [...]}; the prediction
+id for feedback comes back in the X-Prediction-Id header (send "id" in the body to choose it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from modelserver.contract import Protocol
+from modelserver.dataplane import DataPlane
+from modelserver.httpapi import PLANE, json_response, measured_inference, unknown_model
+from modelserver.prediction import Outputs
+from modelserver.tensors import InferRequest, decode_v1
+
+# aiohttp's default {name} would swallow ":predict"; model names here never contain a colon.
+_NAME = "{name:[^/:]+}"
+
+
+def encode_v1(plane: DataPlane, request: InferRequest, prediction_id: str, outputs: Outputs) -> dict[str, Any]:
+    return {"predictions": outputs.predict.tolist()}
+
+
+async def model_status(request: web.Request) -> web.Response:
+    plane = request.app[PLANE]
+    name = request.match_info["name"]
+    if not plane.serves(name, None):
+        return unknown_model(plane, name, None)
+    return json_response({"name": name, "ready": plane.is_ready()})
+
+
+async def predict(request: web.Request) -> web.Response:
+    return await measured_inference(request, Protocol.V1, decode_v1, encode_v1)
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.get(f"/v1/models/{_NAME}", model_status), web.post(f"/v1/models/{_NAME}:predict", predict)]

@@ -1,0 +1,88 @@
+"""Open Inference Protocol (KServe V2) REST endpoints: thin translations over the data plane.
+
+Feedback (an extension of this server, not part of the protocol):
+    POST /v2/models/{name}[/versions/{version}]/feedback
+    {"id": "<prediction id>", "label": 1}                  one prediction
+    {"id": "...", "label": [1, 0, 2]}                     a multi-row prediction, one label per row
+    {"feedback": [{"id": ..., "label": ...}, ...]}        a batch (a bare JSON list works too)
+answers 200 {"correct": n, "incorrect": n, "scored": n, "unknown_id": n, "expired_id": n, "invalid": n}.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+import modelserver
+from modelserver.contract import Protocol
+from modelserver.dataplane import DataPlane
+from modelserver.feedback import parse_feedback
+from modelserver.httpapi import PLANE, json_response, measured_inference, read_json, unknown_model
+from modelserver.prediction import Outputs
+from modelserver.tensors import InferRequest, decode_v2, encode_v2_output
+
+
+def encode_v2(plane: DataPlane, request: InferRequest, prediction_id: str, outputs: Outputs) -> dict[str, Any]:
+    tensors = []
+    for name in request.outputs:
+        array = outputs.predict if name == "predict" else outputs.proba
+        assert array is not None  # predict_proba was computed because it was asked for
+        tensors.append(encode_v2_output(name, array))
+    return {"model_name": plane.settings.model_name, "model_version": plane.settings.model_version,
+            "id": prediction_id, "outputs": tensors}
+
+
+async def live(request: web.Request) -> web.Response:
+    return json_response({"live": True})
+
+
+async def ready(request: web.Request) -> web.Response:
+    is_ready = request.app[PLANE].is_ready()
+    return json_response({"ready": is_ready}, 200 if is_ready else 503)
+
+
+async def server_metadata(request: web.Request) -> web.Response:
+    return json_response({"name": "modelserver", "version": modelserver.__version__,
+                          "extensions": ["feedback"]})
+
+
+async def model_metadata(request: web.Request) -> web.Response:
+    plane = request.app[PLANE]
+    name, version = request.match_info["name"], request.match_info.get("version")
+    if not plane.serves(name, version):
+        return unknown_model(plane, name, version)
+    return json_response(plane.metadata())
+
+
+async def model_ready(request: web.Request) -> web.Response:
+    plane = request.app[PLANE]
+    name, version = request.match_info["name"], request.match_info.get("version")
+    if not plane.serves(name, version):
+        return unknown_model(plane, name, version)
+    is_ready = plane.is_ready()
+    return json_response({"name": name, "ready": is_ready}, 200 if is_ready else 503)
+
+
+async def infer(request: web.Request) -> web.Response:
+    return await measured_inference(request, Protocol.V2, decode_v2, encode_v2)
+
+
+async def feedback(request: web.Request) -> web.Response:
+    plane = request.app[PLANE]
+    name, version = request.match_info["name"], request.match_info.get("version")
+    if not plane.serves(name, version):
+        return unknown_model(plane, name, version)
+    tally = plane.feedback(parse_feedback(await read_json(request)))
+    return json_response({"model_name": name, "model_version": plane.settings.model_version,
+                          **tally.as_json()})
+
+
+def routes() -> list[web.RouteDef]:
+    model_paths = ("/v2/models/{name}", "/v2/models/{name}/versions/{version}")
+    table = [web.get("/v2/health/live", live), web.get("/v2/health/ready", ready),
+             web.get("/v2", server_metadata)]
+    for base in model_paths:
+        table += [web.get(base, model_metadata), web.get(base + "/ready", model_ready),
+                  web.post(base + "/infer", infer), web.post(base + "/feedback", feedback)]
+    return table

@@ -1,0 +1,96 @@
+"""The server's lifecycle: listen at once, load in the background, drain on SIGTERM.
+
+Live as soon as it listens; ready only after the model is loaded, validated and warmed up. On SIGTERM
+readiness turns 503 at once, the server keeps answering for `drain_delay_s` (while Kubernetes removes the
+pod from its Service endpoints), then stops accepting connections, lets in-flight requests finish (up to
+`shutdown_timeout_s`) and returns, so the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from modelserver import protocol_v1, protocol_v2
+from modelserver.dataplane import DataPlane
+from modelserver.httpapi import PLANE, json_errors
+from modelserver.metrics import ServerMetrics
+from modelserver.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    plane = request.app[PLANE]
+    if plane.settings.chaos_metrics_hang:
+        log.warning("MODELSERVER_CHAOS_METRICS_HANG: /metrics will not answer")
+        await asyncio.Event().wait()
+    return web.Response(body=plane.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def build_app(plane: DataPlane) -> web.Application:
+    app = web.Application(middlewares=[json_errors], client_max_size=plane.settings.max_body_bytes)
+    app[PLANE] = plane
+    app.add_routes([*protocol_v2.routes(), *protocol_v1.routes(), web.get("/metrics", metrics_endpoint)])
+    return app
+
+
+class ModelServer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.plane = DataPlane(settings, ServerMetrics(settings.model_name, settings.model_version))
+        self.app = build_app(self.plane)
+        self.port = settings.port
+        self._runner: web.AppRunner | None = None
+        self._load_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> int:
+        """Listen, start loading the model, and return the bound port (useful with port 0)."""
+        if self.settings.chaos_error_rate or self.settings.chaos_latency_ms or self.settings.chaos_metrics_hang:
+            log.warning("CHAOS KNOBS ON (testing only): error rate %s, latency %s ms, metrics hang %s",
+                        self.settings.chaos_error_rate, self.settings.chaos_latency_ms,
+                        self.settings.chaos_metrics_hang)
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=self.settings.shutdown_timeout_s)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.host, self.settings.port, backlog=1024,
+                           shutdown_timeout=self.settings.shutdown_timeout_s)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        log.info("listening on %s:%d (APIs and /metrics)", self.settings.host, self.port)
+        self._load_task = asyncio.get_running_loop().create_task(self.plane.load(), name="load-model")
+        return self.port
+
+    async def wait_loaded(self) -> None:
+        if self._load_task is not None:
+            await asyncio.shield(self._load_task)
+
+    async def shutdown(self) -> None:
+        """Unready now, keep serving for the drain delay, then finish in-flight requests and stop."""
+        self.plane.start_draining()
+        log.info("draining: unready now, closing in %.1fs", self.settings.drain_delay_s)
+        await asyncio.sleep(self.settings.drain_delay_s)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._load_task is not None:
+            self._load_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._load_task
+        await self.plane.close()
+        log.info("stopped")
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    server = ModelServer(settings)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.shutdown()

@@ -1,0 +1,149 @@
+"""Server settings: every one is a CLI flag and an environment variable (a pod spec sets env).
+
+A flag wins over the environment, the environment over the default.
+
+>>> s = read_settings(["--model-name", "iris", "--port", "9000"], env={"MODEL_VERSION": "3"})
+>>> (s.model_name, s.model_version, s.port, s.host)
+('iris', '3', 9000, '0.0.0.0')
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+BATCHING_MODES = ("auto", "on", "off")
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_name: str = "model"
+    model_version: str = "1"
+    model_uri: str = ""
+    model_digest: str = ""  # "sha256:<hex>"
+    model_format: str = "auto"  # auto | joblib | pickle | skops
+    model_features: int = 0  # 0: take the model's n_features_in_
+    model_trusted_types: str = ""  # comma-separated extra types a skops file may contain
+    allow_unverified_pickle: bool = False  # the loud opt-out of the digest check for pickle formats
+    host: str = "0.0.0.0"
+    port: int = 8080
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_rows: int = 10_000  # rows in one request
+    batching: str = "auto"  # auto: batch when one predict() costs more than batch_threshold_ms
+    batch_threshold_ms: float = 1.0
+    max_batch_rows: int = 64
+    max_batch_wait_ms: float = 2.0
+    feedback_store_size: int = 100_000
+    feedback_ttl_s: float = 3600.0
+    drain_delay_s: float = 3.0  # keep serving after SIGTERM while endpoints stop routing here
+    shutdown_timeout_s: float = 25.0
+    load_retry_max_s: float = 60.0
+    log_level: str = "INFO"
+    chaos_error_rate: float = 0.0
+    chaos_latency_ms: float = 0.0
+    chaos_metrics_hang: bool = False
+    chaos_seed: int | None = None
+
+
+# field -> (environment variable, help)
+_ENV: dict[str, tuple[str, str]] = {
+    "model_name": ("MODEL_NAME", "model name in URLs and metrics"),
+    "model_version": ("MODEL_VERSION", "model version"),
+    "model_uri": ("MODEL_URI", "file:// URL, plain path or http(s):// URL of the model file"),
+    "model_digest": ("MODEL_DIGEST", "expected 'sha256:<hex>' of the model file"),
+    "model_format": ("MODEL_FORMAT", "auto (from extension), joblib, pickle or skops"),
+    "model_features": ("MODEL_FEATURES", "expected feature count (0: model's n_features_in_)"),
+    "model_trusted_types": ("MODEL_TRUSTED_TYPES", "comma-separated types to trust in a skops file"),
+    "allow_unverified_pickle": ("MODELSERVER_ALLOW_UNVERIFIED_PICKLE",
+                                "load pickle/joblib without a digest (unsafe, logged loudly)"),
+    "host": ("HOST", "address to listen on"),
+    "port": ("PORT", "port for the APIs and /metrics"),
+    "max_body_bytes": ("MODELSERVER_MAX_BODY_BYTES", "largest request body accepted (413 above)"),
+    "max_rows": ("MODELSERVER_MAX_ROWS", "most rows in one request"),
+    "batching": ("MODELSERVER_BATCHING", "adaptive batching: auto, on or off"),
+    "batch_threshold_ms": ("MODELSERVER_BATCH_THRESHOLD_MS", "auto batching when predict() costs more"),
+    "max_batch_rows": ("MODELSERVER_MAX_BATCH_ROWS", "rows merged into one predict() at most"),
+    "max_batch_wait_ms": ("MODELSERVER_MAX_BATCH_WAIT_MS", "longest wait for a batch to fill"),
+    "feedback_store_size": ("MODELSERVER_FEEDBACK_STORE_SIZE", "predictions remembered for feedback"),
+    "feedback_ttl_s": ("MODELSERVER_FEEDBACK_TTL_S", "seconds a prediction stays joinable"),
+    "drain_delay_s": ("MODELSERVER_DRAIN_DELAY_S", "seconds to keep serving, unready, after SIGTERM"),
+    "shutdown_timeout_s": ("MODELSERVER_SHUTDOWN_TIMEOUT_S", "longest wait for in-flight requests"),
+    "load_retry_max_s": ("MODELSERVER_LOAD_RETRY_MAX_S", "longest pause between model fetch retries"),
+    "log_level": ("MODELSERVER_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
+    "chaos_error_rate": ("MODELSERVER_CHAOS_ERROR_RATE", "TESTING ONLY: fraction of inferences answered 500"),
+    "chaos_latency_ms": ("MODELSERVER_CHAOS_LATENCY_MS", "TESTING ONLY: extra latency per inference"),
+    "chaos_metrics_hang": ("MODELSERVER_CHAOS_METRICS_HANG", "TESTING ONLY: /metrics never answers"),
+    "chaos_seed": ("MODELSERVER_CHAOS_SEED", "TESTING ONLY: seed for the chaos error draw"),
+}
+
+
+def parse_bool(text: str) -> bool:
+    """>>> parse_bool("True"), parse_bool("0"), parse_bool("yes")
+    (True, False, True)
+    """
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def _converter(default: Any) -> Callable[[str], Any]:
+    if isinstance(default, bool):
+        return parse_bool
+    if isinstance(default, int):
+        return int
+    if isinstance(default, float):
+        return float
+    if default is None:
+        return int
+    return str
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modelserver", description="Serve one scikit-learn model.")
+    for f in fields(Settings):
+        env_name, help_text = _ENV[f.name]
+        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None,
+                            help=f"{help_text} [env {env_name}, default {f.default!r}]")
+    return parser
+
+
+def read_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from flags, then environment, then defaults. Raises SystemExit on a bad value."""
+    environ = os.environ if env is None else env
+    parser = _parser()
+    args = parser.parse_args(argv)
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        raw = getattr(args, f.name)
+        if raw is None:
+            raw = environ.get(_ENV[f.name][0])
+        if raw is None:
+            continue
+        try:
+            values[f.name] = _converter(f.default)(raw)
+        except ValueError as exc:
+            parser.error(f"--{f.name.replace('_', '-')} / {_ENV[f.name][0]}: {exc}")
+    settings = Settings(**values)
+    problem = settings_problem(settings)
+    if problem:
+        parser.error(problem)
+    return settings
+
+
+def settings_problem(s: Settings) -> str | None:
+    """The first inconsistency in `s`, or None."""
+    if s.batching not in BATCHING_MODES:
+        return f"batching must be one of {BATCHING_MODES}, not {s.batching!r}"
+    if not 0.0 <= s.chaos_error_rate <= 1.0:
+        return "MODELSERVER_CHAOS_ERROR_RATE must be between 0 and 1"
+    if s.model_digest and not s.model_digest.startswith("sha256:"):
+        return "MODEL_DIGEST must look like sha256:<hex>"
+    if s.max_batch_rows < 1 or s.max_rows < 1 or s.feedback_store_size < 1:
+        return "max batch rows, max rows and feedback store size must be positive"
+    return None
