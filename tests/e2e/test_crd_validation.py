@@ -1,0 +1,147 @@
+"""The ModelRollout CRD against a real apiserver: valid rollouts are stored (status through the
+status subresource, nothing pruned), invalid ones are refused with a message naming the field."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import kubernetes
+import pytest
+
+pytestmark = pytest.mark.e2e
+GROUP, VERSION, PLURAL = "modelrollout.dev", "v1alpha1", "modelrollouts"
+DIGEST = "sha256:" + "a" * 64
+
+
+def make_rollout(name: str = "fraud", **spec_overrides: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "replicas": 4,
+        "model": {"name": "fraud", "version": "2", "uri": "http://model-store/fraud/2/model.joblib",
+                  "digest": DIGEST, "format": "joblib"},
+        "serving": {"image": "modelserver:dev", "port": 8080, "resources": {"limits": {"cpu": "1"}},
+                    "env": [{"name": "LOG_LEVEL", "value": "info"}]},
+        "service": {"name": "fraud", "port": 80},
+        "strategy": {"canary": {"steps": [{"setWeight": 25}, {"pause": {"duration": "2m"}},
+                                          {"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]}},
+        "analysis": {
+            "interval": "15s", "minSamples": 200, "alpha": 0.05, "failureLimit": 2, "inconclusiveLimit": 20,
+            "minExposure": "1m", "timeout": {"after": "10m", "action": "Pause"},
+            "metrics": [
+                {"name": "error-rate", "type": "errorRate", "max": 0.01},
+                {"name": "latency-p99", "type": "latency", "quantile": 0.99, "maxRatioToStable": 1.25},
+                {"name": "accuracy", "type": "accuracy", "minRatioToStable": 0.98, "weight": 2},
+            ],
+        },
+    }
+    spec.update(spec_overrides)
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelRollout", "metadata": {"name": name},
+            "spec": spec}
+
+
+STATUS = {
+    "phase": "Progressing", "reason": "Measuring", "message": "weight 25%", "stableVersion": "1",
+    "canaryVersion": "2", "stableModel": {"version": "1", "uri": "http://m/1"},
+    "canaryModel": {"version": "2", "uri": "http://m/2", "digest": DIGEST},
+    "currentStepIndex": 1, "stepStartedAt": "2026-01-01T00:00:00Z", "desiredWeight": 25,
+    "effectiveWeight": 24.5, "lastCommandId": "c1", "observedGeneration": 1,
+    "conditions": [{"type": "Ready", "status": "False", "reason": "Measuring", "message": "m",
+                    "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1}],
+    "analysis": {"ticks": 3, "consecutiveFailures": 1, "consecutiveInconclusive": 0, "lastVerdict": "Fail",
+                 "nextTickAt": "2026-01-01T00:00:15Z",
+                 "results": [{"name": "error-rate", "verdict": "Fail", "message": "5% > 1%", "canaryValue": 0.05,
+                              "stableValue": 0.01, "interval": [0.02, 0.08], "pValue": 0.001,
+                              "canarySamples": 400, "stableSamples": 1200}],
+                 "engineState": {"error-rate": {"s": 1.5, "nested": [1, 2]}}},
+    "history": [{"version": "1", "outcome": "Deployed", "reason": "FirstVersion",
+                 "finishedAt": "2026-01-01T00:00:00Z", "model": {"version": "1", "uri": "http://m/1"}}],
+}
+
+
+@pytest.fixture
+def api(cluster: Any, apply_crds: None) -> kubernetes.client.CustomObjectsApi:
+    return kubernetes.client.CustomObjectsApi(cluster.api)
+
+
+def test_valid_rollout_and_status_round_trip(api: kubernetes.client.CustomObjectsApi, namespace: str) -> None:
+    api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, make_rollout())
+    api.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, "fraud", {"status": STATUS})
+    stored = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "fraud")
+    assert stored["status"] == STATUS  # nothing pruned, engineState kept as is
+    assert stored["spec"]["analysis"]["metrics"][2]["weight"] == 2
+    assert stored["spec"]["strategy"]["canary"]["steps"][3] == {"pause": {}}
+
+
+def test_defaults_are_filled(api: kubernetes.client.CustomObjectsApi, namespace: str) -> None:
+    body = make_rollout(strategy={"blueGreen": {"previewService": "fraud-preview"}})
+    body["spec"].pop("replicas")
+    del body["spec"]["service"]["port"]
+    api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    spec = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "fraud")["spec"]
+    assert (spec["replicas"], spec["service"]["port"], spec["progressDeadlineSeconds"]) == (1, 80, 600)
+    assert spec["strategy"]["blueGreen"]["scaleDownDelaySeconds"] == 30
+
+
+def _without(path: str) -> dict[str, Any]:
+    body = make_rollout()
+    *parents, last = path.split(".")
+    target = body["spec"]
+    for key in parents:
+        target = target[key]
+    del target[last]
+    return body
+
+
+def _analysis(**changes: Any) -> dict[str, Any]:
+    analysis = copy.deepcopy(make_rollout()["spec"]["analysis"])
+    analysis.update(changes)
+    return analysis
+
+
+def _steps(*steps: dict[str, Any]) -> dict[str, Any]:
+    return {"canary": {"steps": list(steps)}}
+
+
+INVALID = [
+    ("missing model", _without("model"), "spec.model"),
+    ("missing version", _without("model.version"), "spec.model.version"),
+    ("missing service name", _without("service.name"), "spec.service.name"),
+    ("bad digest", make_rollout(model={"name": "f", "version": "2", "uri": "u", "digest": "sha256:xyz"}),
+     "spec.model.digest"),
+    ("weight over 100", make_rollout(strategy=_steps({"setWeight": 120})), "setWeight"),
+    ("weights falling", make_rollout(strategy=_steps({"setWeight": 50}, {"setWeight": 25})),
+     "spec.strategy.canary.steps: setWeight values must rise"),
+    ("weight repeated", make_rollout(strategy=_steps({"setWeight": 50}, {"pause": {}}, {"setWeight": 50})),
+     "spec.strategy.canary.steps: setWeight values must rise"),
+    ("100 not last", make_rollout(strategy=_steps({"setWeight": 100}, {"pause": {}})),
+     "setWeight 100 (the promotion) must be the last step"),
+    ("step with both", make_rollout(strategy=_steps({"setWeight": 10, "pause": {}})), "spec.strategy.canary.steps"),
+    ("two strategies", make_rollout(strategy={**_steps({"setWeight": 10}),
+                                              "blueGreen": {"previewService": "p"}}), "spec.strategy"),
+    ("no strategy", make_rollout(strategy={}), "spec.strategy: set exactly one of canary or blueGreen"),
+    ("minSamples zero", make_rollout(analysis=_analysis(minSamples=0)), "spec.analysis.minSamples"),
+    ("bad interval", make_rollout(analysis=_analysis(interval="15 seconds")), "spec.analysis.interval"),
+    ("bad pause duration", make_rollout(strategy=_steps({"pause": {"duration": "2 minutes"}})),
+     "spec.strategy.canary.steps[0].pause.duration"),
+    ("alpha zero", make_rollout(analysis=_analysis(alpha=0)), "spec.analysis.alpha"),
+    ("alpha too big", make_rollout(analysis=_analysis(alpha=0.6)), "spec.analysis.alpha"),
+    ("metric without bound", make_rollout(analysis=_analysis(metrics=[{"name": "e", "type": "errorRate"}])),
+     "a metric needs at least one of max"),
+    ("duplicate metric names", make_rollout(analysis=_analysis(metrics=[
+        {"name": "e", "type": "errorRate", "max": 0.1}, {"name": "e", "type": "latency", "max": 0.1}])),
+     "spec.analysis.metrics: metric names must be unique"),
+    ("unknown metric type", make_rollout(analysis=_analysis(metrics=[{"name": "e", "type": "cpu", "max": 1}])),
+     "spec.analysis.metrics[0].type"),
+    ("bad timeout action", make_rollout(analysis=_analysis(timeout={"after": "1m", "action": "Explode"})),
+     "spec.analysis.timeout.action"),
+]
+
+
+@pytest.mark.parametrize(("case", "body", "field"), INVALID, ids=[c[0] for c in INVALID])
+def test_invalid_rollout_is_rejected_naming_the_field(
+    api: kubernetes.client.CustomObjectsApi, namespace: str, case: str, body: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(kubernetes.client.ApiException) as raised:
+        api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    assert raised.value.status == 422, raised.value.body
+    assert field in raised.value.body, f"{case}: {raised.value.body}"
