@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 PICKLE_FORMATS = ("joblib", "pickle")
 _EXTENSIONS = {".joblib": "joblib", ".pkl": "pickle", ".pickle": "pickle", ".skops": "skops"}
 _FETCH_TIMEOUT_S = 60.0
+# skops reports these scikit-learn types as untrusted although they hold only arrays, which skops
+# rebuilds from its own state format rather than by unpickling; every tree model needs them.
+SKOPS_ALWAYS_TRUSTED = frozenset({"sklearn.tree._tree.Tree"})
 
 
 class LoadError(Exception):
@@ -134,7 +137,7 @@ def _load_skops(path: Path, trusted_types: list[str]) -> Any:
         untrusted = skops.io.get_untrusted_types(file=path)
     except Exception as exc:
         raise LoadError(LoadFailure.DESERIALIZE, f"cannot read skops file {path.name}: {exc!r}") from exc
-    refused = sorted(set(untrusted) - set(trusted_types))
+    refused = sorted(set(untrusted) - set(trusted_types) - SKOPS_ALWAYS_TRUSTED)
     if refused:
         raise LoadError(LoadFailure.UNTRUSTED_TYPES,
                         f"skops file {path.name} contains untrusted types {refused}; "

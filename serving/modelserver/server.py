@@ -57,8 +57,7 @@ class ModelServer:
                         self.settings.chaos_metrics_hang)
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=self.settings.shutdown_timeout_s)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.host, self.settings.port, backlog=1024,
-                           shutdown_timeout=self.settings.shutdown_timeout_s)
+        site = web.TCPSite(self._runner, self.settings.host, self.settings.port, backlog=1024)
         await site.start()
         self.port = self._runner.addresses[0][1]
         log.info("listening on %s:%d (APIs and /metrics)", self.settings.host, self.port)

@@ -1,0 +1,109 @@
+"""Fixtures for the model server: example models trained once per session, and real servers on
+127.0.0.1 (an ephemeral port) running in a background thread with their own event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import importlib.util
+import json
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from modelserver.server import ModelServer
+from modelserver.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+ONE_ROW = [0.1 * i for i in range(20)]
+
+
+def _train_module() -> Any:
+    spec = importlib.util.spec_from_file_location("example_train", ROOT / "examples/models/train.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclasses.dataclass(frozen=True)
+class ExampleModels:
+    directory: Path
+    manifest: list[dict[str, Any]]
+
+    def entry(self, file: str) -> dict[str, Any]:
+        return next(m for m in self.manifest if m["file"] == file)
+
+    def settings(self, file: str, **overrides: Any) -> Settings:
+        entry = self.entry(file)
+        base = Settings(model_name=entry["name"], model_version=entry["version"],
+                        model_uri=str(self.directory / file), model_digest=entry["digest"],
+                        host="127.0.0.1", port=0, drain_delay_s=0.0, shutdown_timeout_s=5.0)
+        return dataclasses.replace(base, **overrides)
+
+    def holdout(self) -> tuple[list[list[float]], list[int]]:
+        data = json.loads((self.directory / "holdout-classification.json").read_text())
+        return data["X"], data["y"]
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory: pytest.TempPathFactory) -> ExampleModels:
+    directory = tmp_path_factory.mktemp("models")
+    return ExampleModels(directory, _train_module().train_all(directory))
+
+
+class RunningServer:
+    """A ModelServer on its own event loop in a daemon thread; `url` is its base URL."""
+
+    def __init__(self, settings: Settings, wait_ready: bool = True) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.server = ModelServer(settings)
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        port = asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
+        self.url = f"http://127.0.0.1:{port}"
+        self.session = requests.Session()
+        if wait_ready:
+            asyncio.run_coroutine_threadsafe(self.server.wait_loaded(), self.loop).result(30)
+
+    def post(self, path: str, payload: Any = None, **kwargs: Any) -> requests.Response:
+        return self.session.post(self.url + path, json=payload, timeout=10, **kwargs)
+
+    def get(self, path: str) -> requests.Response:
+        return self.session.get(self.url + path, timeout=10)
+
+    def infer(self, rows: list[list[float]], name: str = "lr", **extra: Any) -> requests.Response:
+        flat = [v for row in rows for v in row]
+        body = {"inputs": [{"name": "x", "shape": [len(rows), len(rows[0])], "datatype": "FP64",
+                            "data": flat}], **extra}
+        return self.post(f"/v2/models/{name}/infer", body)
+
+    def stop(self) -> None:
+        self.session.close()
+        asyncio.run_coroutine_threadsafe(self.server.shutdown(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture
+def start_server() -> Iterator[Callable[..., RunningServer]]:
+    started: list[RunningServer] = []
+
+    def start(settings: Settings, wait_ready: bool = True) -> RunningServer:
+        server = RunningServer(settings, wait_ready)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def lr_server(models: ExampleModels, start_server: Callable[..., RunningServer]) -> RunningServer:
+    return start_server(models.settings("lr.joblib"))

@@ -1,0 +1,118 @@
+"""Loading: digest checks before unpickling, skops as the safe format, unready with a reason on failure."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from modelserver.contract_parse import parse_pod_metrics
+
+from .conftest import ONE_ROW, ExampleModels, RunningServer
+
+pytestmark = pytest.mark.unit
+
+WRONG_DIGEST = "sha256:" + "0" * 64
+
+
+def _failed(server: RunningServer, reason: str) -> None:
+    assert server.get("/v2/health/live").status_code == 200
+    assert server.get("/v2/health/ready").status_code == 503
+    assert server.get("/v2/models/lr/ready").json()["ready"] is False
+    infer = server.infer([ONE_ROW])
+    assert infer.status_code == 503 and reason in infer.json()["error"]
+    m = parse_pod_metrics(server.get("/metrics").text).model("lr", "1")
+    assert m is not None and m.load_failures == 1 and not m.ready
+
+
+def test_digest_mismatch_refuses_to_load_and_stays_unready(
+        models: ExampleModels, start_server: Callable[..., RunningServer],
+        caplog: pytest.LogCaptureFixture) -> None:
+    server = start_server(models.settings("lr.joblib", model_digest=WRONG_DIGEST))
+    _failed(server, "digest_mismatch")
+    assert any("digest mismatch" in r.getMessage() for r in caplog.records)
+    assert server.server.plane.predictor is None
+
+
+def test_pickle_without_digest_is_refused(models: ExampleModels,
+                                          start_server: Callable[..., RunningServer]) -> None:
+    _failed(start_server(models.settings("lr.joblib", model_digest="")), "missing_digest")
+
+
+def test_explicit_opt_out_loads_pickle_without_digest_and_says_so(
+        models: ExampleModels, start_server: Callable[..., RunningServer],
+        caplog: pytest.LogCaptureFixture) -> None:
+    server = start_server(models.settings("lr.joblib", model_digest="", allow_unverified_pickle=True))
+    assert server.infer([ONE_ROW]).status_code == 200
+    assert any(r.levelname == "WARNING" and "UNSAFE" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("file", ["rf.skops", "lr.skops"])
+def test_skops_loads_without_digest(models: ExampleModels, start_server: Callable[..., RunningServer],
+                                    file: str) -> None:
+    server = start_server(models.settings(file, model_digest=""))
+    assert server.infer([ONE_ROW], name=file.split(".")[0]).status_code == 200
+
+
+class Doubler:
+    """A type skops does not know: loading it would mean trusting this module's code."""
+
+    n_features_in_ = 20
+
+    def predict(self, rows: object) -> object:
+        return rows
+
+
+def test_skops_file_with_an_untrusted_type_is_refused_unless_listed(
+        tmp_path: Path, models: ExampleModels, start_server: Callable[..., RunningServer]) -> None:
+    import skops.io
+
+    path = tmp_path / "lr.skops"
+    skops.io.dump(Doubler(), path)
+    _failed(start_server(models.settings("lr.skops", model_uri=str(path), model_digest="")), "untrusted_types")
+    listed = models.settings("lr.skops", model_uri=str(path), model_digest="",
+                             model_trusted_types=f"{__name__}.Doubler", model_version="2")
+    assert start_server(listed).server.plane.is_ready()
+
+
+def test_configured_feature_count_must_match_the_model(
+        models: ExampleModels, start_server: Callable[..., RunningServer]) -> None:
+    _failed(start_server(models.settings("lr.joblib", model_features=7)), "validation_failed")
+
+
+def test_corrupt_file_with_matching_digest_fails_to_deserialize(
+        tmp_path: Path, models: ExampleModels, start_server: Callable[..., RunningServer]) -> None:
+    import hashlib
+
+    broken = tmp_path / "lr.joblib"
+    broken.write_bytes(b"not a pickle at all")
+    digest = "sha256:" + hashlib.sha256(broken.read_bytes()).hexdigest()
+    _failed(start_server(models.settings("lr.joblib", model_uri=f"file://{broken}", model_digest=digest)),
+            "deserialize_failed")
+
+
+@pytest.fixture
+def http_models(models: ExampleModels) -> Iterator[str]:
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(models.directory))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def test_http_uri_is_downloaded_and_verified(http_models: str, models: ExampleModels,
+                                             start_server: Callable[..., RunningServer]) -> None:
+    server = start_server(models.settings("lr.joblib", model_uri=f"{http_models}/lr.joblib"))
+    assert server.infer([ONE_ROW]).status_code == 200
+
+
+def test_server_is_live_while_loading(models: ExampleModels, start_server: Callable[..., RunningServer]) -> None:
+    # A missing file is retried (a volume may appear late): the pod stays live and unready meanwhile.
+    server = start_server(models.settings("lr.joblib", model_uri="/nonexistent/lr.joblib"), wait_ready=False)
+    assert server.get("/v2/health/live").status_code == 200
+    assert server.get("/v2/health/ready").status_code == 503
