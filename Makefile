@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export MODELROLLOUT_CACHE ?= $(HOME)/.cache/modelrollout
 PYTEST_ARGS ?=
 
-.PHONY: help venv k8s-bins lint test test-unit test-e2e demo cluster-up cluster-down cluster-shell bench-serving bench-decisions clean
+.PHONY: help venv k8s-bins lint test test-unit test-e2e demo cluster-up cluster-down cluster-shell bench-decisions clean
 
 help:
 	@echo "make demo        - the main job on the built-in local cluster"
@@ -37,16 +37,31 @@ lint: venv
 test-unit: venv
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)
 
+# e2e tests run inside a private network + PID namespace (hack/in-netns): pods get 10.244.x
+# addresses, no packet leaves the machine, and no process outlives the run.
 test-e2e: venv k8s-bins
-	$(BIN)/pytest -m e2e $(PYTEST_ARGS)
+	hack/in-netns $(BIN)/pytest -m e2e $(PYTEST_ARGS)
 
 test: venv k8s-bins lint
-	$(BIN)/pytest $(PYTEST_ARGS)
+	hack/in-netns $(BIN)/pytest $(PYTEST_ARGS)
 
 demo: venv
 	@echo "make demo: not built yet - the operator (issue 5) and the demo (issue 6) are still open."
 	@echo "What works today: 'make test' (control plane, CRD) and 'make cluster-up'."
 	@exit 1
+
+cluster-up: venv k8s-bins
+	@$(BIN)/python -m localcluster up --state-dir .local/cluster
+
+cluster-down: venv
+	@$(BIN)/python -m localcluster down --state-dir .local/cluster
+
+cluster-shell: venv
+	@$(BIN)/python -m localcluster shell --state-dir .local/cluster
+
+# Decision quality of the analysis engine vs threshold rules and a fixed-sample test (not timed).
+bench-decisions: venv
+	$(BIN)/python bench/decisions/run.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

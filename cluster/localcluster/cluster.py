@@ -20,7 +20,9 @@ import kubernetes
 from localcluster import netns
 from localcluster.binaries import binary
 from localcluster.controlplane import ControlPlane, ControlPlaneInfo
+from localcluster.kubelet import NODE_NAME
 from localcluster.procs import ManagedProcess
+from localcluster.testing import wait_until
 
 
 class NotInNamespaceError(RuntimeError):
@@ -54,7 +56,23 @@ class LocalCluster:
         self._info = self.control_plane.start()
         if self.with_node:
             self._start_node_components()
+            self._await_node()
         return self
+
+    def _await_node(self, timeout: float = 60) -> None:
+        """Ready means pods can run: the node is registered and `default` can own pods."""
+        core = kubernetes.client.CoreV1Api(self.api_client())
+
+        def node_and_sa() -> bool:
+            self.check_alive()
+            try:
+                core.read_node(NODE_NAME)
+                core.read_namespaced_service_account("default", "default")
+            except kubernetes.client.ApiException:
+                return False
+            return True
+
+        wait_until(node_and_sa, timeout, f"node {NODE_NAME} to register")
 
     def _start_node_components(self) -> None:
         for module in ("localcluster.kubelet", "localcluster.proxy"):
