@@ -13,6 +13,7 @@ import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from modelrollout.core.canary import is_gate
 from modelrollout.core.change import Change, clear_canary, model_record, roll_back, start_canary
 from modelrollout.core.phases import Phase
 from modelrollout.core.spec import CanaryStrategy, RolloutSpec
@@ -85,13 +86,14 @@ def _promote(change: Change, spec: RolloutSpec) -> str | None:
     if not isinstance(spec.strategy, CanaryStrategy):
         change.move(Phase.PROMOTING, "ManualPromote", f"promoting version {st.canary_version} by request")
         return None
-    steps = spec.strategy.steps
-    index = min((st.current_step_index or 0) + 1, len(steps))
-    st.current_step_index, st.step_started_at = index, change.now
-    if index >= len(steps) or steps[index].set_weight == 100:
+    index = st.current_step_index or 0
+    if is_gate(spec.strategy, index):  # a person overrides the promotion gate
         change.move(Phase.PROMOTING, "ManualPromote", f"promoting version {st.canary_version} by request")
-    else:
-        change.move(Phase.PROGRESSING, "ManualPromote", f"continuing at step {index + 1}/{len(steps)} by request")
+        return None
+    # Past this step only: a later promotion gate still wants its analysis Pass.
+    st.current_step_index, st.step_started_at = index + 1, change.now
+    change.move(Phase.PROGRESSING, "ManualPromote",
+                f"continuing past step {index + 1}/{len(spec.strategy.steps)} by request")
     return None
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from modelrollout.analysis.config import AnalysisConfig
 from modelrollout.core import bluegreen, canary
 from modelrollout.core.change import Change, clear_canary, model_record, start_canary
 from modelrollout.core.commands import apply_command, pending_command
@@ -53,6 +54,8 @@ def decide_from_dicts(spec: Mapping[str, Any], status: Mapping[str, Any] | None,
     current = RolloutStatus.from_dict(dict(status or {}))
     try:
         parsed = RolloutSpec.from_dict(spec)
+        if parsed.analysis is not None:  # the engine's own checks (metric criteria per type, alpha)
+            AnalysisConfig.from_spec(parsed.analysis.raw)
     except ValueError as err:
         change = Change.of(current, now)
         change.move(Phase.FAILED, "InvalidSpec", f"invalid spec: {err}")
@@ -131,7 +134,7 @@ def hold_capacity(replicas: Mapping[str, int], obs: Observations, cut_at_once: b
     wanted = dict(replicas)
     for version in obs.deployments:
         wanted.setdefault(version, 0)
-    waiting = any(n > 0 and not obs.is_version_ready(v, n) for v, n in wanted.items())
+    waiting = any(n > 0 and not obs.has_ready_pods(v, n) for v, n in wanted.items())
     if cut_at_once or not waiting:
         return wanted
     return {v: max(n, obs.deployments[v].replicas) if v in obs.deployments else n for v, n in wanted.items()}

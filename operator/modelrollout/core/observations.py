@@ -61,6 +61,13 @@ class Observations:
             return count == 0
         return seen.is_ready_at(count)
 
+    def has_ready_pods(self, version: str, count: int) -> bool:
+        """Whether `version` has at least `count` updated, Ready pods (more is fine: scaling down)."""
+        seen = self.deployments.get(version)
+        if seen is None:
+            return count == 0
+        return seen.up_to_date and seen.ready_replicas >= count and seen.updated_replicas >= count
+
     def ready_pods(self, version: str | None) -> int:
         seen = self.deployments.get(version) if version else None
         return 0 if seen is None else seen.ready_replicas

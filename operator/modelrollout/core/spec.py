@@ -228,14 +228,14 @@ def _analysis(d: Mapping[str, Any]) -> AnalysisSettings:
                   for m in metrics)
     if len(set(names)) != len(names):
         raise ValueError(f"spec.analysis.metrics: metric names must be unique, got {list(names)}")
-    timeout = d.get("timeout")
+    timeout = d.get("timeout", {})  # unset: after 30m, Pause, as modelrollout.analysis assumes
     if "minSamples" in d:
         _int(d["minSamples"], "spec.analysis.minSamples", low=1)
     return AnalysisSettings(
         interval_seconds=parse_duration(d.get("interval", "15s"), "spec.analysis.interval"),
         failure_limit=_int(d.get("failureLimit", 2), "spec.analysis.failureLimit", low=1),
         inconclusive_limit=_int(d.get("inconclusiveLimit", 20), "spec.analysis.inconclusiveLimit", low=1),
-        timeout=None if timeout is None else _timeout(_mapping(timeout, "spec.analysis.timeout")),
+        timeout=_timeout(_mapping(timeout, "spec.analysis.timeout")) if names else None,
         metric_names=names,
         compares_with_stable=any(any(k in m for k in COMPARING_BOUNDS) for m in metrics),
         raw=dict(d),
@@ -249,5 +249,5 @@ def _timeout(d: Mapping[str, Any]) -> AnalysisTimeout:
     except ValueError:
         raise ValueError(f"spec.analysis.timeout.action: {action!r} must be Pause, Promote or Rollback") from None
     return AnalysisTimeout(
-        after_seconds=parse_duration(d.get("after"), "spec.analysis.timeout.after"), action=parsed
+        after_seconds=parse_duration(d.get("after", "30m"), "spec.analysis.timeout.after"), action=parsed
     )

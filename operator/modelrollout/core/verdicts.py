@@ -48,7 +48,7 @@ def record_outcome(change: Change, spec: RolloutSpec, seen: AnalysisObservation 
     outcome, a = seen.outcome, st.analysis
     a.ticks += 1
     a.last_tick_at = change.now
-    a.next_tick_at = change.now + timedelta(seconds=spec.analysis.interval_seconds)
+    a.next_tick_at = next_tick = change.now + timedelta(seconds=spec.analysis.interval_seconds)
     a.engine_state = dict(seen.engine_state)
     a.results = [metric_status(r) for r in outcome.results]
     a.last_verdict = outcome.overall.value
@@ -61,7 +61,8 @@ def record_outcome(change: Change, spec: RolloutSpec, seen: AnalysisObservation 
         _on_inconclusive(change, spec.analysis, outcome)
     else:
         a.consecutive_failures = a.consecutive_inconclusive = 0
-    change.wake_at.append(a.next_tick_at)
+    if change.status.analysis.next_tick_at is not None:  # None: the outcome ended the analysis
+        change.wake_at.append(next_tick)
 
 
 def _on_fail(change: Change, settings: AnalysisSettings, outcome: AnalysisOutcome) -> None:
