@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 import requests
-
 from modelserver.server import ModelServer
 from modelserver.settings import Settings
 

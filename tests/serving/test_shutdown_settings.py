@@ -1,0 +1,90 @@
+"""SIGTERM under load drops nothing; every setting comes from a flag or the environment."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from modelserver.settings import Settings, read_settings
+
+from .conftest import ONE_ROW, ExampleModels
+
+pytestmark = pytest.mark.unit
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "server exited during start-up"
+        try:
+            if requests.get(url + "/v2/health/ready", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("server never became ready")
+
+
+def test_sigterm_under_load_finishes_in_flight_requests_and_exits_0(models: ExampleModels, tmp_path) -> None:
+    entry = models.entry("lr.joblib")
+    port = 20000 + os.getpid() % 20000
+    env = {**os.environ, "MODEL_NAME": "lr", "MODEL_URI": str(models.directory / "lr.joblib"),
+           "MODEL_DIGEST": entry["digest"], "HOST": "127.0.0.1", "PORT": str(port),
+           # Requests (150 ms) outlast the drain delay (50 ms): some are in flight when the listener closes.
+           "MODELSERVER_CHAOS_LATENCY_MS": "150", "MODELSERVER_DRAIN_DELAY_S": "0.05"}
+    log = (tmp_path / "server.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "modelserver"], env=env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, proc)
+        routed = threading.Event()  # what an endpoints controller does: stop routing once unready
+        routed.set()
+        statuses: list[int] = []
+
+        def client() -> None:
+            with requests.Session() as session:
+                while routed.is_set():
+                    body = {"inputs": [{"name": "x", "shape": [1, 20], "datatype": "FP64", "data": ONE_ROW}]}
+                    statuses.append(session.post(url + "/v2/models/lr/infer", json=body, timeout=10).status_code)
+
+        def watch_readiness() -> None:
+            while requests.get(url + "/v2/health/ready", timeout=5).status_code == 200:
+                time.sleep(0.02)
+            routed.clear()
+
+        with ThreadPoolExecutor(9) as pool:
+            clients = [pool.submit(client) for _ in range(8)]
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGTERM)
+            pool.submit(watch_readiness).result(10)
+            for c in clients:
+                c.result(15)  # raises if any request failed to connect or was cut off
+        assert proc.wait(15) == 0
+        assert len(statuses) >= 16 and set(statuses) == {200}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_flags_override_env_which_overrides_defaults() -> None:
+    env = {"MODEL_NAME": "iris", "PORT": "9000", "MODELSERVER_BATCHING": "on", "MODELSERVER_CHAOS_ERROR_RATE": "0.25",
+           "MODELSERVER_ALLOW_UNVERIFIED_PICKLE": "true"}
+    s = read_settings(["--port", "9100"], env=env)
+    assert (s.model_name, s.port, s.batching, s.chaos_error_rate, s.allow_unverified_pickle) == (
+        "iris", 9100, "on", 0.25, True)
+    assert read_settings([], env={}) == Settings()
+
+
+@pytest.mark.parametrize("env", [{"MODELSERVER_BATCHING": "sometimes"}, {"PORT": "eighty"},
+                                 {"MODEL_DIGEST": "md5:abc"}, {"MODELSERVER_CHAOS_ERROR_RATE": "2"}])
+def test_bad_settings_stop_the_server_with_a_message(env: dict[str, str]) -> None:
+    with pytest.raises(SystemExit):
+        read_settings([], env=env)
