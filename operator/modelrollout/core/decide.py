@@ -73,8 +73,9 @@ def _follow_spec(change: Change, spec: RolloutSpec) -> None:
     target = spec.model.version
     if st.stable_model is None or (st.phase in (Phase.PENDING, Phase.FAILED) and not st.history):
         if st.stable_model is None or st.stable_model.version != target:
+            reason = "Deploying" if st.stable_model is None else "Superseded"
             st.stable_model, st.step_started_at = model_record(spec.model), change.now
-            change.move(Phase.PENDING, "Deploying", f"deploying version {target} with {spec.replicas} replica(s)")
+            change.move(Phase.PENDING, reason, f"deploying version {target} with {spec.replicas} replica(s)")
         return
     if target == st.rejected_version:
         if st.phase == Phase.HEALTHY:

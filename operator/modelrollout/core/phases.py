@@ -35,6 +35,8 @@ ALLOWED: dict[Phase, frozenset[Phase]] = {
     P.FAILED: frozenset({P.PENDING, P.PROGRESSING, P.HEALTHY, P.FAILED}),
 }
 
+NEW_RESOURCE = frozenset({P.PENDING, P.FAILED})  # a resource without status starts here
+
 # Phases that end in a bad place get a Warning event; the rest are Normal.
 WARNING_PHASES = frozenset({P.ROLLED_BACK, P.FAILED, P.PAUSED})
 
@@ -59,7 +61,7 @@ def is_allowed(current: Phase | None, target: Phase) -> bool:
     (True, False)
     """
     if current is None:
-        return target in (Phase.PENDING, Phase.PROGRESSING, Phase.FAILED, Phase.HEALTHY)
+        return target in NEW_RESOURCE
     return target in ALLOWED[current]
 
 

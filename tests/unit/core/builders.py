@@ -20,6 +20,7 @@ from modelrollout.core import (
     RolloutSpec,
     RolloutStatus,
     decide,
+    decide_from_dicts,
 )
 from modelrollout.core.commands import COMMAND_ANNOTATION, COMMAND_ID_ANNOTATION
 from modelrollout.core.phases import Phase
@@ -147,6 +148,15 @@ class Run:
         self.now += timedelta(seconds=after)
         decision = decide(self.spec, self.status, self.world.observe(analysis), self.now)
         self.world.apply(decision, pods_ready=pods_ready)
+        self.status = copy.deepcopy(decision.status)
+        self.decisions.append(decision)
+        return decision
+
+    def tick_raw(self, spec: dict[str, Any], after: float = 0.0) -> Decision:
+        """A tick from the stored dicts, as the handler calls it (the spec may be invalid)."""
+        self.now += timedelta(seconds=after)
+        decision = decide_from_dicts(spec, self.status.to_dict(), self.world.observe(), self.now)
+        self.world.apply(decision)
         self.status = copy.deepcopy(decision.status)
         self.decisions.append(decision)
         return decision
