@@ -115,7 +115,8 @@ def _abort(change: Change, spec: RolloutSpec) -> str | None:
 
 def _retry(change: Change, spec: RolloutSpec) -> str | None:
     st = change.status
-    if st.phase not in (Phase.ROLLED_BACK, Phase.FAILED):
+    held_back = st.rejected_version is not None and st.rejected_version == spec.model.version
+    if st.phase not in (Phase.ROLLED_BACK, Phase.FAILED) and not held_back:
         return f"retry applies after a rollback or failure, phase is {st.phase.value if st.phase else 'new'}"
     st.rejected_version = None
     if st.phase == Phase.FAILED and not st.history:  # the first version never became Ready
