@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from modelrollout.core.phases import Phase
 
 pytestmark = pytest.mark.unit
