@@ -14,6 +14,12 @@ from typing import Any
 from modelrollout.core.phases import Phase
 
 HISTORY_LIMIT = 10
+# The status keys the core writes; anything else under status (e.g. kopf's own) is left alone.
+OWNED_KEYS = frozenset({
+    "phase", "reason", "message", "stableVersion", "canaryVersion", "stableModel", "canaryModel",
+    "currentStepIndex", "stepStartedAt", "desiredWeight", "effectiveWeight", "rejectedVersion", "lastCommandId",
+    "scaleDownAt", "observedGeneration", "conditions", "analysis", "history",
+})
 
 
 def format_time(moment: datetime) -> str:
@@ -255,3 +261,17 @@ def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         elif value != before or key not in old:
             patch[key] = value
     return patch
+
+
+def status_patch(stored: dict[str, Any] | None, new: RolloutStatus) -> dict[str, Any]:
+    """The merge patch for the status subresource: `new` over what is stored, nulling dropped keys.
+
+    Only OWNED_KEYS are compared, so fields other writers keep under status survive.
+
+    >>> patch = status_patch({"phase": "Progressing", "canaryVersion": "2", "kopf": {"x": 1}},
+    ...                      RolloutStatus(phase=Phase.HEALTHY))
+    >>> patch["phase"], patch["canaryVersion"], "kopf" in patch
+    ('Healthy', None, False)
+    """
+    owned = {k: v for k, v in (stored or {}).items() if k in OWNED_KEYS}
+    return merge_patch(owned, new.to_dict())

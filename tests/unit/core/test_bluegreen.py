@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from modelrollout.analysis.types import Verdict
 from modelrollout.core.observations import LABEL_ROLLOUT, LABEL_VERSION
 from modelrollout.core.phases import Phase

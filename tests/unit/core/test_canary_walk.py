@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from modelrollout.analysis.types import Verdict
 from modelrollout.core import replicas_for_weight
 from modelrollout.core.phases import Phase

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from modelrollout.analysis.types import Verdict
 from modelrollout.core.phases import Phase
 

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+
 from modelrollout.analysis.types import Verdict
 from modelrollout.core import Decision, Observations, RolloutSpec, RolloutStatus, decide
 from modelrollout.core.phases import Phase

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+
 from modelrollout.core.decide import decide
 from modelrollout.core.observations import Decision
 from modelrollout.core.phases import ALLOWED, NEW_RESOURCE, Phase, TransitionError, transition
@@ -35,7 +36,7 @@ def command(text: str) -> Callable[[Run], Decision]:
 
 def new_spec(version: str, **kwargs: object) -> Callable[[Run], Decision]:
     def act(run: Run) -> Decision:
-        run.spec = make_spec(version=version, **kwargs)  # type: ignore[arg-type]
+        run.spec = make_spec(version=version, **kwargs)
         run.world.generation += 1
         return run.tick(after=1)
     return act
@@ -58,7 +59,7 @@ def failed_first() -> Run:
 
 
 def progressing(**kwargs: object) -> Run:
-    run = run_from_healthy(make_spec(version="2", **kwargs), history=("0",))  # type: ignore[arg-type]
+    run = run_from_healthy(make_spec(version="2", **kwargs), history=("0",))
     run.tick(pods_ready=False)
     return run
 
@@ -92,7 +93,7 @@ def failed_invalid() -> Run:
     return run
 
 
-SCENARIOS: dict[tuple[Phase | None, Phase], tuple[Callable[[], Run], Callable[[Run], Decision]]] = {
+SCENARIOS: dict[tuple[Phase, Phase], tuple[Callable[[], Run], Callable[[Run], Decision]]] = {
     (P.PENDING, P.PENDING): (pending, new_spec("9")),
     (P.PENDING, P.HEALTHY): (pending, settle),
     (P.PENDING, P.FAILED): (pending, lambda r: r.tick(after=61, pods_ready=False)),

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+
 from modelrollout.core import RolloutSpec, RolloutStatus, expected_share, merge_patch, replicas_for_weight
 from modelrollout.core.durations import parse_duration
 from modelrollout.core.phases import Phase
