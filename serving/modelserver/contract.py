@@ -177,7 +177,9 @@ def is_model_error(code: int) -> bool:
 
 
 def is_client_error(code: int) -> bool:
-    """>>> is_client_error(400), is_client_error(413), is_client_error(500)
+    """Example:
+
+    >>> is_client_error(400), is_client_error(413), is_client_error(500)
     (True, True, False)
     """
     return 400 <= code <= 499

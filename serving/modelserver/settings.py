@@ -81,7 +81,9 @@ _ENV: dict[str, tuple[str, str]] = {
 
 
 def parse_bool(text: str) -> bool:
-    """>>> parse_bool("True"), parse_bool("0"), parse_bool("yes")
+    """Example:
+
+    >>> parse_bool("True"), parse_bool("0"), parse_bool("yes")
     (True, False, True)
     """
     lowered = text.strip().lower()

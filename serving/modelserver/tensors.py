@@ -170,7 +170,9 @@ def decode_v1(body: Any, spec: InputSpec) -> InferRequest:
 
 
 def datatype_of(array: np.ndarray) -> str:
-    """>>> datatype_of(np.array([1, 2])), datatype_of(np.array(["a"])), datatype_of(np.array([0.5]))
+    """Example:
+
+    >>> datatype_of(np.array([1, 2])), datatype_of(np.array(["a"])), datatype_of(np.array([0.5]))
     ('INT64', 'BYTES', 'FP64')
     """
     kind = array.dtype.kind
