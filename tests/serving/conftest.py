@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import requests
+
 from modelserver.server import ModelServer
 from modelserver.settings import Settings
 

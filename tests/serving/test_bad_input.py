@@ -82,6 +82,7 @@ def test_body_over_the_limit_is_413(models: ExampleModels, start_server: Callabl
 def test_nan_is_refused_only_where_the_model_cannot_take_it() -> None:
     # JSON has no NaN literal, so it can only reach a model through this decoder from other callers.
     import numpy as np
+
     from modelserver.tensors import BadInput, InputSpec, decode_tensor
 
     tensor = {"name": "x", "shape": [1, 2], "datatype": "FP64", "data": [float("nan"), 1.0]}

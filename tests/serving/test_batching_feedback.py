@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+
 from modelserver.batching import AdaptiveBatcher
 from modelserver.contract_parse import parse_pod_metrics
 from modelserver.feedback import FeedbackStore

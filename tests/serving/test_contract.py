@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable
 
 import pytest
+
 from modelserver import contract
 from modelserver.contract_parse import parse_pod_metrics
 

@@ -9,6 +9,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+
 from modelserver.contract_parse import parse_pod_metrics
 
 from .conftest import ONE_ROW, ExampleModels, RunningServer

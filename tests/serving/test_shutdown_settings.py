@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+
 from modelserver.settings import Settings, read_settings
 
 from .conftest import ONE_ROW, ExampleModels
