@@ -91,9 +91,6 @@ class MetricConfig:
         except ValueError:
             allowed = ", ".join(t.value for t in MetricType)
             raise ValueError(f"{where}.type: must be one of {allowed}, got {raw.get('type')!r}") from None
-        if metric_type is MetricType.MEAN_ABSOLUTE_ERROR:
-            # Not built yet: refusing beats a metric that silently never decides.
-            raise ValueError(f"{where}.type: meanAbsoluteError is not supported by this analysis engine yet")
         criteria = {key: _number(raw[key], f"{where}.{key}") for key in CRITERIA_ORDER if key in raw}
         if not criteria:
             raise ValueError(f"{where}: needs at least one of max, min, maxRatioToStable, minRatioToStable, margin")

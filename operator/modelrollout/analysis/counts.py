@@ -105,7 +105,7 @@ def _smoothed_rate(events: float, trials: float) -> float:
     return (events + 0.5) / (trials + 1.0)
 
 
-def _verdict(p_value: float, upper: float, limit: float, alpha: float) -> Verdict:
+def verdict_for(p_value: float, upper: float, limit: float, alpha: float) -> Verdict:
     if p_value <= alpha:
         return Verdict.FAIL
     if upper < limit:
@@ -127,7 +127,7 @@ def judge_bound(state: CriterionState, bound: float, alpha: float) -> Judgement:
     interval = (max(estimate - radius, 0.0), min(estimate + radius, 1.0))
     e_value = _e_value(state)
     return Judgement(
-        _verdict(state.p_value, interval[1], bound, alpha), estimate, interval, bound, state.p_value, e_value
+        verdict_for(state.p_value, interval[1], bound, alpha), estimate, interval, bound, state.p_value, e_value
     )
 
 
@@ -143,7 +143,7 @@ def judge_comparison(state: CriterionState, limit: float, alpha: float) -> Judge
     interval = (max(estimate - radius, -1.0), min(estimate + radius, 1.0))
     e_value = _e_value(state)
     return Judgement(
-        _verdict(state.p_value, interval[1], limit, alpha), estimate, interval, limit, state.p_value, e_value
+        verdict_for(state.p_value, interval[1], limit, alpha), estimate, interval, limit, state.p_value, e_value
     )
 
 

@@ -23,11 +23,18 @@ from dataclasses import replace
 from modelrollout.analysis.config import AnalysisConfig, MetricConfig, MetricType
 from modelrollout.analysis.counts import Judgement
 from modelrollout.analysis.latency import add_buckets
+from modelrollout.analysis.mean_error import (
+    describe_mae,
+    judge_mae_bound,
+    judge_mae_comparison,
+    update_mae_bound,
+    update_mae_comparison,
+)
 from modelrollout.analysis.rules import describe, judge, needs_stable, observe, update_criterion
 from modelrollout.analysis.sequential import mixture_rho, two_sided_log_e_value
 from modelrollout.analysis.shift import describe_shift, judge_shift, update_shift
 from modelrollout.analysis.state import AnalysisState, CriterionState, criterion_key
-from modelrollout.analysis.types import AnalysisOutcome, MetricResult, Tick, Verdict
+from modelrollout.analysis.types import AnalysisOutcome, MetricResult, Tick, Verdict, VersionCounts
 
 # The sample-ratio check only warns (it never rolls back), so it uses its own strict level and a
 # practical tolerance: with heavy traffic a tiny, harmless imbalance would otherwise be "significant".
@@ -116,22 +123,50 @@ def _assess_metric(
         reason = "; ".join(tick.errors) or "no data from stable"
         return _inconclusive(metric, f"no stable data this tick ({reason}): keep collecting"), {}
     alpha = config.alpha_for(metric.name) / len(metric.criteria)
-    judged: list[tuple[str, CriterionState, Judgement, str]] = []
-    for criterion in metric.criteria:
-        previous = before.criterion(metric.name, criterion)
-        if metric.type is MetricType.PREDICTION_SHIFT:
-            stable_classes = tick.stable.class_counts if tick.stable else {}
-            updated = update_shift(previous, tick.canary.class_counts if tick.canary else {}, stable_classes)
-            j = judge_shift(updated, metric.criteria[criterion], alpha)
-            message = describe_shift(updated, j, 1.0 - alpha)
-        else:
-            obs, threshold = observe(metric, criterion, tick, before)
-            updated = update_criterion(metric, criterion, previous, obs, threshold)
-            j = judge(metric, criterion, updated, alpha)
-            message = describe(metric, criterion, updated, j, 1.0 - alpha)
-        judged.append((criterion, updated, j, message))
+    judged = [(c, *_judge_criterion(metric, c, before, tick, alpha)) for c in metric.criteria]
     updates = {criterion_key(metric.name, c): s for c, s, _, _ in judged}
     return _metric_result(config, metric, traffic, judged), updates
+
+
+def _judge_criterion(
+    metric: MetricConfig, criterion: str, before: AnalysisState, tick: Tick, alpha: float
+) -> tuple[CriterionState, Judgement, str]:
+    """Fold the tick into one criterion's sums and judge it: (new sums, judgement, sentence)."""
+    previous = before.criterion(metric.name, criterion)
+    canary = tick.canary or VersionCounts()
+    stable = tick.stable or VersionCounts()
+    if metric.type is MetricType.PREDICTION_SHIFT:
+        updated = update_shift(previous, canary.class_counts, stable.class_counts)
+        j = judge_shift(updated, metric.criteria[criterion], alpha)
+        return updated, j, describe_shift(updated, j, 1.0 - alpha)
+    if metric.type is MetricType.MEAN_ABSOLUTE_ERROR:
+        return _judge_mae(metric, criterion, previous, canary, stable, alpha)
+    obs, threshold = observe(metric, criterion, tick, before)
+    updated = update_criterion(metric, criterion, previous, obs, threshold)
+    j = judge(metric, criterion, updated, alpha)
+    return updated, j, describe(metric, criterion, updated, j, 1.0 - alpha)
+
+
+def _judge_mae(
+    metric: MetricConfig,
+    criterion: str,
+    previous: CriterionState,
+    canary: VersionCounts,
+    stable: VersionCounts,
+    alpha: float,
+) -> tuple[CriterionState, Judgement, str]:
+    value = metric.criteria[criterion]
+    if criterion == "max":
+        updated = update_mae_bound(previous, canary.abs_error_sum, canary.abs_error_count, value)
+        j = judge_mae_bound(updated, value, alpha)
+        return updated, j, describe_mae(updated, j, comparison=False, level=1.0 - alpha)
+    updated = update_mae_comparison(
+        previous, canary.abs_error_sum, canary.abs_error_count, stable.abs_error_sum, stable.abs_error_count
+    )
+    stable_mae = updated.stable_events / updated.stable_trials if updated.stable_trials > 0 else 0.0
+    limit = (value - 1.0) * stable_mae if criterion == "maxRatioToStable" else value
+    j = judge_mae_comparison(updated, limit, alpha)
+    return updated, j, describe_mae(updated, j, comparison=True, level=1.0 - alpha)
 
 
 def _metric_result(

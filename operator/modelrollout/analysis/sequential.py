@@ -99,7 +99,7 @@ def one_sided_log_e_value(score: npt.ArrayLike, variance: npt.ArrayLike, rho: fl
     return np.asarray(math.log(2.0) + two_sided_log_e_value(s, v, rho) + log_phi, dtype=np.float64)
 
 
-def confidence_radius(variance: npt.ArrayLike, alpha: float) -> FloatArray:
+def confidence_radius(variance: npt.ArrayLike, alpha: float, optimal_variance: float = OPTIMAL_VARIANCE) -> FloatArray:
     """Half-width r with |S - E S| <= r at every look with probability >= 1 - alpha (two-sided).
 
     Solves two_sided_log_e_value(r, V, rho) = ln(1/alpha):
@@ -108,7 +108,7 @@ def confidence_radius(variance: npt.ArrayLike, alpha: float) -> FloatArray:
     >>> round(float(confidence_radius(100.0, 0.05)), 2)  # vs 1.96 * 10 = 19.6 for a single look
     31.07
     """
-    rho = mixture_rho(alpha, one_sided=False)
+    rho = mixture_rho(alpha, one_sided=False, optimal_variance=optimal_variance)
     v = np.maximum(np.asarray(variance, dtype=np.float64), 0.0)
     return np.asarray(np.sqrt((v + rho) * (2.0 * math.log(1.0 / alpha) + np.log((v + rho) / rho))))
 

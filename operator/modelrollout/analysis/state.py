@@ -29,6 +29,7 @@ class CriterionState:
 
     Counts: `score`/`weight` give the estimate (canary rate for a bound, stratified difference for a
     comparison with stable), `canary_spread`/`stable_spread` the variance weights of the interval.
+    meanAbsoluteError reuses the same sums with events = absolute-error sum, trials = labelled rows.
     Prediction shift keeps per-class sums in `classes`: label -> [score, variance, canary, stable, p].
     """
 
@@ -41,8 +42,9 @@ class CriterionState:
     canary_trials: float = 0.0
     stable_events: float = 0.0
     stable_trials: float = 0.0
-    canary_squares: float = 0.0
+    canary_squares: float = 0.0  # meanAbsoluteError: sum over ticks of (tick sum)^2 / tick count
     stable_squares: float = 0.0
+    ticks: float = 0.0  # ticks that contributed (meanAbsoluteError's between-tick variance)
     p_value: float = 1.0
     threshold: float | None = None
     classes: Mapping[str, tuple[float, ...]] = field(default_factory=dict)

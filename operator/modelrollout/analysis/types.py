@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
-class Verdict(str, enum.Enum):
+class Verdict(enum.StrEnum):
     """What one metric says after a tick."""
 
     PASS = "Pass"  # evidence of no harm: the canary may be promoted as far as this metric goes

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+
 from modelrollout.analysis.config import AnalysisConfig
 from modelrollout.analysis.engine import assess_tick
 from modelrollout.analysis.sequential import mixture_log_e_value, tick_log_likelihood_ratios

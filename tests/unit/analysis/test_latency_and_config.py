@@ -5,6 +5,7 @@ import re
 
 import numpy as np
 import pytest
+
 from modelrollout.analysis.config import AnalysisConfig, TimeoutAction, parse_duration
 from modelrollout.analysis.latency import histogram_quantile, slower_than, summarize_latency
 

@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from scipy.stats import binom
+
 from modelrollout.analysis.sequential import (
     ODDS_RATIOS,
     alternative_share,
@@ -15,7 +17,6 @@ from modelrollout.analysis.sequential import (
     tick_log_likelihood_ratios,
     two_sided_log_e_value,
 )
-from scipy.stats import binom
 
 pytestmark = pytest.mark.unit
 
