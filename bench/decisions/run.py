@@ -1,108 +1,77 @@
 """Decision-quality benchmark: how often each rule rolls back a good canary, and how fast it catches a bad one.
 
-Simulates rollouts on request streams (400 requests per tick, 40 ticks = 16,000 requests) and runs, side by
-side, the project's engine (the same per-tick conditional e-process `modelrollout.analysis.sequential`
-provides, vectorised over rollouts), a threshold rule as Flagger and Argo Rollouts apply it, and a
-fixed-sample z-test checked at every tick. Every rule rolls back after `--failure-limit` consecutive failed
-ticks and waits for 200 canary requests, as the operator does.
+Simulates rollouts (400 requests per tick, 40 ticks = 16,000 requests; see streams.py) and runs side by side
+the project's engine (the per-tick conditional e-process of `modelrollout.analysis.sequential`, vectorised
+over rollouts), a threshold rule per window as Flagger and Argo Rollouts apply it, and a fixed-sample z-test
+on cumulative counts checked at every tick. Every rule waits for 200 canary requests, as the operator does.
 
-    .venv/bin/python bench/decisions/run.py            # 2,000 rollouts per cell, writes docs/analysis.md table
+    .venv/bin/python bench/decisions/run.py            # 2,000 rollouts per cell, writes the docs/analysis.md table
     .venv/bin/python bench/decisions/run.py --quick    # 200 per cell, prints only
+    .venv/bin/python bench/decisions/run.py --runs 2000 --seed 7 --no-docs   # a second seed, prints only
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import platform
 import re
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from datetime import date
 from pathlib import Path
 
 import numpy as np
 from scipy.stats import norm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "operator"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from streams import ERROR_STREAMS, REQUESTS_PER_TICK, Cell, accuracy_cell, error_cell, latency_cell
+
 from modelrollout.analysis.sequential import mixture_log_e_value, tick_log_likelihood_ratios
 
-TICKS, REQUESTS_PER_TICK, MIN_CANARY_REQUESTS, ALPHA = 40, 400, 200, 0.05
-THRESHOLD_RULE = 0.03  # as in the peers' docs: canary error rate above 3% in a window is a failed check
+MIN_CANARY_REQUESTS, ALPHA = 200, 0.05
 EFFECTS = (0.0, 0.005, 0.01, 0.02, 0.05)
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "analysis.md"
-Stream = tuple[np.ndarray, np.ndarray]  # (canary share per tick, base error rate per tick), shape (R, T)
 
 
-def stationary(rng: np.random.Generator, runs: int) -> Stream:
-    return np.full((runs, TICKS), 0.25), np.full((runs, TICKS), 0.01)
+def engine_fails(cell: Cell) -> np.ndarray:
+    """The engine's Fail per tick: the comparison with stable, plus the guardrail bound when the cell has one
+    (each criterion then gets half of alpha, as AnalysisConfig.alpha_for splits it)."""
+    alpha = ALPHA / (2 if cell.guardrail else 1)
+    share = cell.canary_trials / np.maximum(cell.canary_trials + cell.stable_trials, 1.0)
+    log_lr = tick_log_likelihood_ratios(cell.canary_events, cell.canary_events + cell.stable_events, share)
+    fails = mixture_log_e_value(np.cumsum(log_lr, axis=1)) >= math.log(1 / alpha)
+    if cell.guardrail:
+        events, trials, bound = cell.guardrail
+        bound_lr = tick_log_likelihood_ratios(events, trials, bound)
+        fails |= mixture_log_e_value(np.cumsum(bound_lr, axis=1)) >= math.log(1 / alpha)
+    return np.maximum.accumulate(fails, axis=1)  # running p-value: a Fail persists
 
 
-def ramped(rng: np.random.Generator, runs: int) -> Stream:
-    # Share 5% -> 10% -> 25% -> 50% while the base rate climbs 0.5% -> 2%: Simpson's paradox for cumulative tests.
-    share = np.repeat(np.array([0.05, 0.10, 0.25, 0.50]), TICKS // 4)
-    return np.broadcast_to(share, (runs, TICKS)).copy(), np.broadcast_to(
-        np.linspace(0.005, 0.02, TICKS), (runs, TICKS)
-    ).copy()
-
-
-def jump(rng: np.random.Generator, runs: int) -> Stream:
-    base = np.where(np.arange(TICKS) < TICKS // 2, 0.01, 0.03)
-    return np.full((runs, TICKS), 0.25), np.broadcast_to(base, (runs, TICKS)).copy()
-
-
-def drift(rng: np.random.Generator, runs: int) -> Stream:
-    return np.full((runs, TICKS), 0.25), np.broadcast_to(np.linspace(0.005, 0.025, TICKS), (runs, TICKS)).copy()
-
-
-def bursty(rng: np.random.Generator, runs: int) -> Stream:
-    # Errors come in bursts that hit both versions: the tick's base rate is 1% times a Gamma(0.5) factor.
-    return np.full((runs, TICKS), 0.25), np.minimum(0.01 * rng.gamma(0.5, 2.0, (runs, TICKS)), 0.5)
-
-
-STREAMS: dict[str, Callable[[np.random.Generator, int], Stream]] = {
-    "stationary": stationary,
-    "ramped share + rising base": ramped,
-    "base jumps 1%->3%": jump,
-    "base drifts 0.5%->2.5%": drift,
-    "bursty errors": bursty,
-}
-
-
-def simulate(rng: np.random.Generator, stream: Stream, effect: float) -> tuple[np.ndarray, ...]:
-    share, base = stream
-    n_c = rng.binomial(REQUESTS_PER_TICK, share)
-    n_s = REQUESTS_PER_TICK - n_c
-    e_c = rng.binomial(n_c, np.minimum(base + effect, 1.0))
-    e_s = rng.binomial(n_s, base)
-    return n_c.astype(float), n_s.astype(float), e_c.astype(float), e_s.astype(float)
-
-
-def engine_fails(n_c: np.ndarray, n_s: np.ndarray, e_c: np.ndarray, e_s: np.ndarray) -> np.ndarray:
-    log_lr = tick_log_likelihood_ratios(e_c, e_c + e_s, n_c / (n_c + n_s))
-    log_e = mixture_log_e_value(np.cumsum(log_lr, axis=1))
-    return np.maximum.accumulate(log_e >= math.log(1 / ALPHA), axis=1)  # running p-value: a Fail persists
-
-
-def threshold_fails(n_c: np.ndarray, n_s: np.ndarray, e_c: np.ndarray, e_s: np.ndarray) -> np.ndarray:
-    return e_c / np.maximum(n_c, 1.0) > THRESHOLD_RULE
-
-
-def z_test_fails(n_c: np.ndarray, n_s: np.ndarray, e_c: np.ndarray, e_s: np.ndarray) -> np.ndarray:
-    nc, ns, ec, es = (np.cumsum(x, axis=1) for x in (n_c, n_s, e_c, e_s))
+def z_test_fails(cell: Cell) -> np.ndarray:
+    ec, nc, es, ns = (
+        np.cumsum(x, axis=1) for x in (cell.canary_events, cell.canary_trials, cell.stable_events, cell.stable_trials)
+    )
+    nc, ns = np.maximum(nc, 1.0), np.maximum(ns, 1.0)
     pooled = (ec + es) / (nc + ns)
     se = np.sqrt(np.maximum(pooled * (1 - pooled) * (1 / nc + 1 / ns), 1e-12))
     return (ec / nc - es / ns) / se > norm.ppf(1 - ALPHA)
 
 
-RULES = {
-    "engine (per-tick e-process)": engine_fails,
-    "threshold 3% per window": threshold_fails,
-    "z-test every tick": z_test_fails,
-}
+# (column title, failed checks per tick, consecutive failed checks before rollback)
+RULES: tuple[tuple[str, Callable[[Cell], np.ndarray], int], ...] = (
+    ("engine, failureLimit 1", engine_fails, 1),
+    ("engine, failureLimit 2", engine_fails, 2),
+    ("threshold per window, 2 in a row", lambda cell: cell.window_fails, 2),
+    ("z-test every tick, 2 in a row", z_test_fails, 2),
+)
 
 
-def rollback_tick(fails: np.ndarray, n_c: np.ndarray, failure_limit: int) -> np.ndarray:
+def rollback_tick(fails: np.ndarray, canary_requests: np.ndarray, failure_limit: int) -> np.ndarray:
     """First tick at which `failure_limit` consecutive failed checks end, after 200 canary requests; else -1."""
-    fails = fails & (np.cumsum(n_c, axis=1) >= MIN_CANARY_REQUESTS)
+    fails = fails & (np.cumsum(canary_requests, axis=1) >= MIN_CANARY_REQUESTS)
     run = np.zeros(fails.shape[0], dtype=int)
     decided = np.full(fails.shape[0], -1)
     for t in range(fails.shape[1]):
@@ -111,37 +80,37 @@ def rollback_tick(fails: np.ndarray, n_c: np.ndarray, failure_limit: int) -> np.
     return decided
 
 
-def run_cells(runs: int, failure_limit: int, seed: int) -> list[dict[str, object]]:
-    rng = np.random.default_rng(seed)
-    rows: list[dict[str, object]] = []
-    for stream_name, make in STREAMS.items():
+def cells(rng: np.random.Generator, runs: int) -> Iterator[tuple[str, str, bool, Cell]]:
+    """(stream, canary, is the canary worse, cell) for every benchmark cell."""
+    for stream, shape in ERROR_STREAMS.items():
         for effect in EFFECTS:
-            data = simulate(rng, make(rng, runs), effect)
-            for rule_name, rule in RULES.items():
-                tick = rollback_tick(rule(*data), data[0], failure_limit)
-                requests = (tick[tick >= 0] + 1) * REQUESTS_PER_TICK
-                rows.append(
-                    {
-                        "stream": stream_name,
-                        "effect": effect,
-                        "rule": rule_name,
-                        "rate": float(np.mean(tick >= 0)),
-                        "median": float(np.median(requests)) if requests.size else math.nan,
-                        "p90": float(np.percentile(requests, 90)) if requests.size else math.nan,
-                    }
-                )
-    return rows
+            label = "identical" if effect == 0 else f"+{effect * 100:g} pts errors"
+            yield stream, label, effect > 0, error_cell(rng, shape(rng, runs), effect)
+    accuracy = "accuracy, labels for 30%, 1-8 ticks late"
+    yield accuracy, "identical", False, accuracy_cell(rng, runs, 0.0)
+    yield accuracy, "2 pts less accurate", True, accuracy_cell(rng, runs, 0.02)
+    latency = "latency: >100 ms share vs stable, p99 <= 250 ms"
+    yield latency, "identical", False, latency_cell(rng, runs, 1.0, 0.0)
+    yield latency, "10% slower", True, latency_cell(rng, runs, 1.1, 0.0)
+    yield latency, "3% slow tail (~400 ms)", True, latency_cell(rng, runs, 1.0, 0.03)
 
 
-def table(rows: list[dict[str, object]]) -> str:
-    lines = ["| stream | canary | rule | rolled back | median requests | p90 requests |", "|---|---|---|---|---|---|"]
-    for row in rows:
-        effect = float(row["effect"])  # type: ignore[arg-type]
-        label = "identical" if effect == 0 else f"+{effect * 100:g} pts"
-        median, p90 = (
-            f"{float(row[k]):,.0f}" if effect and not math.isnan(float(row[k])) else "" for k in ("median", "p90")
-        )  # type: ignore[arg-type]
-        lines.append(f"| {row['stream']} | {label} | {row['rule']} | {float(row['rate']):.1%} | {median} | {p90} |")  # type: ignore[arg-type]
+def summary(tick: np.ndarray, worse: bool) -> str:
+    """ "2.5%" for a good canary; "96.9% · 4,800 / 10,800" (rolled back, median / p90 requests) for a worse one."""
+    rate = f"{np.mean(tick >= 0):.1%}"
+    requests = (tick[tick >= 0] + 1) * REQUESTS_PER_TICK
+    if not worse or requests.size == 0:
+        return rate
+    return f"{rate} · {np.median(requests):,.0f} / {np.percentile(requests, 90):,.0f}"
+
+
+def table(runs: int, seed: int) -> str:
+    rng = np.random.default_rng(seed)
+    head = "| stream | canary | " + " | ".join(title for title, _, _ in RULES) + " |"
+    lines = [head, "|---|---|" + "---|" * len(RULES)]
+    for stream, label, worse, cell in cells(rng, runs):
+        columns = [summary(rollback_tick(rule(cell), cell.canary_requests, limit), worse) for _, rule, limit in RULES]
+        lines.append(f"| {stream} | {label} | " + " | ".join(columns) + " |")
     return "\n".join(lines)
 
 
@@ -149,17 +118,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="200 rollouts per cell, do not write the docs")
     parser.add_argument("--runs", type=int, default=2000)
-    parser.add_argument("--failure-limit", type=int, default=2)
     parser.add_argument("--seed", type=int, default=20240607)
+    parser.add_argument("--no-docs", action="store_true", help="print only")
     args = parser.parse_args()
     runs = 200 if args.quick else args.runs
-    text = table(run_cells(runs, args.failure_limit, args.seed))
+    started = time.perf_counter()
+    text = table(runs, args.seed)
+    elapsed = time.perf_counter() - started
     print(text)
-    if not args.quick and DOCS.exists():
-        begin, end = "<!-- bench-decisions:begin -->", "<!-- bench-decisions:end -->"
-        header = f"{runs:,} rollouts per cell, failureLimit {args.failure_limit}, seed {args.seed}.\n\n"
-        body = DOCS.read_text()
-        DOCS.write_text(re.sub(f"{begin}.*?{end}", lambda _: f"{begin}\n{header}{text}\n{end}", body, flags=re.S))
+    print(f"\n{runs:,} rollouts per cell, seed {args.seed}, {elapsed:.0f} s")
+    if args.quick or args.no_docs or not DOCS.exists():
+        return
+    begin, end = "<!-- bench-decisions:begin -->", "<!-- bench-decisions:end -->"
+    header = (
+        f"{runs:,} rollouts per cell, seed {args.seed}, run on {date.today().isoformat()} on {platform.machine()} "
+        f"{platform.system()} with {_cpus()} CPUs, Python {platform.python_version()}, {elapsed:.0f} s.\n\n"
+    )
+    body = DOCS.read_text()
+    DOCS.write_text(re.sub(f"{begin}.*?{end}", lambda _: f"{begin}\n{header}{text}\n{end}", body, flags=re.S))
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 if __name__ == "__main__":
