@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export MODELROLLOUT_CACHE ?= $(HOME)/.cache/modelrollout
 PYTEST_ARGS ?=
 
-.PHONY: help venv k8s-bins lint test test-unit test-e2e demo cluster-up cluster-down cluster-shell bench-decisions clean
+.PHONY: help venv k8s-bins lint test test-unit test-e2e demo cluster-up cluster-down cluster-shell bench-serving bench-decisions clean
 
 help:
 	@echo "make demo        - the main job on the built-in local cluster"
@@ -58,6 +58,10 @@ cluster-down: venv
 
 cluster-shell: venv
 	@$(BIN)/python -m localcluster shell --state-dir .local/cluster
+
+# Throughput/latency of the model server beside MLServer on the same models (loopback, bounded runs).
+bench-serving: venv
+	$(BIN)/python bench/serving/run.py
 
 # Decision quality of the analysis engine vs threshold rules and a fixed-sample test (not timed).
 bench-decisions: venv

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import kubernetes
 import pytest
+
 from localcluster import netns
 from localcluster.binaries import bin_dir
 from localcluster.cluster import LocalCluster

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import kubernetes
 import pytest
-from localcluster.testing import apply_manifest, wait_until
 
+from localcluster.testing import apply_manifest, wait_until
 from tests.conftest import ROOT, ClusterHandle
 from tests.e2e.builders import deployment
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import kubernetes
 import pytest
+
 from localcluster.testing import apply_manifest, wait_until
 from localcluster.traffic import kill_pod_process, pod_log, send_requests, steady_traffic
-
 from tests.conftest import ClusterHandle
 from tests.e2e.builders import deployment, echo_container, service
 

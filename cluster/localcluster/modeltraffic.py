@@ -1,0 +1,117 @@
+"""Steady Open Inference Protocol (V2) traffic with delayed ground-truth feedback, for e2e tests
+and the demo.
+
+Simulated clients each keep one keep-alive connection for a burst of requests, then send the
+labels of that burst as one feedback batch on the same connection - so the feedback reaches the
+pod that made the predictions (each pod remembers its own) - and reconnect, so the Service
+balances the next burst afresh. Results are counted per model version (from the response body).
+
+    stats = ModelTraffic(url, "fraud", rows, labels, rate=60)
+    task = asyncio.ensure_future(stats.run(stop, max_seconds=300))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+
+@dataclass
+class VersionStats:
+    ok: int = 0
+    failed: int = 0  # 5xx or transport errors after the request reached the version
+    latencies: list[float] = field(default_factory=list)
+    feedback_sent: int = 0
+
+
+@dataclass
+class TrafficStats:
+    by_version: dict[str, VersionStats] = field(default_factory=lambda: defaultdict(VersionStats))
+    transport_errors: Counter[str] = field(default_factory=Counter)
+    statuses: Counter[int] = field(default_factory=Counter)
+    timeline: list[tuple[float, str, bool]] = field(default_factory=list)  # (t, version, ok)
+
+    @property
+    def failures(self) -> int:
+        return sum(self.transport_errors.values()) + sum(n for s, n in self.statuses.items() if s >= 500)
+
+    def share(self, version: str, since: float = 0.0) -> float:
+        window = [v for t, v, _ in self.timeline if t >= since]
+        return window.count(version) / len(window) if window else 0.0
+
+
+class ModelTraffic:
+    def __init__(self, base_url: str, model: str, rows: list[list[float]], labels: list[Any], rate: float,
+                 clients: int = 8, burst: int = 10, label_fraction: float = 1.0, seed: int = 7) -> None:
+        self.url = base_url.rstrip("/")
+        self.model = model
+        self.rows, self.labels = rows, labels
+        self.rate, self.clients, self.burst = rate, clients, burst
+        self.label_fraction = label_fraction
+        self.random = random.Random(seed)
+        self.stats = TrafficStats()
+
+    def _body(self, index: int) -> dict[str, Any]:
+        row = self.rows[index]
+        return {"inputs": [{"name": "input-0", "shape": [1, len(row)], "datatype": "FP64", "data": row}]}
+
+    async def _infer(self, session: aiohttp.ClientSession, index: int) -> tuple[str, str] | None:
+        started = time.monotonic()
+        try:
+            async with session.post(f"{self.url}/v2/models/{self.model}/infer", json=self._body(index)) as resp:
+                payload = await resp.json(content_type=None)
+                self.stats.statuses[resp.status] += 1
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+            self.stats.transport_errors[type(exc).__name__] += 1
+            return None
+        version = str(payload.get("model_version", "?")) if isinstance(payload, dict) else "?"
+        stats = self.stats.by_version[version]
+        ok = resp.status < 500
+        stats.ok += ok
+        stats.failed += not ok
+        stats.latencies.append(time.monotonic() - started)
+        self.stats.timeline.append((time.monotonic(), version, ok))
+        if resp.status == 200 and isinstance(payload, dict):
+            return version, str(payload.get("id"))
+        return None
+
+    async def _client(self, stop: asyncio.Event, deadline: float) -> None:
+        interval = self.clients / self.rate
+        while not stop.is_set() and time.monotonic() < deadline:
+            connector = aiohttp.TCPConnector(limit=1)  # one keep-alive connection: one pod per burst
+            async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=10)) as s:
+                answered: list[tuple[str, str, Any]] = []
+                for _ in range(self.burst):
+                    if stop.is_set() or time.monotonic() >= deadline:
+                        break
+                    index = self.random.randrange(len(self.rows))
+                    result = await self._infer(s, index)
+                    if result is not None:
+                        answered.append((*result, self.labels[index]))
+                    await asyncio.sleep(interval * self.random.uniform(0.5, 1.5))
+                await self._feedback(s, answered)
+
+    async def _feedback(self, session: aiohttp.ClientSession, answered: list[tuple[str, str, Any]]) -> None:
+        items = [{"id": pid, "label": label} for _v, pid, label in answered
+                 if self.random.random() < self.label_fraction]
+        if not items:
+            return
+        try:
+            async with session.post(f"{self.url}/v2/models/{self.model}/feedback",
+                                    json={"feedback": items}) as resp:
+                await resp.read()
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            return
+        for version, _pid, _label in answered:
+            self.stats.by_version[version].feedback_sent += 1
+
+    async def run(self, stop: asyncio.Event, max_seconds: float) -> TrafficStats:
+        deadline = time.monotonic() + max_seconds
+        await asyncio.gather(*(self._client(stop, deadline) for _ in range(self.clients)))
+        return self.stats

@@ -1,0 +1,3 @@
+from modelrollout.main import main
+
+main()

@@ -1,0 +1,88 @@
+"""kopf handlers: thin translations between kopf and reconcile.tick.
+
+One timer per ModelRollout (every second) is the only writer of progress; it reconciles only
+when the decided wake-up time has come, the spec changed, or a manual command waits.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import logging
+import time
+from typing import Any
+
+import kopf
+import kubernetes
+
+from modelrollout import opmetrics
+from modelrollout.kube import GROUP, PLURAL, VERSION, KubeAdapter, PermissionDeniedError
+from modelrollout.reconcile import Context, is_due, tick
+from modelrollout.sources import SOURCES
+
+log = logging.getLogger(__name__)
+PREFIX = "modelrollout.dev"
+TICK_SECONDS = 1.0
+
+
+@kopf.on.startup(id="configure")
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # Our own prefix and finalizer from day one: changing them later makes kopf see every object anew.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PREFIX, key="last-handled-configuration")
+    settings.persistence.finalizer = f"{PREFIX}/finalizer"
+    # Silent watch streams are a known kopf problem: make the server end them regularly.
+    settings.watching.server_timeout = 120
+    settings.watching.client_timeout = 150
+    settings.watching.connect_timeout = 10
+    settings.posting.level = logging.WARNING
+    memo.ctx = Context(kube=KubeAdapter(_api_client()), source=SOURCES["pods"]())
+
+
+def _api_client() -> kubernetes.client.ApiClient:
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+    return kubernetes.client.ApiClient()
+
+
+@kopf.on.login(id="login")
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """One source of credentials for kopf and the adapter: the official client's configuration."""
+    return kopf.login_via_client(**kwargs)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, id="reconcile", interval=TICK_SECONDS, initial_delay=0.0)
+async def reconcile_timer(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    ctx: Context = memo.ctx
+    raw = copy.deepcopy(dict(body))
+    now = dt.datetime.now(dt.UTC)
+    if not is_due(ctx, raw, now):
+        return
+    started = time.monotonic()
+    try:
+        decision = await tick(ctx, raw, now)
+    except PermissionDeniedError as exc:
+        opmetrics.RECONCILE_ERRORS.labels("Forbidden").inc()
+        logger.error("%s", exc)
+        raise kopf.TemporaryError(str(exc), delay=10) from None
+    except kubernetes.client.ApiException as exc:
+        opmetrics.RECONCILE_ERRORS.labels("ApiError").inc()
+        if exc.status == 409:  # someone wrote meanwhile: the next tick sees the new state
+            return
+        raise kopf.TemporaryError(f"API error {exc.status}: {exc.reason}", delay=2) from None
+    finally:
+        opmetrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+    for event in decision.events:
+        logger.info("%s: %s", event.reason, event.message)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, id="forget", optional=True)
+def forget(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
+    """Drop in-memory state; the Deployments and owned Services go by garbage collection."""
+    ctx: Context = memo.ctx
+    ctx.next_tick.pop(meta["uid"], None)
+    ctx.source.forget(f"{meta['namespace']}/{meta['name']}")
+    opmetrics.forget(meta["namespace"], meta["name"])

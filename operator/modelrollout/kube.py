@@ -1,0 +1,158 @@
+"""The one adapter between the operator and the Kubernetes API (official synchronous client).
+
+Every method blocks: the reconcile layer calls them through `asyncio.to_thread` so kopf's event
+loop never waits on the network. Nothing here decides anything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import kubernetes
+from kubernetes.client import ApiException
+
+from modelrollout import workloads
+from modelrollout.core.observations import LABEL_ROLLOUT, LABEL_VERSION, DeploymentIntent, DeploymentObservation
+from modelrollout.core.phases import Event
+from modelrollout.core.status import ModelRecord
+
+GROUP, VERSION, PLURAL = "modelrollout.dev", "v1alpha1", "modelrollouts"
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+
+
+class PermissionDeniedError(RuntimeError):
+    """The operator's ServiceAccount may not do something it needs; the message says what."""
+
+
+@dataclass(frozen=True)
+class PodTarget:
+    name: str
+    uid: str
+    ip: str
+    version: str
+    started_at: str | None
+
+
+def _forbidden(exc: ApiException, verb: str, what: str, namespace: str) -> PermissionDeniedError:
+    return PermissionDeniedError(
+        f"forbidden: the operator's ServiceAccount cannot {verb} {what} in namespace {namespace} "
+        f"(HTTP {exc.status}); grant it in the operator's ClusterRole/Role (chart: rbac.*)"
+    )
+
+
+class KubeAdapter:
+    def __init__(self, api: kubernetes.client.ApiClient) -> None:
+        self.api = api
+        self.apps = kubernetes.client.AppsV1Api(api)
+        self.core = kubernetes.client.CoreV1Api(api)
+        self.custom = kubernetes.client.CustomObjectsApi(api)
+
+    def _call(self, verb: str, what: str, namespace: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ApiException as exc:
+            if exc.status == 403:
+                raise _forbidden(exc, verb, what, namespace) from None
+            raise
+
+    def observe_deployments(self, namespace: str, rollout: str) -> dict[str, DeploymentObservation]:
+        items = self._call("list", "deployments.apps", namespace, self.apps.list_namespaced_deployment,
+                           namespace, label_selector=f"{LABEL_ROLLOUT}={rollout}").items
+        seen: dict[str, DeploymentObservation] = {}
+        for d in items:
+            version = (d.metadata.labels or {}).get(LABEL_VERSION)
+            if version is None or d.metadata.deletion_timestamp:
+                continue
+            st = d.status
+            seen[version] = DeploymentObservation(
+                replicas=d.spec.replicas or 0, ready_replicas=st.ready_replicas or 0,
+                updated_replicas=st.updated_replicas or 0, available_replicas=st.available_replicas or 0,
+                up_to_date=(st.observed_generation or 0) >= (d.metadata.generation or 0),
+            )
+        return seen
+
+    def service_selector(self, namespace: str, name: str) -> dict[str, str] | None:
+        try:
+            svc = self._call("get", "services", namespace, self.core.read_namespaced_service, name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return dict(svc.spec.selector or {})
+
+    def ready_pods(self, namespace: str, rollout: str) -> list[PodTarget]:
+        pods = self._call("list", "pods", namespace, self.core.list_namespaced_pod, namespace,
+                          label_selector=f"{LABEL_ROLLOUT}={rollout}").items
+        out = []
+        for p in pods:
+            ready = any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+            if ready and p.status.pod_ip and not p.metadata.deletion_timestamp:
+                started = p.status.start_time.isoformat() if p.status.start_time else None
+                out.append(PodTarget(p.metadata.name, p.metadata.uid, p.status.pod_ip,
+                                     (p.metadata.labels or {}).get(LABEL_VERSION, ""), started))
+        return out
+
+    def apply_deployment(self, rollout: dict[str, Any], version: str, intent: DeploymentIntent) -> None:
+        ns, name = rollout["metadata"]["namespace"], workloads.deployment_name(rollout["metadata"]["name"], version)
+        try:
+            current = self.apps.read_namespaced_deployment(name, ns)
+        except ApiException as exc:
+            if exc.status == 403:
+                raise _forbidden(exc, "get", "deployments.apps", ns) from None
+            if exc.status != 404:
+                raise
+            current = None
+        if current is None:
+            model = intent.model or ModelRecord(version=version, uri="")
+            if intent.model is None or intent.replicas == 0:
+                return  # nothing to run, or no model to build it from
+            body = workloads.deployment(rollout, model, intent.replicas)
+            self._call("create", "deployments.apps", ns, self.apps.create_namespaced_deployment, ns, body)
+        elif (current.spec.replicas or 0) != intent.replicas:
+            self._call("patch", "deployments.apps", ns, self.apps.patch_namespaced_deployment, name, ns,
+                       {"spec": {"replicas": intent.replicas}}, _content_type=MERGE_PATCH)
+
+    def delete_version(self, rollout: dict[str, Any], version: str) -> None:
+        ns, name = rollout["metadata"]["namespace"], workloads.deployment_name(rollout["metadata"]["name"], version)
+        try:
+            self._call("delete", "deployments.apps", ns, self.apps.delete_namespaced_deployment, name, ns,
+                       propagation_policy="Background")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def ensure_service(self, rollout: dict[str, Any], name: str, port: int, target_port: int,
+                       selector: dict[str, str]) -> None:
+        """Create the Service (owned by the rollout) or, if it exists - possibly the user's own,
+        which is adopted for selector changes only and never deleted - replace its selector."""
+        ns = rollout["metadata"]["namespace"]
+        current = self.service_selector(ns, name)
+        if current is None:
+            body = workloads.service(rollout, name, port, target_port, selector)
+            self._call("create", "services", ns, self.core.create_namespaced_service, ns, body)
+        elif current != selector:
+            # A JSON patch replaces the whole map; a merge would keep a stale version key.
+            patch = [{"op": "replace", "path": "/spec/selector", "value": selector}]
+            self._call("patch", "services", ns, self.core.patch_namespaced_service, name, ns, patch,
+                       _content_type=JSON_PATCH)
+
+    def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        self._call("patch", "modelrollouts/status", namespace, self.custom.patch_namespaced_custom_object_status,
+                   GROUP, VERSION, namespace, PLURAL, name, {"status": patch}, _content_type=MERGE_PATCH)
+
+    def post_event(self, rollout: dict[str, Any], event: Event) -> None:
+        meta = rollout["metadata"]
+        now = dt.datetime.now(dt.UTC)
+        body = {
+            "metadata": {"name": f"{meta['name']}.{secrets.token_hex(6)}", "namespace": meta["namespace"]},
+            "involvedObject": {"apiVersion": rollout["apiVersion"], "kind": rollout["kind"], "name": meta["name"],
+                               "namespace": meta["namespace"], "uid": meta["uid"]},
+            "reason": event.reason, "message": event.message[:1024], "type": event.type,
+            "source": {"component": "modelrollout-operator"}, "reportingComponent": "modelrollout-operator",
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        }
+        self._call("create", "events", meta["namespace"], self.core.create_namespaced_event, meta["namespace"], body)

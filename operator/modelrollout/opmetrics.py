@@ -1,0 +1,48 @@
+"""The operator's own Prometheus metrics (served on a port of its own, see main.py).
+
+Label values are rollout namespaces/names, metric names from specs and enum values: never
+request content.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from modelrollout.core.observations import Decision
+from modelrollout.core.phases import Phase
+
+PHASE = Gauge("modelrollout_phase", "1 for the rollout's current phase, 0 for the others",
+              ["namespace", "rollout", "phase"])
+DESIRED_WEIGHT = Gauge("modelrollout_desired_weight_percent", "Canary weight the current step asks for",
+                       ["namespace", "rollout"])
+EFFECTIVE_WEIGHT = Gauge("modelrollout_effective_weight_percent",
+                         "Share of requests the canary really served in the last analysis window",
+                         ["namespace", "rollout"])
+VERDICTS = Counter("modelrollout_analysis_verdicts_total", "Analysis verdicts per metric",
+                   ["namespace", "rollout", "metric", "verdict"])
+RECONCILE_SECONDS = Histogram("modelrollout_reconcile_duration_seconds", "Duration of one reconcile tick",
+                              buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+RECONCILE_ERRORS = Counter("modelrollout_reconcile_errors_total", "Reconcile ticks that raised", ["reason"])
+
+
+def record_decision(body: dict[str, Any], decision: Decision) -> None:
+    ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    st = decision.status
+    for phase in Phase:
+        PHASE.labels(ns, name, phase.value).set(1 if st.phase == phase else 0)
+    DESIRED_WEIGHT.labels(ns, name).set(st.desired_weight or 0)
+    if st.effective_weight is not None:
+        EFFECTIVE_WEIGHT.labels(ns, name).set(st.effective_weight)
+
+
+def forget(namespace: str, name: str) -> None:
+    """Drop a deleted rollout's series (remove() raises KeyError for a series never set)."""
+    for phase in Phase:
+        with contextlib.suppress(KeyError):
+            PHASE.remove(namespace, name, phase.value)
+    for gauge in (DESIRED_WEIGHT, EFFECTIVE_WEIGHT):
+        with contextlib.suppress(KeyError):
+            gauge.remove(namespace, name)

@@ -1,0 +1,106 @@
+"""The `pods` metric source: scrape every ready serving pod's /metrics concurrently.
+
+Baselines (each pod's previous cumulative counters) live in memory. After an operator restart the
+first look only records baselines and yields no tick: counting pods' whole history again would
+count requests twice. A pod first seen later contributes everything only if it started after the
+previous look (its counters began at zero since then); otherwise its first scrape is a baseline.
+A failed scrape keeps the old baseline, so the next success covers the gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import aiohttp
+
+from modelrollout.analysis.types import Tick, VersionCounts
+from modelrollout.kube import PodTarget
+from modelrollout.sources import ScrapeRequest
+from modelrollout.sources.increments import pod_increment, sum_counts
+from modelserver.contract_parse import ModelMetrics, parse_pod_metrics
+
+SCRAPE_TIMEOUT = 2.0
+
+
+@dataclass
+class _Baselines:
+    pods: dict[str, ModelMetrics] = field(default_factory=dict)  # pod uid -> last counters
+    last_look: float | None = None  # wall-clock seconds of the previous look
+    last_look_mono: float | None = None
+
+
+async def scrape(session: aiohttp.ClientSession, url: str, timeout: float) -> str:
+    async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+        if resp.status != 200:
+            raise RuntimeError(f"HTTP {resp.status}")
+        return await resp.text()
+
+
+def _started_after(pod: PodTarget, moment: float | None) -> bool:
+    if moment is None or pod.started_at is None:
+        return False
+    return datetime.fromisoformat(pod.started_at).timestamp() >= moment
+
+
+class PodScrapeSource:
+    def __init__(self, timeout: float = SCRAPE_TIMEOUT) -> None:
+        self.timeout = timeout
+        self.state: dict[str, _Baselines] = {}
+
+    def forget(self, key: str) -> None:
+        self.state.pop(key, None)
+
+    def has_baseline(self, key: str) -> bool:
+        return key in self.state
+
+    async def _read(self, session: aiohttp.ClientSession, req: ScrapeRequest,
+                    pod: PodTarget) -> ModelMetrics | str:
+        try:
+            text = await scrape(session, f"http://{pod.ip}:{req.port}/metrics", self.timeout)
+            found = parse_pod_metrics(text).model(req.model, pod.version)
+            return found if found is not None else f"pod {pod.name}: no series for model {req.model} v{pod.version}"
+        except (aiohttp.ClientError, OSError, TimeoutError, RuntimeError, ValueError) as exc:
+            return f"pod {pod.name}: scrape failed ({type(exc).__name__}: {exc or 'timeout'})"
+
+    async def observe(self, req: ScrapeRequest) -> Tick | None:
+        async with aiohttp.ClientSession() as session:
+            results = await asyncio.gather(*(self._read(session, req, p) for p in req.pods))
+        base = self.state.setdefault(req.key, _Baselines())
+        first_look = base.last_look is None
+        parts: dict[str, list[VersionCounts]] = {req.canary_version: [], req.stable_version: []}
+        errors: list[str] = []
+        for pod, result in zip(req.pods, results, strict=True):
+            if isinstance(result, str):
+                errors.append(result)
+                continue
+            before = base.pods.get(pod.uid)
+            base.pods[pod.uid] = result
+            if before is None and not _started_after(pod, base.last_look):
+                continue  # baseline only: its history may be counted already
+            parts.setdefault(pod.version, []).append(pod_increment(before, result))
+        now_mono = time.monotonic()
+        duration = None if base.last_look_mono is None else now_mono - base.last_look_mono
+        base.last_look, base.last_look_mono = time.time(), now_mono
+        seen = {p.uid for p in req.pods}
+        base.pods = {uid: m for uid, m in base.pods.items() if uid in seen}
+        if first_look:
+            return None
+        return self._tick(req, parts, errors, duration)
+
+    @staticmethod
+    def _tick(req: ScrapeRequest, parts: dict[str, list[VersionCounts]], errors: list[str],
+              duration: float | None) -> Tick:
+        canary_pods = sum(1 for p in req.pods if p.version == req.canary_version)
+        stable_pods = sum(1 for p in req.pods if p.version == req.stable_version)
+        for version, count in ((req.canary_version, canary_pods), (req.stable_version, stable_pods)):
+            if count == 0:
+                errors.append(f"version {version} has no ready pods to scrape")
+        total = canary_pods + stable_pods
+        return Tick(
+            canary=sum_counts(parts[req.canary_version]), stable=sum_counts(parts[req.stable_version]),
+            expected_canary_share=canary_pods / total if total else 0.0,
+            errors=tuple(errors), duration_seconds=duration,
+        )
