@@ -1,0 +1,78 @@
+{{/* The chart's name, overridable. */}}
+{{- define "modelrollout.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Release-scoped name: `<release>-modelrollout`, or the release name when it already contains the chart name. */}}
+{{- define "modelrollout.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "modelrollout.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "modelrollout.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "modelrollout.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "modelrollout.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: modelrollout
+{{- end }}
+
+{{- define "modelrollout.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "modelrollout.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "modelrollout.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/*
+What the operator does, and nothing more (rendered into the ClusterRole or each Role):
+- modelrollouts: kopf lists/watches them and patches its annotations (progress, finalizer);
+  /status is where every decision is written; /finalizers lets owner references with
+  blockOwnerDeletion be set where OwnerReferencesPermissionEnforcement is on.
+- deployments: one per model version (create, scale by patch, delete after promotion/rollback).
+- services: the rollout's Service and preview Service (create, selector patch); never deleted.
+- pods: read only, to find the ready serving pods whose /metrics the analysis scrapes.
+- events: the verdicts and phase changes users see in `kubectl describe` (core and events.k8s.io).
+*/}}
+{{- define "modelrollout.rules" -}}
+- apiGroups: [modelrollout.dev]
+  resources: [modelrollouts]
+  verbs: [get, list, watch, patch]
+- apiGroups: [modelrollout.dev]
+  resources: [modelrollouts/status]
+  verbs: [get, patch, update]
+- apiGroups: [modelrollout.dev]
+  resources: [modelrollouts/finalizers]
+  verbs: [update]
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get, list, watch, create, patch]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, watch]
+- apiGroups: ["", events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+{{- end }}
