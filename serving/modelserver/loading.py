@@ -28,6 +28,7 @@ import joblib
 import numpy as np
 
 from modelserver.contract import LoadFailure
+from modelserver.fastpath import FastPath, fast_path_for
 from modelserver.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,8 @@ class LoadedModel:
     n_features: int
     format: str
     digest: str  # "sha256:<hex>" of the file actually loaded
-    predict_cost_s: float  # median single-row predict() time measured at warm-up
+    predict_cost_s: float  # median single-row predict() time measured at warm-up, on the path used
+    fast_path: FastPath | None = None  # a direct predict that reproduced the estimator's output
 
 
 def detect_format(uri: str, configured: str) -> str:
@@ -163,17 +165,23 @@ def validate(estimator: Any, configured_features: int) -> int:
     return n_features
 
 
-def warm_up(estimator: Any, n_features: int) -> float:
-    """Run predict (and predict_proba) on zero rows; return the median single-row predict() time."""
+def warm_up(estimator: Any, n_features: int, fast_path: FastPath | None = None) -> float:
+    """Run predict (and predict_proba) on zero rows; return the median single-row predict() time.
+
+    The time is taken on the path requests will use (the fast path when there is one), because it
+    decides whether adaptive batching pays.
+    """
     row = np.zeros((1, n_features), dtype=np.float64)
+    predict = fast_path.predict if fast_path is not None else estimator.predict
     timings = []
     try:
-        for _ in range(5):
-            started = time.perf_counter()
-            estimator.predict(row)
-            timings.append(time.perf_counter() - started)
         if callable(getattr(estimator, "predict_proba", None)):
             estimator.predict_proba(row)
+        estimator.predict(row)
+        for _ in range(5):
+            started = time.perf_counter()
+            predict(row)
+            timings.append(time.perf_counter() - started)
     except Exception as exc:
         raise LoadError(LoadFailure.WARMUP,
                         f"warm-up predict on {n_features} features failed: {exc!r}") from exc
@@ -191,7 +199,11 @@ def load_model(settings: Settings) -> LoadedModel:
         digest = verify_digest(path, settings.model_digest, fmt, settings.allow_unverified_pickle)
         estimator = deserialize(path, fmt, trusted)
     n_features = validate(estimator, settings.model_features)
-    cost = warm_up(estimator, n_features)
-    log.info("loaded %s %s (%s, %s, %d features, predict %.2f ms) pid=%d", settings.model_name,
-             settings.model_version, fmt, digest, n_features, cost * 1000, os.getpid())
-    return LoadedModel(estimator, n_features, fmt, digest, cost)
+    cost = warm_up(estimator, n_features)  # first, so a broken model fails as a warm-up failure
+    fast_path = fast_path_for(estimator, n_features) if settings.fast_path else None
+    if fast_path is not None:
+        cost = warm_up(estimator, n_features, fast_path)
+    log.info("loaded %s %s (%s, %s, %d features, predict %.3f ms, fast path %s) pid=%d", settings.model_name,
+             settings.model_version, fmt, digest, n_features, cost * 1000,
+             type(fast_path).__name__ if fast_path else "off", os.getpid())
+    return LoadedModel(estimator, n_features, fmt, digest, cost, fast_path)

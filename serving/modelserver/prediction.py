@@ -37,9 +37,18 @@ class Predictor:
         self.class_keys: tuple[str, ...] = tuple(class_key(c) for c in classes) if classes is not None else ()
         self.has_proba = self.is_classifier and callable(getattr(self.estimator, "predict_proba", None))
         self.allow_nan = _allows_nan(self.estimator)
+        self.fast_path = loaded.fast_path
 
     def predict(self, rows: np.ndarray, want_proba: bool) -> Outputs:
         """Blocking. ValueError/TypeError from the estimator mean it refused these values."""
+        fast = self.fast_path
+        # The fast path was verified on finite rows only; NaN (for models that take it) goes the long way.
+        if fast is not None and not (self.allow_nan and np.isnan(rows).any()):
+            if not want_proba:
+                return Outputs(fast.predict(rows))
+            both = fast.predict_with_proba(rows)
+            if both is not None:
+                return Outputs(*both)
         try:
             predicted = np.asarray(self.estimator.predict(rows))
             proba = np.asarray(self.estimator.predict_proba(rows)) if want_proba else None
