@@ -1,8 +1,9 @@
 """`make bench-serving`: this model server against MLServer 1.7.1 on the same model files.
 
 Creates (once) a separate virtualenv for MLServer under ~/.cache/modelrollout/bench/, trains the example
-models, starts both servers on 127.0.0.1, drives them with bench/serving/loadgen.py (aiohttp, a second
-process, bounded runs), interleaves rounds, and writes the medians to docs/benchmarks.md.
+models, starts every server on 127.0.0.1, drives them with wrk (or the Python generator when wrk cannot be
+had; see loadgen.py) in a second process, interleaves rounds with alternating server order, and writes
+the medians into the generated section of docs/benchmarks.md (BENCH_NO_DOCS=1 only prints them).
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ from typing import Any
 import numpy as np
 import requests
 
+sys.path.insert(0, str(Path(__file__).parent))
+import loadgen  # a sibling script, not a package
+import report
+from report import Scenario
+
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("MODELROLLOUT_CACHE", Path.home() / ".cache/modelrollout")) / "bench"
 MLSERVER_VENV = CACHE / "mlserver-venv"
@@ -28,17 +34,31 @@ MODELS = CACHE / "models"
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 DURATION_S = float(os.environ.get("BENCH_DURATION_S", "3"))
 ROW = [0.1 * i - 1.0 for i in range(20)]
+MLSERVER_PORT = 18181
 
 
 @dataclass(frozen=True)
-class Scenario:
+class Variant:
+    """One of our server processes: a model with environment overrides."""
+
+    key: str
     model: str
-    rows: int
-    concurrency: int
+    label: str
+    env: dict[str, str]
 
 
 SCENARIOS = [Scenario("lr", 1, 1), Scenario("lr", 1, 16), Scenario("rf", 1, 1), Scenario("rf", 1, 16),
              Scenario("lr", 64, 16), Scenario("rf", 64, 16)]
+# The default build, and the same server calling sklearn's own predict() (fast path off), so the table
+# shows what the server saves and what the direct predict path saves separately.
+VARIANTS = [Variant("lr", "lr", "modelserver", {}),
+            Variant("lr-sklearn", "lr", "modelserver, sklearn predict()",
+                    {"MODELSERVER_FAST_PATH": "false", "MODELSERVER_BATCHING": "off"}),
+            Variant("rf", "rf", "modelserver", {}),
+            Variant("rf-sklearn", "rf", "modelserver, sklearn predict()",
+                    {"MODELSERVER_FAST_PATH": "false", "MODELSERVER_BATCHING": "on"})]
+MLSERVER_TARGETS = {"lr": [("MLServer", "lr")],
+                    "rf": [("MLServer", "rf"), ("MLServer + adaptive batching", "rf-batched")]}
 
 
 def ensure_mlserver() -> Path:
@@ -54,7 +74,7 @@ def ensure_mlserver() -> Path:
 def prepare_models() -> list[dict[str, Any]]:
     subprocess.run([sys.executable, str(ROOT / "examples/models/train.py"), str(MODELS)], check=True,
                    stdout=subprocess.DEVNULL)
-    manifest = json.loads((MODELS / "manifest.json").read_text())
+    manifest: list[dict[str, Any]] = json.loads((MODELS / "manifest.json").read_text())
     repo = CACHE / "mlserver-repo"
     for name, batch in (("lr", None), ("rf", None), ("rf-batched", (16, 0.005))):
         folder = repo / name
@@ -64,8 +84,8 @@ def prepare_models() -> list[dict[str, Any]]:
         if batch:
             settings.update(max_batch_size=batch[0], max_batch_time=batch[1])
         (folder / "model-settings.json").write_text(json.dumps(settings))
-    (repo / "settings.json").write_text(json.dumps({"host": "127.0.0.1", "http_port": 18181, "grpc_port": 18182,
-                                                    "metrics_port": 18183}))
+    (repo / "settings.json").write_text(json.dumps({"host": "127.0.0.1", "http_port": MLSERVER_PORT,
+                                                    "grpc_port": 18182, "metrics_port": 18183}))
     return manifest
 
 
@@ -109,116 +129,136 @@ def body_file(rows: int) -> Path:
     return path
 
 
-def drive(url: str, pid: int, scenario: Scenario) -> dict[str, float]:
+def drive(wrk: str | None, url: str, pid: int, scenario: Scenario) -> dict[str, float]:
     cpu_before = tree_cpu_seconds(pid)
-    out = subprocess.run([sys.executable, str(Path(__file__).with_name("loadgen.py")), "--url", url,
-                          "--body-file", str(body_file(scenario.rows)), "--concurrency", str(scenario.concurrency),
-                          "--duration", str(DURATION_S)], check=True, capture_output=True, text=True)
-    result: dict[str, float] = json.loads(out.stdout)
+    body = body_file(scenario.rows)
+    if wrk is not None:
+        result = loadgen.run_wrk(wrk, url, body, scenario.concurrency, DURATION_S)
+    else:
+        result = loadgen.run_python(url, body, scenario.concurrency, DURATION_S)
     result["cpu_ms_per_request"] = (tree_cpu_seconds(pid) - cpu_before) * 1000 / max(1, result["requests"])
     return result
 
 
-def predict_floor(rows: int, model: str) -> float:
+def predict_floors() -> dict[str, float]:
+    """Median in-process time of sklearn's predict() and of the server's fast path, same rows."""
     import joblib
 
-    estimator = joblib.load(MODELS / f"{model}.joblib")
-    x = np.array([ROW] * rows)
+    from modelserver.fastpath import fast_path_for
+
+    floors: dict[str, float] = {}
+    for model in ("lr", "rf"):
+        estimator = joblib.load(MODELS / f"{model}.joblib")
+        fast = fast_path_for(estimator, len(ROW))
+        for rows in (1, 64):
+            x = np.array([ROW] * rows)
+            floors[f"{model}, {rows} row(s), sklearn predict()"] = _median_ms(estimator.predict, x)
+            if fast is not None:
+                floors[f"{model}, {rows} row(s), modelserver fast path"] = _median_ms(fast.predict, x)
+    return floors
+
+
+def _median_ms(predict: Any, x: np.ndarray, repeats: int = 100) -> float:
     timings = []
-    for _ in range(200 if model == "lr" else 50):
+    for _ in range(repeats):
         started = time.perf_counter()
-        estimator.predict(x)
+        predict(x)
         timings.append(time.perf_counter() - started)
     return statistics.median(timings) * 1000
 
 
-def start_servers(manifest: list[dict[str, Any]]) -> dict[str, tuple[str, subprocess.Popen[bytes]]]:
-    """name -> (base URL, process). Ours serves one model per process; MLServer serves all three."""
-    logs = CACHE / "logs"
-    logs.mkdir(exist_ok=True)
-    servers: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}
-    for offset, model in enumerate(("lr", "rf")):
-        entry = next(m for m in manifest if m["file"] == f"{model}.joblib")
+Servers = dict[str, tuple[str, subprocess.Popen[bytes]]]
+
+
+def start_ours(manifest: list[dict[str, Any]], logs: Path) -> Servers:
+    servers: Servers = {}
+    for offset, variant in enumerate(VARIANTS):
+        entry = next(m for m in manifest if m["file"] == f"{variant.model}.joblib")
         port = 18090 + offset
-        env = {**os.environ, "MODEL_NAME": model, "MODEL_URI": str(MODELS / entry["file"]),
+        env = {**os.environ, "MODEL_NAME": variant.model, "MODEL_URI": str(MODELS / entry["file"]),
                "MODEL_DIGEST": entry["digest"], "HOST": "127.0.0.1", "PORT": str(port),
-               "MODELSERVER_LOG_LEVEL": "WARNING", "MODELSERVER_DRAIN_DELAY_S": "0"}
+               "MODELSERVER_LOG_LEVEL": "INFO", "MODELSERVER_DRAIN_DELAY_S": "0", **variant.env}
         proc = subprocess.Popen([sys.executable, "-m", "modelserver"], env=env,
-                                stdout=(logs / f"modelserver-{model}.log").open("wb"), stderr=subprocess.STDOUT)
-        servers[f"modelserver-{model}"] = (f"http://127.0.0.1:{port}", proc)
-    mlserver = subprocess.Popen([str(ensure_mlserver()), "start", str(CACHE / "mlserver-repo")],
-                                stdout=(logs / "mlserver.log").open("wb"), stderr=subprocess.STDOUT)
-    servers["mlserver"] = ("http://127.0.0.1:18181", mlserver)
-    for model in ("lr", "rf"):
-        wait_ready(f"{servers[f'modelserver-{model}'][0]}/v2/models/{model}/ready")
-    for model in ("lr", "rf", "rf-batched"):
-        wait_ready(f"http://127.0.0.1:18181/v2/models/{model}/ready")
+                                stdout=(logs / f"modelserver-{variant.key}.log").open("wb"),
+                                stderr=subprocess.STDOUT)
+        servers[variant.key] = (f"http://127.0.0.1:{port}", proc)
     return servers
 
 
-def targets_for(scenario: Scenario) -> list[tuple[str, str]]:
-    """(label, server key/model) pairs driven for one scenario."""
-    ours = (f"modelserver ({'batching' if scenario.model == 'rf' else 'inline'})",
-            f"modelserver-{scenario.model}|{scenario.model}")
-    pairs = [ours, ("MLServer", f"mlserver|{scenario.model}")]
-    if scenario.model == "rf":
-        pairs.append(("MLServer + adaptive batching", "mlserver|rf-batched"))
-    return pairs
+def start_servers(manifest: list[dict[str, Any]]) -> Servers:
+    """key -> (base URL, process). Ours serves one model per process; MLServer serves all three."""
+    logs = CACHE / "logs"
+    logs.mkdir(exist_ok=True)
+    servers = start_ours(manifest, logs)
+    mlserver = subprocess.Popen([str(ensure_mlserver()), "start", str(CACHE / "mlserver-repo")],
+                                stdout=(logs / "mlserver.log").open("wb"), stderr=subprocess.STDOUT)
+    servers["mlserver"] = (f"http://127.0.0.1:{MLSERVER_PORT}", mlserver)
+    for variant in VARIANTS:
+        wait_ready(f"{servers[variant.key][0]}/v2/models/{variant.model}/ready")
+    for model in ("lr", "rf", "rf-batched"):
+        wait_ready(f"http://127.0.0.1:{MLSERVER_PORT}/v2/models/{model}/ready")
+    return servers
 
 
-def measure(servers: dict[str, tuple[str, subprocess.Popen[bytes]]]) -> dict[tuple[int, str], list[dict[str, float]]]:
-    results: dict[tuple[int, str], list[dict[str, float]]] = {}
+def batching_of(key: str) -> str:
+    """'batching' or 'inline', as the server logged when its model became ready."""
+    log_text = (CACHE / "logs" / f"modelserver-{key}.log").read_text(errors="replace")
+    return "batching" if "(batching on)" in log_text else "inline"
+
+
+def targets_for(scenario: Scenario) -> list[tuple[str, str, str]]:
+    """(label, server key, model name in the URL) driven for one scenario."""
+    ours = [(f"{v.label} ({batching_of(v.key)})", v.key, v.model) for v in VARIANTS if v.model == scenario.model]
+    return ours + [(label, "mlserver", model) for label, model in MLSERVER_TARGETS[scenario.model]]
+
+
+def measure(servers: Servers, wrk: str | None) -> report.Results:
+    results: report.Results = {}
     for round_no in range(ROUNDS):
         for index, scenario in enumerate(SCENARIOS):
-            pairs = targets_for(scenario)
-            for label, key in (pairs if round_no % 2 == 0 else list(reversed(pairs))):
-                server, model = key.split("|")
-                url, proc = servers[server]
-                result = drive(f"{url}/v2/models/{model}/infer", proc.pid, scenario)
+            targets = targets_for(scenario)
+            for label, key, model in (targets if round_no % 2 == 0 else list(reversed(targets))):
+                url, proc = servers[key]
+                result = drive(wrk, f"{url}/v2/models/{model}/infer", proc.pid, scenario)
                 results.setdefault((index, label), []).append(result)
                 print(f"[bench] round {round_no + 1} {scenario} {label}: {result}", flush=True)
     return results
 
 
-def median_of(runs: list[dict[str, float]], key: str) -> float:
-    return statistics.median(run[key] for run in runs)
-
-
-def render(results: dict[tuple[int, str], list[dict[str, float]]], floors: dict[tuple[str, int], float]) -> str:
-    lines = ["| Model | rows | conc. | server | req/s | p50 ms | p99 ms | server CPU ms/req | req/s vs MLServer "
-             "| errors |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for index, scenario in enumerate(SCENARIOS):
-        base = median_of(results[(index, "MLServer")], "rps")
-        for label, _ in targets_for(scenario):
-            runs = results[(index, label)]
-            rps = median_of(runs, "rps")
-            errors = sum(int(run["errors"]) for run in runs)
-            lines.append(f"| {scenario.model} | {scenario.rows} | {scenario.concurrency} | {label} | {rps:,.0f} | "
-                         f"{median_of(runs, 'p50_ms'):.2f} | {median_of(runs, 'p99_ms'):.2f} | "
-                         f"{median_of(runs, 'cpu_ms_per_request'):.2f} | {rps / base:.2f}x | {errors} |")
-    lines += ["", "In-process `predict()` floor (median, same rows, no HTTP):", ""]
-    lines += [f"- {model} {rows} row(s): {ms:.3f} ms" for (model, rows), ms in floors.items()]
-    return "\n".join(lines) + "\n"
+def describe_run(wrk: str | None) -> str:
+    machine = f"{platform.node()} ({os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()})"
+    if wrk is not None:
+        version = subprocess.run([wrk, "-v"], capture_output=True, text=True, check=False).stdout.split("[")[0]
+        generator = f"{version.strip()} (1 thread, closed loop)"
+    else:
+        generator = "the Python aiohttp generator (wrk unavailable: req/s are capped by the client)"
+    return (f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} on {machine}; load generator: {generator}; "
+            f"{ROUNDS} interleaved rounds of {DURATION_S:g} s, medians.")
 
 
 def main() -> int:
+    wrk = loadgen.ensure_wrk()
+    if wrk is None:
+        print("[bench] WARNING: wrk is not installed and could not be installed (needs root and apt-get); "
+              "falling back to the Python load generator, which shares the CPU and caps req/s.", flush=True)
+    else:
+        print(f"[bench] load generator: {wrk}", flush=True)
     manifest = prepare_models()
-    floors = {(m, r): predict_floor(r, m) for m in ("lr", "rf") for r in (1, 64)}
+    floors = predict_floors()
     servers = start_servers(manifest)
     try:
-        results = measure(servers)
+        results = measure(servers, wrk)
     finally:
         for _, proc in servers.values():
             proc.terminate()
         for _, proc in servers.values():
             proc.wait(30)
-    table = render(results, floors)
-    machine = f"{platform.node()} ({os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()})"
-    out = CACHE / "last-table.md"
-    out.write_text(f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} on {machine}; {ROUNDS} interleaved rounds "
-                   f"of {DURATION_S:.0f} s, medians.\n\n" + table)
-    print(out.read_text())
-    print(f"[bench] table written to {out}; copy it into docs/benchmarks.md with your reading of it")
+    section = report.render_section(describe_run(wrk), SCENARIOS, targets_for, results, floors)
+    (CACHE / "last-table.md").write_text(section)
+    print(section)
+    if os.environ.get("BENCH_NO_DOCS") != "1":
+        report.write_into(ROOT / "docs/benchmarks.md", section)
+        print("[bench] generated section of docs/benchmarks.md updated", flush=True)
     return 0
 
 

@@ -1,0 +1,17 @@
+-- wrk script for the serving benchmark: POST the body in $BODY_FILE, print one JSON line at the end.
+-- Kept to request setup and a `done` summary: a per-response Lua callback would cost wrk CPU that the
+-- server, sharing the same two cores, needs.
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local file = assert(io.open(os.getenv("BODY_FILE"), "rb"))
+wrk.body = file:read("*a")
+file:close()
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  local seconds = summary.duration / 1e6
+  io.write(string.format(
+    '{"requests": %d, "errors": %d, "rps": %.3f, "p50_ms": %.4f, "p99_ms": %.4f, "non_2xx": %d}\n',
+    summary.requests, e.connect + e.read + e.write + e.timeout + e.status, summary.requests / seconds,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, e.status))
+end
