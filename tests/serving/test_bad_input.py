@@ -91,6 +91,19 @@ def test_nan_is_refused_only_where_the_model_cannot_take_it() -> None:
     assert np.isnan(decode_tensor(tensor, InputSpec(2, 10, allow_nan=True))[0, 0])
 
 
+# NaN is refused only by models that cannot take it; the rest are refused by every model.
+@pytest.mark.parametrize(("bad", "allow_nan"), [(bad, allow) for bad in (float("inf"), float("-inf"), 3.5e38, -3.5e38)
+                                                for allow in (False, True)] + [(float("nan"), False)])
+def test_infinity_and_values_beyond_float32_are_refused_even_next_to_nan(bad: float, allow_nan: bool) -> None:
+    from modelserver.tensors import BadInput, InputSpec, decode_tensor
+
+    data = [1.0, float("nan") if allow_nan else 2.0, bad]
+    with pytest.raises(BadInput, match="finite"):
+        decode_tensor({"name": "x", "shape": [1, 3], "datatype": "FP64", "data": data}, InputSpec(3, 10, allow_nan))
+    assert decode_tensor({"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1.0, 2.0, 3.4e38]},
+                         InputSpec(3, 10, allow_nan)).shape == (1, 3)
+
+
 @pytest.fixture(scope="module")
 def shared_server(models: ExampleModels) -> Iterator[RunningServer]:
     from .conftest import RunningServer
