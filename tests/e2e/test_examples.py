@@ -1,0 +1,108 @@
+"""The examples as a user runs them: every manifest passes the apiserver's validation, the model store
+from publish.py trains and serves the models with the digests the examples carry, and the canary
+example is promoted under traffic from traffic.py.
+
+The local cluster has no DNS, so model URIs use the store Service's cluster IP (publish.py render
+--store); on kind the examples' `http://model-store/...` URIs are used as written.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import kubernetes
+import pytest
+import yaml
+
+from localcluster.testing import wait_until
+from tests.conftest import ROOT, ClusterHandle
+from tests.e2e.rollouts import OperatorProcess, Scenario
+
+pytestmark = pytest.mark.e2e
+
+EXAMPLES = ROOT / "examples"
+PUBLISH = EXAMPLES / "models" / "publish.py"
+ROLLOUTS = ("baseline.yaml", "canary.yaml", "bad-model.yaml", "blue-green.yaml")
+
+
+def publish(*args: str) -> str:
+    return subprocess.run([sys.executable, str(PUBLISH), *args], check=True, capture_output=True, text=True).stdout
+
+
+def dry_run(cluster: ClusterHandle, namespace: str, manifest: str) -> str:
+    out = cluster.cluster.kubectl("apply", "--server-side", "--dry-run=server", "-n", namespace, "-f", "-",
+                                  input=manifest, check=False)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def start_store(cluster: ClusterHandle, namespace: str) -> str:
+    """Apply publish.py's model store and wait until it serves; return its base URL (cluster IP)."""
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=publish("store"))
+    ip = kubernetes.client.CoreV1Api(cluster.api).read_namespaced_service("model-store", namespace).spec.cluster_ip
+    url = f"http://{ip}"
+
+    def manifest_served() -> bool:
+        with urllib.request.urlopen(f"{url}/manifest.json", timeout=2) as response:
+            return response.status == 200
+
+    wait_until(manifest_served, 60, "the model store to train and serve the models", interval=1)
+    return url
+
+
+def test_every_example_manifest_passes_server_side_dry_run(cluster: ClusterHandle, namespace: str,
+                                                           apply_crds: None) -> None:
+    for name in ROLLOUTS:
+        assert "modelrollout.modelrollout.dev/fraud serverside-applied" in dry_run(
+            cluster, namespace, (EXAMPLES / name).read_text()), name
+    applied = dry_run(cluster, namespace, publish("store") + "---\n" + publish("traffic", "--service", "fraud",
+                                                                               "--model", "fraud"))
+    for obj in ("configmap/model-store-scripts", "deployment.apps/model-store", "service/model-store",
+                "deployment.apps/traffic-fraud"):
+        assert obj in applied, applied
+
+
+def test_canary_example_is_promoted_with_the_published_models(
+        cluster: ClusterHandle, namespace: str, operator: OperatorProcess, tmp_path: Path) -> None:
+    # Given the model store from publish.py, serving what it trained in its pod
+    store = start_store(cluster, namespace)
+    with urllib.request.urlopen(f"{store}/manifest.json", timeout=5) as response:
+        served = {e["file"]: e["digest"] for e in json.load(response)}
+    (tmp_path / "manifest.json").write_text(json.dumps([{"file": f, "digest": d} for f, d in served.items()]))
+    for name in ROLLOUTS:  # the committed digests are the real ones (pinned library versions)
+        model = yaml.safe_load((EXAMPLES / name).read_text())["spec"]["model"]
+        assert served[model["uri"].rsplit("/", 1)[1]] == model["digest"], name
+
+    def apply_example(name: str) -> None:
+        rendered = publish("render", str(EXAMPLES / name), "--manifest", str(tmp_path / "manifest.json"),
+                           "--store", store)
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=rendered)
+
+    # When the baseline runs and the canary example is applied under traffic from traffic.py
+    s = Scenario(cluster, namespace, "fraud")
+    apply_example("baseline.yaml")
+    s.wait_phase("Healthy", 60)
+    traffic = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "models" / "traffic.py"), "--url", s.service_url(), "--model", "fraud",
+         "--holdout", f"{store}/holdout-classification.json", "--rate", "40", "--seconds", "80", "--report", "5"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        apply_example("canary.yaml")
+        final = s.wait_phase("Healthy", 80)
+    finally:
+        traffic.terminate()
+        output = traffic.communicate(timeout=30)[0]
+
+    # Then version 2 is stable, every check passed, and the traffic saw both versions answer
+    assert final["stableVersion"] == "2" and "canaryVersion" not in final, final
+    progress = [ln for ln in output.splitlines() if "v2 ok=" in ln]
+    assert progress and "v1 ok=" in progress[-1], output[-2000:]
+    assert all(n == "0" for n in re.findall(r"failed=(\d+)", progress[-1])), progress[-1]
+    accuracy = [st for st in s.seen if any(r.get("name") == "accuracy" and r.get("verdict") == "Pass"
+                                           for r in (st.get("analysis") or {}).get("results") or [])]
+    assert accuracy, "the accuracy check (feedback labels) never passed"
