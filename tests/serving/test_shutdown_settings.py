@@ -89,3 +89,27 @@ def test_flags_override_env_which_overrides_defaults() -> None:
 def test_bad_settings_stop_the_server_with_a_message(env: dict[str, str]) -> None:
     with pytest.raises(SystemExit):
         read_settings([], env=env)
+
+
+def test_the_entry_point_freezes_what_is_alive_once_the_model_is_loaded(models: ExampleModels) -> None:
+    import asyncio
+    import gc
+
+    from modelserver.server import ModelServer, freeze_after_load
+
+    async def load_and_freeze() -> tuple[bool, int]:
+        server = ModelServer(models.settings("rf.joblib"))
+        await server.start()
+        try:
+            await freeze_after_load(server)
+            return server.plane.is_ready(), gc.get_freeze_count()
+        finally:
+            await server.shutdown()
+
+    gc.unfreeze()
+    try:
+        ready, frozen = asyncio.run(load_and_freeze())
+    finally:
+        gc.unfreeze()  # give this test process its collector back
+    assert ready  # it froze after the load, so the model's own objects are among the frozen
+    assert frozen > 10_000
