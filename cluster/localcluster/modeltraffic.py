@@ -28,6 +28,7 @@ class VersionStats:
     failed: int = 0  # 5xx or transport errors after the request reached the version
     latencies: list[float] = field(default_factory=list)
     feedback_sent: int = 0
+    correct: int = 0  # answers whose predicted class equals the held-out label (client-side truth)
 
 
 @dataclass
@@ -44,6 +45,13 @@ class TrafficStats:
     def share(self, version: str, since: float = 0.0) -> float:
         window = [v for t, v, _ in self.timeline if t >= since]
         return window.count(version) / len(window) if window else 0.0
+
+
+def _first_prediction(payload: dict[str, Any]) -> Any:
+    try:
+        return payload["outputs"][0]["data"][0]
+    except (KeyError, IndexError, TypeError):
+        return None
 
 
 class ModelTraffic:
@@ -78,6 +86,7 @@ class ModelTraffic:
         stats.latencies.append(time.monotonic() - started)
         self.stats.timeline.append((time.monotonic(), version, ok))
         if resp.status == 200 and isinstance(payload, dict):
+            stats.correct += _first_prediction(payload) == self.labels[index]
             return version, str(payload.get("id"))
         return None
 

@@ -152,7 +152,7 @@ class PodWorker:
             "phase": self._phase(),
             "hostIP": NODE_IP, "hostIPs": [{"ip": NODE_IP}],
             "podIP": self.ip, "podIPs": [{"ip": self.ip}],
-            "startTime": self.start_time, "qosClass": "BestEffort",
+            "startTime": self.start_time,  # qosClass is set by the apiserver at creation and immutable
             "conditions": [
                 self._condition("PodReadyToStartContainers", bool(self.containers)),
                 self._condition("Initialized", True),
@@ -176,4 +176,4 @@ class PodWorker:
             self._last_status = status
         except kubernetes.client.ApiException as exc:
             if exc.status != 404:
-                log.warning("pod %s: status patch failed: %s", self.key, exc.reason)
+                log.warning("pod %s: status patch failed: %s %s", self.key, exc.reason, exc.body)
