@@ -26,8 +26,8 @@ from tests.e2e.rollouts import OperatorProcess, Scenario, Traffic, make_rollout
 pytestmark = pytest.mark.e2e
 
 CHART = ROOT / "charts" / "modelrollout"
-FAST_CANARY = [{"setWeight": 50}, {"pause": {"duration": "4s"}}, {"setWeight": 100}]
-ANALYSIS = {
+FAST_CANARY: list[dict[str, Any]] = [{"setWeight": 50}, {"pause": {"duration": "4s"}}, {"setWeight": 100}]
+ANALYSIS: dict[str, Any] = {
     "interval": "2s", "minSamples": 40, "failureLimit": 2, "inconclusiveLimit": 30, "minExposure": "4s",
     "metrics": [{"name": "error-rate", "type": "errorRate", "margin": 0.02}],
 }
