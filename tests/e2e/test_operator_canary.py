@@ -14,7 +14,7 @@ from tests.e2e.rollouts import OperatorProcess, Scenario, Traffic, make_rollout
 pytestmark = pytest.mark.e2e
 
 ANALYSIS = {
-    "interval": "2s", "minSamples": 60, "failureLimit": 2, "inconclusiveLimit": 30, "minExposure": "4s",
+    "interval": "3s", "minSamples": 60, "failureLimit": 2, "inconclusiveLimit": 30, "minExposure": "4s",
     "metrics": [
         {"name": "error-rate", "type": "errorRate", "margin": 0.02},
         {"name": "latency-p99", "type": "latency", "quantile": 0.99, "maxRatioToStable": 3.0},
@@ -32,7 +32,7 @@ def test_good_model_is_promoted_with_no_failed_request(
         model_store: str) -> None:
     s = Scenario(cluster, namespace, "fraud")
     _deploy_v1(s, models, model_store)
-    with Traffic(s.service_url(), "fraud", models["holdout"]) as traffic:
+    with Traffic(s.service_url(), "fraud", models["holdout"], burst=1) as traffic:
         s.apply(make_rollout(s.name, "2", models["models"]["lr"], model_store, analysis=ANALYSIS))
         final = s.wait_phase("Healthy", 240)
     assert final["stableVersion"] == "2" and "canaryVersion" not in final
@@ -44,7 +44,7 @@ def test_good_model_is_promoted_with_no_failed_request(
     for i in range(1, len(s.seen)):
         before, now = s.seen[i - 1].get("analysis") or {}, s.seen[i].get("analysis") or {}
         if now.get("ticks", 0) > before.get("ticks", 0) and s.seen[i].get("phase") == "Progressing":
-            window = s.shares[max(0, i - 8):i + 1]  # the looks of the last 2 s interval or so
+            window = s.shares[max(0, i - 10):i + 1]  # the looks of the last 3 s interval or so
             if None not in window and len(set(window)) == 1:
                 compared.append((window[0], s.seen[i]["effectiveWeight"]))
     print("(replica share, effectiveWeight):", compared)
