@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export MODELROLLOUT_CACHE ?= $(HOME)/.cache/modelrollout
 PYTEST_ARGS ?=
 
-.PHONY: help venv k8s-bins lint test test-unit test-e2e demo cluster-up cluster-down cluster-shell bench-serving bench-decisions clean
+.PHONY: help venv k8s-bins lint test test-unit test-e2e demo cluster-up cluster-down cluster-shell bench-serving bench-decisions images kind-up kind-e2e kind-down clean
 
 help:
 	@echo "make demo        - the main job on the built-in local cluster"
@@ -66,6 +66,19 @@ bench-serving: venv
 # Decision quality of the analysis engine vs threshold rules and a fixed-sample test (not timed).
 bench-decisions: venv
 	$(BIN)/python bench/decisions/run.py
+
+# The kind path, for machines with a Docker engine (it cannot run where this project is built).
+images:
+	@hack/kind-images.sh
+
+kind-up: venv
+	@hack/kind-up.sh
+
+kind-e2e: venv
+	@hack/kind-e2e.sh
+
+kind-down:
+	@hack/kind-down.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -34,7 +34,7 @@ def _mount_wrapper(mounts: list[Mount], argv: list[str]) -> list[str]:
     if not mounts:
         return argv
     steps = ["set -e"]
-    for m in mounts:
+    for m in _mount_order(mounts):
         src, dst = shlex.quote(str(m.source)), shlex.quote(m.target)
         steps.append(f"mkdir -p {dst}")
         steps.append(f"mount --bind {src} {dst}")
@@ -42,6 +42,16 @@ def _mount_wrapper(mounts: list[Mount], argv: list[str]) -> list[str]:
             steps.append(f"mount -o remount,bind,ro {dst}")
     steps.append('exec "$@"')
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", "; ".join(steps), "container", *argv]
+
+
+def _mount_order(mounts: list[Mount]) -> list[Mount]:
+    """Mount first what hides no other mount's source: a volume mounted at /tmp would otherwise
+    cover the kubelet's volume folders under /tmp before they are bound."""
+    def shadows(m: Mount) -> bool:
+        target = m.target.rstrip("/") + "/"
+        return any(str(other.source).startswith(target) for other in mounts if other is not m)
+
+    return sorted(mounts, key=lambda m: (shadows(m), len(m.target)))
 
 
 @dataclass

@@ -6,6 +6,8 @@ when the decided wake-up time has come, the spec changed, or a manual command wa
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import datetime as dt
 import logging
@@ -16,6 +18,7 @@ import kopf
 import kubernetes
 
 from modelrollout import opmetrics
+from modelrollout.core.phases import Event
 from modelrollout.kube import GROUP, PLURAL, VERSION, KubeAdapter, PermissionDeniedError
 from modelrollout.reconcile import Context, is_due, tick
 from modelrollout.sources import SOURCES
@@ -67,6 +70,7 @@ async def reconcile_timer(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger,
     except PermissionDeniedError as exc:
         opmetrics.RECONCILE_ERRORS.labels("Forbidden").inc()
         logger.error("%s", exc)
+        await _report_forbidden(ctx, raw, str(exc))
         raise kopf.TemporaryError(str(exc), delay=10) from None
     except kubernetes.client.ApiException as exc:
         opmetrics.RECONCILE_ERRORS.labels("ApiError").inc()
@@ -77,6 +81,15 @@ async def reconcile_timer(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger,
         opmetrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
     for event in decision.events:
         logger.info("%s: %s", event.reason, event.message)
+
+
+async def _report_forbidden(ctx: Context, body: dict[str, Any], message: str) -> None:
+    """Best effort: also show the permission error where users look (Event, status message)."""
+    meta = body["metadata"]
+    with contextlib.suppress(PermissionDeniedError, kubernetes.client.ApiException):
+        await asyncio.to_thread(ctx.kube.post_event, body, Event("Warning", "PermissionDenied", message))
+    with contextlib.suppress(PermissionDeniedError, kubernetes.client.ApiException):
+        await asyncio.to_thread(ctx.kube.patch_status, meta["namespace"], meta["name"], {"message": message})
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, id="forget", optional=True)

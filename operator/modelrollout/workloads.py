@@ -14,6 +14,7 @@ from modelrollout.core.observations import LABEL_ROLLOUT, LABEL_VERSION
 from modelrollout.core.status import ModelRecord
 
 DEFAULT_SERVING_IMAGE = "ghcr.io/modelrollout/modelserver:0.1.0"
+SCRATCH = "/var/lib/modelserver/tmp"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "modelrollout"}
 # Restricted Pod Security profile: non-root, read-only root filesystem, nothing extra.
 CONTAINER_SECURITY = {
@@ -51,6 +52,7 @@ def serving_container(spec: dict[str, Any], model: ModelRecord) -> dict[str, Any
     serving = spec.get("serving") or {}
     port = int(serving.get("port", 8080))
     extra = [e for e in serving.get("env") or [] if e.get("name") not in {"MODEL_NAME", "MODEL_VERSION"}]
+    extra.append({"name": "TMPDIR", "value": SCRATCH})
     features = (spec.get("model") or {}).get("features") or []
     if features and (spec.get("model") or {}).get("version") == model.version:
         extra.append({"name": "MODEL_FEATURES", "value": str(len(features))})
@@ -65,6 +67,8 @@ def serving_container(spec: dict[str, Any], model: ModelRecord) -> dict[str, Any
                           "failureThreshold": 6},
         "resources": dict(serving.get("resources") or {}),
         "securityContext": CONTAINER_SECURITY,
+        # The root filesystem is read-only; a model fetched over HTTP is downloaded here first.
+        "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH}],
     }
 
 
@@ -87,6 +91,7 @@ def deployment(rollout: dict[str, Any], model: ModelRecord, replicas: int) -> di
                 "metadata": {"labels": labels},
                 "spec": {
                     "containers": [serving_container(rollout["spec"], model)],
+                    "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "1Gi"}}],
                     "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
                     "automountServiceAccountToken": False,
                     "terminationGracePeriodSeconds": 30,
