@@ -231,14 +231,17 @@ def describe_run(wrk: str | None) -> str:
         version = subprocess.run([wrk, "-v"], capture_output=True, text=True, check=False).stdout.split("[")[0]
         generator = f"{version.strip()} (1 thread, closed loop)"
     else:
-        generator = "the Python aiohttp generator (wrk unavailable: req/s are capped by the client)"
+        generator = "the Python aiohttp generator (its CPU use competes with the servers on these cores)"
     return (f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} on {machine}; load generator: {generator}; "
             f"{ROUNDS} interleaved rounds of {DURATION_S:g} s, medians.")
 
 
 def main() -> int:
-    wrk = loadgen.ensure_wrk()
-    if wrk is None:
+    # BENCH_LOADGEN=python forces the fallback generator (to check it, or to compare with old runs).
+    wrk = None if os.environ.get("BENCH_LOADGEN") == "python" else loadgen.ensure_wrk()
+    if wrk is None and os.environ.get("BENCH_LOADGEN") == "python":
+        print("[bench] BENCH_LOADGEN=python: using the Python load generator", flush=True)
+    elif wrk is None:
         print("[bench] WARNING: wrk is not installed and could not be installed (needs root and apt-get); "
               "falling back to the Python load generator, which shares the CPU and caps req/s.", flush=True)
     else:
