@@ -125,6 +125,7 @@ INVALID = [
      "spec.strategy.canary.steps[0].pause.duration"),
     ("alpha zero", make_rollout(analysis=_analysis(alpha=0)), "spec.analysis.alpha"),
     ("alpha too big", make_rollout(analysis=_analysis(alpha=0.6)), "spec.analysis.alpha"),
+    ("alpha one half", make_rollout(analysis=_analysis(alpha=0.5)), "spec.analysis.alpha"),
     ("metric without bound", make_rollout(analysis=_analysis(metrics=[{"name": "e", "type": "errorRate"}])),
      "a metric needs at least one of max"),
     ("duplicate metric names", make_rollout(analysis=_analysis(metrics=[
