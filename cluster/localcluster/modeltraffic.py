@@ -78,7 +78,9 @@ class ModelTraffic:
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
             self.stats.transport_errors[type(exc).__name__] += 1
             return None
-        version = str(payload.get("model_version", "?")) if isinstance(payload, dict) else "?"
+        # The server names its version on every answer, failures included.
+        version = resp.headers.get("X-Model-Version") or (
+            str(payload.get("model_version", "?")) if isinstance(payload, dict) else "?")
         stats = self.stats.by_version[version]
         ok = resp.status < 500
         stats.ok += ok

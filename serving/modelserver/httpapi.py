@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 
 PLANE = web.AppKey("plane", DataPlane)
 PREDICTION_ID_HEADER = "X-Prediction-Id"
+# On every inference answer, errors included, so a client (or a rollout test) can tell which version
+# failed it. The values come from the server's settings, never from the request.
+MODEL_VERSION_HEADER = "X-Model-Version"
 
 Decoder = Callable[[Any, InputSpec], InferRequest]
 Encoder = Callable[[DataPlane, InferRequest, str, Outputs], dict[str, Any]]
@@ -103,6 +106,7 @@ async def measured_inference(request: web.Request, protocol: Protocol, decode: D
     if not plane.serves(name, version):
         return unknown_model(plane, name, version)
     status, payload, headers = await _answer(request, plane, decode, encode)
+    headers = {**(headers or {}), MODEL_VERSION_HEADER: plane.settings.model_version}
     response = json_response(payload, status, headers)
     plane.metrics.observe_request(protocol, status, time.perf_counter() - started)
     return response
