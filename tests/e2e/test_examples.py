@@ -106,3 +106,36 @@ def test_canary_example_is_promoted_with_the_published_models(
     accuracy = [st for st in s.seen if any(r.get("name") == "accuracy" and r.get("verdict") == "Pass"
                                            for r in (st.get("analysis") or {}).get("results") or [])]
     assert accuracy, "the accuracy check (feedback labels) never passed"
+
+
+def test_bad_model_is_rolled_back_and_blue_green_is_promoted_from_the_examples(
+        cluster: ClusterHandle, namespace: str, operator: OperatorProcess, tmp_path: Path) -> None:
+    store = start_store(cluster, namespace)
+    with urllib.request.urlopen(f"{store}/manifest.json", timeout=5) as response:
+        (tmp_path / "manifest.json").write_text(response.read().decode())
+
+    def apply_example(name: str) -> None:
+        rendered = publish("render", str(EXAMPLES / name), "--manifest", str(tmp_path / "manifest.json"),
+                           "--store", store)
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=rendered)
+
+    s = Scenario(cluster, namespace, "fraud")
+    apply_example("baseline.yaml")
+    s.wait_phase("Healthy", 60)
+    traffic = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "models" / "traffic.py"), "--url", s.service_url(), "--model", "fraud",
+         "--holdout", f"{store}/holdout-classification.json", "--rate", "40", "--seconds", "170", "--report", "5"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        apply_example("bad-model.yaml")
+        rejected = s.wait_phase("RolledBack", 90)
+        apply_example("blue-green.yaml")
+        promoted = s.wait_phase("Healthy", 90)
+    finally:
+        traffic.terminate()
+        output = traffic.communicate(timeout=30)[0]
+    assert rejected["rejectedVersion"] == "3" and "accuracy" in rejected["message"], rejected["message"]
+    assert promoted["stableVersion"] == "2", promoted
+    assert any(reason == "Switched" for _, reason, _ in s.events()), s.events()
+    progress = [ln for ln in output.splitlines() if "ok=" in ln]
+    assert progress and "v2 ok=" in progress[-1], output[-2000:]
