@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import pytest
 
 from localcluster.binaries import binary
 from localcluster.testing import wait_until
+from localcluster.traffic import read_metrics
 from tests.conftest import ROOT, ClusterHandle
 from tests.e2e.rollouts import OperatorProcess, Scenario, Traffic, make_rollout
 
@@ -49,10 +51,7 @@ class Release:
         self.fullname = f"{name}-modelrollout"
 
     def install(self, *sets: str) -> str:
-        # The local kubelet reports every pod as qosClass BestEffort, and the apiserver refuses that
-        # status (422) for a pod with resource requests, so here the operator runs without them.
-        # (localcluster/pods.py; kind and real clusters use the chart's default resources.)
-        flags = ["--set=resources=null", *(f"--set={s}" for s in sets)]
+        flags = [f"--set={s}" for s in sets]
         out = helm(self.cluster, "install", self.name, str(CHART), "-n", self.namespace, *flags)
         return out.stdout
 
@@ -146,6 +145,16 @@ def test_chart_operator_promotes_a_canary_under_its_own_rbac(
     assert traffic.stats.failures == 0, (traffic.stats.statuses, traffic.stats.transport_errors)
     assert traffic.stats.by_version["2"].ok > 0
     assert "forbidden" not in release.log().lower(), release.log()[-3000:]
+
+    # And its own metrics and liveness endpoint answer on the pod's IP
+    ip = release.operator_pod().status.pod_ip
+    metrics = read_metrics(ip, 8081)
+    assert f'modelrollout_phase{{namespace="{namespace}",phase="Healthy",rollout="fraud"}} 1.0' in metrics, metrics
+    for series in ("modelrollout_reconcile_duration_seconds_count", "modelrollout_analysis_verdicts_total{",
+                   "modelrollout_desired_weight_percent{", "modelrollout_effective_weight_percent{"):
+        assert series in metrics, series
+    with urllib.request.urlopen(f"http://{ip}:8080/healthz", timeout=5) as response:
+        assert response.status == 200
 
 
 def test_rule_missing_from_cluster_role_is_reported_as_forbidden(
