@@ -155,14 +155,14 @@ class TimeoutPolicy:
 
 @dataclass(frozen=True)
 class AnalysisConfig:
-    """Validated `spec.analysis`. Defaults: interval 15s, minSamples 200, alpha 0.05, failureLimit 2,
+    """Validated `spec.analysis`. Defaults: interval 15s, minSamples 200, alpha 0.05, failureLimit 1,
     inconclusiveLimit 20, minExposure 1m, timeout 30m then Pause."""
 
     metrics: tuple[MetricConfig, ...]
     interval_seconds: float = 15.0
     min_samples: float = 200.0
     alpha: float = 0.05
-    failure_limit: int = 2
+    failure_limit: int = 1
     inconclusive_limit: int = 20
     min_exposure_seconds: float = 60.0
     timeout: TimeoutPolicy = TimeoutPolicy()
@@ -201,7 +201,7 @@ class AnalysisConfig:
             interval_seconds=interval,
             min_samples=_non_negative(spec.get("minSamples", 200), "analysis.minSamples"),
             alpha=alpha,
-            failure_limit=_positive_int(spec.get("failureLimit", 2), "analysis.failureLimit"),
+            failure_limit=_positive_int(spec.get("failureLimit", 1), "analysis.failureLimit"),
             inconclusive_limit=_positive_int(spec.get("inconclusiveLimit", 20), "analysis.inconclusiveLimit"),
             min_exposure_seconds=parse_duration(spec.get("minExposure", "1m"), "analysis.minExposure"),
             timeout=_timeout_from_spec(spec.get("timeout")),

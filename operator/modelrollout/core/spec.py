@@ -89,7 +89,7 @@ class AnalysisTimeout:
 @dataclass(frozen=True)
 class AnalysisSettings:
     interval_seconds: float = 15.0
-    failure_limit: int = 2
+    failure_limit: int = 1
     inconclusive_limit: int = 20
     timeout: AnalysisTimeout | None = None
     metric_names: tuple[str, ...] = ()
@@ -233,7 +233,7 @@ def _analysis(d: Mapping[str, Any]) -> AnalysisSettings:
         _int(d["minSamples"], "spec.analysis.minSamples", low=1)
     return AnalysisSettings(
         interval_seconds=parse_duration(d.get("interval", "15s"), "spec.analysis.interval"),
-        failure_limit=_int(d.get("failureLimit", 2), "spec.analysis.failureLimit", low=1),
+        failure_limit=_int(d.get("failureLimit", 1), "spec.analysis.failureLimit", low=1),
         inconclusive_limit=_int(d.get("inconclusiveLimit", 20), "spec.analysis.inconclusiveLimit", low=1),
         timeout=_timeout(_mapping(timeout, "spec.analysis.timeout")) if names else None,
         metric_names=names,

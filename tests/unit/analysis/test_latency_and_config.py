@@ -32,7 +32,7 @@ def test_slower_than_counts_above_a_bound() -> None:
 
 def test_defaults_are_filled_in() -> None:
     config = AnalysisConfig.from_spec({"metrics": [{"name": "e", "type": "errorRate", "margin": 0.005}]})
-    assert (config.interval_seconds, config.min_samples, config.alpha, config.failure_limit) == (15.0, 200.0, 0.05, 2)
+    assert (config.interval_seconds, config.min_samples, config.alpha, config.failure_limit) == (15.0, 200.0, 0.05, 1)
     assert config.timeout.action is TimeoutAction.PAUSE
 
 
