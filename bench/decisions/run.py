@@ -27,30 +27,71 @@ from scipy.stats import norm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "operator"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from streams import ERROR_STREAMS, REQUESTS_PER_TICK, Cell, accuracy_cell, error_cell, latency_cell
+from streams import ERROR_STREAMS, REQUESTS_PER_TICK, Cell, accuracy_cell, error_cell, latency_cell, mae_cell
 
-from modelrollout.analysis.sequential import mixture_log_e_value, tick_log_likelihood_ratios
+from modelrollout.analysis.counts import fails_comparison
+from modelrollout.analysis.mean_error import MIXTURE_RHO as MAE_RHO
+from modelrollout.analysis.sequential import mixture_log_e_value, one_sided_log_e_value, tick_log_likelihood_ratios
 
 MIN_CANARY_REQUESTS, ALPHA = 200, 0.05
 EFFECTS = (0.0, 0.005, 0.01, 0.02, 0.05)
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "analysis.md"
 
 
+def mae_engine_fails(cell: Cell) -> np.ndarray:
+    """The engine's meanAbsoluteError comparison (mean_error.py) vectorised: stratified difference, variance
+    from the scatter of tick means floored at mean^2, one-sided normal mixture at alpha."""
+    k_c, k_s, s_c, s_s = cell.canary_trials, cell.stable_trials, cell.canary_events, cell.stable_events
+    both = (k_c > 0) & (k_s > 0)  # the engine skips ticks without labels on both sides
+    safe_c, safe_s = np.maximum(k_c, 1.0), np.maximum(k_s, 1.0)
+    w = np.where(both, k_c * k_s / np.maximum(k_c + k_s, 1.0), 0.0)
+    score = np.cumsum(w * (s_c / safe_c - s_s / safe_s), axis=1)
+    units = np.cumsum(np.where(both, w * w / safe_c + w * w / safe_s, 0.0), axis=1)
+    ticks = np.cumsum(both, axis=1)
+
+    def row_variance(sums: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        total = np.cumsum(np.where(both, sums, 0.0), axis=1)
+        count = np.maximum(np.cumsum(np.where(both, rows, 0.0), axis=1), 1.0)
+        squares = np.cumsum(np.where(both, sums * sums / np.maximum(rows, 1.0), 0.0), axis=1)
+        scatter = np.where(ticks >= 2, (squares - total * total / count) / np.maximum(ticks - 1, 1), 0.0)
+        return np.maximum(scatter, (total / count) ** 2)
+
+    spread_c = np.cumsum(np.where(both, w * w / safe_c, 0.0), axis=1)
+    spread_s = np.cumsum(np.where(both, w * w / safe_s, 0.0), axis=1)
+    variance = row_variance(s_c, k_c) * spread_c + row_variance(s_s, k_s) * spread_s
+    scale = np.sqrt(np.maximum(variance, 1e-300) / np.maximum(units, 1e-300))
+    log_e = one_sided_log_e_value(score / scale, units, MAE_RHO)
+    return np.asarray(np.maximum.accumulate((units > 0) & (log_e > math.log(1 / ALPHA)), axis=1))
+
+
 def engine_fails(cell: Cell) -> np.ndarray:
     """The engine's Fail per tick: the comparison with stable, plus the guardrail bound when the cell has one
     (each criterion then gets half of alpha, as AnalysisConfig.alpha_for splits it)."""
+    if cell.kind == "mae":
+        return mae_engine_fails(cell)
     alpha = ALPHA / (2 if cell.guardrail else 1)
     share = cell.canary_trials / np.maximum(cell.canary_trials + cell.stable_trials, 1.0)
     log_lr = tick_log_likelihood_ratios(cell.canary_events, cell.canary_events + cell.stable_events, share)
-    fails = mixture_log_e_value(np.cumsum(log_lr, axis=1)) >= math.log(1 / alpha)
+    # Fail is "the interval lies above 0": the ratio test rejects 1 and one version's rate bound is above 0.
+    canary_weighted = np.cumsum((1.0 - share) * cell.canary_events, axis=1)
+    stable_weighted = np.cumsum(share * cell.stable_events, axis=1)
+    fails = fails_comparison(mixture_log_e_value(np.cumsum(log_lr, axis=1)), canary_weighted, stable_weighted, alpha)
     if cell.guardrail:
         events, trials, bound = cell.guardrail
         bound_lr = tick_log_likelihood_ratios(events, trials, bound)
-        fails |= mixture_log_e_value(np.cumsum(bound_lr, axis=1)) >= math.log(1 / alpha)
+        fails |= mixture_log_e_value(np.cumsum(bound_lr, axis=1)) > math.log(1 / alpha)
     return np.maximum.accumulate(fails, axis=1)  # running p-value: a Fail persists
 
 
 def z_test_fails(cell: Cell) -> np.ndarray:
+    if cell.kind == "mae":  # means of exponential errors: variance mean^2 per row
+        sc, kc, ss, ks = (
+            np.cumsum(x, axis=1)
+            for x in (cell.canary_events, cell.canary_trials, cell.stable_events, cell.stable_trials)
+        )
+        m_c, m_s = sc / np.maximum(kc, 1.0), ss / np.maximum(ks, 1.0)
+        se = np.sqrt(np.maximum(m_c**2 / np.maximum(kc, 1.0) + m_s**2 / np.maximum(ks, 1.0), 1e-12))
+        return np.asarray((kc > 0) & (ks > 0) & ((m_c - m_s) / se > norm.ppf(1 - ALPHA)))
     ec, nc, es, ns = (
         np.cumsum(x, axis=1) for x in (cell.canary_events, cell.canary_trials, cell.stable_events, cell.stable_trials)
     )
@@ -89,6 +130,9 @@ def cells(rng: np.random.Generator, runs: int) -> Iterator[tuple[str, str, bool,
     accuracy = "accuracy, labels for 30%, 1-8 ticks late"
     yield accuracy, "identical", False, accuracy_cell(rng, runs, 0.0)
     yield accuracy, "2 pts less accurate", True, accuracy_cell(rng, runs, 0.02)
+    regression = "mean absolute error, labels for 30%, 1-8 ticks late"
+    yield regression, "identical", False, mae_cell(rng, runs, 0.0)
+    yield regression, "10% larger error", True, mae_cell(rng, runs, 0.1)
     latency = "latency: >100 ms share vs stable, p99 <= 250 ms"
     yield latency, "identical", False, latency_cell(rng, runs, 1.0, 0.0)
     yield latency, "10% slower", True, latency_cell(rng, runs, 1.1, 0.0)

@@ -17,6 +17,7 @@ from scipy.stats import norm
 
 TICKS, REQUESTS_PER_TICK = 40, 400
 ERROR_THRESHOLD = 0.03  # peers: canary error rate above 3% in a window is a failed check
+MAE_THRESHOLD = 0.6  # peers: canary mean absolute error above 0.6 in a window (stable's is 0.5)
 ACCURACY_THRESHOLD = 0.90  # peers: accuracy of the window's labels below 90% is a failed check
 P99_THRESHOLD = 0.25  # peers: canary p99 above 250 ms in a window (Flagger request-duration style)
 LATENCY_SLO = 0.1  # the engine compares the share of requests slower than 100 ms with stable's
@@ -34,6 +35,8 @@ class Cell:
     # An absolute bound the engine also checks: (canary events, canary trials, allowed share), e.g. p99 <= 250 ms
     # is "at most 1% of canary requests slower than 250 ms".
     guardrail: tuple[np.ndarray, np.ndarray, float] | None = None
+    # "counts": events among trials; "mae": events are sums of absolute errors over `trials` labelled rows.
+    kind: str = "counts"
 
 
 Shape = tuple[np.ndarray, np.ndarray]  # (canary share per tick, base rate per tick)
@@ -97,8 +100,7 @@ def accuracy_cell(rng: np.random.Generator, runs: int, drop: float) -> Cell:
     """Labels for 30% of predictions, arriving 1-8 ticks later (mostly 1-3); stable accuracy 95%."""
     n_c = rng.binomial(REQUESTS_PER_TICK, np.full((runs, TICKS), 0.25)).astype(float)
     n_s = REQUESTS_PER_TICK - n_c
-    delay_p = 0.6 ** np.arange(1, 9)
-    delay_p /= delay_p.sum()
+    delay_p = _label_delays()
     arrivals = []
     for n, wrong_rate in ((n_c, 0.05 + drop), (n_s, 0.05)):
         labelled = rng.binomial(n.astype(int), 0.3)
@@ -108,6 +110,26 @@ def accuracy_cell(rng: np.random.Generator, runs: int, drop: float) -> Cell:
     labels_c = w_c + r_c
     window_accuracy = 1.0 - w_c / np.maximum(labels_c, 1.0)
     return Cell(w_c, labels_c, w_s, w_s + r_s, n_c, (labels_c > 0) & (window_accuracy < ACCURACY_THRESHOLD))
+
+
+def _label_delays() -> np.ndarray:
+    delay_p = 0.6 ** np.arange(1, 9)
+    return np.asarray(delay_p / delay_p.sum())
+
+
+def mae_cell(rng: np.random.Generator, runs: int, increase: float) -> Cell:
+    """A regressor: labels for 30% of predictions, 1-8 ticks late; absolute errors exponential with mean 0.5
+    (stable) and 0.5 x (1 + increase) (canary), so each tick exports a Gamma(labels, MAE) error sum."""
+    n_c = rng.binomial(REQUESTS_PER_TICK, np.full((runs, TICKS), 0.25)).astype(float)
+    n_s = REQUESTS_PER_TICK - n_c
+    sums, labels = [], []
+    for n, mae in ((n_c, 0.5 * (1.0 + increase)), (n_s, 0.5)):
+        arrived = _delayed(rng, rng.binomial(n.astype(int), 0.3), _label_delays())
+        sums.append(np.where(arrived > 0, rng.gamma(np.maximum(arrived, 1.0), mae), 0.0))
+        labels.append(arrived)
+    window_mae = sums[0] / np.maximum(labels[0], 1.0)
+    window_fails = (labels[0] > 0) & (window_mae > MAE_THRESHOLD)
+    return Cell(sums[0], labels[0], sums[1], labels[1], n_c, window_fails, kind="mae")
 
 
 def _bucket_probabilities(slowdown: float, tail: float) -> np.ndarray:

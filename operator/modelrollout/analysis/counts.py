@@ -10,23 +10,34 @@ Two kinds of criterion, both updated tick by tick from increments:
   w = n_c n_s / (n_c + n_s), sum w (p_c - p_s) / sum w. Its score numerator equals the conditional
   test's sum of (canary events - r * events), so estimate and test agree in sign.
 
-Fail needs the running p-value at or below the criterion's alpha (harm detected); Pass needs the
-always-valid upper bound below the limit (no harm beyond the tolerance, non-inferiority).
+The interval printed beside a verdict comes from the test that decides it (inversion.py): for a
+comparison, the rate ratios canary/stable the per-tick e-processes have not rejected, turned into
+differences with always-valid bounds of both rates; for a bound, the canary rates not rejected. Fail is
+"the interval lies above 0" (comparison) or "above the bound", which is the rollback test rejecting;
+Pass is "the interval lies below the tolerated limit" (non-inferiority). The ends are running: once a
+value is excluded it stays excluded, as the running p-value stays small, so a Fail persists.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
+import numpy.typing as npt
 
-from modelrollout.analysis.sequential import (
-    confidence_radius,
-    mixture_log_e_value,
-    running_p_value,
-    tick_log_likelihood_ratios,
+from modelrollout.analysis.inversion import (
+    LATTICE,
+    binomial_rate_interval,
+    difference_interval,
+    excludes_zero_rate,
+    log_e_value_at_one,
+    log_ratio_interval,
+    rate_interval,
+    tick_log_likelihood,
 )
+from modelrollout.analysis.sequential import mixture_log_e_value, running_p_value, tick_log_likelihood_ratios
 from modelrollout.analysis.state import CriterionState
 from modelrollout.analysis.types import Verdict
 
@@ -63,19 +74,37 @@ def _add_counts(state: CriterionState, obs: CountObservation) -> CriterionState:
     )
 
 
-def update_bound(state: CriterionState, obs: CountObservation, bound: float) -> CriterionState:
+# The rate bounds that turn a ratio into a difference get a tenth of the criterion's alpha each, so each
+# end of the difference interval misses with probability at most 1.2 alpha (ratio + two rates).
+RATE_ALPHA_SHARE = 0.1
+
+
+def _running(previous: float | None, current: float, tighter: Callable[[float, float], float]) -> float | None:
+    """Keep the tighter of the stored end and this tick's end; None stands for an unbounded end."""
+    if not math.isfinite(current):
+        return previous
+    return current if previous is None else tighter(previous, current)
+
+
+def update_bound(state: CriterionState, obs: CountObservation, bound: float, alpha: float) -> CriterionState:
     """Add one tick to a bound test: H0 is "the canary's rate is at most `bound` in every tick"."""
     events = min(max(obs.canary_events, 0.0), obs.canary_trials)
     tick_lr = tick_log_likelihood_ratios(events, obs.canary_trials, bound)
     log_lr = tuple(float(a + b) for a, b in zip(state.log_lr, tick_lr, strict=True))
-    updated = _add_counts(replace(state, log_lr=log_lr), obs)
-    return replace(updated, p_value=running_p_value(state.p_value, float(mixture_log_e_value(log_lr))))
+    updated = _add_counts(replace(state, log_lr=log_lr), replace(obs, canary_events=events))
+    low, high = binomial_rate_interval(updated.canary_events, updated.canary_trials, alpha)
+    return replace(
+        updated,
+        p_value=running_p_value(state.p_value, float(mixture_log_e_value(log_lr))),
+        lower=_running(state.lower, low, max) if low > 0 else state.lower,
+        upper=_running(state.upper, high, min) if high < 1 else state.upper,
+    )
 
 
-def update_comparison(state: CriterionState, obs: CountObservation) -> CriterionState:
+def update_comparison(state: CriterionState, obs: CountObservation, alpha: float) -> CriterionState:
     """Add one tick to a comparison: H0 is "the canary's rate is at most stable's in every tick".
 
-    >>> s = update_comparison(CriterionState(), CountObservation(8, 100, 4, 300))
+    >>> s = update_comparison(CriterionState(), CountObservation(8, 100, 4, 300), 0.05)
     >>> round(s.score / s.weight, 4)  # 8% vs 1.33%: a stratified difference of +6.67 points
     0.0667
     """
@@ -85,30 +114,34 @@ def update_comparison(state: CriterionState, obs: CountObservation) -> Criterion
     share = obs.canary_trials / total
     canary_events = min(max(obs.canary_events, 0.0), obs.canary_trials)
     stable_events = min(max(obs.stable_events, 0.0), obs.stable_trials)
+    previous = np.asarray(state.log_likelihood) if state.log_likelihood else np.zeros(LATTICE.size)
+    log_likelihood = previous + tick_log_likelihood(canary_events, canary_events + stable_events, share)
     tick_lr = tick_log_likelihood_ratios(canary_events, canary_events + stable_events, share)
-    log_lr = tuple(float(a + b) for a, b in zip(state.log_lr, tick_lr, strict=True))
-    weight = obs.canary_trials * obs.stable_trials / total
+    low, high = log_ratio_interval(log_likelihood, alpha)
     updated = replace(
         state,
-        log_lr=log_lr,
+        log_lr=tuple(float(a + b) for a, b in zip(state.log_lr, tick_lr, strict=True)),
+        log_likelihood=tuple(float(x) for x in log_likelihood),
         score=state.score + (1.0 - share) * canary_events - share * stable_events,
-        weight=state.weight + weight,
-        canary_spread=state.canary_spread + weight * weight / obs.canary_trials,
-        stable_spread=state.stable_spread + weight * weight / obs.stable_trials,
-        p_value=running_p_value(state.p_value, float(mixture_log_e_value(log_lr))),
+        weighted_stable_events=state.weighted_stable_events + share * stable_events,
+        weight=state.weight + obs.canary_trials * obs.stable_trials / total,
+        p_value=running_p_value(state.p_value, log_e_value_at_one(log_likelihood)),
+        lower=_running(state.lower, low, max),
+        upper=_running(state.upper, high, min),
     )
-    return _add_counts(updated, obs)
+    clean = CountObservation(canary_events, obs.canary_trials, stable_events, obs.stable_trials)
+    return _add_counts(updated, clean)
 
 
-def _smoothed_rate(events: float, trials: float) -> float:
-    # Half an event either side keeps the interval from collapsing to a point while no event was seen.
-    return (events + 0.5) / (trials + 1.0)
+def verdict_for(interval: tuple[float, float], harm_above: float, limit: float) -> Verdict:
+    """Fail when the whole interval is above `harm_above`, Pass when it is below `limit`.
 
-
-def verdict_for(p_value: float, upper: float, limit: float, alpha: float) -> Verdict:
-    if p_value <= alpha:
+    >>> verdict_for((0.004, 0.018), 0.0, 0.005).value, verdict_for((-0.002, 0.003), 0.0, 0.005).value
+    ('Fail', 'Pass')
+    """
+    if interval[0] > harm_above:
         return Verdict.FAIL
-    if upper < limit:
+    if interval[1] < limit:
         return Verdict.PASS
     return Verdict.INCONCLUSIVE
 
@@ -116,35 +149,47 @@ def verdict_for(p_value: float, upper: float, limit: float, alpha: float) -> Ver
 def judge_bound(state: CriterionState, bound: float, alpha: float) -> Judgement:
     """Canary rate against an absolute bound.
 
-    >>> j = judge_bound(CriterionState(canary_events=1, canary_trials=4000), 0.01, 0.05)
+    >>> s = update_bound(CriterionState(), CountObservation(1, 4000, 0, 0), 0.01, 0.05)
+    >>> j = judge_bound(s, 0.01, 0.05)
     >>> j.verdict.value, round(j.interval[1], 4)
-    ('Pass', 0.0017)
+    ('Pass', 0.0023)
     """
     trials = state.canary_trials
     estimate = state.canary_events / trials if trials > 0 else 0.0
-    p = _smoothed_rate(state.canary_events, trials)
-    radius = float(confidence_radius(p * (1.0 - p) * trials, alpha)) / max(trials, 1.0)
-    interval = (max(estimate - radius, 0.0), min(estimate + radius, 1.0))
-    e_value = _e_value(state)
-    return Judgement(
-        verdict_for(state.p_value, interval[1], bound, alpha), estimate, interval, bound, state.p_value, e_value
+    interval = (state.lower or 0.0, 1.0 if state.upper is None else state.upper)
+    verdict = verdict_for(interval, bound, bound)
+    return Judgement(verdict, estimate, interval, bound, state.p_value, _e_value(state))
+
+
+def comparison_interval(state: CriterionState, alpha: float) -> tuple[float, float]:
+    """The always-valid interval of the difference canary - stable, from the running ratio bounds."""
+    rate_alpha = RATE_ALPHA_SHARE * alpha
+    stable = rate_interval(state.weighted_stable_events, state.weight, rate_alpha)
+    canary = rate_interval(state.score + state.weighted_stable_events, state.weight, rate_alpha)
+    ratio = (
+        0.0 if state.lower is None else math.exp(state.lower),
+        math.inf if state.upper is None else math.exp(state.upper),
     )
+    low, high = difference_interval(ratio, canary, stable)
+    return max(low, -1.0), min(high, 1.0)
 
 
 def judge_comparison(state: CriterionState, limit: float, alpha: float) -> Judgement:
     """Stratified difference canary - stable against a tolerated difference `limit`."""
     if state.weight <= 0:
         return Judgement(Verdict.INCONCLUSIVE, 0.0, (-1.0, 1.0), limit, state.p_value, _e_value(state))
-    estimate = state.score / state.weight
-    p_c = _smoothed_rate(state.canary_events, state.canary_trials)
-    p_s = _smoothed_rate(state.stable_events, state.stable_trials)
-    variance = p_c * (1.0 - p_c) * state.canary_spread + p_s * (1.0 - p_s) * state.stable_spread
-    radius = float(confidence_radius(variance, alpha)) / state.weight
-    interval = (max(estimate - radius, -1.0), min(estimate + radius, 1.0))
-    e_value = _e_value(state)
-    return Judgement(
-        verdict_for(state.p_value, interval[1], limit, alpha), estimate, interval, limit, state.p_value, e_value
-    )
+    interval = comparison_interval(state, alpha)
+    verdict = verdict_for(interval, 0.0, limit)
+    return Judgement(verdict, state.score / state.weight, interval, limit, state.p_value, _e_value(state))
+
+
+def fails_comparison(
+    log_e_at_one: npt.ArrayLike, canary_weighted: npt.ArrayLike, stable_weighted: npt.ArrayLike, alpha: float
+) -> npt.NDArray[np.bool_]:
+    """Vectorised Fail of a comparison (for the benchmark): the ratio test rejects 1 and a rate is above 0."""
+    rate_alpha = RATE_ALPHA_SHARE * alpha
+    above_zero = excludes_zero_rate(canary_weighted, rate_alpha) | excludes_zero_rate(stable_weighted, rate_alpha)
+    return np.asarray((np.asarray(log_e_at_one) > math.log(1.0 / alpha)) & above_zero)
 
 
 def _e_value(state: CriterionState) -> float:

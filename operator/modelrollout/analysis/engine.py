@@ -11,7 +11,7 @@
 >>> outcome.overall.value
 'Fail'
 >>> print(outcome.results[0].message.replace(", tolerated", ",\\ntolerated"))
-canary error rate 9.0% vs stable 1.0%, difference +8.0 pts, 95% always-valid interval [+2.8, +13.2],
+canary error rate 9.0% vs stable 1.0%, difference +8.0 pts, 95% always-valid interval [+2.4, +18.7],
 tolerated +0.5 pts: rollback
 """
 
@@ -142,7 +142,7 @@ def _judge_criterion(
     if metric.type is MetricType.MEAN_ABSOLUTE_ERROR:
         return _judge_mae(metric, criterion, previous, canary, stable, alpha)
     obs, threshold = observe(metric, criterion, tick, before)
-    updated = update_criterion(metric, criterion, previous, obs, threshold)
+    updated = update_criterion(metric, criterion, previous, obs, threshold, alpha)
     j = judge(metric, criterion, updated, alpha)
     return updated, j, describe(metric, criterion, updated, j, 1.0 - alpha)
 
@@ -157,15 +157,15 @@ def _judge_mae(
 ) -> tuple[CriterionState, Judgement, str]:
     value = metric.criteria[criterion]
     if criterion == "max":
-        updated = update_mae_bound(previous, canary.abs_error_sum, canary.abs_error_count, value)
-        j = judge_mae_bound(updated, value, alpha)
+        updated = update_mae_bound(previous, canary.abs_error_sum, canary.abs_error_count, value, alpha)
+        j = judge_mae_bound(updated, value)
         return updated, j, describe_mae(updated, j, comparison=False, level=1.0 - alpha)
     updated = update_mae_comparison(
-        previous, canary.abs_error_sum, canary.abs_error_count, stable.abs_error_sum, stable.abs_error_count
+        previous, canary.abs_error_sum, canary.abs_error_count, stable.abs_error_sum, stable.abs_error_count, alpha
     )
     stable_mae = updated.stable_events / updated.stable_trials if updated.stable_trials > 0 else 0.0
     limit = (value - 1.0) * stable_mae if criterion == "maxRatioToStable" else value
-    j = judge_mae_comparison(updated, limit, alpha)
+    j = judge_mae_comparison(updated, limit)
     return updated, j, describe_mae(updated, j, comparison=True, level=1.0 - alpha)
 
 
@@ -192,7 +192,7 @@ def _metric_result(
         canary_value=canary,
         stable_value=stable,
         estimate=j.estimate,
-        interval=j.interval,
+        interval=j.interval if all(math.isfinite(end) for end in j.interval) else None,  # status is JSON
         p_value=j.p_value,
         e_value=j.e_value,
         canary_samples=state.canary_trials,

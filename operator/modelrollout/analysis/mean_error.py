@@ -19,11 +19,11 @@ unlike the count tests it is not exact, which the docs say.
 
 >>> s = CriterionState()
 >>> for canary_sum, stable_sum in [(60.0, 150.0)] * 4:   # 100 canary rows at MAE 0.6, 300 stable at 0.5
-...     s = update_mae_comparison(s, canary_sum, 100.0, stable_sum, 300.0)
->>> text = describe_mae(s, judge_mae_comparison(s, 0.05, 0.05), comparison=True, level=0.95)
+...     s = update_mae_comparison(s, canary_sum, 100.0, stable_sum, 300.0, 0.05)
+>>> text = describe_mae(s, judge_mae_comparison(s, 0.05), comparison=True, level=0.95)
 >>> print(text.replace(", 95%", ",\\n95%"))
 canary mean absolute error 0.600 vs stable 0.500, difference +0.100,
-95% always-valid interval [-0.008, +0.208], tolerated +0.050: rollback
+95% always-valid interval [+0.008, +0.192], tolerated +0.050: rollback
 """
 
 from __future__ import annotations
@@ -31,14 +31,16 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+from scipy.optimize import brentq
+
 from modelrollout.analysis.counts import Judgement, verdict_for
-from modelrollout.analysis.sequential import confidence_radius, mixture_rho, one_sided_log_e_value, running_p_value
+from modelrollout.analysis.sequential import mixture_rho, one_sided_log_e_value, running_p_value
 from modelrollout.analysis.state import CriterionState
 from modelrollout.analysis.types import Verdict
 
 # The boundary is tuned in standardised units (effective labelled rows): tightest near this many.
 OPTIMAL_LABELS = 200.0
-_RHO = mixture_rho(0.05, one_sided=True, optimal_variance=OPTIMAL_LABELS)
+MIXTURE_RHO = mixture_rho(0.05, one_sided=True, optimal_variance=OPTIMAL_LABELS)
 
 
 def row_variance(total: float, rows: float, squares: float, ticks: float) -> float:
@@ -83,27 +85,60 @@ def _comparison_variance(state: CriterionState) -> float:
     return _canary_variance(state) * state.canary_spread + stable * state.stable_spread
 
 
-def _with_p_value(state: CriterionState, score: float, variance: float, units: float) -> CriterionState:
-    """Fold the one-sided e-value of `score` (in standardised units) into the running p-value."""
+def standardised_radius(alpha: float, units: float) -> float:
+    """The standardised score at which the one-sided mixture e-value reaches 1/alpha after `units` rows.
+
+    The same e-value decides Fail, so an interval end at (score -/+ radius * scale) / weight excludes 0
+    exactly when the test rejects: Fail <=> the interval lies above 0.
+
+    >>> round(standardised_radius(0.05, 200.0), 2)   # vs 1.645 * sqrt(200) = 23.3 for a single look
+    39.12
+    """
+    threshold = math.log(1.0 / alpha)
+
+    def excess(score: float) -> float:
+        return float(one_sided_log_e_value(score, units, MIXTURE_RHO)) - threshold
+
+    high = math.sqrt(units + MIXTURE_RHO) * 4.0 + 10.0
+    while excess(high) < 0:
+        high *= 2.0
+    return float(brentq(excess, 0.0, high, xtol=1e-9))
+
+
+def _with_evidence(
+    state: CriterionState, variance: float, units: float, alpha: float, offset: float = 0.0
+) -> CriterionState:
+    """Fold the one-sided e-value of `score` (in standardised units) into the running p-value, and this
+    tick's interval ends (shifted by `offset`, the bound a bound test is centred on) into the running ones."""
     if variance <= 0 or units <= 0:
         return state
     scale = math.sqrt(variance / units)
-    log_e = float(one_sided_log_e_value(score / scale, units, _RHO))
-    return replace(state, p_value=running_p_value(state.p_value, log_e))
+    log_e = float(one_sided_log_e_value(state.score / scale, units, MIXTURE_RHO))
+    radius = standardised_radius(alpha, units) * scale / state.weight
+    estimate = state.score / state.weight + offset
+    lower, upper = estimate - radius, estimate + radius
+    return replace(
+        state,
+        p_value=running_p_value(state.p_value, log_e),
+        lower=lower if state.lower is None else max(state.lower, lower),
+        upper=upper if state.upper is None else min(state.upper, upper),
+    )
 
 
-def update_mae_bound(state: CriterionState, canary_sum: float, canary_rows: float, bound: float) -> CriterionState:
+def update_mae_bound(
+    state: CriterionState, canary_sum: float, canary_rows: float, bound: float, alpha: float
+) -> CriterionState:
     """Add one tick to "the canary's MAE is at most `bound`"."""
     total, rows = _clean(canary_sum, canary_rows)
     if rows <= 0:
         return state
     updated = _add(state, (total, rows), (0.0, 0.0))
     updated = replace(updated, score=updated.score + total - bound * rows, weight=updated.weight + rows)
-    return _with_p_value(updated, updated.score, _canary_variance(updated) * updated.weight, updated.weight)
+    return _with_evidence(updated, _canary_variance(updated) * updated.weight, updated.weight, alpha, bound)
 
 
 def update_mae_comparison(
-    state: CriterionState, canary_sum: float, canary_rows: float, stable_sum: float, stable_rows: float
+    state: CriterionState, canary_sum: float, canary_rows: float, stable_sum: float, stable_rows: float, alpha: float
 ) -> CriterionState:
     """Add one tick to "the canary's MAE is at most stable's" (the Fail test) and to the estimate."""
     canary, stable = _clean(canary_sum, canary_rows), _clean(stable_sum, stable_rows)
@@ -119,32 +154,27 @@ def update_mae_comparison(
         stable_spread=state.stable_spread + weight * weight / stable[1],
     )
     units = updated.canary_spread + updated.stable_spread
-    return _with_p_value(updated, updated.score, _comparison_variance(updated), units)
+    return _with_evidence(updated, _comparison_variance(updated), units, alpha)
 
 
-def _judgement(state: CriterionState, variance: float, units: float, limit: float, alpha: float) -> Judgement:
-    if state.weight <= 0 or units <= 0:
-        return Judgement(Verdict.INCONCLUSIVE, 0.0, (-math.inf, math.inf), limit, state.p_value, 1.0)
-    estimate = state.score / state.weight
-    radius = float(confidence_radius(units, alpha)) * math.sqrt(variance / units) / state.weight
+def _judgement(state: CriterionState, estimate: float, harm_above: float, limit: float) -> Judgement:
+    if state.weight <= 0 or state.lower is None or state.upper is None:
+        return Judgement(Verdict.INCONCLUSIVE, estimate, (-math.inf, math.inf), limit, state.p_value, 1.0)
+    interval = (state.lower, state.upper)
     e_value = 1.0 / state.p_value if state.p_value > 0 else math.inf
-    interval = (estimate - radius, estimate + radius)
-    return Judgement(
-        verdict_for(state.p_value, interval[1], limit, alpha), estimate, interval, limit, state.p_value, e_value
-    )
+    return Judgement(verdict_for(interval, harm_above, limit), estimate, interval, limit, state.p_value, e_value)
 
 
-def judge_mae_bound(state: CriterionState, bound: float, alpha: float) -> Judgement:
+def judge_mae_bound(state: CriterionState, bound: float) -> Judgement:
     """Canary MAE against `bound`; estimate and interval are the canary's MAE itself."""
-    j = _judgement(state, _canary_variance(state) * state.weight, state.weight, 0.0, alpha)
-    shift = bound if state.weight > 0 else 0.0  # the score is centred on the bound; report the MAE
-    low, high = j.interval
-    return Judgement(j.verdict, j.estimate + shift, (max(low + shift, 0.0), high + shift), bound, j.p_value, j.e_value)
+    estimate = state.score / state.weight + bound if state.weight > 0 else 0.0
+    j = _judgement(state, estimate, bound, bound)
+    return replace(j, interval=(max(j.interval[0], 0.0), j.interval[1]))
 
 
-def judge_mae_comparison(state: CriterionState, limit: float, alpha: float) -> Judgement:
+def judge_mae_comparison(state: CriterionState, limit: float) -> Judgement:
     """Stratified difference canary - stable MAE against the tolerated difference `limit`."""
-    return _judgement(state, _comparison_variance(state), state.canary_spread + state.stable_spread, limit, alpha)
+    return _judgement(state, state.score / state.weight if state.weight > 0 else 0.0, 0.0, limit)
 
 
 def describe_mae(state: CriterionState, j: Judgement, comparison: bool, level: float) -> str:

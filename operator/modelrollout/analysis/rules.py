@@ -12,7 +12,7 @@ sentence that explains its verdict.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from modelrollout.analysis.config import MetricConfig, MetricType
 from modelrollout.analysis.counts import CountObservation, Judgement, judge_bound, judge_comparison
@@ -70,15 +70,21 @@ def observe(
 
 
 def update_criterion(
-    metric: MetricConfig, criterion: str, previous: CriterionState, obs: CountObservation, threshold: float | None
+    metric: MetricConfig,
+    criterion: str,
+    previous: CriterionState,
+    obs: CountObservation,
+    threshold: float | None,
+    alpha: float,
 ) -> CriterionState:
+    """Fold one tick into a criterion; alpha is its share, at which the running interval ends are kept."""
     if metric.type is MetricType.LATENCY and threshold is None:
         return previous  # stable's quantile is not known yet: this tick cannot be tested
     if is_comparison(metric, criterion):
-        updated = _update_comparison(previous, obs)
+        updated = _update_comparison(previous, obs, alpha)
     else:
-        updated = _update_bound(previous, obs, tested_bound(metric, criterion))
-    return CriterionState(**{**updated.__dict__, "threshold": threshold})
+        updated = _update_bound(previous, obs, tested_bound(metric, criterion), alpha)
+    return replace(updated, threshold=threshold)
 
 
 def tested_bound(metric: MetricConfig, criterion: str) -> float:
@@ -151,6 +157,14 @@ def _pct(value: float | None) -> str:
 
 
 def _pts(value: float) -> str:
+    """Points with one decimal, or one significant digit below 0.05 so that an end just above 0 (a Fail)
+    never reads as +0.0.
+
+    >>> _pts(0.011), _pts(0.0003), _pts(0.0)
+    ('+1.1', '+0.03', '+0.0')
+    """
+    if value != 0 and abs(100 * value) < 0.05:
+        return f"{100 * value:+.1g}"
     return f"{100 * value:+.1f}"
 
 

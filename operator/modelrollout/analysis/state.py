@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from modelrollout.analysis.config import AnalysisConfig
+from modelrollout.analysis.inversion import LATTICE
 from modelrollout.analysis.latency import Buckets
 from modelrollout.analysis.sequential import ODDS_RATIOS
 
@@ -48,10 +49,19 @@ class CriterionState:
     p_value: float = 1.0
     threshold: float | None = None
     classes: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    # Comparisons of counts: cumulative log likelihood at every ratio of inversion.LATTICE (empty until the
+    # first tick with both versions) and sum of r * stable events (the stable side of `score`).
+    log_likelihood: tuple[float, ...] = ()
+    weighted_stable_events: float = 0.0
+    # Running ends of the always-valid interval, None while unbounded: the log rate ratio for comparisons
+    # of counts, the canary's rate for bounds, the difference (or the canary's MAE) for meanAbsoluteError.
+    lower: float | None = None
+    upper: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         data["log_lr"] = list(self.log_lr)
+        data["log_likelihood"] = list(self.log_likelihood)
         data["classes"] = {label: list(sums) for label, sums in self.classes.items()}
         return data
 
@@ -63,6 +73,9 @@ class CriterionState:
             values.pop("log_lr", None)  # a different grid in an older release: start that test over
         else:
             values["log_lr"] = tuple(float(x) for x in values["log_lr"])
+        log_likelihood = tuple(float(x) for x in values.get("log_likelihood", ()))
+        # A different lattice in an older release: that interval starts over (the p-value is kept).
+        values["log_likelihood"] = log_likelihood if len(log_likelihood) == LATTICE.size else ()
         values["classes"] = {str(k): tuple(float(x) for x in v) for k, v in values.get("classes", {}).items()}
         return CriterionState(**values)
 

@@ -77,7 +77,7 @@ def test_estimate_and_variance_match_a_numpy_oracle() -> None:
     s_c, s_s = rng.gamma(k_c, 0.6), rng.gamma(k_s, 0.5)
     state = CriterionState()
     for values in zip(s_c, k_c, s_s, k_s, strict=True):
-        state = update_mae_comparison(state, *values)
+        state = update_mae_comparison(state, *values, 0.05)
     w = k_c * k_s / (k_c + k_s)
     assert state.score / state.weight == pytest.approx(np.sum(w * (s_c / k_c - s_s / k_s)) / np.sum(w), rel=1e-12)
     means = s_c / k_c
@@ -109,7 +109,7 @@ def test_equal_versions_are_rarely_failed_over_many_looks() -> None:
             mae = 0.4 + 0.4 * t / ticks
             k_c = max(int(rng.binomial(300, share)), 1)
             errors = rng.lognormal(np.log(mae) - 1.0, np.sqrt(2.0), 300)
-            state = update_mae_comparison(state, errors[:k_c].sum(), k_c, errors[k_c:].sum(), 300 - k_c)
+            state = update_mae_comparison(state, errors[:k_c].sum(), k_c, errors[k_c:].sum(), 300 - k_c, 0.05)
         ever_failed += state.p_value <= 0.05
     assert ever_failed / runs <= 0.05
 
