@@ -20,6 +20,7 @@ import kubernetes
 from localcluster import netns
 from localcluster.binaries import binary
 from localcluster.controlplane import ControlPlane, ControlPlaneInfo
+from localcluster.dns import DNS_IP
 from localcluster.kubelet import NODE_NAME
 from localcluster.procs import ManagedProcess
 from localcluster.testing import wait_until
@@ -54,10 +55,18 @@ class LocalCluster:
                 "`make test` / `make demo`, or prefix the command with hack/in-netns"
             )
         self._info = self.control_plane.start()
+        self._reserve_dns_ip()
         if self.with_node:
             self._start_node_components()
             self._await_node()
         return self
+
+    def _reserve_dns_ip(self) -> None:
+        """kube-system/kube-dns holds the DNS address, as on real clusters, so no Service gets it."""
+        core = kubernetes.client.CoreV1Api(self.api_client())
+        core.create_namespaced_service("kube-system", {
+            "metadata": {"name": "kube-dns", "labels": {"k8s-app": "kube-dns"}},
+            "spec": {"clusterIP": DNS_IP, "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]}})
 
     def _await_node(self, timeout: float = 60) -> None:
         """Ready means pods can run: the node is registered and `default` can own pods."""

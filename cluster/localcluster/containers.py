@@ -36,7 +36,7 @@ def _mount_wrapper(mounts: list[Mount], argv: list[str]) -> list[str]:
     steps = ["set -e"]
     for m in _mount_order(mounts):
         src, dst = shlex.quote(str(m.source)), shlex.quote(m.target)
-        steps.append(f"mkdir -p {dst}")
+        steps.append(f"test -e {dst} || touch {dst}" if m.source.is_file() else f"mkdir -p {dst}")
         steps.append(f"mount --bind {src} {dst}")
         if m.read_only:
             steps.append(f"mount -o remount,bind,ro {dst}")

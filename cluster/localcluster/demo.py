@@ -86,8 +86,8 @@ def publish_models(api: kubernetes.client.ApiClient, workdir: Path) -> tuple[Mod
                             "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 1}}]}}}})
     core.create_namespaced_service(NS, {"metadata": {"name": "model-store"}, "spec": {
         "selector": labels, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}})
-    store = f"http://{core.read_namespaced_service('model-store', NS).spec.cluster_ip}"
-    say(f"model store serves {len(entries)} model files at {store} (the local cluster has no DNS)")
+    store = f"http://model-store.{NS}.svc.cluster.local"
+    say(f"model store serves {len(entries)} model files at {store}")
     return entries, holdout, store
 
 

@@ -16,7 +16,8 @@ import kubernetes
 from localcluster import images
 from localcluster.containers import Container, now_rfc3339
 from localcluster.controlplane import NODE_IP
-from localcluster.podenv import PodConfigError, PodResources, base_env, expand, mounts_for
+from localcluster.dns import resolv_conf
+from localcluster.podenv import Mount, PodConfigError, PodResources, base_env, expand, mounts_for
 
 log = logging.getLogger(__name__)
 TICK = 0.25
@@ -96,6 +97,9 @@ class PodWorker:
         resources = PodResources(self.api, self.pod, self.ip)
         folders = resources.materialise_volumes(self.root / "volumes")
         venv_bin = str(Path(sys.executable).parent)
+        resolv = self.root / "resolv.conf"
+        resolv.parent.mkdir(parents=True, exist_ok=True)
+        resolv.write_text(resolv_conf(self.pod["metadata"]["namespace"]))
         built = []
         for spec in self.pod["spec"]["containers"]:
             argv = images.command_line(spec.get("image", ""), spec.get("command"), spec.get("args"))
@@ -103,7 +107,8 @@ class PodWorker:
             env.update(resources.env(spec))
             argv = [expand(a, env) for a in argv]
             built.append(Container(
-                spec=spec, argv=argv, env=env, mounts=mounts_for(spec, folders),
+                spec=spec, argv=argv, env=env,
+                mounts=[*mounts_for(spec, folders), Mount(resolv, "/etc/resolv.conf", read_only=True)],
                 log_path=self.root / "logs" / f"{spec['name']}.log", cwd=self.root / "containers" / spec["name"],
             ))
         return built

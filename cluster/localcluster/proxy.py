@@ -21,6 +21,7 @@ from typing import Any
 
 import kubernetes
 
+from localcluster import dns
 from localcluster.controlplane import APISERVER_PORT, NODE_IP
 from localcluster.informer import run_informer
 
@@ -151,11 +152,19 @@ class ServiceProxy:
         discovery = kubernetes.client.DiscoveryV1Api(self.api)
         run_informer(self.api, discovery.list_endpoint_slice_for_all_namespaces, self.on_slice, self.stop_event)
         run_informer(self.api, core.list_service_for_all_namespaces, self.on_service, self.stop_event)
+        resolver = await dns.serve(self.lookup)
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, stop.set)
         await stop.wait()
+        resolver.close()
         self.stop_event.set()
+
+    def lookup(self, key: str) -> str | None:
+        """`namespace/name` -> the Service's cluster IP (for cluster DNS)."""
+        namespace, _, name = key.partition("/")
+        entry = self.services.get((namespace, name))
+        return entry.cluster_ip if entry else None
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -14,8 +14,7 @@ same manifest works on kind and on the local cluster.
 `render` writes the digests the store really produced into an example: the committed examples carry
 the digests of the pinned library versions (constraints.txt), but a different scikit-learn, numpy
 or CPU can change a model's bytes, and the server refuses a file whose digest differs. `--store`
-replaces the `http://model-store` base of the model URIs: the local cluster has no DNS, so there
-it is the Service's cluster IP (`http://10.96.x.y`).
+replaces the `http://model-store` base of the model URIs (for a store elsewhere, or reached by IP).
 """
 
 from __future__ import annotations
@@ -141,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     rend = sub.add_parser("render", help="print an example with the store's digests")
     rend.add_argument("example", type=Path)
     rend.add_argument("--manifest", required=True, help="manifest.json of the store (file or URL)")
-    rend.add_argument("--store", default=STORE_URL, help="base URL of the store (cluster IP without DNS)")
+    rend.add_argument("--store", default=STORE_URL, help="base URL of the store (default: the Service by name)")
     args = parser.parse_args(argv)
     if args.command == "store":
         sys.stdout.write(_dump(store_manifests(args.image)))

@@ -95,9 +95,8 @@ def model_store(cluster: ClusterHandle, namespace: str, models: dict[str, Any]) 
                 "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 1}}]}}}})
     core.create_namespaced_service(namespace, {"metadata": {"name": "model-store"}, "spec": {
         "selector": labels, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}})
-    ip = core.read_namespaced_service("model-store", namespace).spec.cluster_ip
-    # The local cluster has no DNS: model URIs use the Service's cluster IP.
-    return f"http://{ip}"
+    # Resolved by the cluster DNS inside the pods' namespace, as on any cluster.
+    return "http://model-store"
 
 
 def make_rollout(name: str, version: str, model: dict[str, Any], store: str, *, replicas: int = 4,

@@ -206,3 +206,29 @@ def test_unknown_image_fails_with_a_clear_reason(cluster: ClusterHandle, namespa
 
     state = wait_until(lambda: (w := waiting()) and w.reason == "ErrImagePull" and w, 30, "ErrImagePull")
     assert "not in the local cluster's image registry" in state.message
+
+
+DNS_PROBE = """
+import socket, sys, urllib.request
+print("SHORT", socket.gethostbyname("web"))
+print("FULL", socket.gethostbyname(f"web.{sys.argv[1]}.svc.cluster.local"))
+print("BODY", urllib.request.urlopen("http://web/", timeout=5).read().decode().strip())
+try:
+    socket.gethostbyname("nothing-here")
+except socket.gaierror:
+    print("NXDOMAIN ok")
+"""
+
+
+def test_pods_reach_services_by_name_through_cluster_dns(cluster: ClusterHandle, namespace: str, web: str) -> None:
+    core = kubernetes.client.CoreV1Api(cluster.api)
+    ip = core.read_namespaced_service("web", namespace).spec.cluster_ip
+    container = {"name": "c", "image": "localcluster/python:test", "args": ["-c", DNS_PROBE, namespace]}
+    core.create_namespaced_pod(namespace, {"metadata": {"name": "dns"},
+                                           "spec": {"restartPolicy": "Never", "containers": [container]}})
+    kubelet_dir = cluster.workdir / "kubelet"
+    wait_until(lambda: core.read_namespaced_pod("dns", namespace).status.phase == "Succeeded", 60, "dns pod",
+               describe=lambda: pod_log(kubelet_dir, namespace, "dns", "c"))
+    out = pod_log(kubelet_dir, namespace, "dns", "c")
+    assert f"SHORT {ip}" in out and f"FULL {ip}" in out and "BODY hello from web-" in out, out
+    assert "NXDOMAIN ok" in out, out

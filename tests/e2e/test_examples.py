@@ -2,8 +2,8 @@
 from publish.py trains and serves the models with the digests the examples carry, and the canary
 example is promoted under traffic from traffic.py.
 
-The local cluster has no DNS, so model URIs use the store Service's cluster IP (publish.py render
---store); on kind the examples' `http://model-store/...` URIs are used as written.
+Model URIs are used as written (`http://model-store/...`): the local cluster's DNS resolves Service
+names as kind's does.
 """
 
 from __future__ import annotations
@@ -79,8 +79,8 @@ def test_canary_example_is_promoted_with_the_published_models(
         assert served[model["uri"].rsplit("/", 1)[1]] == model["digest"], name
 
     def apply_example(name: str) -> None:
-        rendered = publish("render", str(EXAMPLES / name), "--manifest", str(tmp_path / "manifest.json"),
-                           "--store", store)
+        # As written: the model URIs name the model-store Service, resolved by cluster DNS.
+        rendered = publish("render", str(EXAMPLES / name), "--manifest", str(tmp_path / "manifest.json"))
         cluster.kubectl("apply", "-n", namespace, "-f", "-", input=rendered)
 
     # When the baseline runs and the canary example is applied under traffic from traffic.py
@@ -115,8 +115,8 @@ def test_bad_model_is_rolled_back_and_blue_green_is_promoted_from_the_examples(
         (tmp_path / "manifest.json").write_text(response.read().decode())
 
     def apply_example(name: str) -> None:
-        rendered = publish("render", str(EXAMPLES / name), "--manifest", str(tmp_path / "manifest.json"),
-                           "--store", store)
+        # As written: the model URIs name the model-store Service, resolved by cluster DNS.
+        rendered = publish("render", str(EXAMPLES / name), "--manifest", str(tmp_path / "manifest.json"))
         cluster.kubectl("apply", "-n", namespace, "-f", "-", input=rendered)
 
     s = Scenario(cluster, namespace, "fraud")
