@@ -33,9 +33,8 @@ def test_three_percent_errors_against_half_a_percent(
     if outcome == "RolledBack":
         [result] = final["analysis"]["results"]
         low, high = result["interval"]
-        # The interval is shown with the verdict. Known gap (docs/analysis.md): it is a normal
-        # approximation and can still include 0 when the exact per-tick test has already rejected.
-        assert result["verdict"] == "Fail" and low < result["estimate"] < high and result["estimate"] > 0.01, result
+        # The interval comes from the test that decided, so a rollback's interval excludes 0.
+        assert result["verdict"] == "Fail" and 0 < low < high and result["estimate"] > 0.01, result
         assert "always-valid interval" in result["message"] and "rollback" in result["message"], result
         assert "canary error rate" in final["message"]
     else:
