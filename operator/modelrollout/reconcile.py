@@ -18,6 +18,8 @@ from modelrollout import opmetrics
 from modelrollout.analysis.config import AnalysisConfig
 from modelrollout.analysis.engine import assess_tick
 from modelrollout.analysis.state import AnalysisState
+from modelrollout.analysis.types import Tick
+from modelrollout.core.commands import COMMAND_ID_ANNOTATION
 from modelrollout.core.decide import decide_from_dicts
 from modelrollout.core.observations import AnalysisObservation, Decision, Observations
 from modelrollout.core.phases import Phase
@@ -69,20 +71,24 @@ def _scrape_request(body: dict[str, Any], status: dict[str, Any], pods: list[Any
                          pods=[p for p in pods if p.version in (canary, stable)])
 
 
-async def analyse(ctx: Context, body: dict[str, Any], status: dict[str, Any]) -> AnalysisObservation | None:
-    """Scrape both versions and run the engine; None while there is no baseline yet."""
+async def _observe(ctx: Context, body: dict[str, Any], status: dict[str, Any]) -> Tick | None:
+    """Scrape the ready pods of both versions; None without a canary or while there is no baseline."""
     meta = body["metadata"]
     pods = await asyncio.to_thread(ctx.kube.ready_pods, meta["namespace"], meta["name"])
     request = _scrape_request(body, status, pods)
-    if request is None:
-        return None
-    tick = await ctx.source.observe(request)
+    return None if request is None else await ctx.source.observe(request)
+
+
+async def analyse(ctx: Context, body: dict[str, Any], status: dict[str, Any]) -> AnalysisObservation | None:
+    """Scrape both versions and run the engine; None while there is no baseline yet."""
+    tick = await _observe(ctx, body, status)
     if tick is None:
         return None
     config = AnalysisConfig.from_spec(body["spec"].get("analysis") or {})
     engine_state = ((status.get("analysis") or {}).get("engineState")) or None
     state = AnalysisState.from_dict(engine_state, config) if engine_state else AnalysisState.initial(config)
     outcome, new_state = assess_tick(config, state, tick)
+    meta = body["metadata"]
     for result in outcome.results:
         opmetrics.VERDICTS.labels(meta["namespace"], meta["name"], result.name, result.verdict.value).inc()
     return AnalysisObservation(outcome=outcome, engine_state=new_state.to_dict())
@@ -91,13 +97,8 @@ async def analyse(ctx: Context, body: dict[str, Any], status: dict[str, Any]) ->
 async def _prime_baseline(ctx: Context, body: dict[str, Any], status: dict[str, Any]) -> None:
     """Read the pods once between analysis ticks after a (re)start, so the first due tick covers a
     whole interval instead of only recording baselines."""
-    if status.get("phase") not in IN_FLIGHT or ctx.source.has_baseline(rollout_key(body)):
-        return
-    meta = body["metadata"]
-    pods = await asyncio.to_thread(ctx.kube.ready_pods, meta["namespace"], meta["name"])
-    request = _scrape_request(body, status, pods)
-    if request is not None:
-        await ctx.source.observe(request)
+    if status.get("phase") in IN_FLIGHT and not ctx.source.has_baseline(rollout_key(body)):
+        await _observe(ctx, body, status)
 
 
 async def act(ctx: Context, body: dict[str, Any], decision: Decision) -> None:
@@ -132,7 +133,7 @@ def is_due(ctx: Context, body: dict[str, Any], now: datetime) -> bool:
     meta, status = body["metadata"], body.get("status") or {}
     wake = ctx.next_tick.get(meta["uid"])
     annotations = meta.get("annotations") or {}
-    command_id = annotations.get("modelrollout.dev/command-id")
+    command_id = annotations.get(COMMAND_ID_ANNOTATION)
     return (wake is None or now >= wake or status.get("observedGeneration") != meta.get("generation")
             or (command_id is not None and command_id != status.get("lastCommandId")))
 
