@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -11,8 +10,8 @@ import pytest
 from modelrollout.analysis.config import AnalysisConfig
 from modelrollout.analysis.engine import assess_tick
 from modelrollout.analysis.sequential import mixture_log_e_value, tick_log_likelihood_ratios
-from modelrollout.analysis.state import AnalysisState
-from modelrollout.analysis.types import AnalysisOutcome, Tick, Verdict, VersionCounts
+from modelrollout.analysis.types import Tick, Verdict, VersionCounts
+from tests.unit.analysis.replay import run
 
 pytestmark = pytest.mark.unit
 
@@ -22,16 +21,6 @@ def make_config(*metrics: dict[str, object], **fields: object) -> AnalysisConfig
 
 
 ERRORS_VS_STABLE = {"name": "errors", "type": "errorRate", "margin": 0.005}
-
-
-def run(config: AnalysisConfig, ticks: list[Tick]) -> tuple[AnalysisOutcome, AnalysisState]:
-    state = AnalysisState.initial(config)
-    outcome = None
-    for tick in ticks:
-        outcome, state = assess_tick(config, state, tick)
-        state = AnalysisState.from_dict(json.loads(json.dumps(state.to_dict())), config)  # as after a restart
-    assert outcome is not None
-    return outcome, state
 
 
 def error_tick(rng: np.random.Generator, canary_rate: float, stable_rate: float, n: int = 1000) -> Tick:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import numpy as np
 import pytest
 
 from modelrollout.analysis.config import AnalysisConfig, MetricType
-from modelrollout.analysis.engine import assess_tick
 from modelrollout.analysis.mean_error import row_variance, update_mae_comparison
-from modelrollout.analysis.state import AnalysisState, CriterionState
-from modelrollout.analysis.types import AnalysisOutcome, Tick, Verdict, VersionCounts
+from modelrollout.analysis.state import CriterionState
+from modelrollout.analysis.types import Tick, Verdict, VersionCounts
+from tests.unit.analysis.replay import run
 
 pytestmark = pytest.mark.unit
 
@@ -29,16 +28,6 @@ def regression_tick(rng: np.random.Generator, canary_mae: float, stable_mae: flo
     k_s = labelled - k_c
     stable = VersionCounts(requests=k_s * 2, abs_error_sum=float(rng.gamma(k_s, stable_mae)), abs_error_count=k_s)
     return Tick(canary=canary, stable=stable, expected_canary_share=0.25)
-
-
-def run(config: AnalysisConfig, ticks: list[Tick]) -> tuple[AnalysisOutcome, AnalysisState]:
-    state = AnalysisState.initial(config)
-    outcome = None
-    for tick in ticks:
-        outcome, state = assess_tick(config, state, tick)
-        state = AnalysisState.from_dict(json.loads(json.dumps(state.to_dict())), config)  # as after a restart
-    assert outcome is not None
-    return outcome, state
 
 
 def test_mean_absolute_error_is_parsed_with_its_criteria() -> None:
