@@ -8,11 +8,13 @@ names as kind's does.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import kubernetes
@@ -67,41 +69,61 @@ def test_every_example_manifest_passes_server_side_dry_run(cluster: ClusterHandl
         assert obj in applied, applied
 
 
+class PublishedExamples:
+    """The model store from publish.py in a namespace, and the examples applied as a user does."""
+
+    def __init__(self, cluster: ClusterHandle, namespace: str, manifest: Path) -> None:
+        self.cluster, self.namespace = cluster, namespace
+        self.store = start_store(cluster, namespace)
+        with urllib.request.urlopen(f"{self.store}/manifest.json", timeout=5) as response:
+            self.served = {e["file"]: e["digest"] for e in json.load(response)}
+        self.manifest = manifest
+        manifest.write_text(json.dumps([{"file": f, "digest": d} for f, d in self.served.items()]))
+
+    def apply(self, name: str) -> None:
+        # As written: the model URIs name the model-store Service, resolved by cluster DNS.
+        rendered = publish("render", str(EXAMPLES / name), "--manifest", str(self.manifest))
+        self.cluster.kubectl("apply", "-n", self.namespace, "-f", "-", input=rendered)
+
+    @contextlib.contextmanager
+    def traffic(self, service_url: str, seconds: int) -> Iterator[list[str]]:
+        """traffic.py against the Service for the block; yields a list that receives its output lines."""
+        lines: list[str] = []
+        proc = subprocess.Popen(
+            [sys.executable, str(EXAMPLES / "models" / "traffic.py"), "--url", service_url, "--model", "fraud",
+             "--holdout", f"{self.store}/holdout-classification.json", "--rate", "40", "--seconds", str(seconds),
+             "--report", "5"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            yield lines
+        finally:
+            proc.terminate()
+            lines.extend(proc.communicate(timeout=30)[0].splitlines())
+
+
+@pytest.fixture
+def examples(cluster: ClusterHandle, namespace: str, tmp_path: Path) -> PublishedExamples:
+    return PublishedExamples(cluster, namespace, tmp_path / "manifest.json")
+
+
 def test_canary_example_is_promoted_with_the_published_models(
-        cluster: ClusterHandle, namespace: str, operator: OperatorProcess, tmp_path: Path) -> None:
+        cluster: ClusterHandle, namespace: str, operator: OperatorProcess, examples: PublishedExamples) -> None:
     # Given the model store from publish.py, serving what it trained in its pod
-    store = start_store(cluster, namespace)
-    with urllib.request.urlopen(f"{store}/manifest.json", timeout=5) as response:
-        served = {e["file"]: e["digest"] for e in json.load(response)}
-    (tmp_path / "manifest.json").write_text(json.dumps([{"file": f, "digest": d} for f, d in served.items()]))
     for name in ROLLOUTS:  # the committed digests are the real ones (pinned library versions)
         model = yaml.safe_load((EXAMPLES / name).read_text())["spec"]["model"]
-        assert served[model["uri"].rsplit("/", 1)[1]] == model["digest"], name
-
-    def apply_example(name: str) -> None:
-        # As written: the model URIs name the model-store Service, resolved by cluster DNS.
-        rendered = publish("render", str(EXAMPLES / name), "--manifest", str(tmp_path / "manifest.json"))
-        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=rendered)
+        assert examples.served[model["uri"].rsplit("/", 1)[1]] == model["digest"], name
 
     # When the baseline runs and the canary example is applied under traffic from traffic.py
     s = Scenario(cluster, namespace, "fraud")
-    apply_example("baseline.yaml")
+    examples.apply("baseline.yaml")
     s.wait_phase("Healthy", 60)
-    traffic = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / "models" / "traffic.py"), "--url", s.service_url(), "--model", "fraud",
-         "--holdout", f"{store}/holdout-classification.json", "--rate", "40", "--seconds", "80", "--report", "5"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        apply_example("canary.yaml")
+    with examples.traffic(s.service_url(), seconds=80) as output:
+        examples.apply("canary.yaml")
         final = s.wait_phase("Healthy", 80)
-    finally:
-        traffic.terminate()
-        output = traffic.communicate(timeout=30)[0]
 
     # Then version 2 is stable, every check passed, and the traffic saw both versions answer
     assert final["stableVersion"] == "2" and "canaryVersion" not in final, final
-    progress = [ln for ln in output.splitlines() if "v2 ok=" in ln]
-    assert progress and "v1 ok=" in progress[-1], output[-2000:]
+    progress = [ln for ln in output if "v2 ok=" in ln]
+    assert progress and "v1 ok=" in progress[-1], output[-40:]
     assert all(n == "0" for n in re.findall(r"failed=(\d+)", progress[-1])), progress[-1]
     accuracy = [st for st in s.seen if any(r.get("name") == "accuracy" and r.get("verdict") == "Pass"
                                            for r in (st.get("analysis") or {}).get("results") or [])]
@@ -109,33 +131,17 @@ def test_canary_example_is_promoted_with_the_published_models(
 
 
 def test_bad_model_is_rolled_back_and_blue_green_is_promoted_from_the_examples(
-        cluster: ClusterHandle, namespace: str, operator: OperatorProcess, tmp_path: Path) -> None:
-    store = start_store(cluster, namespace)
-    with urllib.request.urlopen(f"{store}/manifest.json", timeout=5) as response:
-        (tmp_path / "manifest.json").write_text(response.read().decode())
-
-    def apply_example(name: str) -> None:
-        # As written: the model URIs name the model-store Service, resolved by cluster DNS.
-        rendered = publish("render", str(EXAMPLES / name), "--manifest", str(tmp_path / "manifest.json"))
-        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=rendered)
-
+        cluster: ClusterHandle, namespace: str, operator: OperatorProcess, examples: PublishedExamples) -> None:
     s = Scenario(cluster, namespace, "fraud")
-    apply_example("baseline.yaml")
+    examples.apply("baseline.yaml")
     s.wait_phase("Healthy", 60)
-    traffic = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / "models" / "traffic.py"), "--url", s.service_url(), "--model", "fraud",
-         "--holdout", f"{store}/holdout-classification.json", "--rate", "40", "--seconds", "170", "--report", "5"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        apply_example("bad-model.yaml")
+    with examples.traffic(s.service_url(), seconds=170) as output:
+        examples.apply("bad-model.yaml")
         rejected = s.wait_phase("RolledBack", 90)
-        apply_example("blue-green.yaml")
+        examples.apply("blue-green.yaml")
         promoted = s.wait_phase("Healthy", 90)
-    finally:
-        traffic.terminate()
-        output = traffic.communicate(timeout=30)[0]
     assert rejected["rejectedVersion"] == "3" and "accuracy" in rejected["message"], rejected["message"]
     assert promoted["stableVersion"] == "2", promoted
     assert any(reason == "Switched" for _, reason, _ in s.events()), s.events()
-    progress = [ln for ln in output.splitlines() if "ok=" in ln]
-    assert progress and "v2 ok=" in progress[-1], output[-2000:]
+    progress = [ln for ln in output if "ok=" in ln]
+    assert progress and "v2 ok=" in progress[-1], output[-40:]
