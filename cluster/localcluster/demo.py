@@ -17,21 +17,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
 import kubernetes
 
-from localcluster.binaries import binary
-from localcluster.cluster import LocalCluster
+from localcluster.binaries import MissingBinaryError, bin_dir, binary
+from localcluster.cluster import LocalCluster, NotInNamespaceError
+from localcluster.demoview import Snapshot, VersionRow, event_lines, frame, screen_lines
 from localcluster.modeltraffic import ModelTraffic
-from localcluster.testing import wait_until
+from localcluster.testing import WaitTimeoutError, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 NS, NAME = "demo", "fraud"
@@ -52,14 +59,21 @@ def say(text: str) -> None:
     print(f"[demo] {text}", flush=True)
 
 
-def helm_install(cluster: LocalCluster) -> None:
+class DemoFailed(Exception):
+    """The demo cannot go on; the message is the one line a person reads."""
+
+
+def helm_install(cluster: LocalCluster, workdir: Path) -> None:
     say("installing the operator with Helm (charts/modelrollout)")
     done = subprocess.run([str(binary("helm")), "--kubeconfig", str(cluster.kubeconfig), "install", "modelrollout",
                            str(ROOT / "charts" / "modelrollout"), "--namespace", "modelrollout-system",
                            "--create-namespace", "--wait", "--timeout", "120s"], capture_output=True, text=True)
     if done.returncode != 0:
         pods = cluster.kubectl("get", "pods", "-n", "modelrollout-system", "-o", "wide", check=False).stdout
-        raise SystemExit(f"helm install failed:\n{done.stdout}{done.stderr}\n{pods}")
+        log = workdir / "helm-install.log"
+        log.write_text(f"{done.stdout}{done.stderr}\n{pods}")
+        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise DemoFailed(f"helm install failed ({reason}); helm's output and the operator pods: {log}")
     say("operator pod is Ready")
 
 
@@ -101,49 +115,65 @@ def rollout(version: str, model: dict[str, Any], store: str) -> dict[str, Any]:
 
 
 class View:
-    """The live terminal view (redrawn in place on a terminal, a line every few seconds otherwise)."""
+    """The live view: redrawn in place on a terminal (sized to it at every draw), a line every few
+    seconds otherwise. Gathering (API calls) runs in a thread so the traffic's event loop never waits."""
 
-    def __init__(self, api: kubernetes.client.ApiClient, traffic: ModelTraffic, tty: bool) -> None:
+    def __init__(self, api: kubernetes.client.ApiClient, traffic: ModelTraffic | None, tty: bool) -> None:
         self.custom = kubernetes.client.CustomObjectsApi(api)
         self.core = kubernetes.client.CoreV1Api(api)
         self.traffic, self.tty = traffic, tty
         self.last_plain = 0.0
+        self.stage = ""
+
+    def note(self, text: str) -> None:
+        """Progress: a line in the log, or on a terminal the view's title (a printed line would scroll it)."""
+        self.stage = text
+        if not self.tty:
+            say(text)
 
     def status(self) -> dict[str, Any]:
         obj = self.custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, NAME)
         return dict(obj.get("status") or {})
 
-    def _versions(self) -> list[str]:
-        now = time.monotonic()
-        lines = [f"{'version':>8} {'req/s':>7} {'errors':>7} {'p99 ms':>7} {'accuracy':>9}"]
+    def _versions(self) -> list[VersionRow]:
+        if self.traffic is None:
+            return []
+        now, rows = time.monotonic(), []
+        timeline = self.traffic.stats.timeline[-2000:]
         for version, stats in sorted(self.traffic.stats.by_version.items()):
-            recent = [t for t, v, _ in self.traffic.stats.timeline[-2000:] if v == version and t > now - 5]
+            recent = sum(1 for t, v, _ in timeline if v == version and t > now - 5)
             answered = stats.ok + stats.failed
             p99 = statistics.quantiles(stats.latencies[-500:], n=100)[98] * 1000 if len(stats.latencies) > 2 else 0
-            accuracy = f"{stats.correct / stats.ok:.1%}" if stats.ok else "-"
-            lines.append(f"{version:>8} {len(recent) / 5:>7.1f} {stats.failed / max(answered, 1):>7.1%} "
-                         f"{p99:>7.1f} {accuracy:>9}")
-        return lines
+            rows.append(VersionRow(version, recent / 5, stats.failed / max(answered, 1), p99,
+                                   stats.correct / stats.ok if stats.ok else None))
+        return rows
 
-    def render(self) -> None:
+    def snapshot(self) -> Snapshot:
+        """Blocking: call through asyncio.to_thread."""
         st = self.status()
-        head = (f"phase {st.get('phase')} ({st.get('reason', '')})  stable v{st.get('stableVersion')}  "
-                f"canary v{st.get('canaryVersion', '-')}  weight desired {st.get('desiredWeight', '-')}% / "
-                f"effective {st.get('effectiveWeight', '-')}%")
+        events = self.core.list_namespaced_event(NS, field_selector=f"involvedObject.name={NAME}").items
+        return Snapshot(st, self._versions(), event_lines(events), self.stage)
+
+    def draw(self, snap: Snapshot) -> None:
+        st = snap.status
         if not self.tty:
             if time.monotonic() - self.last_plain >= 5:
                 self.last_plain = time.monotonic()
-                say(head)
+                say(f"phase {st.get('phase')} ({st.get('reason', '')})  stable v{st.get('stableVersion')}  "
+                    f"canary v{st.get('canaryVersion', '-')}  weight desired {st.get('desiredWeight', '-')}% / "
+                    f"effective {st.get('effectiveWeight', '-')}%")
             return
-        results = (st.get("analysis") or {}).get("results", [])
-        verdicts = [f"  {r['verdict']:<12} {r.get('message', '')}" for r in results]
-        events = self.core.list_namespaced_event(NS, field_selector=f"involvedObject.name={NAME}").items
-        events.sort(key=lambda e: (e.first_timestamp or 0, e.metadata.name))
-        log = [f"  {e.type:<8} {e.reason:<16} {e.message[:110]}" for e in events[-8:]]
-        screen = ["modelrollout demo - ModelRollout demo/fraud", "", head, f"message: {st.get('message', '')}", "",
-                  *self._versions(), "", "analysis:", *verdicts, "", "events:", *log]
-        sys.stdout.write("\x1b[H\x1b[2J" + "\n".join(screen) + "\n")
+        size = terminal_size()
+        sys.stdout.write(frame(screen_lines(snap, size.columns, size.lines)))
         sys.stdout.flush()
+
+
+def terminal_size() -> os.terminal_size:
+    # The terminal itself, not $COLUMNS/$LINES (which shells export once and do not update on resize).
+    try:
+        return os.get_terminal_size(sys.stdout.fileno())
+    except OSError:
+        return os.terminal_size((80, 24))
 
 
 def reached(st: dict[str, Any], version: str, phases: tuple[str, ...]) -> bool:
@@ -155,77 +185,124 @@ def reached(st: dict[str, Any], version: str, phases: tuple[str, ...]) -> bool:
     return st.get("stableVersion") == version
 
 
-async def watch_until(view: View, version: str, phases: tuple[str, ...], timeout: float) -> dict[str, Any]:
+async def watch_until(view: View, version: str, phases: tuple[str, ...], timeout: float,
+                      redraw: asyncio.Event) -> dict[str, Any]:
+    """Redraw every second (at once after a resize) until `version` settles in one of `phases`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        view.render()
-        st = await asyncio.to_thread(view.status)
-        if reached(st, version, phases):
-            return st
-        await asyncio.sleep(1)
-    raise TimeoutError(f"version {version} did not reach {phases} in {timeout:.0f}s")
+        snap = await asyncio.to_thread(view.snapshot)
+        view.draw(snap)
+        if reached(snap.status, version, phases):
+            return snap.status
+        redraw.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(redraw.wait(), 1)
+    raise DemoFailed(f"version {version} did not reach {' or '.join(phases)} within {timeout:.0f}s")
 
 
 async def run_rollouts(api: kubernetes.client.ApiClient, models: Models, holdout: dict[str, Any],
                        store: str, tty: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     custom = kubernetes.client.CustomObjectsApi(api)
-    custom.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, rollout("1", models[("lr", "joblib")], store))
-    say("version 1 (LogisticRegression, joblib) deploying")
-    service_ip = wait_until(lambda: kubernetes.client.CoreV1Api(api).read_namespaced_service(NAME, NS).spec.cluster_ip,
-                            60, "the fraud Service")
+    redraw = asyncio.Event()
+    if tty:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGWINCH, redraw.set)
+    await asyncio.to_thread(custom.create_namespaced_custom_object, GROUP, VERSION, NS, PLURAL,
+                            rollout("1", models[("lr", "joblib")], store))
+    service_ip = await asyncio.to_thread(
+        wait_until, lambda: kubernetes.client.CoreV1Api(api).read_namespaced_service(NAME, NS).spec.cluster_ip,
+        60, "the fraud Service")
     traffic = ModelTraffic(f"http://{service_ip}", NAME, holdout["X"], holdout["y"], rate=60, clients=12, burst=3)
     view = View(api, traffic, tty)
-    await watch_until(view, "1", ("Healthy",), 120)
+    view.note("version 1 (LogisticRegression, joblib) deploying")
+    await watch_until(view, "1", ("Healthy",), 120, redraw)
     stop = asyncio.Event()
     load = asyncio.ensure_future(traffic.run(stop, max_seconds=900))
-    say("traffic started: 60 requests/s with delayed feedback labels")
+    view.note("traffic started: 60 requests/s with delayed feedback labels")
 
     def apply(version: str, model: dict[str, Any]) -> None:
         obj = custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, NAME)
         obj["spec"] = rollout(version, model, store)["spec"]
         custom.replace_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, NAME, obj)
 
-    apply("2", models[("lr", "skops")])
-    say("version 2 (the same quality, skops format) rolling out on a 25% -> 50% -> 100% canary")
-    good = await watch_until(view, "2", ("Healthy", "RolledBack"), 300)
-    apply("3", models[("lr-bad", "joblib")])
-    say("version 3 (trained on shuffled labels) rolling out")
-    bad = await watch_until(view, "3", ("RolledBack", "Healthy"), 300)
+    await asyncio.to_thread(apply, "2", models[("lr", "skops")])
+    view.note("version 2 (the same quality, skops format) rolling out on a 25% -> 50% -> 100% canary")
+    good = await watch_until(view, "2", ("Healthy", "RolledBack"), 300, redraw)
+    await asyncio.to_thread(apply, "3", models[("lr-bad", "joblib")])
+    view.note("version 3 (trained on shuffled labels) rolling out")
+    bad = await watch_until(view, "3", ("RolledBack", "Healthy"), 300, redraw)
     stop.set()
     await load
-    view.render()
+    view.draw(await asyncio.to_thread(view.snapshot))
     return good, {**bad, "_traffic": traffic.stats}
 
 
-def summary(good: dict[str, Any], bad: dict[str, Any]) -> bool:
+def summary(good: dict[str, Any], bad: dict[str, Any], width: int) -> bool:
     stats = bad["_traffic"]
     promoted = good.get("phase") == "Healthy" and good.get("stableVersion") == "2"
     rolled_back = bad.get("phase") == "RolledBack" and bad.get("stableVersion") == "2"
-    print("\n=== summary ===")
-    print(f"version 2 (good): {'PROMOTED' if promoted else 'NOT promoted: ' + str(good.get('message'))}")
-    print(f"version 3 (bad):  {'ROLLED BACK' if rolled_back else 'NOT rolled back: ' + str(bad.get('message'))}")
-    print(f"  why: {bad.get('message')}")
+    lines = ["", "=== summary ===",
+             f"version 2 (good): {'PROMOTED' if promoted else 'NOT promoted: ' + str(good.get('message'))}",
+             f"version 3 (bad):  {'ROLLED BACK' if rolled_back else 'NOT rolled back: ' + str(bad.get('message'))}",
+             *textwrap.wrap(f"  why: {bad.get('message')}", width=width, subsequent_indent="    ")]
     for version, s in sorted(stats.by_version.items()):
-        print(f"  v{version}: {s.ok} answered, {s.failed} failed, accuracy {s.correct / max(s.ok, 1):.1%}")
-    print(f"  transport errors: {sum(stats.transport_errors.values())}")
+        lines.append(f"  v{version}: {s.ok} answered, {s.failed} failed, accuracy {s.correct / max(s.ok, 1):.1%}")
+    lines.append(f"  transport errors: {sum(stats.transport_errors.values())}")
+    print("\n".join(lines), flush=True)
     return promoted and rolled_back
+
+
+def run_demo(tty: bool, workdir: Path) -> bool:
+    bin_dir()  # a missing binary fails here, before anything starts, with how to get it
+    say("starting the local cluster (control plane, node, service proxy)")
+    cluster = LocalCluster(workdir / "cluster")
+    try:
+        cluster.start()
+        api = cluster.api_client()
+        cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+        helm_install(cluster, workdir)
+        models, holdout, store = publish_models(api, workdir)
+        good, bad = asyncio.run(run_rollouts(api, models, holdout, store, tty))
+        return summary(good, bad, terminal_size().columns if tty else 100)
+    finally:
+        # A second Ctrl-C must not cut the clean-up short and leave processes behind.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        cluster.stop()
+        signal.signal(signal.SIGINT, previous)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--plain", action="store_true", help="no live redraw (CI logs)")
+    parser.add_argument("--keep", action="store_true", help="keep the working directory (models, cluster logs)")
     args = parser.parse_args()
     tty = sys.stdout.isatty() and not args.plain
     workdir = Path(tempfile.mkdtemp(prefix="modelrollout-demo-"))
-    say("starting the local cluster (control plane, node, service proxy)")
-    with LocalCluster(workdir / "cluster") as cluster:
-        api = cluster.api_client()
-        cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-        helm_install(cluster)
-        models, holdout, store = publish_models(api, workdir)
-        good, bad = asyncio.run(run_rollouts(api, models, holdout, store, tty))
-        ok = summary(good, bad)
-    sys.exit(0 if ok else 1)
+    say(f"working directory {workdir}")
+    try:
+        code = 0 if run_demo(tty, workdir) else 1
+        message = "" if code == 0 else f"demo failed: an outcome was not reached; logs kept in {workdir}"
+    except KeyboardInterrupt:
+        code, message = 130, "demo interrupted: the local cluster is stopped and nothing is left running"
+    except Exception as exc:  # the person gets one or two lines; the traceback goes to a file
+        expected = isinstance(exc, (MissingBinaryError, NotInNamespaceError, DemoFailed, WaitTimeoutError))
+        what = first_line(exc) if expected else f"{type(exc).__name__}: {first_line(exc)}"
+        code, message = 1, f"demo failed: {what}\n  details: {record_failure(workdir, exc)}"
+    if code in (0, 130) and not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if message:
+        print(("\r\n" if tty else "") + message, file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+def first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def record_failure(workdir: Path, exc: BaseException) -> Path:
+    """The whole story (traceback, message) in a file next to the cluster's logs."""
+    path = workdir / "demo-error.log"
+    path.write_text("".join(traceback.format_exception(exc)))
+    return path
 
 
 if __name__ == "__main__":
