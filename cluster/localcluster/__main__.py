@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 from localcluster import netns
-from localcluster.binaries import bin_dir
-from localcluster.cluster import LocalCluster
+from localcluster.binaries import MissingBinaryError, bin_dir
+from localcluster.cluster import LocalCluster, NotInNamespaceError
 
 DEFAULT_STATE = Path(".local/cluster")
 
@@ -130,7 +130,12 @@ def main() -> None:
             p.add_argument("command", nargs=argparse.REMAINDER)
         p.set_defaults(func=func)
     args = parser.parse_args()
-    sys.exit(args.func(args))
+    try:
+        sys.exit(args.func(args))
+    except (MissingBinaryError, NotInNamespaceError) as exc:  # what to do next, not a traceback
+        sys.exit(f"localcluster: {' '.join(str(exc).split())}")
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import uuid
 from typing import Any
 
 import kubernetes
+import urllib3
 
 from modelrollout.core.commands import COMMAND_ANNOTATION, COMMAND_ID_ANNOTATION
 from modelrollout.kube import GROUP, PLURAL, VERSION
@@ -82,6 +83,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--full", action="store_true", help="promote: skip every remaining step")
     parser.add_argument("-w", "--watch", action="store_true", help="status: refresh every 2 seconds")
     args = parser.parse_args(argv)
+    try:
+        run(args)
+    except kubernetes.config.ConfigException as exc:
+        sys.exit(f"error: no usable kubeconfig ({first_line(exc)}); set --kubeconfig, KUBECONFIG or --context")
+    except urllib3.exceptions.MaxRetryError as exc:
+        sys.exit(f"error: cannot reach the API server at {exc.pool.host}:{exc.pool.port} ({first_line(exc.reason)})")
+    except KeyboardInterrupt:  # the way to leave --watch; nothing to report
+        sys.exit(130)
+
+
+def first_line(exc: BaseException | None) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def run(args: argparse.Namespace) -> None:
     api, ns = _api(args), _namespace(args)
     try:
         if args.command == "status":
@@ -97,7 +113,6 @@ def main(argv: list[str] | None = None) -> None:
         print(f"modelrollout/{args.name}: {command} requested (command-id {command_id})")
     except kubernetes.client.ApiException as exc:
         sys.exit(f"error: {exc.status} {exc.reason}: modelrollout {ns}/{args.name}")
-
 
 if __name__ == "__main__":
     main()
