@@ -217,7 +217,7 @@ async def run_rollouts(api: kubernetes.client.ApiClient, models: Models, holdout
     await watch_until(view, "1", ("Healthy",), 120, redraw)
     stop = asyncio.Event()
     load = asyncio.ensure_future(traffic.run(stop, max_seconds=900))
-    view.note("traffic started: 60 requests/s with delayed feedback labels")
+    view.note("traffic: 60 requests/s with delayed feedback labels")
 
     def apply(version: str, model: dict[str, Any]) -> None:
         obj = custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, NAME)
@@ -225,7 +225,7 @@ async def run_rollouts(api: kubernetes.client.ApiClient, models: Models, holdout
         custom.replace_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, NAME, obj)
 
     await asyncio.to_thread(apply, "2", models[("lr", "skops")])
-    view.note("version 2 (the same quality, skops format) rolling out on a 25% -> 50% -> 100% canary")
+    view.note("version 2 (same quality, skops) rolling out: canary 25% -> 50% -> 100%")
     good = await watch_until(view, "2", ("Healthy", "RolledBack"), 300, redraw)
     await asyncio.to_thread(apply, "3", models[("lr-bad", "joblib")])
     view.note("version 3 (trained on shuffled labels) rolling out")

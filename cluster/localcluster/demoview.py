@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-TITLE = "modelrollout demo - ModelRollout demo/fraud"
+TITLE = "ModelRollout demo/fraud"  # what is happening follows; it must fit 80 columns
 MIN_WIDTH = 40  # below this, lines are still cut to the width, but nothing more is dropped
 
 
@@ -77,10 +77,17 @@ def _fit(text: str, width: int) -> str:
     return text[: width - 3] + "..." if width > 3 else text[:width]
 
 
+def _percent(value: Any) -> str:
+    # effectiveWeight is a measured share (24.637...); one decimal is what a person can read.
+    if isinstance(value, int | float):
+        return f"{value:g}%" if float(value).is_integer() else f"{value:.1f}%"
+    return "-"
+
+
 def _head(st: dict[str, Any], width: int) -> list[str]:
     phase = f"phase {st.get('phase', '-')} ({st.get('reason', '')})"
     versions = f"stable v{st.get('stableVersion', '-')}  canary v{st.get('canaryVersion', '-')}"
-    weight = f"weight desired {st.get('desiredWeight', '-')}% / effective {st.get('effectiveWeight', '-')}%"
+    weight = f"weight desired {_percent(st.get('desiredWeight'))} / effective {_percent(st.get('effectiveWeight'))}"
     one_line = f"{phase}  {versions}  {weight}"
     if len(one_line) <= width:
         return [one_line]

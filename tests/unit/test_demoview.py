@@ -81,3 +81,9 @@ def test_a_short_terminal_drops_events_before_the_weights_and_versions() -> None
 def test_frame_redraws_in_place_without_a_trailing_newline() -> None:
     drawn = frame(["a", "b"])
     assert drawn.startswith("\x1b[H") and drawn.endswith("\x1b[J") and not drawn.endswith("\n\x1b[J")
+
+
+@pytest.mark.parametrize(("effective", "shown"), [(24.637681159420289, "24.6%"), (50.0, "50%"), (None, "-")])
+def test_the_measured_weight_is_shown_as_a_person_reads_it(effective: float | None, shown: str) -> None:
+    snap = Snapshot({**status(), "effectiveWeight": effective})
+    assert f"desired 25% / effective {shown}" in "\n".join(screen_lines(snap, 160, 50))
