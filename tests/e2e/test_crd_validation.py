@@ -72,6 +72,13 @@ def test_valid_rollout_and_status_round_trip(api: kubernetes.client.CustomObject
     assert stored["spec"]["strategy"]["canary"]["steps"][3] == {"pause": {}}
 
 
+def test_longest_name_and_a_distinct_preview_service_are_accepted(
+    api: kubernetes.client.CustomObjectsApi, namespace: str
+) -> None:
+    body = make_rollout(name="f" * 63, strategy={"blueGreen": {"previewService": "fraud-preview"}})
+    api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+
+
 def test_defaults_are_filled(api: kubernetes.client.CustomObjectsApi, namespace: str) -> None:
     body = make_rollout(strategy={"blueGreen": {"previewService": "fraud-preview"}})
     body["spec"].pop("replicas")
@@ -135,6 +142,9 @@ INVALID = [
      "spec.analysis.metrics[0].type"),
     ("bad timeout action", make_rollout(analysis=_analysis(timeout={"after": "1m", "action": "Explode"})),
      "spec.analysis.timeout.action"),
+    ("preview Service is the main Service", make_rollout(strategy={"blueGreen": {"previewService": "fraud"}}),
+     "spec.strategy.blueGreen.previewService: must differ from spec.service.name"),
+    ("name longer than a label value", make_rollout(name="f" * 64), "metadata.name: a ModelRollout name is at most 63"),
 ]
 
 
