@@ -7,12 +7,16 @@ Deployment of the canary simply becomes the stable one.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
 from modelrollout.core.observations import LABEL_ROLLOUT, LABEL_VERSION
 from modelrollout.core.status import ModelRecord
 
+# A version of lower-case letters and digits only names its Deployment as is. Every other name ends
+# in "-<hash>", which a plain one cannot (it has no dash after "-v"), so the two kinds never meet.
+PLAIN_VERSION = re.compile(r"[a-z0-9]+")
 DEFAULT_SERVING_IMAGE = "ghcr.io/modelrollout/modelserver:0.1.0"
 SCRATCH = "/var/lib/modelserver/tmp"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "modelrollout"}
@@ -25,13 +29,24 @@ CONTAINER_SECURITY = {
 
 
 def deployment_name(rollout: str, version: str) -> str:
-    """`fraud` version `2.1_b` -> `fraud-v2-1-b` (a DNS-1123 name, at most 63 characters).
+    """The Deployment of one version: a DNS-1123 name of at most 63 characters, distinct per version.
 
+    A version of lower-case letters and digits keeps it (`fraud` version `2` -> `fraud-v2`). Any other
+    (upper case, `.`/`_`/`-`, or too long) gets a readable prefix plus a hash of the exact version, so
+    `rc1`/`RC1` or `2.1`/`2-1` never share a Deployment (they did when names were slugs cut at 63).
+
+    >>> deployment_name("fraud", "2")
+    'fraud-v2'
     >>> deployment_name("fraud", "2.1_b")
-    'fraud-v2-1-b'
+    'fraud-v2-1-b-58197a42'
     """
-    slug = re.sub(r"[^a-z0-9-]+", "-", version.lower()).strip("-") or "x"
-    return f"{rollout}-v{slug}"[:63].rstrip("-")
+    plain = f"{rollout}-v{version}"
+    if PLAIN_VERSION.fullmatch(version) and len(plain) <= 63:
+        return plain
+    digest = hashlib.sha256(version.encode()).hexdigest()[:8]
+    slug = re.sub(r"[^a-z0-9-]+", "-", version.lower()).strip("-")
+    readable = f"{rollout}-v{slug}"[: 63 - len(digest) - 1].rstrip("-")
+    return f"{readable}-{digest}"
 
 
 def _model_env(name: str, model: ModelRecord, port: int) -> list[dict[str, Any]]:
