@@ -12,11 +12,11 @@ from datetime import datetime, timedelta
 
 from modelrollout.core.canary import POLL, start_analysis
 from modelrollout.core.change import Change, finish_promotion, roll_back
-from modelrollout.core.durations import format_duration
 from modelrollout.core.observations import Observations, StrategyPlan, selector
 from modelrollout.core.phases import Phase
 from modelrollout.core.spec import BlueGreenStrategy, RolloutSpec
 from modelrollout.core.status import RolloutStatus
+from modelrollout.durations import format_duration
 
 
 def plan(spec: RolloutSpec, status: RolloutStatus, obs: Observations, now: datetime) -> StrategyPlan:

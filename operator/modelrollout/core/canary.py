@@ -12,14 +12,15 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from modelrollout.analysis.config import TimeoutAction
 from modelrollout.analysis.types import Verdict
 from modelrollout.core.change import Change, finish_promotion, roll_back
-from modelrollout.core.durations import format_duration
 from modelrollout.core.observations import Observations, StrategyPlan
 from modelrollout.core.phases import Phase
-from modelrollout.core.spec import CanaryStrategy, RolloutSpec, TimeoutAction
+from modelrollout.core.spec import CanaryStrategy, RolloutSpec
 from modelrollout.core.status import RolloutStatus
 from modelrollout.core.weights import replicas_for_weight
+from modelrollout.durations import format_duration
 
 POLL = timedelta(seconds=5)  # how soon to look again while pods start
 
@@ -123,7 +124,7 @@ def _set_weight_done(change: Change, spec: RolloutSpec, obs: Observations) -> bo
     if stable_seen is not None and stable_seen.replicas > stable_pods:
         change.wake_at.append(change.now + POLL)  # the stable scale-down is applied after this tick
         return False
-    if spec.analysis is None or not spec.analysis.metric_names:
+    if spec.analysis is None:
         return True
     a = st.analysis
     measured = a.last_tick_at is not None and a.last_tick_at > st.step_started_at
@@ -137,7 +138,7 @@ def _set_weight_done(change: Change, spec: RolloutSpec, obs: Observations) -> bo
 def start_analysis(change: Change, spec: RolloutSpec) -> None:
     """Schedule the first analysis tick once the new version serves traffic (idempotent)."""
     a = change.status.analysis
-    if spec.analysis is None or not spec.analysis.metric_names or a.next_tick_at is not None:
+    if spec.analysis is None or a.next_tick_at is not None:
         return
     a.started_at = change.now
     a.next_tick_at = change.now + timedelta(seconds=spec.analysis.interval_seconds)
@@ -170,16 +171,15 @@ def _promotion_gate(change: Change, spec: RolloutSpec, obs: Observations) -> Non
     if st.phase == Phase.PAUSED:
         return
     analysis = spec.analysis
-    if analysis is None or not analysis.metric_names or (st.desired_weight or 0) == 0:
+    if analysis is None or (st.desired_weight or 0) == 0:
         change.move(Phase.PROMOTING, "StepsComplete", f"promoting version {st.canary_model.version}")
     elif st.analysis.last_verdict == Verdict.PASS.value:
         change.move(Phase.PROMOTING, "AnalysisPassed",
                     f"promoting version {st.canary_model.version}: every metric passed")
-    elif analysis.timeout and change.now >= st.step_started_at + timedelta(seconds=analysis.timeout.after_seconds):
+    elif change.now >= st.step_started_at + timedelta(seconds=analysis.timeout.after_seconds):
         _on_timeout(change, analysis.timeout.action, format_duration(analysis.timeout.after_seconds))
     else:
-        if analysis.timeout:
-            change.wake_at.append(st.step_started_at + timedelta(seconds=analysis.timeout.after_seconds))
+        change.wake_at.append(st.step_started_at + timedelta(seconds=analysis.timeout.after_seconds))
         change.move(Phase.PROGRESSING, "AwaitingAnalysis",
                     f"all steps done at weight {st.desired_weight}%: promotion waits for analysis to pass "
                     f"(last verdict {st.analysis.last_verdict or 'none yet'})")

@@ -15,17 +15,16 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from modelrollout.analysis.config import AnalysisConfig
 from modelrollout.core import bluegreen, canary
 from modelrollout.core.change import Change, clear_canary, model_record, start_canary
 from modelrollout.core.commands import apply_command, pending_command
 from modelrollout.core.conditions import update_conditions
-from modelrollout.core.durations import format_duration
 from modelrollout.core.observations import Decision, DeploymentIntent, Observations, StrategyPlan, selector
 from modelrollout.core.phases import Phase
 from modelrollout.core.spec import BlueGreenStrategy, CanaryStrategy, RolloutSpec
 from modelrollout.core.status import RolloutStatus
 from modelrollout.core.verdicts import analysis_due, record_outcome
+from modelrollout.durations import format_duration
 
 IDLE = timedelta(seconds=60)  # a settled rollout is looked at again this often
 Planner = Callable[[RolloutSpec, RolloutStatus, Observations, datetime], StrategyPlan]
@@ -50,21 +49,24 @@ def decide(spec: RolloutSpec, status: RolloutStatus, obs: Observations, now: dat
 
 def decide_from_dicts(spec: Mapping[str, Any], status: Mapping[str, Any] | None, obs: Observations,
                       now: datetime) -> Decision:
-    """Parse and decide; an invalid spec moves to Failed naming the field and leaves workloads alone."""
+    """Parse and decide, for callers holding the stored dicts (the adapter parses once itself)."""
     current = RolloutStatus.from_dict(dict(status or {}))
     try:
         parsed = RolloutSpec.from_dict(spec)
-        if parsed.analysis is not None:  # the engine's own checks (metric criteria per type, alpha)
-            AnalysisConfig.from_spec(parsed.analysis.raw)
     except ValueError as err:
-        change = Change.of(current, now)
-        change.move(Phase.FAILED, "InvalidSpec", f"invalid spec: {err}")
-        change.status.observed_generation = obs.generation
-        update_conditions(change.status, now)
-        return Decision(status=change.status, deployments=None, delete_versions=(), main_selector=None,
-                        preview_selector=None, events=tuple(change.events), next_tick_at=now + IDLE,
-                        analysis_due=False)
+        return refuse_spec(current, err, obs.generation, now)
     return decide(parsed, current, obs, now)
+
+
+def refuse_spec(status: RolloutStatus, error: ValueError, generation: int, now: datetime) -> Decision:
+    """An invalid spec moves to Failed naming the field and leaves workloads alone."""
+    change = Change.of(status, now)
+    change.move(Phase.FAILED, "InvalidSpec", f"invalid spec: {error}")
+    change.status.observed_generation = generation
+    update_conditions(change.status, now)
+    return Decision(status=change.status, deployments=None, delete_versions=(), main_selector=None,
+                    preview_selector=None, events=tuple(change.events), next_tick_at=now + IDLE,
+                    analysis_due=False)
 
 
 def _follow_spec(change: Change, spec: RolloutSpec) -> None:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from modelrollout.analysis.config import AnalysisConfig
 from modelrollout.analysis.types import AnalysisOutcome, MetricResult, Verdict
 from modelrollout.core.change import Change, roll_back
 from modelrollout.core.observations import AnalysisObservation
 from modelrollout.core.phases import Phase
-from modelrollout.core.spec import AnalysisSettings, RolloutSpec
+from modelrollout.core.spec import RolloutSpec
 from modelrollout.core.status import MetricStatus, RolloutStatus
 
 
@@ -22,7 +23,6 @@ def analysis_due(spec: RolloutSpec, status: RolloutStatus, now: datetime) -> boo
     a = status.analysis
     return (
         spec.analysis is not None
-        and bool(spec.analysis.metric_names)
         and status.canary_model is not None
         and status.phase in (Phase.PROGRESSING, Phase.PAUSED)
         and a.next_tick_at is not None
@@ -65,7 +65,7 @@ def record_outcome(change: Change, spec: RolloutSpec, seen: AnalysisObservation 
         change.wake_at.append(next_tick)
 
 
-def _on_fail(change: Change, settings: AnalysisSettings, outcome: AnalysisOutcome) -> None:
+def _on_fail(change: Change, settings: AnalysisConfig, outcome: AnalysisOutcome) -> None:
     a = change.status.analysis
     a.consecutive_failures += 1
     a.consecutive_inconclusive = 0
@@ -79,7 +79,7 @@ def _on_fail(change: Change, settings: AnalysisSettings, outcome: AnalysisOutcom
                     "failed ticks before rollback)", warning=True)
 
 
-def _on_inconclusive(change: Change, settings: AnalysisSettings, outcome: AnalysisOutcome) -> None:
+def _on_inconclusive(change: Change, settings: AnalysisConfig, outcome: AnalysisOutcome) -> None:
     st = change.status
     st.analysis.consecutive_inconclusive += 1
     count = st.analysis.consecutive_inconclusive
