@@ -24,6 +24,7 @@ from modelrollout.core.observations import AnalysisObservation, Decision, Observ
 from modelrollout.core.phases import Phase
 from modelrollout.core.spec import BlueGreenStrategy, RolloutSpec
 from modelrollout.core.status import RolloutStatus, status_patch
+from modelrollout.core.verdicts import needs_analysis
 from modelrollout.kube import KubeAdapter
 from modelrollout.sources import MetricSource, ScrapeRequest
 
@@ -98,7 +99,8 @@ async def analyse(ctx: Context, body: dict[str, Any], spec: RolloutSpec,
     return AnalysisObservation(outcome=outcome, engine_state=new_state.to_dict())
 
 
-async def _prime_baseline(ctx: Context, body: dict[str, Any], spec: RolloutSpec, status: RolloutStatus) -> None:
+async def _prime_baseline(ctx: Context, body: dict[str, Any], spec: RolloutSpec,
+                          status: RolloutStatus) -> None:
     """Read the pods once between analysis ticks after a (re)start, so the first due tick covers a
     whole interval instead of only recording baselines."""
     in_flight = status.phase is not None and status.phase.value in IN_FLIGHT
@@ -151,15 +153,12 @@ def is_due(ctx: Context, body: dict[str, Any], now: datetime) -> bool:
 
 async def _decide(ctx: Context, body: dict[str, Any], spec: RolloutSpec, status: RolloutStatus,
                   now: datetime) -> Decision:
-    obs = await gather(ctx, body, spec)
-    decision = decide(spec, status, obs, now)
-    if decision.analysis_due:
-        seen = await analyse(ctx, body, spec, status)
-        if seen is not None:
-            decision = decide(spec, status, replace(obs, analysis=seen), now)
-    else:
-        await _prime_baseline(ctx, body, spec, status)
-    return decision
+    """Gather everything the tick needs - the analysis too when the core says one is due - and
+    decide once."""
+    measure = (analyse(ctx, body, spec, status) if needs_analysis(spec, status, now)
+               else _prime_baseline(ctx, body, spec, status))
+    obs, seen = await asyncio.gather(gather(ctx, body, spec), measure)
+    return decide(spec, status, replace(obs, analysis=seen), now)
 
 
 async def tick(ctx: Context, body: dict[str, Any], now: datetime) -> Decision:

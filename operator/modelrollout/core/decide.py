@@ -23,7 +23,7 @@ from modelrollout.core.observations import Decision, DeploymentIntent, Observati
 from modelrollout.core.phases import Phase
 from modelrollout.core.spec import BlueGreenStrategy, CanaryStrategy, RolloutSpec
 from modelrollout.core.status import RolloutStatus
-from modelrollout.core.verdicts import analysis_due, record_outcome
+from modelrollout.core.verdicts import needs_analysis, record_outcome
 from modelrollout.durations import format_duration
 
 IDLE = timedelta(seconds=60)  # a settled rollout is looked at again this often
@@ -65,8 +65,7 @@ def refuse_spec(status: RolloutStatus, error: ValueError, generation: int, now: 
     change.status.observed_generation = generation
     update_conditions(change.status, now)
     return Decision(status=change.status, deployments=None, delete_versions=(), main_selector=None,
-                    preview_selector=None, events=tuple(change.events), next_tick_at=now + IDLE,
-                    analysis_due=False)
+                    preview_selector=None, events=tuple(change.events), next_tick_at=now + IDLE)
 
 
 def _follow_spec(change: Change, spec: RolloutSpec) -> None:
@@ -159,9 +158,11 @@ def _decision(change: Change, spec: RolloutSpec, obs: Observations, plan: Strate
     wake = min([t for t in change.wake_at if t > change.now] or [change.now + IDLE])
     if any(n != (obs.deployments[v].replicas if v in obs.deployments else 0) for v, n in intents.items()):
         wake = min(wake, change.now + canary.POLL)
+    if obs.analysis is None and needs_analysis(spec, st, change.now):
+        wake = min(wake, change.now + canary.POLL)  # due (or no baseline yet) but not measured: soon
     return Decision(
         status=st, deployments=intents, delete_versions=doomed,
         main_selector=selector(obs.name, plan.main_version if bluegreen_strategy else None),
         preview_selector=selector(obs.name, plan.preview_version) if bluegreen_strategy else None,
-        events=tuple(change.events), next_tick_at=wake, analysis_due=analysis_due(spec, st, change.now),
+        events=tuple(change.events), next_tick_at=wake,
     )

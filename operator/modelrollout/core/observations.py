@@ -52,7 +52,7 @@ class Observations:
     deployments: Mapping[str, DeploymentObservation] = field(default_factory=dict)  # by version
     main_selector: Mapping[str, str] | None = None  # None: the Service does not exist yet
     preview_selector: Mapping[str, str] | None = None
-    analysis: AnalysisObservation | None = None  # None when no analysis tick ran
+    analysis: AnalysisObservation | None = None  # None when no analysis tick was due (or no baseline yet)
 
     def is_version_ready(self, version: str, count: int) -> bool:
         """Whether `version` runs exactly `count` Ready pods (0 pods: no Deployment also counts)."""
@@ -92,7 +92,6 @@ class Decision:
     preview_selector: Mapping[str, str] | None
     events: tuple[Event, ...]
     next_tick_at: datetime
-    analysis_due: bool  # an analysis tick is due now (scrape, run the engine, decide again)
 
 
 def selector(rollout: str, version: str | None) -> dict[str, str]:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from modelrollout.analysis.types import Verdict
-from modelrollout.core import Decision, Observations, RolloutSpec, RolloutStatus, decide
+from modelrollout.core import Decision, Observations, RolloutSpec, RolloutStatus, decide, needs_analysis
 from modelrollout.core.phases import Phase
 
 from .builders import T0, Run, World, healthy_status, make_spec, outcome, ready
@@ -36,7 +36,7 @@ def walk(spec: RolloutSpec, through_json: bool) -> Iterator[tuple[datetime, Obse
         now += timedelta(seconds=wait)
         if command:
             world.command(command, f"cmd-{number}")
-        due = decide(spec, status, world.observe(), now).analysis_due
+        due = needs_analysis(spec, status, now)
         obs = world.observe(outcome(verdict) if verdict and due else None)
         decision = decide(spec, status, obs, now)
         yield now, obs, decision
