@@ -130,7 +130,8 @@ class KubeAdapter:
     def ensure_service(self, rollout: dict[str, Any], name: str, port: int, target_port: int,
                        selector: dict[str, str]) -> None:
         """Create the Service (owned by the rollout) or, if it exists - possibly the user's own,
-        which is adopted for selector changes only and never deleted - replace its selector."""
+        which is adopted for selector changes only and never deleted - replace its selector.
+        The selector is a router's output (modelrollout.core.routers); nothing here chooses it."""
         ns = rollout["metadata"]["namespace"]
         current = self.service_selector(ns, name)
         if current is None:

@@ -22,8 +22,9 @@ from modelrollout.core.commands import COMMAND_ID_ANNOTATION
 from modelrollout.core.decide import decide, refuse_spec
 from modelrollout.core.observations import AnalysisObservation, Decision, Observations
 from modelrollout.core.phases import Phase
-from modelrollout.core.spec import BlueGreenStrategy, RolloutSpec
+from modelrollout.core.spec import RolloutSpec
 from modelrollout.core.status import RolloutStatus, status_patch
+from modelrollout.core.strategies import strategy_for
 from modelrollout.core.verdicts import needs_analysis
 from modelrollout.kube import KubeAdapter
 from modelrollout.sources import MetricSource, ScrapeRequest
@@ -44,25 +45,18 @@ def rollout_key(body: dict[str, Any]) -> str:
     return f"{body['metadata']['namespace']}/{body['metadata']['name']}"
 
 
-def _preview_service(spec: RolloutSpec) -> str | None:
-    return spec.strategy.preview_service if isinstance(spec.strategy, BlueGreenStrategy) else None
-
-
 async def gather(ctx: Context, body: dict[str, Any], spec: RolloutSpec) -> Observations:
+    """Deployments and the selectors of the Services the strategy routes through, read concurrently."""
     meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
-    preview = _preview_service(spec)
-    deployments, main_sel, preview_sel = await asyncio.gather(
+    services = strategy_for(spec).entry_services(spec)
+    deployments, selectors = await asyncio.gather(
         asyncio.to_thread(ctx.kube.observe_deployments, ns, name),
-        asyncio.to_thread(ctx.kube.service_selector, ns, spec.service.name),
-        asyncio.to_thread(ctx.kube.service_selector, ns, preview) if preview else _none(),
+        asyncio.gather(*(asyncio.to_thread(ctx.kube.service_selector, ns, service) for service in services)),
     )
+    seen = {service: sel for service, sel in zip(services, selectors, strict=True) if sel is not None}
     return Observations(name=name, generation=meta.get("generation", 0), annotations=dict(meta.get("annotations")
-                        or {}), deployments=deployments, main_selector=main_sel, preview_selector=preview_sel)
-
-
-async def _none() -> None:
-    return None
+                        or {}), deployments=deployments, selectors=seen)
 
 
 def _scrape_request(body: dict[str, Any], spec: RolloutSpec, status: RolloutStatus,
@@ -124,13 +118,12 @@ async def act(ctx: Context, body: dict[str, Any], spec: RolloutSpec | None, deci
 
 
 async def _apply_services(kube: KubeAdapter, body: dict[str, Any], spec: RolloutSpec, decision: Decision) -> None:
-    port, target = spec.service.port, spec.serving.port
-    if decision.main_selector is not None and decision.deployments:
-        await asyncio.to_thread(kube.ensure_service, body, spec.service.name, port, target,
-                                dict(decision.main_selector))
-    preview = _preview_service(spec)
-    if preview and decision.preview_selector is not None:
-        await asyncio.to_thread(kube.ensure_service, body, preview, port, target, dict(decision.preview_selector))
+    """The router's Service selectors, main Service first; nothing while no version runs."""
+    if not decision.deployments:
+        return
+    for service, selector in decision.selectors.items():
+        await asyncio.to_thread(kube.ensure_service, body, service, spec.service.port, spec.serving.port,
+                                dict(selector))
 
 
 async def _write_status(ctx: Context, body: dict[str, Any], status: RolloutStatus) -> None:

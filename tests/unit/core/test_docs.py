@@ -53,7 +53,9 @@ def test_every_status_field_and_phase_is_documented() -> None:
 @pytest.mark.parametrize("package", ["modelrollout.core", "modelrollout.analysis"])
 def test_pure_packages_import_no_io_library_server_or_cluster(package: str) -> None:
     package_dir = ROOT / "operator" / Path(*package.split("."))
-    modules = sorted(f"{package}.{p.stem}" for p in package_dir.glob("*.py") if p.stem != "__init__")
+    # Subpackages too (core.routers): every module, not only the top level.
+    modules = sorted(".".join((package, *p.relative_to(package_dir).with_suffix("").parts))
+                     for p in package_dir.rglob("*.py") if p.stem != "__init__")
     assert len(modules) >= 3
     code = (f"import importlib, sys\nfor m in {modules!r}: importlib.import_module(m)\n"
             f"print(','.join(m for m in {FORBIDDEN_IN_PURE!r} if m in sys.modules))")

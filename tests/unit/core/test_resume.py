@@ -48,8 +48,8 @@ def walk(spec: RolloutSpec, through_json: bool) -> Iterator[tuple[datetime, Obse
 
 def summary(decision: Decision) -> dict[str, Any]:
     return {"status": decision.status.to_dict(), "deployments": decision.deployments,
-            "delete": decision.delete_versions, "main": decision.main_selector,
-            "preview": decision.preview_selector, "events": decision.events, "next": decision.next_tick_at}
+            "delete": decision.delete_versions, "selectors": decision.selectors, "events": decision.events,
+            "next": decision.next_tick_at}
 
 
 @pytest.mark.parametrize("strategy", list(SPECS))
@@ -65,7 +65,7 @@ def test_repeating_a_tick_with_the_same_inputs_changes_nothing(strategy: str) ->
         again = decide(spec, decision.status, obs, now)
         assert again.events == (), (now, decision.status.phase, again.events)
         assert again.status.to_dict() == decision.status.to_dict()
-        assert (again.deployments, again.main_selector) == (decision.deployments, decision.main_selector)
+        assert (again.deployments, again.selectors) == (decision.deployments, decision.selectors)
 
 
 @pytest.mark.parametrize("strategy", list(SPECS))
