@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from modelrollout.analysis.config import TimeoutAction
-from modelrollout.core import RolloutSpec, RolloutStatus, expected_share, merge_patch, replicas_for_weight
+from modelrollout.core import RolloutSpec, RolloutStatus, merge_patch, replicas_for_weight
 from modelrollout.core.phases import Phase
 from modelrollout.core.spec import BlueGreenStrategy, CanaryStrategy
 from modelrollout.core.status import AnalysisStatus, Condition, HistoryEntry, MetricStatus, ModelRecord
@@ -40,10 +40,6 @@ def test_rounding_guards_hold_for_every_weight(total: int) -> None:
         assert canary + stable == max(total, 2 if 0 < weight < 100 else total)
         if total >= 2:  # nearest pod, unless a guard moved it to the one pod it must keep
             assert abs(canary - total * weight / 100) <= 0.5 or canary in (1, total - 1)
-
-
-def test_expected_share() -> None:
-    assert (expected_share(1, 3), expected_share(0, 0), expected_share(3, 0)) == (0.25, 0.0, 1.0)
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("500ms", 0.5), ("15s", 15), ("2m", 120), ("1h30m", 5400),
