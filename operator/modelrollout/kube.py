@@ -17,6 +17,7 @@ from kubernetes.client import ApiException
 from modelrollout import workloads
 from modelrollout.core.observations import LABEL_ROLLOUT, LABEL_VERSION, DeploymentIntent, DeploymentObservation
 from modelrollout.core.phases import Event
+from modelrollout.core.spec import RolloutSpec
 from modelrollout.core.status import ModelRecord
 
 GROUP, VERSION, PLURAL = "modelrollout.dev", "v1alpha1", "modelrollouts"
@@ -96,7 +97,8 @@ class KubeAdapter:
                                      (p.metadata.labels or {}).get(LABEL_VERSION, ""), started))
         return out
 
-    def apply_deployment(self, rollout: dict[str, Any], version: str, intent: DeploymentIntent) -> None:
+    def apply_deployment(self, rollout: dict[str, Any], spec: RolloutSpec, version: str,
+                         intent: DeploymentIntent) -> None:
         ns, name = rollout["metadata"]["namespace"], workloads.deployment_name(rollout["metadata"]["name"], version)
         try:
             current = self.apps.read_namespaced_deployment(name, ns)
@@ -110,7 +112,7 @@ class KubeAdapter:
             model = intent.model or ModelRecord(version=version, uri="")
             if intent.model is None or intent.replicas == 0:
                 return  # nothing to run, or no model to build it from
-            body = workloads.deployment(rollout, model, intent.replicas)
+            body = workloads.deployment(rollout, spec, model, intent.replicas)
             self._call("create", "deployments.apps", ns, self.apps.create_namespaced_deployment, ns, body)
         elif (current.spec.replicas or 0) != intent.replicas:
             self._call("patch", "deployments.apps", ns, self.apps.patch_namespaced_deployment, name, ns,
@@ -128,7 +130,8 @@ class KubeAdapter:
     def ensure_service(self, rollout: dict[str, Any], name: str, port: int, target_port: int,
                        selector: dict[str, str]) -> None:
         """Create the Service (owned by the rollout) or, if it exists - possibly the user's own,
-        which is adopted for selector changes only and never deleted - replace its selector."""
+        which is adopted for selector changes only and never deleted - replace its selector.
+        The selector is a router's output (modelrollout.core.routers); nothing here chooses it."""
         ns = rollout["metadata"]["namespace"]
         current = self.service_selector(ns, name)
         if current is None:

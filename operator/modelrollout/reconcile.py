@@ -15,15 +15,17 @@ from datetime import datetime
 from typing import Any
 
 from modelrollout import opmetrics
-from modelrollout.analysis.config import AnalysisConfig
 from modelrollout.analysis.engine import assess_tick
 from modelrollout.analysis.state import AnalysisState
 from modelrollout.analysis.types import Tick
 from modelrollout.core.commands import COMMAND_ID_ANNOTATION
-from modelrollout.core.decide import decide_from_dicts
+from modelrollout.core.decide import decide, refuse_spec
 from modelrollout.core.observations import AnalysisObservation, Decision, Observations
 from modelrollout.core.phases import Phase
+from modelrollout.core.spec import RolloutSpec
 from modelrollout.core.status import RolloutStatus, status_patch
+from modelrollout.core.strategies import strategy_for
+from modelrollout.core.verdicts import needs_analysis
 from modelrollout.kube import KubeAdapter
 from modelrollout.sources import MetricSource, ScrapeRequest
 
@@ -43,49 +45,46 @@ def rollout_key(body: dict[str, Any]) -> str:
     return f"{body['metadata']['namespace']}/{body['metadata']['name']}"
 
 
-async def gather(ctx: Context, body: dict[str, Any]) -> Observations:
-    meta, spec = body["metadata"], body.get("spec") or {}
+async def gather(ctx: Context, body: dict[str, Any], spec: RolloutSpec) -> Observations:
+    """Deployments and the selectors of the Services the strategy routes through, read concurrently."""
+    meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
-    service = (spec.get("service") or {}).get("name")
-    preview = ((spec.get("strategy") or {}).get("blueGreen") or {}).get("previewService")
-    deployments, main_sel, preview_sel = await asyncio.gather(
+    services = strategy_for(spec).entry_services(spec)
+    deployments, selectors = await asyncio.gather(
         asyncio.to_thread(ctx.kube.observe_deployments, ns, name),
-        asyncio.to_thread(ctx.kube.service_selector, ns, service) if service else _none(),
-        asyncio.to_thread(ctx.kube.service_selector, ns, preview) if preview else _none(),
+        asyncio.gather(*(asyncio.to_thread(ctx.kube.service_selector, ns, service) for service in services)),
     )
+    seen = {service: sel for service, sel in zip(services, selectors, strict=True) if sel is not None}
     return Observations(name=name, generation=meta.get("generation", 0), annotations=dict(meta.get("annotations")
-                        or {}), deployments=deployments, main_selector=main_sel, preview_selector=preview_sel)
+                        or {}), deployments=deployments, selectors=seen)
 
 
-async def _none() -> None:
-    return None
-
-
-def _scrape_request(body: dict[str, Any], status: dict[str, Any], pods: list[Any]) -> ScrapeRequest | None:
-    canary, stable = status.get("canaryVersion"), status.get("stableVersion")
+def _scrape_request(body: dict[str, Any], spec: RolloutSpec, status: RolloutStatus,
+                    pods: list[Any]) -> ScrapeRequest | None:
+    canary, stable = status.canary_version, status.stable_version
     if not canary or not stable:
         return None
-    spec = body["spec"]
-    return ScrapeRequest(key=rollout_key(body), model=spec["model"]["name"], canary_version=canary,
-                         stable_version=stable, port=int((spec.get("serving") or {}).get("port", 8080)),
+    return ScrapeRequest(key=rollout_key(body), model=spec.model.name, canary_version=canary,
+                         stable_version=stable, port=spec.serving.port,
                          pods=[p for p in pods if p.version in (canary, stable)])
 
 
-async def _observe(ctx: Context, body: dict[str, Any], status: dict[str, Any]) -> Tick | None:
+async def _observe(ctx: Context, body: dict[str, Any], spec: RolloutSpec, status: RolloutStatus) -> Tick | None:
     """Scrape the ready pods of both versions; None without a canary or while there is no baseline."""
     meta = body["metadata"]
     pods = await asyncio.to_thread(ctx.kube.ready_pods, meta["namespace"], meta["name"])
-    request = _scrape_request(body, status, pods)
+    request = _scrape_request(body, spec, status, pods)
     return None if request is None else await ctx.source.observe(request)
 
 
-async def analyse(ctx: Context, body: dict[str, Any], status: dict[str, Any]) -> AnalysisObservation | None:
+async def analyse(ctx: Context, body: dict[str, Any], spec: RolloutSpec,
+                  status: RolloutStatus) -> AnalysisObservation | None:
     """Scrape both versions and run the engine; None while there is no baseline yet."""
-    tick = await _observe(ctx, body, status)
-    if tick is None:
+    config = spec.analysis
+    tick = None if config is None else await _observe(ctx, body, spec, status)
+    if config is None or tick is None:
         return None
-    config = AnalysisConfig.from_spec(body["spec"].get("analysis") or {})
-    engine_state = ((status.get("analysis") or {}).get("engineState")) or None
+    engine_state = status.analysis.engine_state or None
     state = AnalysisState.from_dict(engine_state, config) if engine_state else AnalysisState.initial(config)
     outcome, new_state = assess_tick(config, state, tick)
     meta = body["metadata"]
@@ -94,30 +93,37 @@ async def analyse(ctx: Context, body: dict[str, Any], status: dict[str, Any]) ->
     return AnalysisObservation(outcome=outcome, engine_state=new_state.to_dict())
 
 
-async def _prime_baseline(ctx: Context, body: dict[str, Any], status: dict[str, Any]) -> None:
+async def _prime_baseline(ctx: Context, body: dict[str, Any], spec: RolloutSpec,
+                          status: RolloutStatus) -> None:
     """Read the pods once between analysis ticks after a (re)start, so the first due tick covers a
     whole interval instead of only recording baselines."""
-    if status.get("phase") in IN_FLIGHT and not ctx.source.has_baseline(rollout_key(body)):
-        await _observe(ctx, body, status)
+    in_flight = status.phase is not None and status.phase.value in IN_FLIGHT
+    if in_flight and not ctx.source.has_baseline(rollout_key(body)):
+        await _observe(ctx, body, spec, status)
 
 
-async def act(ctx: Context, body: dict[str, Any], decision: Decision) -> None:
-    kube, spec = ctx.kube, body["spec"]
-    if decision.deployments is not None:
-        await asyncio.gather(*(asyncio.to_thread(kube.apply_deployment, body, v, intent)
+async def act(ctx: Context, body: dict[str, Any], spec: RolloutSpec | None, decision: Decision) -> None:
+    """Apply the decision; spec None (it was invalid): only the status and events are written."""
+    kube = ctx.kube
+    if spec is not None and decision.deployments is not None:
+        await asyncio.gather(*(asyncio.to_thread(kube.apply_deployment, body, spec, v, intent)
                                for v, intent in decision.deployments.items()))
     for version in decision.delete_versions:
         await asyncio.to_thread(kube.delete_version, body, version)
-    port, target = int(spec["service"].get("port", 80)), int((spec.get("serving") or {}).get("port", 8080))
-    if decision.main_selector is not None and decision.deployments:
-        await asyncio.to_thread(kube.ensure_service, body, spec["service"]["name"], port, target,
-                                dict(decision.main_selector))
-    preview = ((spec.get("strategy") or {}).get("blueGreen") or {}).get("previewService")
-    if preview and decision.preview_selector is not None:
-        await asyncio.to_thread(kube.ensure_service, body, preview, port, target, dict(decision.preview_selector))
+    if spec is not None:
+        await _apply_services(kube, body, spec, decision)
     await _write_status(ctx, body, decision.status)
     for event in decision.events:
         await asyncio.to_thread(kube.post_event, body, event)
+
+
+async def _apply_services(kube: KubeAdapter, body: dict[str, Any], spec: RolloutSpec, decision: Decision) -> None:
+    """The router's Service selectors, main Service first; nothing while no version runs."""
+    if not decision.deployments:
+        return
+    for service, selector in decision.selectors.items():
+        await asyncio.to_thread(kube.ensure_service, body, service, spec.service.port, spec.serving.port,
+                                dict(selector))
 
 
 async def _write_status(ctx: Context, body: dict[str, Any], status: RolloutStatus) -> None:
@@ -138,19 +144,30 @@ def is_due(ctx: Context, body: dict[str, Any], now: datetime) -> bool:
             or (command_id is not None and command_id != status.get("lastCommandId")))
 
 
+async def _decide(ctx: Context, body: dict[str, Any], spec: RolloutSpec, status: RolloutStatus,
+                  now: datetime) -> Decision:
+    """Gather everything the tick needs - the analysis too when the core says one is due - and
+    decide once."""
+    measure = (analyse(ctx, body, spec, status) if needs_analysis(spec, status, now)
+               else _prime_baseline(ctx, body, spec, status))
+    obs, seen = await asyncio.gather(gather(ctx, body, spec), measure)
+    return decide(spec, status, replace(obs, analysis=seen), now)
+
+
 async def tick(ctx: Context, body: dict[str, Any], now: datetime) -> Decision:
-    status = {k: v for k, v in (body.get("status") or {}).items() if k not in OWN_STATUS_KEYS_EXCLUDED}
-    obs = await gather(ctx, body)
-    decision = decide_from_dicts(body.get("spec") or {}, status, obs, now)
-    if decision.analysis_due:
-        seen = await analyse(ctx, body, status)
-        if seen is not None:
-            decision = decide_from_dicts(body.get("spec") or {}, status, replace(obs, analysis=seen), now)
+    """Parse the spec once, then gather, decide and act; an invalid spec only updates the status."""
+    stored = {k: v for k, v in (body.get("status") or {}).items() if k not in OWN_STATUS_KEYS_EXCLUDED}
+    status = RolloutStatus.from_dict(stored)
+    spec: RolloutSpec | None
+    try:
+        spec = RolloutSpec.from_dict(body.get("spec") or {})
+    except ValueError as err:
+        spec, decision = None, refuse_spec(status, err, body["metadata"].get("generation", 0), now)
     else:
-        await _prime_baseline(ctx, body, status)
+        decision = await _decide(ctx, body, spec, status, now)
     if decision.status.phase is not None and decision.status.phase.value not in IN_FLIGHT:
         ctx.source.forget(rollout_key(body))
-    await act(ctx, body, decision)
+    await act(ctx, body, spec, decision)
     ctx.next_tick[body["metadata"]["uid"]] = decision.next_tick_at
     opmetrics.record_decision(body, decision)
     return decision

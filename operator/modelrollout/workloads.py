@@ -1,6 +1,6 @@
 """Manifests of what the operator owns: one Deployment per model version and the Services.
 
-Pure functions of the rollout's spec (as a dict) - the adapter layer sends them. A version's pod
+Pure functions of the rollout's typed spec (parsed once per tick) - the adapter layer sends them. A version's pod
 template never changes once created, so promoting a version never restarts its pods: the
 Deployment of the canary simply becomes the stable one.
 """
@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from modelrollout.core.observations import LABEL_ROLLOUT, LABEL_VERSION
+from modelrollout.core.spec import RolloutSpec
 from modelrollout.core.status import ModelRecord
 
 # A version of lower-case letters and digits only names its Deployment as is. Every other name ends
@@ -63,31 +64,31 @@ def _model_env(name: str, model: ModelRecord, port: int) -> list[dict[str, Any]]
     return env
 
 
-def serving_container(spec: dict[str, Any], model: ModelRecord) -> dict[str, Any]:
-    serving = spec.get("serving") or {}
-    port = int(serving.get("port", 8080))
-    extra = [e for e in serving.get("env") or [] if e.get("name") not in {"MODEL_NAME", "MODEL_VERSION"}]
+def serving_container(spec: RolloutSpec, model: ModelRecord) -> dict[str, Any]:
+    serving = spec.serving
+    port = serving.port
+    extra = [dict(e) for e in serving.env if e.get("name") not in {"MODEL_NAME", "MODEL_VERSION"}]
     extra.append({"name": "TMPDIR", "value": SCRATCH})
-    features = (spec.get("model") or {}).get("features") or []
-    if features and (spec.get("model") or {}).get("version") == model.version:
-        extra.append({"name": "MODEL_FEATURES", "value": str(len(features))})
+    # The feature names describe the model spec names; an older version keeps its own input shape.
+    if spec.model.features and spec.model.version == model.version:
+        extra.append({"name": "MODEL_FEATURES", "value": str(len(spec.model.features))})
     probe = {"port": "http", "path": "/v2/health/ready"}
     return {
         "name": "modelserver",
-        "image": serving.get("image") or DEFAULT_SERVING_IMAGE,
-        "env": _model_env(str((spec.get("model") or {}).get("name", "model")), model, port) + extra,
+        "image": serving.image or DEFAULT_SERVING_IMAGE,
+        "env": _model_env(spec.model.name, model, port) + extra,
         "ports": [{"name": "http", "containerPort": port}],
         "readinessProbe": {"httpGet": probe, "periodSeconds": 1, "failureThreshold": 2},
         "livenessProbe": {"httpGet": {"port": "http", "path": "/v2/health/live"}, "periodSeconds": 5,
                           "failureThreshold": 6},
-        "resources": dict(serving.get("resources") or {}),
+        "resources": dict(serving.resources),
         "securityContext": CONTAINER_SECURITY,
         # The root filesystem is read-only; a model fetched over HTTP is downloaded here first.
         "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH}],
     }
 
 
-def deployment(rollout: dict[str, Any], model: ModelRecord, replicas: int) -> dict[str, Any]:
+def deployment(rollout: dict[str, Any], spec: RolloutSpec, model: ModelRecord, replicas: int) -> dict[str, Any]:
     """The Deployment of one model version, owned (and garbage-collected) by the rollout."""
     meta = rollout["metadata"]
     labels = {LABEL_ROLLOUT: meta["name"], LABEL_VERSION: model.version}
@@ -105,7 +106,7 @@ def deployment(rollout: dict[str, Any], model: ModelRecord, replicas: int) -> di
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {
-                    "containers": [serving_container(rollout["spec"], model)],
+                    "containers": [serving_container(spec, model)],
                     "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "1Gi"}}],
                     "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
                     "automountServiceAccountToken": False,

@@ -1,7 +1,9 @@
 """The `spec.analysis` block of a ModelRollout, validated and with defaults filled in.
 
 Every field has a safe default, so `AnalysisConfig.from_spec({"metrics": [...]})` is a complete
-configuration. Bad input raises ValueError naming the field, e.g. "analysis.metrics[1].margin: ...".
+configuration. Bad input raises ValueError naming the field, e.g. "spec.analysis.metrics[1].margin: ...".
+This is the only parser of `spec.analysis`: `RolloutSpec.analysis` is an `AnalysisConfig`, so the
+decision core and the analysis engine read the same validated values.
 
 >>> config = AnalysisConfig.from_spec({"metrics": [{"name": "errors", "type": "errorRate", "max": 0.01}]})
 >>> config.interval_seconds, config.alpha, config.alpha_for("errors")
@@ -12,34 +14,11 @@ from __future__ import annotations
 
 import enum
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str | float | int, field_name: str) -> float:
-    """Seconds in a Go-style duration string ("500ms", "15s", "2m", "1h30m"); a bare number is seconds.
-
-    >>> parse_duration("1h30m", "timeout.after"), parse_duration("500ms", "interval"), parse_duration(20, "x")
-    (5400.0, 0.5, 20.0)
-    """
-    if isinstance(text, bool):
-        raise ValueError(f"{field_name}: expected a duration such as '15s', got {text!r}")
-    if isinstance(text, int | float):
-        seconds = float(text)
-    else:
-        stripped = text.strip()
-        parts = _DURATION_PART.findall(stripped)
-        if not parts or "".join(number + unit for number, unit in parts) != stripped:
-            raise ValueError(f"{field_name}: expected a duration such as '15s' or '1h30m', got {text!r}")
-        seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"{field_name}: must be a non-negative duration, got {text!r}")
-    return seconds
+from modelrollout.durations import parse_duration
 
 
 class MetricType(enum.StrEnum):
@@ -156,11 +135,15 @@ class TimeoutPolicy:
 @dataclass(frozen=True)
 class AnalysisConfig:
     """Validated `spec.analysis`. Defaults: interval 15s, minSamples 200, alpha 0.05, failureLimit 1,
-    inconclusiveLimit 20, minExposure 1m, timeout 30m then Pause."""
+    inconclusiveLimit 20, minExposure 1m, timeout 30m then Pause.
+
+    The engine reads the metrics, minSamples, alpha and minExposure; the decision core reads the
+    interval (when to tick), failureLimit and inconclusiveLimit (what a streak means) and timeout.
+    """
 
     metrics: tuple[MetricConfig, ...]
     interval_seconds: float = 15.0
-    min_samples: float = 200.0
+    min_samples: int = 200
     alpha: float = 0.05
     failure_limit: int = 1
     inconclusive_limit: int = 20
@@ -178,41 +161,44 @@ class AnalysisConfig:
         return self.alpha * metric.weight / total
 
     @staticmethod
-    def from_spec(spec: Mapping[str, Any] | None) -> AnalysisConfig:
+    def from_spec(spec: Mapping[str, Any] | None, where: str = "spec.analysis") -> AnalysisConfig:
+        """Parse the `analysis` object; `where` prefixes field names in errors."""
         spec = spec or {}
         if not isinstance(spec, Mapping):
-            raise ValueError("analysis: expected an object")
+            raise ValueError(f"{where}: expected an object")
         raw_metrics = spec.get("metrics")
         if not isinstance(raw_metrics, list) or not raw_metrics:
-            raise ValueError("analysis.metrics: required, a non-empty list")
-        metrics = tuple(MetricConfig.from_spec(m, f"analysis.metrics[{i}]") for i, m in enumerate(raw_metrics))
+            raise ValueError(f"{where}.metrics: required, a non-empty list")
+        metrics = tuple(MetricConfig.from_spec(m, f"{where}.metrics[{i}]") for i, m in enumerate(raw_metrics))
         names = [m.name for m in metrics]
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
-            raise ValueError(f"analysis.metrics: names must be unique, repeated: {', '.join(duplicated)}")
-        alpha = _number(spec.get("alpha", 0.05), "analysis.alpha")
+            raise ValueError(f"{where}.metrics: names must be unique, repeated: {', '.join(duplicated)}")
+        alpha = _number(spec.get("alpha", AnalysisConfig.alpha), f"{where}.alpha")
         if not 0.0 < alpha < 0.5:
-            raise ValueError(f"analysis.alpha: must be between 0 and 0.5, got {alpha}")
-        interval = parse_duration(spec.get("interval", "15s"), "analysis.interval")
-        if interval <= 0:
-            raise ValueError("analysis.interval: must be positive")
+            raise ValueError(f"{where}.alpha: must be between 0 and 0.5, got {alpha}")
         return AnalysisConfig(
             metrics=metrics,
-            interval_seconds=interval,
-            min_samples=_non_negative(spec.get("minSamples", 200), "analysis.minSamples"),
+            interval_seconds=_duration(spec, "interval", AnalysisConfig.interval_seconds, where, positive=True),
+            min_samples=_positive_int(spec.get("minSamples", AnalysisConfig.min_samples), f"{where}.minSamples"),
             alpha=alpha,
-            failure_limit=_positive_int(spec.get("failureLimit", 1), "analysis.failureLimit"),
-            inconclusive_limit=_positive_int(spec.get("inconclusiveLimit", 20), "analysis.inconclusiveLimit"),
-            min_exposure_seconds=parse_duration(spec.get("minExposure", "1m"), "analysis.minExposure"),
-            timeout=_timeout_from_spec(spec.get("timeout")),
+            failure_limit=_positive_int(spec.get("failureLimit", AnalysisConfig.failure_limit),
+                                        f"{where}.failureLimit"),
+            inconclusive_limit=_positive_int(spec.get("inconclusiveLimit", AnalysisConfig.inconclusive_limit),
+                                             f"{where}.inconclusiveLimit"),
+            min_exposure_seconds=_duration(spec, "minExposure", AnalysisConfig.min_exposure_seconds, where),
+            timeout=_timeout_from_spec(spec.get("timeout"), f"{where}.timeout"),
         )
 
 
-def _non_negative(value: Any, field_name: str) -> float:
-    number = _number(value, field_name)
-    if number < 0:
-        raise ValueError(f"{field_name}: must be non-negative, got {value!r}")
-    return number
+def _duration(spec: Mapping[str, Any], key: str, default: float, where: str, positive: bool = False) -> float:
+    """Seconds of spec[key], or `default` (already seconds) when the key is absent."""
+    if key not in spec:
+        return default
+    seconds = parse_duration(spec[key], f"{where}.{key}")
+    if positive and seconds <= 0:
+        raise ValueError(f"{where}.{key}: must be positive, got {spec[key]!r}")
+    return seconds
 
 
 def _positive_int(value: Any, field_name: str) -> int:
@@ -221,16 +207,14 @@ def _positive_int(value: Any, field_name: str) -> int:
     return value
 
 
-def _timeout_from_spec(raw: Any) -> TimeoutPolicy:
+def _timeout_from_spec(raw: Any, where: str) -> TimeoutPolicy:
     if raw is None:
         return TimeoutPolicy()
     if not isinstance(raw, Mapping):
-        raise ValueError("analysis.timeout: expected an object such as {after: 10m, action: Pause}")
-    after = parse_duration(raw.get("after", "30m"), "analysis.timeout.after")
+        raise ValueError(f"{where}: expected an object such as {{after: 10m, action: Pause}}")
+    after = _duration(raw, "after", TimeoutPolicy.after_seconds, where)
     try:
-        action = TimeoutAction(raw.get("action", "Pause"))
+        action = TimeoutAction(raw.get("action", TimeoutPolicy.action.value))
     except ValueError:
-        raise ValueError(
-            f"analysis.timeout.action: must be Pause, Promote or Rollback, got {raw.get('action')!r}"
-        ) from None
+        raise ValueError(f"{where}.action: must be Pause, Promote or Rollback, got {raw.get('action')!r}") from None
     return TimeoutPolicy(after, action)

@@ -13,13 +13,13 @@ from modelrollout.core.observations import (
     selector,
 )
 from modelrollout.core.phases import Event, Phase
+from modelrollout.core.routers.replicas import replicas_for_weight
 from modelrollout.core.spec import RolloutSpec
 from modelrollout.core.status import RolloutStatus, merge_patch, status_patch
-from modelrollout.core.verdicts import analysis_due
-from modelrollout.core.weights import expected_share, replicas_for_weight
+from modelrollout.core.verdicts import needs_analysis
 
 __all__ = [
     "AnalysisObservation", "Decision", "DeploymentIntent", "DeploymentObservation", "Event", "Observations",
-    "Phase", "RolloutSpec", "RolloutStatus", "analysis_due", "decide", "decide_from_dicts", "expected_share",
-    "hold_capacity", "merge_patch", "replicas_for_weight", "selector", "status_patch",
+    "Phase", "RolloutSpec", "RolloutStatus", "decide", "decide_from_dicts",
+    "hold_capacity", "merge_patch", "needs_analysis", "replicas_for_weight", "selector", "status_patch",
 ]

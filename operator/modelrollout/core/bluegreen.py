@@ -4,37 +4,61 @@ scaleDownDelaySeconds (so clients with open connections drain).
 
 current_step_index: 0 while the preview starts, 1 once it is Ready (step_started_at = since when).
 Without autoPromotionSeconds the rollout waits in Paused for `kubectl modelrollout promote`.
+The switch is stated as a TrafficIntent (canary weight 0, then 100, with a preview); the `service`
+router realises it as selectors on the main and preview Services.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from modelrollout.core.canary import POLL, start_analysis
 from modelrollout.core.change import Change, finish_promotion, roll_back
-from modelrollout.core.durations import format_duration
-from modelrollout.core.observations import Observations, StrategyPlan, selector
+from modelrollout.core.observations import Observations, Preview, StrategyPlan, TrafficIntent
 from modelrollout.core.phases import Phase
+from modelrollout.core.routers import TrafficRouter
 from modelrollout.core.spec import BlueGreenStrategy, RolloutSpec
 from modelrollout.core.status import RolloutStatus
+from modelrollout.core.steps import POLL, deadline_passed, start_analysis
+from modelrollout.durations import format_duration
+
+ROUTER = "service"
 
 
-def plan(spec: RolloutSpec, status: RolloutStatus, obs: Observations, now: datetime) -> StrategyPlan:
+def plan(spec: RolloutSpec, status: RolloutStatus, obs: Observations, now: datetime,
+         router: TrafficRouter) -> StrategyPlan:
     """Bring up the preview, wait for promotion, switch, then retire the old version."""
     assert isinstance(spec.strategy, BlueGreenStrategy)
     change = Change.of(status, now)
     st = change.status
-    active = st.stable_version
+    switched = False
     if st.canary_model is not None and st.phase in (Phase.PROGRESSING, Phase.PAUSED):
         _preview(change, spec, obs)
     if st.canary_model is not None and st.phase == Phase.PROMOTING:
-        active = _switch(change, spec, obs)
-    replicas = {v: spec.replicas for v in (st.stable_version, st.canary_version) if v is not None}
+        switched = _switch(change, spec, obs, router)
+    return StrategyPlan(status=st, events=tuple(change.events), traffic=_traffic(spec, st, switched),
+                        wake_at=tuple(change.wake_at))
+
+
+def _traffic(spec: RolloutSpec, st: RolloutStatus, switched: bool) -> TrafficIntent:
+    """Both versions at full size while one is in flight; the main traffic moves only at the switch."""
+    assert isinstance(spec.strategy, BlueGreenStrategy)
     preview = st.canary_version or st.stable_version
     if st.phase == Phase.HEALTHY:
-        active = preview = st.stable_version
-    return StrategyPlan(status=st, events=tuple(change.events), replicas=replicas, main_version=active,
-                        preview_version=preview, wake_at=tuple(change.wake_at))
+        preview = st.stable_version
+    return TrafficIntent(
+        stable=st.stable_version, canary=st.canary_version, canary_weight=100 if switched else 0,
+        preview=None if preview is None else Preview(spec.strategy.preview_service, preview),
+    )
+
+
+def entry_services(spec: RolloutSpec) -> tuple[str, ...]:
+    assert isinstance(spec.strategy, BlueGreenStrategy)
+    return (spec.service.name, spec.strategy.preview_service)
+
+
+def promote(change: Change, spec: RolloutSpec) -> None:
+    """Switch now (the pods must still be Ready before the selector moves)."""
+    change.move(Phase.PROMOTING, "ManualPromote", f"promoting version {change.status.canary_version} by request")
 
 
 def _preview(change: Change, spec: RolloutSpec, obs: Observations) -> None:
@@ -46,7 +70,7 @@ def _preview(change: Change, spec: RolloutSpec, obs: Observations) -> None:
         if st.current_step_index == 1:
             st.current_step_index = 0  # a preview pod was lost: wait for it again
             st.step_started_at = change.now
-        if change.now - st.step_started_at > timedelta(seconds=spec.progress_deadline_seconds):
+        if deadline_passed(change, spec):
             roll_back(change, "ProgressDeadlineExceeded",
                       f"preview pods not Ready after {format_duration(spec.progress_deadline_seconds)} "
                       f"({obs.ready_pods(version)}/{spec.replicas} ready)")
@@ -78,8 +102,8 @@ def _preview(change: Change, spec: RolloutSpec, obs: Observations) -> None:
         change.wake_at.append(due)
 
 
-def _switch(change: Change, spec: RolloutSpec, obs: Observations) -> str | None:
-    """Promoting: switch once the new pods are all Ready; returns the version the main Service pins."""
+def _switch(change: Change, spec: RolloutSpec, obs: Observations, router: TrafficRouter) -> bool:
+    """Promoting: switch once the new pods are all Ready; returns whether the main traffic goes to them."""
     st = change.status
     strategy = spec.strategy
     assert isinstance(strategy, BlueGreenStrategy) and st.canary_model is not None
@@ -87,13 +111,14 @@ def _switch(change: Change, spec: RolloutSpec, obs: Observations) -> str | None:
     if st.scale_down_at is None:
         if not obs.is_version_ready(version, spec.replicas):
             change.wake_at.append(change.now + POLL)
-            return st.stable_version  # never switch to pods that cannot answer yet
+            return False  # never switch to pods that cannot answer yet
         st.scale_down_at = change.now + timedelta(seconds=strategy.scale_down_delay_seconds)
         change.note("Switched", f"main Service {spec.service.name} now selects version {version}; "
                     f"version {st.stable_version} scales down at {st.scale_down_at.isoformat()}")
-    switched = obs.main_selector == selector(obs.name, version)
+    wanted = TrafficIntent(stable=st.stable_version, canary=version, canary_weight=100)
+    switched = router.is_routed(spec, wanted, obs)
     if change.now >= st.scale_down_at and switched:
         finish_promotion(change)
     else:
         change.wake_at.append(st.scale_down_at if switched else change.now + POLL)
-    return version
+    return True

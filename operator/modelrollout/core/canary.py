@@ -6,22 +6,27 @@ began did not fail. A pause waits its duration, or for `promote` when it has non
 `setWeight: 100` or the end of the steps is the promotion gate: with metrics it needs an
 analysis Pass (or the analysis.timeout policy); then the canary scales to all replicas and,
 once Ready, becomes the stable version.
+
+The weight is stated as a TrafficIntent; the router (by default `replicas`) says which pods that
+takes, and a step waits until those pods are Ready.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from modelrollout.analysis.config import TimeoutAction
 from modelrollout.analysis.types import Verdict
 from modelrollout.core.change import Change, finish_promotion, roll_back
-from modelrollout.core.durations import format_duration
-from modelrollout.core.observations import Observations, StrategyPlan
+from modelrollout.core.observations import Observations, StrategyPlan, TrafficIntent
 from modelrollout.core.phases import Phase
-from modelrollout.core.spec import CanaryStrategy, RolloutSpec, TimeoutAction
+from modelrollout.core.routers import TrafficRouter
+from modelrollout.core.spec import CanaryStrategy, RolloutSpec
 from modelrollout.core.status import RolloutStatus
-from modelrollout.core.weights import replicas_for_weight
+from modelrollout.core.steps import POLL, deadline_passed, start_analysis
+from modelrollout.durations import format_duration
 
-POLL = timedelta(seconds=5)  # how soon to look again while pods start
+ROUTER = "replicas"
 
 
 def weight_at(strategy: CanaryStrategy, index: int) -> int:
@@ -41,33 +46,45 @@ def is_gate(strategy: CanaryStrategy, index: int) -> bool:
     return index >= len(strategy.steps) or strategy.steps[index].set_weight == 100
 
 
-def plan(spec: RolloutSpec, status: RolloutStatus, obs: Observations, now: datetime) -> StrategyPlan:
+def plan(spec: RolloutSpec, status: RolloutStatus, obs: Observations, now: datetime,
+         router: TrafficRouter) -> StrategyPlan:
     """Advance the canary as far as the observations allow within this tick."""
     assert isinstance(spec.strategy, CanaryStrategy)
     change = Change.of(status, now)
     if change.status.phase in (Phase.PROGRESSING, Phase.PAUSED):
         for _ in range(len(spec.strategy.steps) + 1):
-            if not _advance_once(change, spec, obs):
+            if not _advance_once(change, spec, obs, router):
                 break
     elif change.status.phase == Phase.PROMOTING:
         promote_if_ready(change, spec, obs)
-    return _replica_plan(change, spec)
+    return StrategyPlan(status=change.status, events=tuple(change.events), traffic=traffic(change.status),
+                        wake_at=tuple(change.wake_at))
 
 
-def _replica_plan(change: Change, spec: RolloutSpec) -> StrategyPlan:
+def traffic(st: RolloutStatus) -> TrafficIntent:
+    """The desired weight while stepping, everything once Promoting, the stable version alone otherwise."""
+    if st.canary_model is None or st.stable_version is None:
+        return TrafficIntent(stable=st.stable_version)
+    weight = 100 if st.phase == Phase.PROMOTING else st.desired_weight or 0
+    return TrafficIntent(stable=st.stable_version, canary=st.canary_model.version, canary_weight=weight)
+
+
+def entry_services(spec: RolloutSpec) -> tuple[str, ...]:
+    return (spec.service.name,)
+
+
+def promote(change: Change, spec: RolloutSpec) -> None:
+    """Past the current step or pause; at the promotion gate a person overrides the analysis."""
     st = change.status
-    replicas: dict[str, int] = {}
-    if st.stable_version is not None:
-        replicas[st.stable_version] = spec.replicas
-    if st.canary_model is not None and st.stable_version is not None:
-        if st.phase == Phase.PROMOTING:
-            canary, stable = spec.replicas, 0
-        else:
-            canary, stable = replicas_for_weight(spec.replicas, st.desired_weight or 0)
-        replicas[st.canary_model.version] = canary
-        replicas[st.stable_version] = stable
-    return StrategyPlan(status=st, events=tuple(change.events), replicas=replicas, main_version=None,
-                        preview_version=None, wake_at=tuple(change.wake_at))
+    assert isinstance(spec.strategy, CanaryStrategy)
+    index = st.current_step_index or 0
+    if is_gate(spec.strategy, index):
+        change.move(Phase.PROMOTING, "ManualPromote", f"promoting version {st.canary_version} by request")
+        return
+    # Past this step only: a later promotion gate still wants its analysis Pass.
+    st.current_step_index, st.step_started_at = index + 1, change.now
+    change.move(Phase.PROGRESSING, "ManualPromote",
+                f"continuing past step {index + 1}/{len(spec.strategy.steps)} by request")
 
 
 def promote_if_ready(change: Change, spec: RolloutSpec, obs: Observations) -> None:
@@ -81,7 +98,7 @@ def promote_if_ready(change: Change, spec: RolloutSpec, obs: Observations) -> No
         change.wake_at.append(change.now + POLL)
 
 
-def _advance_once(change: Change, spec: RolloutSpec, obs: Observations) -> bool:
+def _advance_once(change: Change, spec: RolloutSpec, obs: Observations, router: TrafficRouter) -> bool:
     """Work on the current step; True when it completed and the next one should be looked at."""
     st = change.status
     strategy = spec.strategy
@@ -94,7 +111,7 @@ def _advance_once(change: Change, spec: RolloutSpec, obs: Observations) -> bool:
     if st.phase == Phase.PAUSED:
         return False  # a person paused it (or a pause step / analysis did): hold everything
     step = strategy.steps[index]
-    done = _set_weight_done(change, spec, obs) if step.set_weight is not None else _pause_done(change, spec)
+    done = _set_weight_done(change, spec, obs, router) if step.set_weight is not None else _pause_done(change, spec)
     if done:
         st.current_step_index = index + 1
         st.step_started_at = change.now
@@ -102,13 +119,14 @@ def _advance_once(change: Change, spec: RolloutSpec, obs: Observations) -> bool:
     return done
 
 
-def _set_weight_done(change: Change, spec: RolloutSpec, obs: Observations) -> bool:
+def _set_weight_done(change: Change, spec: RolloutSpec, obs: Observations, router: TrafficRouter) -> bool:
     st = change.status
     assert st.canary_model is not None and st.stable_version is not None and st.step_started_at
-    canary_pods, stable_pods = replicas_for_weight(spec.replicas, st.desired_weight or 0)
+    wanted = router.pods(spec, traffic(st))
+    canary_pods, stable_pods = wanted.get(st.canary_model.version, 0), wanted.get(st.stable_version, 0)
     canary_ready = obs.is_version_ready(st.canary_model.version, canary_pods)
     if not canary_ready:
-        if change.now - st.step_started_at > timedelta(seconds=spec.progress_deadline_seconds):
+        if deadline_passed(change, spec):
             roll_back(change, "ProgressDeadlineExceeded",
                       f"canary pods not Ready after {format_duration(spec.progress_deadline_seconds)} "
                       f"({obs.ready_pods(st.canary_model.version)}/{canary_pods} ready)")
@@ -123,7 +141,7 @@ def _set_weight_done(change: Change, spec: RolloutSpec, obs: Observations) -> bo
     if stable_seen is not None and stable_seen.replicas > stable_pods:
         change.wake_at.append(change.now + POLL)  # the stable scale-down is applied after this tick
         return False
-    if spec.analysis is None or not spec.analysis.metric_names:
+    if spec.analysis is None:
         return True
     a = st.analysis
     measured = a.last_tick_at is not None and a.last_tick_at > st.step_started_at
@@ -132,16 +150,6 @@ def _set_weight_done(change: Change, spec: RolloutSpec, obs: Observations) -> bo
     change.move(Phase.PROGRESSING, "Measuring",
                 f"weight {st.desired_weight}%: waiting for an analysis tick that does not fail")
     return False
-
-
-def start_analysis(change: Change, spec: RolloutSpec) -> None:
-    """Schedule the first analysis tick once the new version serves traffic (idempotent)."""
-    a = change.status.analysis
-    if spec.analysis is None or not spec.analysis.metric_names or a.next_tick_at is not None:
-        return
-    a.started_at = change.now
-    a.next_tick_at = change.now + timedelta(seconds=spec.analysis.interval_seconds)
-    change.wake_at.append(a.next_tick_at)
 
 
 def _pause_done(change: Change, spec: RolloutSpec) -> bool:
@@ -170,16 +178,15 @@ def _promotion_gate(change: Change, spec: RolloutSpec, obs: Observations) -> Non
     if st.phase == Phase.PAUSED:
         return
     analysis = spec.analysis
-    if analysis is None or not analysis.metric_names or (st.desired_weight or 0) == 0:
+    if analysis is None or (st.desired_weight or 0) == 0:
         change.move(Phase.PROMOTING, "StepsComplete", f"promoting version {st.canary_model.version}")
     elif st.analysis.last_verdict == Verdict.PASS.value:
         change.move(Phase.PROMOTING, "AnalysisPassed",
                     f"promoting version {st.canary_model.version}: every metric passed")
-    elif analysis.timeout and change.now >= st.step_started_at + timedelta(seconds=analysis.timeout.after_seconds):
+    elif change.now >= st.step_started_at + timedelta(seconds=analysis.timeout.after_seconds):
         _on_timeout(change, analysis.timeout.action, format_duration(analysis.timeout.after_seconds))
     else:
-        if analysis.timeout:
-            change.wake_at.append(st.step_started_at + timedelta(seconds=analysis.timeout.after_seconds))
+        change.wake_at.append(st.step_started_at + timedelta(seconds=analysis.timeout.after_seconds))
         change.move(Phase.PROGRESSING, "AwaitingAnalysis",
                     f"all steps done at weight {st.desired_weight}%: promotion waits for analysis to pass "
                     f"(last verdict {st.analysis.last_verdict or 'none yet'})")

@@ -13,11 +13,11 @@ import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from modelrollout.core.canary import is_gate
 from modelrollout.core.change import Change, clear_canary, model_record, roll_back, start_canary
 from modelrollout.core.phases import Phase
-from modelrollout.core.spec import CanaryStrategy, RolloutSpec
+from modelrollout.core.spec import RolloutSpec
 from modelrollout.core.status import ModelRecord, RolloutStatus
+from modelrollout.core.strategies import strategy_for
 
 COMMAND_ANNOTATION = "modelrollout.dev/command"
 COMMAND_ID_ANNOTATION = "modelrollout.dev/command-id"
@@ -26,7 +26,7 @@ RESUMABLE = ("ManualPause", "Inconclusive", "AnalysisTimeout")
 
 
 class Command(enum.StrEnum):
-    PROMOTE = "promote"  # past the current step or pause (blue-green: switch now)
+    PROMOTE = "promote"  # what "go on" means is the strategy's: past the step (canary), switch now (blue-green)
     PROMOTE_FULL = "promote-full"  # skip every remaining step and promote
     ABORT = "abort"  # roll back now
     RETRY = "retry"  # start again after a rollback, abort or failure
@@ -83,17 +83,7 @@ def _promote(change: Change, spec: RolloutSpec) -> str | None:
     if st.canary_model is None or st.phase not in (Phase.PROGRESSING, Phase.PAUSED):
         return f"nothing to promote in phase {st.phase.value if st.phase else 'new'}"
     st.analysis.consecutive_inconclusive = 0
-    if not isinstance(spec.strategy, CanaryStrategy):
-        change.move(Phase.PROMOTING, "ManualPromote", f"promoting version {st.canary_version} by request")
-        return None
-    index = st.current_step_index or 0
-    if is_gate(spec.strategy, index):  # a person overrides the promotion gate
-        change.move(Phase.PROMOTING, "ManualPromote", f"promoting version {st.canary_version} by request")
-        return None
-    # Past this step only: a later promotion gate still wants its analysis Pass.
-    st.current_step_index, st.step_started_at = index + 1, change.now
-    change.move(Phase.PROGRESSING, "ManualPromote",
-                f"continuing past step {index + 1}/{len(spec.strategy.steps)} by request")
+    strategy_for(spec).promote(change, spec)
     return None
 
 

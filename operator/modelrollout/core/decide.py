@@ -3,7 +3,8 @@
 One tick, in order: apply a pending manual command; count the analysis outcome if a tick was
 due; react to what spec asks for (first version, a new version, a version superseding the one
 in flight, spec back at the stable version, a rejected version re-applied); let the strategy
-module advance; then turn desired replicas into Deployment intents that never reduce serving
+module advance (it states where traffic should go); let the router turn that into desired pods
+and Service selectors; then turn desired pods into Deployment intents that never reduce serving
 capacity before the pods replacing it are Ready (except a rollback, which cuts the rejected
 version at once). Repeating a tick with the same inputs after its actions were applied changes
 nothing: commands are keyed by id, analysis by nextTickAt, and steps by stepStartedAt.
@@ -11,25 +12,24 @@ nothing: commands are keyed by id, analysis by nextTickAt, and steps by stepStar
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from modelrollout.analysis.config import AnalysisConfig
-from modelrollout.core import bluegreen, canary
 from modelrollout.core.change import Change, clear_canary, model_record, start_canary
 from modelrollout.core.commands import apply_command, pending_command
 from modelrollout.core.conditions import update_conditions
-from modelrollout.core.durations import format_duration
-from modelrollout.core.observations import Decision, DeploymentIntent, Observations, StrategyPlan, selector
+from modelrollout.core.observations import Decision, DeploymentIntent, Observations, StrategyPlan
 from modelrollout.core.phases import Phase
-from modelrollout.core.spec import BlueGreenStrategy, CanaryStrategy, RolloutSpec
+from modelrollout.core.routers import TrafficRouter
+from modelrollout.core.spec import RolloutSpec
 from modelrollout.core.status import RolloutStatus
-from modelrollout.core.verdicts import analysis_due, record_outcome
+from modelrollout.core.steps import POLL
+from modelrollout.core.strategies import router_for, strategy_for
+from modelrollout.core.verdicts import needs_analysis, record_outcome
+from modelrollout.durations import format_duration
 
 IDLE = timedelta(seconds=60)  # a settled rollout is looked at again this often
-Planner = Callable[[RolloutSpec, RolloutStatus, Observations, datetime], StrategyPlan]
-STRATEGIES: dict[type, Planner] = {CanaryStrategy: canary.plan, BlueGreenStrategy: bluegreen.plan}
 
 
 def decide(spec: RolloutSpec, status: RolloutStatus, obs: Observations, now: datetime) -> Decision:
@@ -41,30 +41,33 @@ def decide(spec: RolloutSpec, status: RolloutStatus, obs: Observations, now: dat
     record_outcome(change, spec, obs.analysis)
     _follow_spec(change, spec)
     _settle_first_version(change, spec, obs)
-    plan = STRATEGIES[type(spec.strategy)](spec, change.status, obs, now)
+    router = router_for(spec)
+    plan = strategy_for(spec).plan(spec, change.status, obs, now, router)
     change.status = plan.status
     change.events.extend(plan.events)
     change.wake_at.extend(plan.wake_at)
-    return _decision(change, spec, obs, plan)
+    return _decision(change, spec, obs, plan, router)
 
 
 def decide_from_dicts(spec: Mapping[str, Any], status: Mapping[str, Any] | None, obs: Observations,
                       now: datetime) -> Decision:
-    """Parse and decide; an invalid spec moves to Failed naming the field and leaves workloads alone."""
+    """Parse and decide, for callers holding the stored dicts (the adapter parses once itself)."""
     current = RolloutStatus.from_dict(dict(status or {}))
     try:
         parsed = RolloutSpec.from_dict(spec)
-        if parsed.analysis is not None:  # the engine's own checks (metric criteria per type, alpha)
-            AnalysisConfig.from_spec(parsed.analysis.raw)
     except ValueError as err:
-        change = Change.of(current, now)
-        change.move(Phase.FAILED, "InvalidSpec", f"invalid spec: {err}")
-        change.status.observed_generation = obs.generation
-        update_conditions(change.status, now)
-        return Decision(status=change.status, deployments=None, delete_versions=(), main_selector=None,
-                        preview_selector=None, events=tuple(change.events), next_tick_at=now + IDLE,
-                        analysis_due=False)
+        return refuse_spec(current, err, obs.generation, now)
     return decide(parsed, current, obs, now)
+
+
+def refuse_spec(status: RolloutStatus, error: ValueError, generation: int, now: datetime) -> Decision:
+    """An invalid spec moves to Failed naming the field and leaves workloads alone."""
+    change = Change.of(status, now)
+    change.move(Phase.FAILED, "InvalidSpec", f"invalid spec: {error}")
+    change.status.observed_generation = generation
+    update_conditions(change.status, now)
+    return Decision(status=change.status, deployments=None, delete_versions=(), selectors={},
+                    events=tuple(change.events), next_tick_at=now + IDLE)
 
 
 def _follow_spec(change: Change, spec: RolloutSpec) -> None:
@@ -111,7 +114,7 @@ def _settle_first_version(change: Change, spec: RolloutSpec, obs: Observations) 
         change.record(st.stable_model, "Deployed", "FirstVersion")
         change.move(Phase.HEALTHY, "Deployed", f"version {version} serves all traffic")
         return
-    change.wake_at.append(change.now + canary.POLL)
+    change.wake_at.append(change.now + POLL)
     assert st.step_started_at is not None
     ready = f"{obs.ready_pods(version)}/{spec.replicas} pods Ready"
     if change.now - st.step_started_at > timedelta(seconds=spec.progress_deadline_seconds):
@@ -141,9 +144,10 @@ def hold_capacity(replicas: Mapping[str, int], obs: Observations, cut_at_once: b
     return {v: max(n, obs.deployments[v].replicas) if v in obs.deployments else n for v, n in wanted.items()}
 
 
-def _decision(change: Change, spec: RolloutSpec, obs: Observations, plan: StrategyPlan) -> Decision:
+def _decision(change: Change, spec: RolloutSpec, obs: Observations, plan: StrategyPlan,
+              router: TrafficRouter) -> Decision:
     st = change.status
-    replicas = hold_capacity(plan.replicas, obs, cut_at_once=st.phase == Phase.ROLLED_BACK)
+    replicas = hold_capacity(router.pods(spec, plan.traffic), obs, cut_at_once=st.phase == Phase.ROLLED_BACK)
     models = {m.version: m for m in (st.stable_model, st.canary_model) if m is not None}
     doomed = tuple(sorted(
         v for v, n in replicas.items()
@@ -151,15 +155,14 @@ def _decision(change: Change, spec: RolloutSpec, obs: Observations, plan: Strate
         and obs.deployments[v].replicas == 0 and obs.deployments[v].ready_replicas == 0
     ))
     intents = {v: DeploymentIntent(replicas=n, model=models.get(v)) for v, n in replicas.items() if v not in doomed}
-    bluegreen_strategy = isinstance(spec.strategy, BlueGreenStrategy)
     st.observed_generation = obs.generation
     update_conditions(st, change.now)
     wake = min([t for t in change.wake_at if t > change.now] or [change.now + IDLE])
     if any(n != (obs.deployments[v].replicas if v in obs.deployments else 0) for v, n in intents.items()):
-        wake = min(wake, change.now + canary.POLL)
+        wake = min(wake, change.now + POLL)
+    if obs.analysis is None and needs_analysis(spec, st, change.now):
+        wake = min(wake, change.now + POLL)  # due (or no baseline yet) but not measured: soon
     return Decision(
         status=st, deployments=intents, delete_versions=doomed,
-        main_selector=selector(obs.name, plan.main_version if bluegreen_strategy else None),
-        preview_selector=selector(obs.name, plan.preview_version) if bluegreen_strategy else None,
-        events=tuple(change.events), next_tick_at=wake, analysis_due=analysis_due(spec, st, change.now),
+        selectors=router.selectors(spec, obs.name, plan.traffic), events=tuple(change.events), next_tick_at=wake,
     )

@@ -50,9 +50,9 @@ class Observations:
     generation: int
     annotations: Mapping[str, str] = field(default_factory=dict)
     deployments: Mapping[str, DeploymentObservation] = field(default_factory=dict)  # by version
-    main_selector: Mapping[str, str] | None = None  # None: the Service does not exist yet
-    preview_selector: Mapping[str, str] | None = None
-    analysis: AnalysisObservation | None = None  # None when no analysis tick ran
+    # The pod selector of each Service the strategy routes through, by Service name; absent: no such Service yet.
+    selectors: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    analysis: AnalysisObservation | None = None  # None when no analysis tick was due (or no baseline yet)
 
     def is_version_ready(self, version: str, count: int) -> bool:
         """Whether `version` runs exactly `count` Ready pods (0 pods: no Deployment also counts)."""
@@ -82,17 +82,41 @@ class DeploymentIntent:
 
 
 @dataclass(frozen=True)
+class Preview:
+    """A version reachable through its own Service, apart from the main traffic (blue-green)."""
+
+    service: str
+    version: str
+
+
+@dataclass(frozen=True)
+class TrafficIntent:
+    """Where traffic should go, said without naming a mechanism: a strategy states it, a router
+    (modelrollout.core.routers) realises it with replica counts, a Service selector, or later a route.
+
+    The canary takes canary_weight percent of the main traffic and the stable version the rest;
+    without a canary the stable version takes everything.
+    """
+
+    stable: str | None
+    canary: str | None = None
+    canary_weight: int = 0
+    preview: Preview | None = None
+
+
+@dataclass(frozen=True)
 class Decision:
-    """Everything one tick decided. deployments None means: leave the workloads alone."""
+    """Everything one tick decided. deployments None means: leave the workloads alone.
+
+    selectors: the pod selector each Service should have, by Service name (the router's output).
+    """
 
     status: RolloutStatus
     deployments: Mapping[str, DeploymentIntent] | None
     delete_versions: tuple[str, ...]
-    main_selector: Mapping[str, str] | None
-    preview_selector: Mapping[str, str] | None
+    selectors: Mapping[str, Mapping[str, str]]
     events: tuple[Event, ...]
     next_tick_at: datetime
-    analysis_due: bool  # an analysis tick is due now (scrape, run the engine, decide again)
 
 
 def selector(rollout: str, version: str | None) -> dict[str, str]:
@@ -109,15 +133,9 @@ def selector(rollout: str, version: str | None) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class StrategyPlan:
-    """What a strategy module decided for a rollout with a version in flight.
-
-    replicas: desired pods per version before the capacity hold of decide.hold_capacity.
-    main_version: the version the main Service pins, None: every version of the rollout.
-    """
+    """What a strategy module decided this tick: the new status and where traffic should go."""
 
     status: RolloutStatus
     events: tuple[Event, ...]
-    replicas: Mapping[str, int]
-    main_version: str | None
-    preview_version: str | None
+    traffic: TrafficIntent
     wake_at: tuple[datetime, ...]

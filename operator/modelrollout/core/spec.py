@@ -4,33 +4,25 @@ The CRD already validates most of this; parsing again here gives the core one ty
 a clear ValueError (naming the field) for anything that slips through, e.g. in unit tests or
 on a cluster whose CRD is older than the operator.
 
-The `analysis` dict is kept whole in `AnalysisSettings.raw` for `modelrollout.analysis`, which
-owns the metric definitions; the core only reads what it needs to drive the rollout.
+`spec.analysis` is parsed by `modelrollout.analysis.config` (the only parser of that section):
+`RolloutSpec.analysis` is the validated `AnalysisConfig` that the engine and the core both read.
+Defaults live in the dataclasses below and nowhere else; a unit test checks they equal the CRD's.
 """
 
 from __future__ import annotations
 
-import enum
 import itertools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelrollout.core.durations import parse_duration
+from modelrollout.analysis.config import AnalysisConfig
+from modelrollout.durations import parse_duration
 
 DIGEST_PATTERN = r"^sha256:[a-f0-9]{64}$"
 # A model version becomes a label value on pods, so it must be one.
 VERSION_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$"
-COMPARING_BOUNDS = ("maxRatioToStable", "minRatioToStable", "margin")
-
-
-class TimeoutAction(enum.StrEnum):
-    """What to do when analysis has not passed `analysis.timeout.after` into the promotion gate."""
-
-    PAUSE = "Pause"
-    PROMOTE = "Promote"
-    ROLLBACK = "Rollback"
 
 
 @dataclass(frozen=True)
@@ -81,37 +73,21 @@ class BlueGreenStrategy:
 
 
 @dataclass(frozen=True)
-class AnalysisTimeout:
-    after_seconds: float
-    action: TimeoutAction = TimeoutAction.PAUSE
-
-
-@dataclass(frozen=True)
-class AnalysisSettings:
-    interval_seconds: float = 15.0
-    failure_limit: int = 1
-    inconclusive_limit: int = 20
-    timeout: AnalysisTimeout | None = None
-    metric_names: tuple[str, ...] = ()
-    compares_with_stable: bool = False  # some metric has a ratio or margin against stable
-    raw: Mapping[str, Any] = field(default_factory=dict)  # for AnalysisConfig.from_spec
-
-
-@dataclass(frozen=True)
 class RolloutSpec:
-    replicas: int
     model: ModelSpec
     service: ServiceSpec
     strategy: CanaryStrategy | BlueGreenStrategy
+    replicas: int = 1
     serving: ServingSpec = ServingSpec()
-    analysis: AnalysisSettings | None = None
+    analysis: AnalysisConfig | None = None  # None: no metrics, steps advance on pod readiness alone
     progress_deadline_seconds: float = 600.0
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> RolloutSpec:
         """Parse `spec`; ValueError names the first bad field ("spec.model.version: ...")."""
-        replicas = _int(spec.get("replicas", 1), "spec.replicas", low=1)
-        deadline = _int(spec.get("progressDeadlineSeconds", 600), "spec.progressDeadlineSeconds", low=1)
+        replicas = _int(spec.get("replicas", cls.replicas), "spec.replicas", low=1)
+        deadline = _int(spec.get("progressDeadlineSeconds", int(cls.progress_deadline_seconds)),
+                        "spec.progressDeadlineSeconds", low=1)
         analysis = spec.get("analysis")
         return cls(
             replicas=replicas,
@@ -119,7 +95,7 @@ class RolloutSpec:
             service=_service(_mapping(spec.get("service"), "spec.service")),
             strategy=_strategy(_mapping(spec.get("strategy"), "spec.strategy")),
             serving=_serving(_mapping(spec.get("serving", {}), "spec.serving")),
-            analysis=None if analysis is None else _analysis(_mapping(analysis, "spec.analysis")),
+            analysis=None if analysis is None else AnalysisConfig.from_spec(_mapping(analysis, "spec.analysis")),
             progress_deadline_seconds=float(deadline),
         )
 
@@ -164,7 +140,7 @@ def _model(d: Mapping[str, Any]) -> ModelSpec:
 def _service(d: Mapping[str, Any]) -> ServiceSpec:
     return ServiceSpec(
         name=_str(d.get("name"), "spec.service.name"),
-        port=_int(d.get("port", 80), "spec.service.port", low=1, high=65535),
+        port=_int(d.get("port", ServiceSpec.port), "spec.service.port", low=1, high=65535),
     )
 
 
@@ -172,7 +148,7 @@ def _serving(d: Mapping[str, Any]) -> ServingSpec:
     image = d.get("image")
     return ServingSpec(
         image=None if image is None else _str(image, "spec.serving.image"),
-        port=_int(d.get("port", 8080), "spec.serving.port", low=1, high=65535),
+        port=_int(d.get("port", ServingSpec.port), "spec.serving.port", low=1, high=65535),
         resources=dict(d.get("resources") or {}),
         env=tuple(d.get("env") or ()),
     )
@@ -190,15 +166,13 @@ def _strategy(d: Mapping[str, Any]) -> CanaryStrategy | BlueGreenStrategy:
         _check_rising(parsed)
         return CanaryStrategy(steps=parsed)
     bg = _mapping(d["blueGreen"], "spec.strategy.blueGreen")
+    where = "spec.strategy.blueGreen"
     auto = bg.get("autoPromotionSeconds")
+    delay = bg.get("scaleDownDelaySeconds", int(BlueGreenStrategy.scale_down_delay_seconds))
     return BlueGreenStrategy(
-        preview_service=_str(bg.get("previewService"), "spec.strategy.blueGreen.previewService"),
-        auto_promotion_seconds=None
-        if auto is None
-        else float(_int(auto, "spec.strategy.blueGreen.autoPromotionSeconds", low=0)),
-        scale_down_delay_seconds=float(
-            _int(bg.get("scaleDownDelaySeconds", 30), "spec.strategy.blueGreen.scaleDownDelaySeconds", low=0)
-        ),
+        preview_service=_str(bg.get("previewService"), f"{where}.previewService"),
+        auto_promotion_seconds=None if auto is None else float(_int(auto, f"{where}.autoPromotionSeconds", low=0)),
+        scale_down_delay_seconds=float(_int(delay, f"{where}.scaleDownDelaySeconds", low=0)),
     )
 
 
@@ -220,34 +194,3 @@ def _check_rising(steps: tuple[CanaryStep, ...]) -> None:
         raise ValueError(f"spec.strategy.canary.steps: setWeight values must rise, got {weights}")
     if 100 in weights and steps[-1].set_weight != 100:
         raise ValueError("spec.strategy.canary.steps: setWeight 100 (the promotion) must be the last step")
-
-
-def _analysis(d: Mapping[str, Any]) -> AnalysisSettings:
-    metrics = d.get("metrics") or []
-    names = tuple(_str(_mapping(m, "spec.analysis.metrics[]").get("name"), "spec.analysis.metrics[].name")
-                  for m in metrics)
-    if len(set(names)) != len(names):
-        raise ValueError(f"spec.analysis.metrics: metric names must be unique, got {list(names)}")
-    timeout = d.get("timeout", {})  # unset: after 30m, Pause, as modelrollout.analysis assumes
-    if "minSamples" in d:
-        _int(d["minSamples"], "spec.analysis.minSamples", low=1)
-    return AnalysisSettings(
-        interval_seconds=parse_duration(d.get("interval", "15s"), "spec.analysis.interval"),
-        failure_limit=_int(d.get("failureLimit", 1), "spec.analysis.failureLimit", low=1),
-        inconclusive_limit=_int(d.get("inconclusiveLimit", 20), "spec.analysis.inconclusiveLimit", low=1),
-        timeout=_timeout(_mapping(timeout, "spec.analysis.timeout")) if names else None,
-        metric_names=names,
-        compares_with_stable=any(any(k in m for k in COMPARING_BOUNDS) for m in metrics),
-        raw=dict(d),
-    )
-
-
-def _timeout(d: Mapping[str, Any]) -> AnalysisTimeout:
-    action = d.get("action", "Pause")
-    try:
-        parsed = TimeoutAction(action)
-    except ValueError:
-        raise ValueError(f"spec.analysis.timeout.action: {action!r} must be Pause, Promote or Rollback") from None
-    return AnalysisTimeout(
-        after_seconds=parse_duration(d.get("after", "30m"), "spec.analysis.timeout.after"), action=parsed
-    )

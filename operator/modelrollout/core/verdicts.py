@@ -9,21 +9,27 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from modelrollout.analysis.config import AnalysisConfig
 from modelrollout.analysis.types import AnalysisOutcome, MetricResult, Verdict
 from modelrollout.core.change import Change, roll_back
 from modelrollout.core.observations import AnalysisObservation
 from modelrollout.core.phases import Phase
-from modelrollout.core.spec import AnalysisSettings, RolloutSpec
+from modelrollout.core.spec import RolloutSpec
 from modelrollout.core.status import MetricStatus, RolloutStatus
 
 
-def analysis_due(spec: RolloutSpec, status: RolloutStatus, now: datetime) -> bool:
-    """Whether the handler should scrape and run the analysis engine before deciding."""
+def needs_analysis(spec: RolloutSpec, status: RolloutStatus, now: datetime) -> bool:
+    """Whether an analysis tick is due: the adapter asks before gathering, so it scrapes and runs
+    the engine only then, and `decide` is called once with the outcome among the observations.
+
+    The canary must still be the version spec names: a tick that finds spec moved on supersedes
+    (or reverts) the canary instead of judging it once more.
+    """
     a = status.analysis
     return (
         spec.analysis is not None
-        and bool(spec.analysis.metric_names)
         and status.canary_model is not None
+        and status.canary_model.version == spec.model.version
         and status.phase in (Phase.PROGRESSING, Phase.PAUSED)
         and a.next_tick_at is not None
         and now >= a.next_tick_at
@@ -43,7 +49,7 @@ def metric_status(result: MetricResult) -> MetricStatus:
 def record_outcome(change: Change, spec: RolloutSpec, seen: AnalysisObservation | None) -> None:
     """Count this tick's verdict once (a repeated tick finds next_tick_at moved on and does nothing)."""
     st = change.status
-    if seen is None or spec.analysis is None or not analysis_due(spec, st, change.now):
+    if seen is None or spec.analysis is None or not needs_analysis(spec, st, change.now):
         return
     outcome, a = seen.outcome, st.analysis
     a.ticks += 1
@@ -65,7 +71,7 @@ def record_outcome(change: Change, spec: RolloutSpec, seen: AnalysisObservation 
         change.wake_at.append(next_tick)
 
 
-def _on_fail(change: Change, settings: AnalysisSettings, outcome: AnalysisOutcome) -> None:
+def _on_fail(change: Change, settings: AnalysisConfig, outcome: AnalysisOutcome) -> None:
     a = change.status.analysis
     a.consecutive_failures += 1
     a.consecutive_inconclusive = 0
@@ -79,7 +85,7 @@ def _on_fail(change: Change, settings: AnalysisSettings, outcome: AnalysisOutcom
                     "failed ticks before rollback)", warning=True)
 
 
-def _on_inconclusive(change: Change, settings: AnalysisSettings, outcome: AnalysisOutcome) -> None:
+def _on_inconclusive(change: Change, settings: AnalysisConfig, outcome: AnalysisOutcome) -> None:
     st = change.status
     st.analysis.consecutive_inconclusive += 1
     count = st.analysis.consecutive_inconclusive

@@ -6,8 +6,9 @@ import re
 import numpy as np
 import pytest
 
-from modelrollout.analysis.config import AnalysisConfig, TimeoutAction, parse_duration
+from modelrollout.analysis.config import AnalysisConfig, TimeoutAction
 from modelrollout.analysis.latency import histogram_quantile, slower_than, summarize_latency
+from modelrollout.durations import parse_duration
 
 pytestmark = pytest.mark.unit
 BUCKETS = ((0.01, 10.0), (0.05, 60.0), (0.1, 90.0), (0.5, 99.0), (math.inf, 100.0))
@@ -32,7 +33,7 @@ def test_slower_than_counts_above_a_bound() -> None:
 
 def test_defaults_are_filled_in() -> None:
     config = AnalysisConfig.from_spec({"metrics": [{"name": "e", "type": "errorRate", "margin": 0.005}]})
-    assert (config.interval_seconds, config.min_samples, config.alpha, config.failure_limit) == (15.0, 200.0, 0.05, 1)
+    assert (config.interval_seconds, config.min_samples, config.alpha, config.failure_limit) == (15.0, 200, 0.05, 1)
     assert config.timeout.action is TimeoutAction.PAUSE
 
 
@@ -53,16 +54,18 @@ def test_alpha_is_split_by_weight() -> None:
 @pytest.mark.parametrize(
     ("spec", "field"),
     [
-        ({"metrics": []}, "analysis.metrics"),
-        ({"metrics": [{"name": "e", "type": "errorRate"}]}, "analysis.metrics[0]"),
-        ({"metrics": [{"name": "e", "type": "errorRate", "min": 0.5}]}, "analysis.metrics[0].min"),
-        ({"metrics": [{"name": "l", "type": "latency", "max": 0.1}]}, "analysis.metrics[0]"),
-        ({"metrics": [{"name": "l", "type": "latency", "quantile": 0.7, "max": 0.1}]}, "analysis.metrics[0].quantile"),
-        ({"alpha": 0.7, "metrics": [{"name": "e", "type": "errorRate", "max": 0.1}]}, "analysis.alpha"),
-        ({"interval": "15 minutes", "metrics": [{"name": "e", "type": "errorRate", "max": 0.1}]}, "analysis.interval"),
+        ({"metrics": []}, "spec.analysis.metrics"),
+        ({"metrics": [{"name": "e", "type": "errorRate"}]}, "spec.analysis.metrics[0]"),
+        ({"metrics": [{"name": "e", "type": "errorRate", "min": 0.5}]}, "spec.analysis.metrics[0].min"),
+        ({"metrics": [{"name": "l", "type": "latency", "max": 0.1}]}, "spec.analysis.metrics[0]"),
+        ({"metrics": [{"name": "l", "type": "latency", "quantile": 0.7, "max": 0.1}]},
+         "spec.analysis.metrics[0].quantile"),
+        ({"alpha": 0.7, "metrics": [{"name": "e", "type": "errorRate", "max": 0.1}]}, "spec.analysis.alpha"),
+        ({"interval": "15 minutes", "metrics": [{"name": "e", "type": "errorRate", "max": 0.1}]},
+         "spec.analysis.interval"),
         (
             {"timeout": {"action": "Explode"}, "metrics": [{"name": "e", "type": "errorRate", "max": 0.1}]},
-            "analysis.timeout.action",
+            "spec.analysis.timeout.action",
         ),
         (
             {
@@ -71,7 +74,7 @@ def test_alpha_is_split_by_weight() -> None:
                     {"name": "e", "type": "errorRate", "max": 0.2},
                 ]
             },
-            "analysis.metrics",
+            "spec.analysis.metrics",
         ),
     ],
 )
@@ -84,5 +87,6 @@ def test_go_durations() -> None:
     assert parse_duration("1h30m", "x") == 5400.0
     assert parse_duration("2m15s", "x") == 135.0
     assert parse_duration("250ms", "x") == 0.25
-    with pytest.raises(ValueError, match="x:"):
-        parse_duration("-5s", "x")
+    for bad in ("-5s", "20", 20, 1.5):  # a bare number: seconds or minutes? the CRD refuses it too
+        with pytest.raises(ValueError, match=r"^x: "):
+            parse_duration(bad, "x")

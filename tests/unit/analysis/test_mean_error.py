@@ -34,7 +34,7 @@ def test_mean_absolute_error_is_parsed_with_its_criteria() -> None:
     config = make_config(margin=0.05, maxRatioToStable=1.1, max=2.0)
     assert config.metrics[0].type is MetricType.MEAN_ABSOLUTE_ERROR
     assert dict(config.metrics[0].criteria) == {"max": 2.0, "margin": 0.05, "maxRatioToStable": 1.1}
-    with pytest.raises(ValueError, match="^" + re.escape("analysis.metrics[0].min")):
+    with pytest.raises(ValueError, match="^" + re.escape("spec.analysis.metrics[0].min")):
         make_config(min=0.5)
 
 

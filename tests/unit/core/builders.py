@@ -104,15 +104,14 @@ class World:
     """Deployments and Services as a fake cluster would hold them after applying decisions."""
 
     deployments: dict[str, DeploymentObservation] = field(default_factory=dict)
-    main_selector: dict[str, str] | None = None
-    preview_selector: dict[str, str] | None = None
+    selectors: dict[str, dict[str, str]] = field(default_factory=dict)  # by Service name
     annotations: dict[str, str] = field(default_factory=dict)
     generation: int = 1
 
     def observe(self, analysis: AnalysisObservation | None = None) -> Observations:
         return Observations(name="fraud", generation=self.generation, annotations=dict(self.annotations),
-                            deployments=dict(self.deployments), main_selector=self.main_selector,
-                            preview_selector=self.preview_selector, analysis=analysis)
+                            deployments=dict(self.deployments), selectors=copy.deepcopy(self.selectors),
+                            analysis=analysis)
 
     def apply(self, decision: Decision, pods_ready: bool = True) -> None:
         """Scale as decided; new pods become Ready at once unless pods_ready is False."""
@@ -124,10 +123,8 @@ class World:
             self.deployments[version] = DeploymentObservation(
                 replicas=intent.replicas, ready_replicas=ready_pods, updated_replicas=intent.replicas,
                 available_replicas=ready_pods)
-        if decision.main_selector is not None:
-            self.main_selector = dict(decision.main_selector)
-        if decision.preview_selector is not None:
-            self.preview_selector = dict(decision.preview_selector)
+        if decision.deployments:  # as the adapter: Services are written once a version runs
+            self.selectors.update({name: dict(sel) for name, sel in decision.selectors.items()})
 
     def command(self, text: str, request_id: str) -> None:
         self.annotations.update({COMMAND_ANNOTATION: text, COMMAND_ID_ANNOTATION: request_id})

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from modelrollout.analysis.types import Verdict
-from modelrollout.core import replicas_for_weight
+from modelrollout.core import needs_analysis, replicas_for_weight
+from modelrollout.core.canary import POLL
 from modelrollout.core.phases import Phase
 
 from .builders import Run, make_spec, run_from_healthy
@@ -189,3 +190,23 @@ def test_desired_weight_matches_replica_share() -> None:
         run.tick(after=1)
         assert run.status.desired_weight == weight
         assert replicas(run) == {"1": stable, "2": canary}
+
+
+def test_analysis_is_asked_for_up_front_and_a_spec_that_moved_on_is_not_judged() -> None:
+    run = run_from_healthy(make_spec(version="2"))
+    run.tick()
+    run.tick(after=1)
+    due_at = run.status.analysis.next_tick_at
+    assert due_at is not None and not needs_analysis(run.spec, run.status, run.now)
+    assert needs_analysis(run.spec, run.status, due_at)
+    assert not needs_analysis(make_spec(version="3"), run.status, due_at)  # superseded, not measured
+
+
+def test_a_due_analysis_without_a_measurement_looks_again_soon() -> None:
+    run = run_from_healthy(make_spec(version="2"))
+    run.tick()
+    run.tick(after=1)
+    due_at = run.status.analysis.next_tick_at
+    assert due_at is not None
+    decision = run.tick(after=(due_at - run.now).total_seconds())  # e.g. the scrape had no baseline yet
+    assert decision.status.analysis.ticks == 0 and decision.next_tick_at == run.now + POLL

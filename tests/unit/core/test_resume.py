@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from modelrollout.analysis.types import Verdict
-from modelrollout.core import Decision, Observations, RolloutSpec, RolloutStatus, decide
+from modelrollout.core import Decision, Observations, RolloutSpec, RolloutStatus, decide, needs_analysis
 from modelrollout.core.phases import Phase
 
 from .builders import T0, Run, World, healthy_status, make_spec, outcome, ready
@@ -36,7 +36,7 @@ def walk(spec: RolloutSpec, through_json: bool) -> Iterator[tuple[datetime, Obse
         now += timedelta(seconds=wait)
         if command:
             world.command(command, f"cmd-{number}")
-        due = decide(spec, status, world.observe(), now).analysis_due
+        due = needs_analysis(spec, status, now)
         obs = world.observe(outcome(verdict) if verdict and due else None)
         decision = decide(spec, status, obs, now)
         yield now, obs, decision
@@ -48,8 +48,8 @@ def walk(spec: RolloutSpec, through_json: bool) -> Iterator[tuple[datetime, Obse
 
 def summary(decision: Decision) -> dict[str, Any]:
     return {"status": decision.status.to_dict(), "deployments": decision.deployments,
-            "delete": decision.delete_versions, "main": decision.main_selector,
-            "preview": decision.preview_selector, "events": decision.events, "next": decision.next_tick_at}
+            "delete": decision.delete_versions, "selectors": decision.selectors, "events": decision.events,
+            "next": decision.next_tick_at}
 
 
 @pytest.mark.parametrize("strategy", list(SPECS))
@@ -65,7 +65,7 @@ def test_repeating_a_tick_with_the_same_inputs_changes_nothing(strategy: str) ->
         again = decide(spec, decision.status, obs, now)
         assert again.events == (), (now, decision.status.phase, again.events)
         assert again.status.to_dict() == decision.status.to_dict()
-        assert (again.deployments, again.main_selector) == (decision.deployments, decision.main_selector)
+        assert (again.deployments, again.selectors) == (decision.deployments, decision.selectors)
 
 
 @pytest.mark.parametrize("strategy", list(SPECS))

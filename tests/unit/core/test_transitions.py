@@ -9,6 +9,7 @@ import pytest
 from modelrollout.core.decide import decide
 from modelrollout.core.observations import Decision
 from modelrollout.core.phases import ALLOWED, NEW_RESOURCE, Phase, TransitionError, transition
+from modelrollout.core.verdicts import needs_analysis
 
 from .builders import T0, Run, World, make_obs, make_spec, run_from_healthy, spec_dict
 
@@ -168,4 +169,4 @@ def test_first_version_becomes_healthy_without_analysis() -> None:
     second = decide(spec, first.status, world.observe(), T0)
     assert (second.status.phase, second.status.stable_version) == (P.HEALTHY, "1")
     assert second.status.history[-1].outcome == "Deployed"
-    assert not second.analysis_due and second.status.analysis.ticks == 0
+    assert not needs_analysis(spec, second.status, T0) and second.status.analysis.ticks == 0

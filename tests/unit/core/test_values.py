@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
-from modelrollout.core import RolloutSpec, RolloutStatus, expected_share, merge_patch, replicas_for_weight
-from modelrollout.core.durations import parse_duration
+from modelrollout.analysis.config import TimeoutAction
+from modelrollout.core import RolloutSpec, RolloutStatus, merge_patch, replicas_for_weight
 from modelrollout.core.phases import Phase
-from modelrollout.core.spec import BlueGreenStrategy, CanaryStrategy, TimeoutAction
+from modelrollout.core.spec import BlueGreenStrategy, CanaryStrategy
 from modelrollout.core.status import AnalysisStatus, Condition, HistoryEntry, MetricStatus, ModelRecord
+from modelrollout.durations import parse_duration
 
 from .builders import spec_dict
 
@@ -41,10 +42,6 @@ def test_rounding_guards_hold_for_every_weight(total: int) -> None:
             assert abs(canary - total * weight / 100) <= 0.5 or canary in (1, total - 1)
 
 
-def test_expected_share() -> None:
-    assert (expected_share(1, 3), expected_share(0, 0), expected_share(3, 0)) == (0.25, 0.0, 1.0)
-
-
 @pytest.mark.parametrize(("text", "seconds"), [("500ms", 0.5), ("15s", 15), ("2m", 120), ("1h30m", 5400),
                                                ("1.5s", 1.5), ("1m0.5s", 60.5)])
 def test_durations(text: str, seconds: float) -> None:
@@ -63,9 +60,9 @@ def test_the_agreed_example_parses() -> None:
     assert [(s.set_weight, s.is_pause, s.pause_seconds) for s in spec.strategy.steps] == [
         (25, False, None), (None, True, 120.0), (50, False, None), (None, True, None), (100, False, None)]
     assert spec.analysis is not None and spec.analysis.interval_seconds == 15
-    assert spec.analysis.compares_with_stable and spec.analysis.metric_names == ("error-rate", "error-vs-stable")
-    assert spec.analysis.timeout is not None and spec.analysis.timeout.action == TimeoutAction.PAUSE
-    assert spec.analysis.raw["minSamples"] == 200  # handed on whole to modelrollout.analysis
+    assert [m.name for m in spec.analysis.metrics] == ["error-rate", "error-vs-stable"]
+    assert (spec.analysis.timeout.after_seconds, spec.analysis.timeout.action) == (600.0, TimeoutAction.PAUSE)
+    assert (spec.analysis.min_samples, spec.analysis.failure_limit, spec.analysis.inconclusive_limit) == (200, 2, 3)
     bg = RolloutSpec.from_dict(spec_dict(blue_green={"previewService": "p", "autoPromotionSeconds": 60}))
     assert bg.strategy == BlueGreenStrategy(preview_service="p", auto_promotion_seconds=60.0,
                                             scale_down_delay_seconds=30.0)
@@ -99,10 +96,17 @@ def _with(path: str, value: Any) -> dict[str, Any]:
         (_with("strategy", {"canary": {"steps": [{"pause": {"duration": "soon"}}]}}),
          r"spec.strategy.canary.steps\[0\].pause.duration"),
         (_with("analysis.interval", "15"), "spec.analysis.interval"),
+        (_with("analysis.interval", 20), "spec.analysis.interval"),
+        (_with("analysis.minExposure", 20), "spec.analysis.minExposure"),
+        (_with("analysis.timeout", {"after": 20}), "spec.analysis.timeout.after"),
+        (_with("analysis.minSamples", 2.5), "spec.analysis.minSamples"),
+        (_with("analysis.metrics", [{"name": "a", "type": "errorRate", "min": 0.5}]),
+         r"spec.analysis.metrics\[0\].min"),
         (_with("analysis.minSamples", 0), "spec.analysis.minSamples"),
         (_with("analysis.failureLimit", 0), "spec.analysis.failureLimit"),
         (_with("analysis.timeout", {"after": "1m", "action": "Shrug"}), "spec.analysis.timeout.action"),
-        (_with("analysis.metrics", [{"name": "a", "max": 1}, {"name": "a", "max": 2}]), "spec.analysis.metrics"),
+        (_with("analysis.metrics", [{"name": "a", "type": "errorRate", "max": 0.1},
+                                     {"name": "a", "type": "errorRate", "max": 0.2}]), "spec.analysis.metrics"),
     ],
 )
 def test_invalid_specs_name_the_field(spec: dict[str, Any], field: str) -> None:

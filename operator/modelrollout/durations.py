@@ -1,4 +1,9 @@
-"""Go-style duration strings ("500ms", "15s", "2m", "1h30m"), the format Kubernetes users know."""
+"""Go-style duration strings ("500ms", "15s", "2m", "1h30m"), the format Kubernetes users know.
+
+The one duration parser of the project: the rollout spec and the analysis config both use it, so a
+value the CRD accepts means the same everywhere. A bare number such as `20` is refused (is it seconds
+or minutes?); the CRD's pattern refuses it too.
+"""
 
 from __future__ import annotations
 

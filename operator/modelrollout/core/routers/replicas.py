@@ -1,0 +1,65 @@
+"""The `replicas` router: a canary weight realised by replica counts behind one Service that
+selects every version of the rollout.
+
+With plain Service load balancing each ready pod gets about the same share of connections, so
+the canary's expected share of requests is its share of ready pods. Rounding can only make the
+share approximate; the operator reports the share it measured (effectiveWeight) next to it.
+At weight 25 with 4 replicas: 1 canary pod and 3 stable pods, all behind Service <spec.service.name>.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from modelrollout.core.observations import Observations, TrafficIntent, selector
+from modelrollout.core.spec import RolloutSpec
+
+
+def replicas_for_weight(total: int, weight: int) -> tuple[int, int]:
+    """(canary, stable) pods for `weight` percent of `total` pods.
+
+    Rounds to the nearest pod (halves go to the canary), then two guards win over rounding:
+    a canary with weight > 0 gets at least one pod, and a stable with weight < 100 keeps at
+    least one pod (when total is 1, weight 1..99 therefore means 1 canary and 1 stable pod:
+    the rollout surges one pod above `total` rather than pretend 0% or 100%).
+
+    >>> [replicas_for_weight(4, w) for w in (0, 10, 25, 50, 60, 99, 100)]
+    [(0, 4), (1, 3), (1, 3), (2, 2), (2, 2), (3, 1), (4, 0)]
+    >>> replicas_for_weight(10, 25), replicas_for_weight(1, 50), replicas_for_weight(3, 50)
+    ((3, 7), (1, 1), (2, 1))
+    """
+    if total < 1 or not 0 <= weight <= 100:
+        raise ValueError(f"replicas_for_weight: total {total} must be >= 1 and weight {weight} in 0..100")
+    if weight == 0:
+        return 0, total
+    if weight == 100:
+        return total, 0
+    canary = max(1, int(total * weight / 100 + 0.5))
+    if total > 1:
+        canary = min(canary, total - 1)
+    return canary, max(1, total - canary)
+
+
+def pods(spec: RolloutSpec, traffic: TrafficIntent) -> dict[str, int]:
+    """Canary and stable pods for the weight; spec.replicas for a lone stable version.
+
+    >>> from modelrollout.core.spec import CanaryStrategy, ModelSpec, ServiceSpec
+    >>> spec = RolloutSpec(ModelSpec("m", "2", "u"), ServiceSpec("s"), CanaryStrategy(()), replicas=4)
+    >>> pods(spec, TrafficIntent("1", "2", 25)), pods(spec, TrafficIntent("1"))
+    ({'2': 1, '1': 3}, {'1': 4})
+    """
+    if traffic.stable is None:
+        return {}
+    if traffic.canary is None:
+        return {traffic.stable: spec.replicas}
+    canary, stable = replicas_for_weight(spec.replicas, traffic.canary_weight)
+    return {traffic.canary: canary, traffic.stable: stable}
+
+
+def selectors(spec: RolloutSpec, rollout: str, traffic: TrafficIntent) -> dict[str, Mapping[str, str]]:
+    return {spec.service.name: selector(rollout, None)}
+
+
+def is_routed(spec: RolloutSpec, traffic: TrafficIntent, obs: Observations) -> bool:
+    """The Service selects every version, so the weight is whatever the Ready pods make it."""
+    return obs.selectors.get(spec.service.name) == selector(obs.name, None)
