@@ -158,7 +158,7 @@ def _decision(change: Change, spec: RolloutSpec, obs: Observations, plan: Strate
     st.observed_generation = obs.generation
     update_conditions(st, change.now)
     wake = min([t for t in change.wake_at if t > change.now] or [change.now + IDLE])
-    if any(n != (obs.deployments[v].replicas if v in obs.deployments else 0) for v, n in intents.items()):
+    if any(i.replicas != (obs.deployments[v].replicas if v in obs.deployments else 0) for v, i in intents.items()):
         wake = min(wake, change.now + POLL)
     if obs.analysis is None and needs_analysis(spec, st, change.now):
         wake = min(wake, change.now + POLL)  # due (or no baseline yet) but not measured: soon
