@@ -89,11 +89,16 @@ class RolloutSpec:
         deadline = _int(spec.get("progressDeadlineSeconds", int(cls.progress_deadline_seconds)),
                         "spec.progressDeadlineSeconds", low=1)
         analysis = spec.get("analysis")
+        service = _service(_mapping(spec.get("service"), "spec.service"))
+        strategy = _strategy(_mapping(spec.get("strategy"), "spec.strategy"))
+        if getattr(strategy, "preview_service", None) == service.name:
+            # As at admission: one Service patched to both versions served the unpromoted one.
+            raise ValueError("spec.strategy.blueGreen.previewService: must differ from spec.service.name")
         return cls(
             replicas=replicas,
             model=_model(_mapping(spec.get("model"), "spec.model")),
-            service=_service(_mapping(spec.get("service"), "spec.service")),
-            strategy=_strategy(_mapping(spec.get("strategy"), "spec.strategy")),
+            service=service,
+            strategy=strategy,
             serving=_serving(_mapping(spec.get("serving", {}), "spec.serving")),
             analysis=None if analysis is None else AnalysisConfig.from_spec(_mapping(analysis, "spec.analysis")),
             progress_deadline_seconds=float(deadline),

@@ -107,6 +107,7 @@ def _with(path: str, value: Any) -> dict[str, Any]:
         (_with("analysis.timeout", {"after": "1m", "action": "Shrug"}), "spec.analysis.timeout.action"),
         (_with("analysis.metrics", [{"name": "a", "type": "errorRate", "max": 0.1},
                                      {"name": "a", "type": "errorRate", "max": 0.2}]), "spec.analysis.metrics"),
+        (_with("strategy", {"blueGreen": {"previewService": "fraud"}}), "spec.strategy.blueGreen.previewService"),
     ],
 )
 def test_invalid_specs_name_the_field(spec: dict[str, Any], field: str) -> None:
