@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import copy
 import datetime as dt
+import json
 import logging
 import time
 from typing import Any
@@ -19,7 +20,7 @@ import kubernetes
 
 from modelrollout import opmetrics
 from modelrollout.core.phases import Event
-from modelrollout.kube import GROUP, PLURAL, VERSION, KubeAdapter, PermissionDeniedError
+from modelrollout.kube import GROUP, PLURAL, VERSION, KubeAdapter, OwnershipConflictError, PermissionDeniedError
 from modelrollout.reconcile import Context, is_due, tick
 from modelrollout.sources import SOURCES
 
@@ -70,24 +71,45 @@ async def reconcile_timer(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger,
     except PermissionDeniedError as exc:
         opmetrics.RECONCILE_ERRORS.labels("Forbidden").inc()
         logger.error("%s", exc)
-        await _report_forbidden(ctx, raw, str(exc))
+        await _report_problem(ctx, raw, "PermissionDenied", str(exc))
+        raise kopf.TemporaryError(str(exc), delay=10) from None
+    except OwnershipConflictError as exc:
+        opmetrics.RECONCILE_ERRORS.labels("Conflict").inc()
+        logger.error("%s", exc)
+        await _report_problem(ctx, raw, "Conflict", str(exc))
         raise kopf.TemporaryError(str(exc), delay=10) from None
     except kubernetes.client.ApiException as exc:
         opmetrics.RECONCILE_ERRORS.labels("ApiError").inc()
         if exc.status == 409:  # someone wrote meanwhile: the next tick sees the new state
             return
-        raise kopf.TemporaryError(f"API error {exc.status}: {exc.reason}", delay=2) from None
+        message = f"API error {exc.status} {exc.reason}: {_api_message(exc)}"
+        logger.error("%s", message)
+        await _report_problem(ctx, raw, "ApiError", message)
+        raise kopf.TemporaryError(message, delay=2) from None
     finally:
         opmetrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+    ctx.reported.pop(raw["metadata"]["uid"], None)
     for event in decision.events:
         logger.info("%s: %s", event.reason, event.message)
 
 
-async def _report_forbidden(ctx: Context, body: dict[str, Any], message: str) -> None:
-    """Best effort: also show the permission error where users look (Event, status message)."""
+def _api_message(exc: kubernetes.client.ApiException) -> str:
+    """The apiserver's own explanation (Status.message), which names what was wrong."""
+    try:
+        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
+    except (ValueError, AttributeError):
+        return str(exc.reason)
+
+
+async def _report_problem(ctx: Context, body: dict[str, Any], reason: str, message: str) -> None:
+    """Show an error where users look (an Event and the status message), not only in the operator's
+    log; once per distinct message, since the failing tick is retried every few seconds."""
     meta = body["metadata"]
+    if ctx.reported.get(meta["uid"]) == message:
+        return
+    ctx.reported[meta["uid"]] = message
     with contextlib.suppress(PermissionDeniedError, kubernetes.client.ApiException):
-        await asyncio.to_thread(ctx.kube.post_event, body, Event("Warning", "PermissionDenied", message))
+        await asyncio.to_thread(ctx.kube.post_event, body, Event("Warning", reason, message))
     with contextlib.suppress(PermissionDeniedError, kubernetes.client.ApiException):
         await asyncio.to_thread(ctx.kube.patch_status, meta["namespace"], meta["name"], {"message": message})
 
@@ -97,5 +119,6 @@ def forget(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
     """Drop in-memory state; the Deployments and owned Services go by garbage collection."""
     ctx: Context = memo.ctx
     ctx.next_tick.pop(meta["uid"], None)
+    ctx.reported.pop(meta["uid"], None)
     ctx.source.forget(f"{meta['namespace']}/{meta['name']}")
     opmetrics.forget(meta["namespace"], meta["name"])

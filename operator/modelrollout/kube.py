@@ -18,7 +18,6 @@ from modelrollout import workloads
 from modelrollout.core.observations import LABEL_ROLLOUT, LABEL_VERSION, DeploymentIntent, DeploymentObservation
 from modelrollout.core.phases import Event
 from modelrollout.core.spec import RolloutSpec
-from modelrollout.core.status import ModelRecord
 
 GROUP, VERSION, PLURAL = "modelrollout.dev", "v1alpha1", "modelrollouts"
 MERGE_PATCH = "application/merge-patch+json"
@@ -27,6 +26,10 @@ JSON_PATCH = "application/json-patch+json"
 
 class PermissionDeniedError(RuntimeError):
     """The operator's ServiceAccount may not do something it needs; the message says what."""
+
+
+class OwnershipConflictError(RuntimeError):
+    """An object the operator would write belongs to something else; it is left untouched."""
 
 
 @dataclass(frozen=True)
@@ -97,34 +100,56 @@ class KubeAdapter:
                                      (p.metadata.labels or {}).get(LABEL_VERSION, ""), started))
         return out
 
-    def apply_deployment(self, rollout: dict[str, Any], spec: RolloutSpec, version: str,
-                         intent: DeploymentIntent) -> None:
-        ns, name = rollout["metadata"]["namespace"], workloads.deployment_name(rollout["metadata"]["name"], version)
+    def _version_deployment(self, ns: str, rollout: str, version: str) -> Any | None:
+        """The live Deployment running `version`, by its name if it carries that version's label,
+        else by labels (a Deployment created before the naming rule changed keeps its old name)."""
+        name = workloads.deployment_name(rollout, version)
         try:
-            current = self.apps.read_namespaced_deployment(name, ns)
+            current = self._call("get", "deployments.apps", ns, self.apps.read_namespaced_deployment, name, ns)
         except ApiException as exc:
-            if exc.status == 403:
-                raise _forbidden(exc, "get", "deployments.apps", ns) from None
             if exc.status != 404:
                 raise
             current = None
+        if current is not None:
+            labels = current.metadata.labels or {}
+            if labels.get(LABEL_ROLLOUT) != rollout or labels.get(LABEL_VERSION) != version:
+                raise OwnershipConflictError(
+                    f"Deployment {ns}/{name} exists but does not run version {version} of rollout {rollout} "
+                    f"(labels {LABEL_ROLLOUT}={labels.get(LABEL_ROLLOUT)}, {LABEL_VERSION}="
+                    f"{labels.get(LABEL_VERSION)}); rename or delete it")
+            return current
+        selector = f"{LABEL_ROLLOUT}={rollout},{LABEL_VERSION}={version}"
+        found = [d for d in self._call("list", "deployments.apps", ns, self.apps.list_namespaced_deployment, ns,
+                                       label_selector=selector).items if not d.metadata.deletion_timestamp]
+        return found[0] if found else None
+
+    def apply_deployment(self, rollout: dict[str, Any], spec: RolloutSpec, version: str,
+                         intent: DeploymentIntent) -> None:
+        """Scale the Deployment that runs `version` (never one whose version label differs) or create it."""
+        ns, rollout_name = rollout["metadata"]["namespace"], rollout["metadata"]["name"]
+        current = self._version_deployment(ns, rollout_name, version)
         if current is None:
-            model = intent.model or ModelRecord(version=version, uri="")
             if intent.model is None or intent.replicas == 0:
                 return  # nothing to run, or no model to build it from
-            body = workloads.deployment(rollout, spec, model, intent.replicas)
+            body = workloads.deployment(rollout, spec, intent.model, intent.replicas)
             self._call("create", "deployments.apps", ns, self.apps.create_namespaced_deployment, ns, body)
         elif (current.spec.replicas or 0) != intent.replicas:
-            self._call("patch", "deployments.apps", ns, self.apps.patch_namespaced_deployment, name, ns,
-                       {"spec": {"replicas": intent.replicas}}, _content_type=MERGE_PATCH)
+            self._call("patch", "deployments.apps", ns, self.apps.patch_namespaced_deployment,
+                       current.metadata.name, ns, {"spec": {"replicas": intent.replicas}}, _content_type=MERGE_PATCH)
 
     def delete_version(self, rollout: dict[str, Any], version: str) -> None:
-        ns, name = rollout["metadata"]["namespace"], workloads.deployment_name(rollout["metadata"]["name"], version)
+        ns, rollout_name = rollout["metadata"]["namespace"], rollout["metadata"]["name"]
+        current = self._version_deployment(ns, rollout_name, version)
+        if current is None:
+            return
+        # The uid precondition: only the object just checked is deleted, never one that replaced it.
+        options = kubernetes.client.V1DeleteOptions(propagation_policy="Background",
+                                                    preconditions={"uid": current.metadata.uid})
         try:
-            self._call("delete", "deployments.apps", ns, self.apps.delete_namespaced_deployment, name, ns,
-                       propagation_policy="Background")
+            self._call("delete", "deployments.apps", ns, self.apps.delete_namespaced_deployment,
+                       current.metadata.name, ns, body=options)
         except ApiException as exc:
-            if exc.status != 404:
+            if exc.status not in (404, 409):
                 raise
 
     def ensure_service(self, rollout: dict[str, Any], name: str, port: int, target_port: int,

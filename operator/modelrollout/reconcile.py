@@ -39,6 +39,7 @@ class Context:
     kube: KubeAdapter
     source: MetricSource
     next_tick: dict[str, datetime] = field(default_factory=dict)  # by rollout uid (memory only)
+    reported: dict[str, str] = field(default_factory=dict)  # last error shown in status/Event, by uid
 
 
 def rollout_key(body: dict[str, Any]) -> str:

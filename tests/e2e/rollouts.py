@@ -17,6 +17,7 @@ from typing import Any
 import kubernetes
 import pytest
 
+from localcluster.demoview import event_time
 from localcluster.modeltraffic import ModelTraffic, TrafficStats
 from localcluster.testing import wait_until
 from tests.conftest import ROOT, ClusterHandle
@@ -186,7 +187,7 @@ class Scenario:
     def events(self) -> list[tuple[str, str, str]]:
         core = kubernetes.client.CoreV1Api(self.cluster.api)
         items = core.list_namespaced_event(self.namespace, field_selector=f"involvedObject.name={self.name}").items
-        items.sort(key=lambda e: (e.first_timestamp or e.event_time or 0, e.metadata.name))
+        items.sort(key=lambda e: (event_time(e), e.metadata.name))  # Events carry different timestamps
         return [(e.type, e.reason, e.message) for e in items]
 
     def service_url(self) -> str:
