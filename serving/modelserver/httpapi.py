@@ -2,7 +2,8 @@
 
 Status codes of the inference path: 200 answered; 400 malformed or invalid input; 404 unknown model or
 version; 413 body over the limit or too many rows; 422 values the model itself refused; 503 model not
-loaded; 500 only for a real server fault or an injected chaos failure.
+loaded; 500 only for a real server fault or an injected chaos failure. A client that disconnects before
+its body was read gets nothing (there is no one to answer) and is counted as 499, not as an error.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from modelserver.contract import Protocol
+from modelserver.contract import CLIENT_CLOSED_REQUEST, Protocol
 from modelserver.dataplane import ChaosFailure, DataPlane, NotReady
 from modelserver.prediction import ModelRejectedInput, Outputs
 from modelserver.tensors import BadInput, InferRequest, InputSpec
@@ -30,6 +31,10 @@ MODEL_VERSION_HEADER = "X-Model-Version"
 
 Decoder = Callable[[Any, InputSpec], InferRequest]
 Encoder = Callable[[DataPlane, InferRequest, str, Outputs], dict[str, Any]]
+
+
+class ClientGone(Exception):
+    """The client closed the connection before its request body arrived: nothing to answer."""
 
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -54,13 +59,19 @@ async def json_errors(request: web.Request,
                               f"no such endpoint: {request.method} {request.path}")
     except BadInput as exc:
         return error_response(exc.status, str(exc))
+    except ClientGone:
+        return error_response(CLIENT_CLOSED_REQUEST, "client closed the connection")  # never delivered
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal server error")
 
 
 async def read_json(request: web.Request) -> Any:
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except ConnectionResetError:  # aiohttp's "Connection lost" when the client left mid-upload
+        log.debug("client disconnected before sending its whole body: %s %s", request.method, request.path)
+        raise ClientGone from None
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -90,6 +101,8 @@ async def _answer(request: web.Request, plane: DataPlane, decode: Decoder,
         return 503, {"error": str(exc)}, None
     except ChaosFailure as exc:
         return 500, {"error": str(exc)}, None
+    except ClientGone:
+        return CLIENT_CLOSED_REQUEST, {"error": "client closed the connection"}, None
     except web.HTTPException as exc:  # 413 from reading a body over the limit
         return exc.status, {"error": exc.reason}, None
     except Exception:
@@ -108,5 +121,8 @@ async def measured_inference(request: web.Request, protocol: Protocol, decode: D
     status, payload, headers = await _answer(request, plane, decode, encode)
     headers = {**(headers or {}), MODEL_VERSION_HEADER: plane.settings.model_version}
     response = json_response(payload, status, headers)
-    plane.metrics.observe_request(protocol, status, time.perf_counter() - started)
+    if status == CLIENT_CLOSED_REQUEST:
+        plane.metrics.count_client_disconnect(protocol)
+    else:
+        plane.metrics.observe_request(protocol, status, time.perf_counter() - started)
     return response

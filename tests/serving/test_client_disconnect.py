@@ -1,0 +1,68 @@
+"""A client that goes away mid-upload is not the model's failure: counted as 499, never as an error."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from urllib.parse import urlparse
+
+import pytest
+
+from localcluster.testing import wait_until
+from modelserver.contract_parse import ModelMetrics, parse_pod_metrics
+
+from .conftest import RunningServer
+
+pytestmark = pytest.mark.unit
+
+
+def _abort_upload(url: str, path: str) -> None:
+    """Send the headers and half of a declared body, then close the connection."""
+    parsed = urlparse(url)
+    with socket.create_connection((parsed.hostname, parsed.port), timeout=5) as sock:
+        head = (f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                "Content-Length: 2000\r\n\r\n")
+        sock.sendall(head.encode() + b'{"inputs": [{"name": "x", "shape": [1, 20], "data": [' + b"0.5, " * 100)
+
+
+def _metrics(server: RunningServer) -> ModelMetrics | None:
+    return parse_pod_metrics(server.get("/metrics").text).model("lr", "1")
+
+
+@pytest.mark.parametrize("path", ["/v2/models/lr/infer", "/v1/models/lr:predict"])
+def test_disconnect_mid_upload_is_a_499_not_an_error(lr_server: RunningServer, path: str,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    assert lr_server.infer([[0.0] * 20]).status_code == 200
+    before = _metrics(lr_server)
+    assert before is not None
+    with caplog.at_level(logging.INFO):
+        for _ in range(3):
+            _abort_upload(lr_server.url, path)
+        after = wait_until(lambda: (m := _metrics(lr_server)) and m.client_disconnects >= 3 and m, 10,
+                           "three client disconnects counted")
+    assert after.client_disconnects == 3
+    assert after.requests_by_code.get("499") == 3
+    # Not answered, so neither a request the error rate is taken over nor an error.
+    assert (after.requests, after.errors, after.client_errors) == (before.requests, 0, before.client_errors)
+    noisy = [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+    assert noisy == [], [r.getMessage() for r in noisy]
+    assert lr_server.infer([[0.0] * 20]).status_code == 200  # the server carries on
+
+
+def test_disconnect_mid_feedback_upload_logs_no_traceback(lr_server: RunningServer,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="modelserver"):
+        _abort_upload(lr_server.url, "/v2/models/lr/feedback")
+        wait_until(lambda: any("disconnected" in r.getMessage() for r in caplog.records), 10,
+                   "the server to notice the disconnect")
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info] == []
+
+
+def test_parser_keeps_disconnects_out_of_requests_and_errors() -> None:
+    text = "\n".join(
+        f'modelserver_requests_total{{model="m",version="1",protocol="v2",code="{code}"}} {n}'
+        for code, n in (("200", 80), ("500", 1), ("400", 2), ("499", 20))) + "\n"
+    m = parse_pod_metrics(text).model("m", "1")
+    assert m is not None
+    assert (m.requests, m.errors, m.client_errors, m.client_disconnects) == (83, 1, 2, 20)
+    assert m.requests_by_code["499"] == 20
