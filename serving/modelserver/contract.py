@@ -158,7 +158,7 @@ class FeedbackOutcome(StrEnum):
     SCORED = "scored"  # regressor: absolute error recorded in FEEDBACK_ABSOLUTE_ERROR
     UNKNOWN_ID = "unknown_id"  # never seen, or evicted from the bounded store
     EXPIRED_ID = "expired_id"  # seen, but older than the store's time to live
-    INVALID = "invalid"  # label unusable: not one of the classes, not a number, wrong count of rows
+    INVALID = "invalid"  # per item: a label not a class / not a number, or the wrong count; entry kept
 
 
 class LoadFailure(StrEnum):

@@ -25,9 +25,9 @@ from modelserver.feedback import (
     FeedbackItem,
     FeedbackStore,
     FeedbackTally,
-    labels_per_row,
     score_classifier,
     score_regressor,
+    usable_labels,
 )
 from modelserver.loading import LoadError, load_model
 from modelserver.metrics import ServerMetrics
@@ -170,29 +170,38 @@ class DataPlane:
     def feedback(self, items: list[FeedbackItem]) -> FeedbackTally:
         """Join labels to remembered predictions; every item lands in exactly one outcome per row."""
         tally = FeedbackTally()
-        predictor = self.predictor
         now = self._clock()
         for item in items:
-            remembered = self._store.take(item.prediction_id, now)
-            if remembered is None:
-                tally.add(c.FeedbackOutcome.UNKNOWN_ID)
-                continue
-            if remembered == "expired":
-                tally.add(c.FeedbackOutcome.EXPIRED_ID)
-                continue
-            labels = labels_per_row(item.label, len(remembered))
-            if labels is None or predictor is None:
-                tally.add(c.FeedbackOutcome.INVALID)
-            elif predictor.is_classifier:
-                score_classifier(remembered, labels, frozenset(predictor.class_keys), tally)
-            else:
-                score_regressor(remembered, labels, tally)
+            self._join(item, now, tally)
         for outcome, count in tally.counts.items():
             if count:
                 self.metrics.record_feedback(outcome, count)
         for error in tally.absolute_errors:
             self.metrics.record_absolute_error(error)
         return tally
+
+    def _join(self, item: FeedbackItem, now: float, tally: FeedbackTally) -> None:
+        """Score one item; the prediction is consumed only once it has been scored (or has expired)."""
+        remembered = self._store.get(item.prediction_id, now)
+        if remembered is None:
+            tally.add(c.FeedbackOutcome.UNKNOWN_ID)
+            return
+        if remembered == "expired":
+            self._store.forget(item.prediction_id)
+            tally.add(c.FeedbackOutcome.EXPIRED_ID)
+            return
+        predictor = self.predictor
+        classes = frozenset(predictor.class_keys) if predictor is not None and predictor.is_classifier else None
+        labels = usable_labels(item.label, len(remembered), classes) if predictor is not None else None
+        if labels is None:
+            # A typo must not cost the real label: the client can still send it for this prediction.
+            tally.add(c.FeedbackOutcome.INVALID)
+            return
+        self._store.forget(item.prediction_id)
+        if classes is not None:
+            score_classifier(remembered, labels, tally)
+        else:
+            score_regressor(remembered, labels, tally)
 
 
 def _predict_datatype(predictor: Predictor | None) -> str:

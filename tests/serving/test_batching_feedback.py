@@ -113,3 +113,34 @@ def test_store_is_bounded_and_expires_old_predictions() -> None:
     assert store.take("0", now=5.0) is None and store.take("1", now=5.0) is None
     assert store.take("2", now=30.0) == "expired"
     assert store.take("4", now=5.0) == ("1",)
+
+
+def _feedback(server: RunningServer, body: object, name: str = "lr") -> dict[str, int]:
+    response = server.post(f"/v2/models/{name}/feedback", body)
+    assert response.status_code == 200, response.text
+    return {k: v for k, v in response.json().items() if isinstance(v, int) and v}
+
+
+def test_an_invalid_label_keeps_the_prediction_for_its_real_label(lr_server: RunningServer) -> None:
+    predicted = lr_server.infer([ONE_ROW], id="one").json()["outputs"][0]["data"][0]
+    assert _feedback(lr_server, {"id": "one", "label": "cat"}) == {"invalid": 1}
+    assert _feedback(lr_server, {"id": "one", "label": predicted}) == {"correct": 1}
+    assert _feedback(lr_server, {"id": "one", "label": predicted}) == {"unknown_id": 1}  # scored once
+
+
+def test_invalid_labels_are_counted_per_item_and_keep_a_multi_row_prediction(lr_server: RunningServer) -> None:
+    predicted = lr_server.infer([ONE_ROW] * 3, id="three").json()["outputs"][0]["data"]
+    bad_items = [{"id": "three", "label": [predicted[0], "cat", predicted[2]]},  # one bad label of three
+                 {"id": "three", "label": predicted[:2]}]  # wrong number of labels
+    assert _feedback(lr_server, {"feedback": bad_items}) == {"invalid": 2}
+    assert _feedback(lr_server, {"id": "three", "label": predicted}) == {"correct": 3}
+    m = parse_pod_metrics(lr_server.get("/metrics").text).model("lr", "1")
+    assert m is not None and (m.feedback_invalid, m.feedback_correct) == (2, 3)
+
+
+def test_an_invalid_regressor_label_keeps_the_prediction(models: ExampleModels,
+                                                         start_server: Callable[..., RunningServer]) -> None:
+    server = start_server(models.settings("ridge.joblib"))
+    predicted = server.infer([ONE_ROW], name="ridge", id="r").json()["outputs"][0]["data"][0]
+    assert _feedback(server, {"id": "r", "label": "high"}, "ridge") == {"invalid": 1}
+    assert _feedback(server, {"id": "r", "label": predicted + 2}, "ridge") == {"scored": 1}
