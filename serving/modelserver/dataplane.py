@@ -33,7 +33,7 @@ from modelserver.loading import LoadError, load_model
 from modelserver.metrics import ServerMetrics
 from modelserver.prediction import Outputs, Predictor
 from modelserver.settings import Settings
-from modelserver.tensors import InferRequest, InputSpec, datatype_of
+from modelserver.tensors import BadInput, InferRequest, InputSpec, datatype_of
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ class DataPlane:
         self._store = FeedbackStore(settings.feedback_store_size, settings.feedback_ttl_s)
         self._clock = clock
         self._chaos = random.Random(settings.chaos_seed)
+        self._ids_in_flight: set[str] = set()  # client-chosen ids of requests not yet remembered
 
     # --- lifecycle -------------------------------------------------------------------------------
     async def load(self) -> None:
@@ -146,6 +147,26 @@ class DataPlane:
     async def infer(self, request: InferRequest) -> tuple[str, Outputs]:
         """Predict a validated request; returns (prediction id, outputs) and records its metrics."""
         predictor = self.require_loaded()
+        if request.request_id is None:
+            # 32 random hex digits like uuid4().hex, without building a UUID object per request.
+            return await self._predict(predictor, request, os.urandom(16).hex())
+        self._claim_id(request.request_id)
+        try:
+            return await self._predict(predictor, request, request.request_id)
+        finally:
+            self._ids_in_flight.discard(request.request_id)
+
+    def _claim_id(self, prediction_id: str) -> None:
+        """Refuse a client-chosen id that an earlier prediction still holds, so labels never misjoin.
+
+        Checked and claimed without an await in between: the event loop makes that atomic.
+        """
+        if prediction_id in self._ids_in_flight or self._store.holds(prediction_id, self._clock()):
+            raise BadInput(f"request id {prediction_id!r} is still held by an earlier prediction awaiting "
+                           "feedback; use a new id per request", status=409)
+        self._ids_in_flight.add(prediction_id)
+
+    async def _predict(self, predictor: Predictor, request: InferRequest, prediction_id: str) -> tuple[str, Outputs]:
         if self.settings.chaos_latency_ms > 0:
             await asyncio.sleep(self.settings.chaos_latency_ms / 1000)
         if self.settings.chaos_error_rate > 0 and self._chaos.random() < self.settings.chaos_error_rate:
@@ -155,8 +176,6 @@ class DataPlane:
             outputs = await self.batcher.submit(request.rows, want_proba)
         else:
             outputs = predictor.predict(request.rows, want_proba)
-        # 32 random hex digits like uuid4().hex, without building a UUID object per request.
-        prediction_id = request.request_id or os.urandom(16).hex()
         remembered = predictor.remembered(outputs)
         self._store.remember(prediction_id, remembered, self._clock())
         if predictor.is_classifier:

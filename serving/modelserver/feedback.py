@@ -53,6 +53,11 @@ class FeedbackStore:
         stored_at, values = entry
         return "expired" if now - stored_at > self._ttl_s else values
 
+    def holds(self, prediction_id: str, now: float) -> bool:
+        """Whether `prediction_id` is remembered and still joinable (not expired)."""
+        found = self.get(prediction_id, now)
+        return found is not None and found != "expired"
+
     def forget(self, prediction_id: str) -> None:
         self._entries.pop(prediction_id, None)
 

@@ -1,7 +1,8 @@
 """KServe V1 REST endpoints: `GET /v1/models/{name}` and `POST /v1/models/{name}:predict`.
 
 The predict body is {"instances": [[...], ...]} and the answer {"predictions": [...]}; the prediction
-id for feedback comes back in the X-Prediction-Id header (send "id" in the body to choose it).
+id for feedback comes back in the X-Prediction-Id header (send "id" in the body to choose it; an id
+still awaiting feedback for an earlier prediction is refused with 409).
 """
 
 from __future__ import annotations
