@@ -163,6 +163,7 @@ class FeedbackOutcome(StrEnum):
 
 class LoadFailure(StrEnum):
     FETCH = "fetch_failed"
+    PICKLE_NOT_ALLOWED = "pickle_not_allowed"  # a joblib/pickle file without MODEL_ALLOW_PICKLE
     MISSING_DIGEST = "missing_digest"
     DIGEST_MISMATCH = "digest_mismatch"
     UNSUPPORTED_FORMAT = "unsupported_format"

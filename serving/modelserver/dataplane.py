@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 class ModelState(enum.Enum):
     LOADING = "loading"  # fetching, verifying, validating or warming up
     READY = "ready"  # serving
-    FAILED = "failed"  # a load failure that retrying will not fix; the reason is in `failure`
+    FAILED = "failed"  # a load failure that retrying will not fix; the reason is in `failure_reason`
 
 
 class NotReady(Exception):
@@ -58,7 +58,9 @@ class DataPlane:
         self.settings = settings
         self.metrics = metrics
         self.state = ModelState.LOADING
-        self.failure = ""
+        # Why the model is not loaded, from contract.LoadFailure: all a client is told. The details
+        # (file names, URIs, digests) go to the log and the load-failure metric only.
+        self.failure_reason = ""
         self.draining = False
         self.predictor: Predictor | None = None
         self.batcher: AdaptiveBatcher | None = None
@@ -77,11 +79,12 @@ class DataPlane:
                 loaded = await asyncio.to_thread(load_model, self.settings)
             except LoadError as exc:
                 self.metrics.count_load_failure(exc.reason)
-                log.error("model load failed (%s): %s", exc.reason.value, exc)
+                self.failure_reason = exc.reason.value
                 if exc.reason is not c.LoadFailure.FETCH:
-                    self.state, self.failure = ModelState.FAILED, f"{exc.reason.value}: {exc}"
+                    log.error("model load failed (%s): %s", exc.reason.value, exc)
+                    self.state = ModelState.FAILED
                     return
-                self.failure = f"{exc.reason.value}: {exc} (retrying in {pause:.0f}s)"
+                log.error("model load failed (%s): %s; retrying in %.0fs", exc.reason.value, exc, pause)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, self.settings.load_retry_max_s)
                 continue
@@ -101,7 +104,7 @@ class DataPlane:
         else:
             self.metrics.declare_regressor()
         self.metrics.set_model_info(predictor.loaded.digest, predictor.loaded.format)
-        self.state, self.failure = ModelState.READY, ""
+        self.state, self.failure_reason = ModelState.READY, ""
         self.metrics.set_ready(not self.draining)
         log.info("model %s %s ready (batching %s)", s.model_name, s.model_version,
                  "on" if self.batcher else "off")
@@ -139,7 +142,7 @@ class DataPlane:
 
     def require_loaded(self) -> Predictor:
         if self.predictor is None:
-            detail = f": {self.failure}" if self.failure else ""
+            detail = f": {self.failure_reason}" if self.failure_reason else ""
             raise NotReady(f"model {self.settings.model_name} is not ready ({self.state.value}{detail})")
         return self.predictor
 

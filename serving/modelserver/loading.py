@@ -1,9 +1,11 @@
 """Fetch, verify, deserialize, validate and warm up a model file.
 
-Pickle-based files (joblib, pickle) run code when unpickled, so they are opened only after their
-sha256 digest matched the expected one. A missing digest is refused unless the operator of the pod
-set the explicit opt-out, which is logged as a warning on every load. skops files are the safe
-alternative: they are verified when a digest is given and may only contain trusted types.
+The trust model. Pickle-based files (joblib, pickle) run arbitrary code when unpickled, and a matching
+digest does not make that safe: it only proves the file is the one whose digest was configured. So a
+pickle-based file is opened only when the pod's owner opted in explicitly (MODEL_ALLOW_PICKLE=true, the
+operator's spec.model.allowPickle) *and* its sha256 matched MODEL_DIGEST; opting in means trusting
+whoever produced the file. skops files are the recommended format: they hold no code, may contain only
+trusted types, and are verified against MODEL_DIGEST when one is given.
 
 Every failure raises `LoadError` carrying a reason from `contract.LoadFailure`, which the server
 counts in `modelserver_model_load_failures_total` and logs, staying unready instead of crashing.
@@ -102,7 +104,16 @@ def sha256_of(path: Path) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def verify_digest(path: Path, expected: str, fmt: str, allow_unverified: bool) -> str:
+def require_pickle_opt_in(fmt: str, allow_pickle: bool) -> None:
+    """Refuse a pickle-based format before the file is even fetched, unless the owner opted in."""
+    if fmt in PICKLE_FORMATS and not allow_pickle:
+        raise LoadError(LoadFailure.PICKLE_NOT_ALLOWED,
+                        f"refusing a {fmt} model: loading it runs whatever code the file holds. Use the skops "
+                        "format, or set MODEL_ALLOW_PICKLE=true (spec.model.allowPickle) if you trust the "
+                        "file's author")
+
+
+def verify_digest(path: Path, expected: str, fmt: str) -> str:
     """The file's digest, after checking it against `expected` (mandatory for pickle formats)."""
     actual = sha256_of(path)
     if expected:
@@ -111,12 +122,11 @@ def verify_digest(path: Path, expected: str, fmt: str, allow_unverified: bool) -
                             f"digest mismatch for {path.name}: expected {expected}, file has {actual}")
         return actual
     if fmt in PICKLE_FORMATS:
-        if not allow_unverified:
-            raise LoadError(LoadFailure.MISSING_DIGEST,
-                            f"refusing to unpickle {path.name} without MODEL_DIGEST: unpickling runs code. "
-                            f"Set MODEL_DIGEST={actual} or use the skops format")
-        log.warning("UNSAFE: loading %s file %s WITHOUT a digest check because "
-                    "MODELSERVER_ALLOW_UNVERIFIED_PICKLE is set; its digest is %s", fmt, path, actual)
+        # Not the file's own digest as a hint: that would approve whatever file is there now.
+        raise LoadError(LoadFailure.MISSING_DIGEST,
+                        f"refusing to unpickle {path.name} without MODEL_DIGEST: set it to the digest recorded "
+                        "when the model was published (not one computed from the file now in place), "
+                        "or use the skops format")
     return actual
 
 
@@ -193,10 +203,11 @@ def load_model(settings: Settings) -> LoadedModel:
     if not settings.model_uri:
         raise LoadError(LoadFailure.FETCH, "no MODEL_URI configured")
     fmt = detect_format(settings.model_uri, settings.model_format)
+    require_pickle_opt_in(fmt, settings.allow_pickle)
     trusted = [t.strip() for t in settings.model_trusted_types.split(",") if t.strip()]
     with tempfile.TemporaryDirectory(prefix="modelserver-") as tmp:
         path = fetch(settings.model_uri, Path(tmp))
-        digest = verify_digest(path, settings.model_digest, fmt, settings.allow_unverified_pickle)
+        digest = verify_digest(path, settings.model_digest, fmt)
         estimator = deserialize(path, fmt, trusted)
     n_features = validate(estimator, settings.model_features)
     cost = warm_up(estimator, n_features)  # first, so a broken model fails as a warm-up failure

@@ -27,7 +27,8 @@ class Settings:
     model_format: str = "auto"  # auto | joblib | pickle | skops
     model_features: int = 0  # 0: take the model's n_features_in_
     model_trusted_types: str = ""  # comma-separated extra types a skops file may contain
-    allow_unverified_pickle: bool = False  # the loud opt-out of the digest check for pickle formats
+    # joblib/pickle run code when loaded: opening one needs this opt-in as well as MODEL_DIGEST.
+    allow_pickle: bool = False
     host: str = "0.0.0.0"
     port: int = 8080
     max_body_bytes: int = 4 * 1024 * 1024
@@ -62,8 +63,8 @@ _ENV: dict[str, tuple[str, str]] = {
     "model_format": ("MODEL_FORMAT", "auto (from extension), joblib, pickle or skops"),
     "model_features": ("MODEL_FEATURES", "expected feature count (0: model's n_features_in_)"),
     "model_trusted_types": ("MODEL_TRUSTED_TYPES", "comma-separated types to trust in a skops file"),
-    "allow_unverified_pickle": ("MODELSERVER_ALLOW_UNVERIFIED_PICKLE",
-                                "load pickle/joblib without a digest (unsafe, logged loudly)"),
+    "allow_pickle": ("MODEL_ALLOW_PICKLE", "open joblib/pickle files, which run code when loaded (needs "
+                                           "MODEL_DIGEST too); prefer skops"),
     "host": ("HOST", "address to listen on"),
     "port": ("PORT", "port for the APIs and /metrics"),
     "max_body_bytes": ("MODELSERVER_MAX_BODY_BYTES", "largest request body accepted (413 above)"),

@@ -107,7 +107,9 @@ def make_rollout(name: str, version: str, model: dict[str, Any], store: str, *, 
         {"setWeight": 75}, {"pause": {"duration": "4s"}}, {"setWeight": 100}]}}
     spec: dict[str, Any] = {
         "replicas": replicas,
-        "model": {"name": name, "version": version, "uri": f"{store}/{model['file']}", "digest": model["digest"]},
+        "model": {"name": name, "version": version, "uri": f"{store}/{model['file']}", "digest": model["digest"],
+                  # The test models are mostly joblib (reproducible digests): the explicit pickle opt-in.
+                  "allowPickle": model["format"] == "joblib"},
         "serving": {"image": SERVING_IMAGE, "port": 8080,
                     "env": [{"name": k, "value": v} for k, v in (env or {}).items()]},
         "service": {"name": name, "port": 80},

@@ -25,6 +25,10 @@ def _failed(server: RunningServer, reason: str) -> None:
     assert server.get("/v2/models/lr/ready").json()["ready"] is False
     infer = server.infer([ONE_ROW])
     assert infer.status_code == 503 and reason in infer.json()["error"]
+    # Any client can read a 503: the file's name, location and digests stay in logs and metrics.
+    settings = server.server.settings
+    leaks = [settings.model_uri, Path(settings.model_uri).name, "sha256", "/"]
+    assert not [leak for leak in leaks if leak in infer.json()["error"]], infer.json()["error"]
     m = parse_pod_metrics(server.get("/metrics").text).model("lr", "1")
     assert m is not None and m.load_failures == 1 and not m.ready
 
@@ -38,17 +42,49 @@ def test_digest_mismatch_refuses_to_load_and_stays_unready(
     assert server.server.plane.predictor is None
 
 
-def test_pickle_without_digest_is_refused(models: ExampleModels,
-                                          start_server: Callable[..., RunningServer]) -> None:
-    _failed(start_server(models.settings("lr.joblib", model_digest="")), "missing_digest")
-
-
-def test_explicit_opt_out_loads_pickle_without_digest_and_says_so(
+def test_pickle_without_digest_is_refused_without_offering_the_files_digest(
         models: ExampleModels, start_server: Callable[..., RunningServer],
         caplog: pytest.LogCaptureFixture) -> None:
-    server = start_server(models.settings("lr.joblib", model_digest="", allow_unverified_pickle=True))
-    assert server.infer([ONE_ROW]).status_code == 200
-    assert any(r.levelname == "WARNING" and "UNSAFE" in r.getMessage() for r in caplog.records)
+    _failed(start_server(models.settings("lr.joblib", model_digest="")), "missing_digest")
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "MODEL_DIGEST" in logged and "skops" in logged
+    # The digest of whatever file is there proves nothing: it must not be offered as the fix.
+    assert models.entry("lr.joblib")["digest"] not in logged
+
+
+class _RunsCode:
+    """Unpickling this touches a file: what any pickle can do, digest or not."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[Path]]:
+        return Path.touch, (self.marker,)
+
+
+def _code_running_pickle(tmp_path: Path) -> tuple[Path, str, Path]:
+    import hashlib
+    import pickle
+
+    marker, path = tmp_path / "code-ran", tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps(_RunsCode(marker)))
+    return path, "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest(), marker
+
+
+def test_pickle_with_a_matching_digest_is_not_opened_without_the_explicit_opt_in(
+        tmp_path: Path, models: ExampleModels, start_server: Callable[..., RunningServer]) -> None:
+    path, digest, marker = _code_running_pickle(tmp_path)
+    settings = models.settings("lr.joblib", model_uri=str(path), model_digest=digest, allow_pickle=False)
+    _failed(start_server(settings), "pickle_not_allowed")
+    assert not marker.exists()
+
+
+def test_with_the_opt_in_a_matching_digest_only_proves_which_file_runs(
+        tmp_path: Path, models: ExampleModels, start_server: Callable[..., RunningServer]) -> None:
+    path, digest, marker = _code_running_pickle(tmp_path)
+    settings = models.settings("lr.joblib", model_uri=str(path), model_digest=digest, allow_pickle=True)
+    _failed(start_server(settings), "validation_failed")
+    assert marker.exists()  # the documented trust model: allowPickle means trusting the file's author
 
 
 @pytest.mark.parametrize("file", ["rf.skops", "lr.skops"])
