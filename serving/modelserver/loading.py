@@ -115,7 +115,10 @@ def require_pickle_opt_in(fmt: str, allow_pickle: bool) -> None:
 
 def verify_digest(path: Path, expected: str, fmt: str) -> str:
     """The file's digest, after checking it against `expected` (mandatory for pickle formats)."""
-    actual = sha256_of(path)
+    try:
+        actual = sha256_of(path)
+    except OSError as exc:  # permissions, a flaky volume: worth retrying like a missing file
+        raise LoadError(LoadFailure.FETCH, f"cannot read model file {path}: {exc.strerror or exc}") from exc
     if expected:
         if actual.lower() != expected.lower():
             raise LoadError(LoadFailure.DIGEST_MISMATCH,

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 
 from aiohttp import web
@@ -41,6 +42,10 @@ def build_app(plane: DataPlane) -> web.Application:
     return app
 
 
+class CannotListen(Exception):
+    """The port is taken or the address is not this host's: a setting to fix, not a crash."""
+
+
 class ModelServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -59,7 +64,13 @@ class ModelServer:
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=self.settings.shutdown_timeout_s)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port, backlog=1024)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            # asyncio's message repeats the address; the errno's text alone is the one-line reason.
+            reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+            raise CannotListen(f"cannot listen on {self.settings.host}:{self.settings.port}: {reason}") from None
         self.port = self._runner.addresses[0][1]
         log.info("listening on %s:%d (APIs and /metrics)", self.settings.host, self.port)
         self._load_task = asyncio.get_running_loop().create_task(self.plane.load(), name="load-model")

@@ -13,7 +13,7 @@ import argparse
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, NoReturn
 
 BATCHING_MODES = ("auto", "on", "off")
 
@@ -113,8 +113,15 @@ def _converter(default: Any) -> Callable[[str], Any]:
     return str
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """A mistake is one line on stderr (the usage of 30 flags would bury it) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="modelserver", description="Serve one scikit-learn model.")
+    parser = _OneLineParser(prog="modelserver", description="Serve one scikit-learn model.")
     for f in fields(Settings):
         env_name, help_text = _ENV[f.name]
         parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None,
