@@ -129,16 +129,22 @@ class DataPlane:
         return name == self.settings.model_name and version in (None, self.settings.model_version)
 
     def metadata(self) -> dict[str, Any]:
-        """V2 model metadata; before the model is loaded the feature count may be unknown (-1)."""
+        """V2 model metadata; before the model is loaded the feature count may be unknown (-1).
+
+        `outputs` lists exactly what a request without `outputs` gets, as the protocol says; the
+        optional ones (predict_proba, a second model call) are in `parameters.optional_outputs`.
+        """
         predictor = self.predictor
         outputs: list[dict[str, Any]] = [{"name": "predict", "shape": [-1],
                                           "datatype": _predict_datatype(predictor)}]
+        optional: list[dict[str, Any]] = []
         if predictor is not None and predictor.has_proba:
-            outputs.append({"name": "predict_proba", "datatype": "FP64",
-                            "shape": [-1, len(predictor.class_keys)]})
+            optional.append({"name": "predict_proba", "datatype": "FP64",
+                             "shape": [-1, len(predictor.class_keys)]})
         inputs = [{"name": "input-0", "datatype": "FP64", "shape": [-1, self.input_spec.n_features or -1]}]
         return {"name": self.settings.model_name, "versions": [self.settings.model_version],
-                "platform": "sklearn", "inputs": inputs, "outputs": outputs}
+                "platform": "sklearn", "inputs": inputs, "outputs": outputs,
+                "parameters": {"optional_outputs": optional}}
 
     def require_loaded(self) -> Predictor:
         if self.predictor is None:
