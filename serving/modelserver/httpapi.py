@@ -70,6 +70,9 @@ async def json_errors(request: web.Request,
 async def read_json(request: web.Request) -> Any:
     try:
         raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[PLANE].settings.max_body_bytes
+        raise BadInput(f"request body over the limit of {limit} bytes (MODELSERVER_MAX_BODY_BYTES)", 413) from None
     except ConnectionResetError:  # aiohttp's "Connection lost" when the client left mid-upload
         log.debug("client disconnected before sending its whole body: %s %s", request.method, request.path)
         raise ClientGone from None
@@ -104,8 +107,8 @@ async def _answer(request: web.Request, plane: DataPlane, decode: Decoder,
         return 500, {"error": str(exc)}, None
     except ClientGone:
         return CLIENT_CLOSED_REQUEST, {"error": "client closed the connection"}, None
-    except web.HTTPException as exc:  # 413 from reading a body over the limit
-        return exc.status, {"error": exc.reason}, None
+    except web.HTTPException as exc:  # aiohttp's own, while reading the request
+        return exc.status, {"error": exc.text or exc.reason}, None
     except Exception:
         log.exception("inference failed")
         return 500, {"error": "internal server error during inference"}, None

@@ -107,8 +107,10 @@ def test_unknown_model_and_version_are_404(lr_server: RunningServer) -> None:
 
 def test_body_over_the_limit_is_413(models: ExampleModels, start_server: Callable[..., RunningServer]) -> None:
     server = start_server(models.settings("lr.joblib", max_body_bytes=2048))
-    response = server.post("/v2/models/lr/infer", _tensor(shape=[100, 20], data=ONE_ROW * 100))
-    assert response.status_code == 413 and response.json()["error"]
+    for path in ("/v2/models/lr/infer", "/v1/models/lr:predict", "/v2/models/lr/feedback"):
+        response = server.post(path, _tensor(shape=[100, 20], data=ONE_ROW * 100))
+        assert response.status_code == 413, path
+        assert "2048 bytes" in response.json()["error"] and "MODELSERVER_MAX_BODY_BYTES" in response.json()["error"]
 
 
 def test_nan_is_refused_only_where_the_model_cannot_take_it() -> None:
