@@ -9,6 +9,7 @@ nothing (there is no one to answer) and is counted as 499, not as an error.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -43,8 +44,18 @@ def json_response(payload: Any, status: int = 200, headers: dict[str, str] | Non
                         headers=headers)
 
 
+# Statuses after which the connection cannot be reused: the rest of the body may still be arriving.
+_CLOSES_CONNECTION = frozenset({408})
+
+
 def error_response(status: int, message: str) -> web.Response:
     return json_response({"error": message}, status)
+
+
+def _closing(response: web.Response) -> web.Response:
+    if response.status in _CLOSES_CONNECTION:
+        response.force_close()
+    return response
 
 
 @web.middleware
@@ -59,7 +70,7 @@ async def json_errors(request: web.Request,
         return error_response(exc.status, exc.text or exc.reason if exc.status != 404 else
                               f"no such endpoint: {request.method} {request.path}")
     except BadInput as exc:
-        return error_response(exc.status, str(exc))
+        return _closing(error_response(exc.status, str(exc)))
     except ClientGone:
         return error_response(CLIENT_CLOSED_REQUEST, "client closed the connection")  # never delivered
     except Exception:
@@ -68,11 +79,15 @@ async def json_errors(request: web.Request,
 
 
 async def read_json(request: web.Request) -> Any:
+    settings = request.app[PLANE].settings
     try:
-        raw = await request.read()
+        raw = await asyncio.wait_for(request.read(), settings.body_read_timeout_s)
+    except TimeoutError:
+        raise BadInput(f"request body not received within {settings.body_read_timeout_s:g} s "
+                       "(MODELSERVER_BODY_READ_TIMEOUT_S)", 408) from None
     except web.HTTPRequestEntityTooLarge:
-        limit = request.app[PLANE].settings.max_body_bytes
-        raise BadInput(f"request body over the limit of {limit} bytes (MODELSERVER_MAX_BODY_BYTES)", 413) from None
+        raise BadInput(f"request body over the limit of {settings.max_body_bytes} bytes "
+                       "(MODELSERVER_MAX_BODY_BYTES)", 413) from None
     except ConnectionResetError:  # aiohttp's "Connection lost" when the client left mid-upload
         log.debug("client disconnected before sending its whole body: %s %s", request.method, request.path)
         raise ClientGone from None
@@ -124,7 +139,7 @@ async def measured_inference(request: web.Request, protocol: Protocol, decode: D
         return unknown_model(plane, name, version)
     status, payload, headers = await _answer(request, plane, decode, encode)
     headers = {**(headers or {}), MODEL_VERSION_HEADER: plane.settings.model_version}
-    response = json_response(payload, status, headers)
+    response = _closing(json_response(payload, status, headers))
     if status == CLIENT_CLOSED_REQUEST:
         plane.metrics.count_client_disconnect(protocol)
     else:

@@ -61,7 +61,12 @@ class ModelServer:
             log.warning("CHAOS KNOBS ON (testing only): error rate %s, latency %s ms, metrics hang %s",
                         self.settings.chaos_error_rate, self.settings.chaos_latency_ms,
                         self.settings.chaos_metrics_hang)
-        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=self.settings.shutdown_timeout_s)
+        s = self.settings
+        # aiohttp drains the unread rest of a refused body (413, 408) before closing, 10 s by default: a
+        # trickling client gets no longer for that than for sending a body at all.
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=s.shutdown_timeout_s,
+                                     keepalive_timeout=s.idle_timeout_s,
+                                     lingering_time=min(10.0, s.body_read_timeout_s))
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port, backlog=1024)
         try:

@@ -33,6 +33,11 @@ class Settings:
     port: int = 8080
     max_body_bytes: int = 4 * 1024 * 1024
     max_rows: int = 10_000  # rows in one request
+    # A client must send its whole body within this, so slow clients cannot pile up open connections.
+    body_read_timeout_s: float = 30.0
+    # Closes a connection that sits idle, or never finishes its headers, this long. Above the common load
+    # balancers' backend idle timeouts (GCP 600 s, AWS ALB 60 s) so that they, not we, close idle ones.
+    idle_timeout_s: float = 620.0
     fast_path: bool = True  # direct predict for linear and forest classifiers, verified at load
     batching: str = "auto"  # auto: batch when one predict() costs more than batch_threshold_ms
     # Defaults from bench/serving (docs/benchmarks.md): a forest's direct path costs ~0.15 ms per call
@@ -69,6 +74,9 @@ _ENV: dict[str, tuple[str, str]] = {
     "port": ("PORT", "port for the APIs and /metrics"),
     "max_body_bytes": ("MODELSERVER_MAX_BODY_BYTES", "largest request body accepted (413 above)"),
     "max_rows": ("MODELSERVER_MAX_ROWS", "most rows in one request"),
+    "body_read_timeout_s": ("MODELSERVER_BODY_READ_TIMEOUT_S", "seconds a client has to send its body (408)"),
+    "idle_timeout_s": ("MODELSERVER_IDLE_TIMEOUT_S", "seconds before closing a connection that is idle "
+                                                     "or has not finished its headers"),
     "fast_path": ("MODELSERVER_FAST_PATH", "direct predict for linear/forest classifiers, verified at load"),
     "batching": ("MODELSERVER_BATCHING", "adaptive batching: auto, on or off"),
     "batch_threshold_ms": ("MODELSERVER_BATCH_THRESHOLD_MS", "auto batching when predict() costs more"),
@@ -162,4 +170,6 @@ def settings_problem(s: Settings) -> str | None:
         return "MODEL_DIGEST must look like sha256:<hex>"
     if s.max_batch_rows < 1 or s.max_rows < 1 or s.feedback_store_size < 1:
         return "max batch rows, max rows and feedback store size must be positive"
+    if s.body_read_timeout_s <= 0 or s.idle_timeout_s <= 0:
+        return "MODELSERVER_BODY_READ_TIMEOUT_S and MODELSERVER_IDLE_TIMEOUT_S must be positive"
     return None

@@ -1,9 +1,12 @@
-"""A client that goes away mid-upload is not the model's failure: counted as 499, never as an error."""
+"""Clients that go away or stall: a disconnect mid-upload is counted as 499, never as an error, and a
+client that trickles its headers or body cannot hold a connection open indefinitely."""
 
 from __future__ import annotations
 
 import logging
 import socket
+import time
+from collections.abc import Callable
 from urllib.parse import urlparse
 
 import pytest
@@ -11,7 +14,7 @@ import pytest
 from localcluster.testing import wait_until
 from modelserver.contract_parse import ModelMetrics, parse_pod_metrics
 
-from .conftest import RunningServer
+from .conftest import ExampleModels, RunningServer
 
 pytestmark = pytest.mark.unit
 
@@ -66,3 +69,37 @@ def test_parser_keeps_disconnects_out_of_requests_and_errors() -> None:
     assert m is not None
     assert (m.requests, m.errors, m.client_errors, m.client_disconnects) == (83, 1, 2, 20)
     assert m.requests_by_code["499"] == 20
+
+
+def _recv_until_closed(sock: socket.socket) -> bytes:
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+def test_a_body_that_trickles_past_the_read_timeout_gets_408_and_a_closed_connection(
+        models: ExampleModels, start_server: Callable[..., RunningServer]) -> None:
+    server = start_server(models.settings("lr.joblib", body_read_timeout_s=0.5))
+    parsed = urlparse(server.url)
+    with socket.create_connection((parsed.hostname, parsed.port), timeout=10) as sock:
+        sock.sendall(b"POST /v2/models/lr/infer HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 2000\r\n\r\n{\"inputs\": [")
+        started = time.monotonic()
+        answer = _recv_until_closed(sock)  # the socket timeout (10 s) fails the test if it never closes
+    assert time.monotonic() - started < 5
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408") and b"application/json" in head
+    assert b"MODELSERVER_BODY_READ_TIMEOUT_S" in body
+
+
+def test_a_connection_that_never_finishes_its_headers_is_closed(
+        models: ExampleModels, start_server: Callable[..., RunningServer]) -> None:
+    server = start_server(models.settings("lr.joblib", idle_timeout_s=0.5))
+    parsed = urlparse(server.url)
+    with socket.create_connection((parsed.hostname, parsed.port), timeout=10) as sock:
+        sock.sendall(b"POST /v2/models/lr/infer HTTP/1.1\r\nHost: t\r\n")
+        started = time.monotonic()
+        assert _recv_until_closed(sock) == b""
+    assert time.monotonic() - started < 5
+    assert server.infer([[0.0] * 20]).status_code == 200
