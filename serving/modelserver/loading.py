@@ -28,6 +28,7 @@ from typing import Any
 
 import joblib
 import numpy as np
+from sklearn.exceptions import NotFittedError
 
 from modelserver.contract import LoadFailure
 from modelserver.fastpath import FastPath, fast_path_for
@@ -178,26 +179,46 @@ def validate(estimator: Any, configured_features: int) -> int:
     return n_features
 
 
+# Constant rows tried in turn: all zeros first, then all ones for models that take logs or ratios.
+WARM_UP_VALUES = (0.0, 1.0)
+
+
 def warm_up(estimator: Any, n_features: int, fast_path: FastPath | None = None) -> float:
-    """Run predict (and predict_proba) on zero rows; return the median single-row predict() time.
+    """Run predict (and predict_proba) on a row the model accepts; return the median single-row time.
 
     The time is taken on the path requests will use (the fast path when there is one), because it
-    decides whether adaptive batching pays.
+    decides whether adaptive batching pays. A model that refuses every warm-up row's *values* (a
+    ValueError or TypeError, what requests get 422 for) may still serve real rows: it is logged as a
+    warning and served, with a cost of 0 (no batching). Anything else fails the load.
     """
-    row = np.zeros((1, n_features), dtype=np.float64)
+    refused: Exception | None = None
+    for value in WARM_UP_VALUES:
+        row = np.full((1, n_features), value, dtype=np.float64)
+        try:
+            with np.errstate(divide="ignore", invalid="ignore"):  # log(0) in a pipeline: refused below
+                return _timed_predict(estimator, row, fast_path)
+        except NotFittedError as exc:  # a ValueError too, but the model's fault, not the row's
+            raise LoadError(LoadFailure.WARMUP, f"warm-up predict failed: {exc!r}") from exc
+        except (ValueError, TypeError) as exc:
+            refused = exc
+        except Exception as exc:
+            raise LoadError(LoadFailure.WARMUP,
+                            f"warm-up predict on {n_features} features failed: {exc!r}") from exc
+    log.warning("warm-up skipped: the model refused rows of all %s (%r); serving it anyway - requests "
+                "whose values it refuses get 422", " and all ".join(f"{v:g}" for v in WARM_UP_VALUES), refused)
+    return 0.0
+
+
+def _timed_predict(estimator: Any, row: np.ndarray, fast_path: FastPath | None) -> float:
     predict = fast_path.predict if fast_path is not None else estimator.predict
+    if callable(getattr(estimator, "predict_proba", None)):
+        estimator.predict_proba(row)
+    estimator.predict(row)
     timings = []
-    try:
-        if callable(getattr(estimator, "predict_proba", None)):
-            estimator.predict_proba(row)
-        estimator.predict(row)
-        for _ in range(5):
-            started = time.perf_counter()
-            predict(row)
-            timings.append(time.perf_counter() - started)
-    except Exception as exc:
-        raise LoadError(LoadFailure.WARMUP,
-                        f"warm-up predict on {n_features} features failed: {exc!r}") from exc
+    for _ in range(5):
+        started = time.perf_counter()
+        predict(row)
+        timings.append(time.perf_counter() - started)
     return sorted(timings)[len(timings) // 2]
 
 

@@ -152,3 +152,64 @@ def test_server_is_live_while_loading(models: ExampleModels, start_server: Calla
     server = start_server(models.settings("lr.joblib", model_uri="/nonexistent/lr.joblib"), wait_ready=False)
     assert server.get("/v2/health/live").status_code == 200
     assert server.get("/v2/health/ready").status_code == 503
+
+
+def _log_pipeline(tmp_path: Path, logs: int) -> tuple[str, str]:
+    """LogisticRegression after `logs` np.log steps, fitted on values in [2, 10]: a zero row is refused."""
+    import hashlib
+
+    import joblib
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(2, 10, size=(200, 3))
+    steps = [FunctionTransformer(np.log) for _ in range(logs)]
+    model = make_pipeline(*steps, LogisticRegression()).fit(x, (x[:, 0] > 6).astype(int))
+    path = tmp_path / f"log{logs}.joblib"
+    joblib.dump(model, path)
+    return str(path), "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_model_that_refuses_the_zero_row_is_warmed_up_on_another(
+        tmp_path: Path, models: ExampleModels, start_server: Callable[..., RunningServer]) -> None:
+    uri, digest = _log_pipeline(tmp_path, logs=1)
+    server = start_server(models.settings("lr.joblib", model_uri=uri, model_digest=digest, model_features=3))
+    assert server.server.plane.is_ready()
+    assert server.infer([[5.0, 3.0, 7.0]]).status_code == 200
+
+
+def test_a_model_that_refuses_every_warm_up_row_is_served_with_a_warning(
+        tmp_path: Path, models: ExampleModels, start_server: Callable[..., RunningServer],
+        caplog: pytest.LogCaptureFixture) -> None:
+    uri, digest = _log_pipeline(tmp_path, logs=2)  # log(log(1)) is -inf as well
+    server = start_server(models.settings("lr.joblib", model_uri=uri, model_digest=digest, model_features=3))
+    assert server.server.plane.is_ready()
+    assert server.infer([[5.0, 3.0, 7.0]]).status_code == 200
+    assert server.infer([[0.0, 0.0, 0.0]]).status_code == 422  # the model's own refusal, as before
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("warm-up" in w for w in warnings), warnings
+    m = parse_pod_metrics(server.get("/metrics").text).model("lr", "1")
+    assert m is not None and m.ready and m.load_failures == 0
+
+
+def test_a_model_whose_predict_is_broken_still_fails_warm_up(
+        tmp_path: Path, models: ExampleModels, start_server: Callable[..., RunningServer]) -> None:
+    import hashlib
+    import pickle
+
+    path = tmp_path / "broken.pkl"
+    path.write_bytes(pickle.dumps(Broken()))
+    digest = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    _failed(start_server(models.settings("lr.joblib", model_uri=str(path), model_digest=digest)), "warmup_failed")
+
+
+class Broken:
+    """Fitted-looking, but predict() fails whatever the values: a broken model, not a picky one."""
+
+    n_features_in_ = 20
+
+    def predict(self, rows: object) -> object:
+        raise RuntimeError("model internals are broken")
