@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from modelserver.binary import HEADER_LENGTH, split_body
 from modelserver.contract import CLIENT_CLOSED_REQUEST, Protocol
 from modelserver.dataplane import ChaosFailure, DataPlane, NotReady
 from modelserver.prediction import ModelRejectedInput, Outputs
@@ -31,8 +32,9 @@ PREDICTION_ID_HEADER = "X-Prediction-Id"
 # failed it. The values come from the server's settings, never from the request.
 MODEL_VERSION_HEADER = "X-Model-Version"
 
-Decoder = Callable[[Any, InputSpec], InferRequest]
-Encoder = Callable[[DataPlane, InferRequest, str, Outputs], dict[str, Any]]
+Decoder = Callable[[Any, bytes, InputSpec], InferRequest]  # (JSON body, binary tensor data, spec)
+# The JSON answer and the raw bytes of outputs answered in binary, in the order the JSON lists them.
+Encoder = Callable[[DataPlane, InferRequest, str, Outputs], tuple[dict[str, Any], list[bytes]]]
 
 
 class ClientGone(Exception):
@@ -79,6 +81,17 @@ async def json_errors(request: web.Request,
 
 
 async def read_json(request: web.Request) -> Any:
+    return parse_json(await read_body(request))
+
+
+def parse_json(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadInput(f"malformed JSON: {exc}") from None
+
+
+async def read_body(request: web.Request) -> bytes:
     settings = request.app[PLANE].settings
     try:
         raw = await asyncio.wait_for(request.read(), settings.body_read_timeout_s)
@@ -91,10 +104,14 @@ async def read_json(request: web.Request) -> Any:
     except ConnectionResetError:  # aiohttp's "Connection lost" when the client left mid-upload
         log.debug("client disconnected before sending its whole body: %s %s", request.method, request.path)
         raise ClientGone from None
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadInput(f"malformed JSON: {exc}") from None
+    return raw
+
+
+def _binary_response(payload: Any, binary: list[bytes], headers: dict[str, str]) -> web.Response:
+    """JSON header then the outputs' raw bytes; the header's length tells the client where they start."""
+    head = orjson.dumps(payload)
+    return web.Response(body=head + b"".join(binary), status=200, content_type="application/octet-stream",
+                        headers={**headers, HEADER_LENGTH: str(len(head))})
 
 
 def unknown_model(plane: DataPlane, name: str, version: str | None) -> web.Response:
@@ -105,28 +122,33 @@ def unknown_model(plane: DataPlane, name: str, version: str | None) -> web.Respo
                                f"{plane.settings.model_name!r} version {plane.settings.model_version!r}")
 
 
-async def _answer(request: web.Request, plane: DataPlane, decode: Decoder,
-                  encode: Encoder) -> tuple[int, Any, dict[str, str] | None]:
+# (status, JSON payload, extra headers, raw bytes of outputs answered in binary)
+Answer = tuple[int, Any, dict[str, str] | None, list[bytes]]
+
+
+async def _answer(request: web.Request, plane: DataPlane, decode: Decoder, encode: Encoder) -> Answer:
     try:
         plane.require_loaded()
-        infer_request = decode(await read_json(request), plane.input_spec)
+        head, binary = split_body(await read_body(request), request.headers.get(HEADER_LENGTH))
+        infer_request = decode(parse_json(head), binary, plane.input_spec)
         prediction_id, outputs = await plane.infer(infer_request)
-        return 200, encode(plane, infer_request, prediction_id, outputs), {PREDICTION_ID_HEADER: prediction_id}
+        payload, binary_outputs = encode(plane, infer_request, prediction_id, outputs)
+        return 200, payload, {PREDICTION_ID_HEADER: prediction_id}, binary_outputs
     except BadInput as exc:
-        return exc.status, {"error": str(exc)}, None
+        return exc.status, {"error": str(exc)}, None, []
     except ModelRejectedInput as exc:
-        return 422, {"error": str(exc)}, None
+        return 422, {"error": str(exc)}, None, []
     except NotReady as exc:
-        return 503, {"error": str(exc)}, None
+        return 503, {"error": str(exc)}, None, []
     except ChaosFailure as exc:
-        return 500, {"error": str(exc)}, None
+        return 500, {"error": str(exc)}, None, []
     except ClientGone:
-        return CLIENT_CLOSED_REQUEST, {"error": "client closed the connection"}, None
+        return CLIENT_CLOSED_REQUEST, {"error": "client closed the connection"}, None, []
     except web.HTTPException as exc:  # aiohttp's own, while reading the request
-        return exc.status, {"error": exc.text or exc.reason}, None
+        return exc.status, {"error": exc.text or exc.reason}, None, []
     except Exception:
         log.exception("inference failed")
-        return 500, {"error": "internal server error during inference"}, None
+        return 500, {"error": "internal server error during inference"}, None, []
 
 
 async def measured_inference(request: web.Request, protocol: Protocol, decode: Decoder,
@@ -137,9 +159,10 @@ async def measured_inference(request: web.Request, protocol: Protocol, decode: D
     name, version = request.match_info["name"], request.match_info.get("version")
     if not plane.serves(name, version):
         return unknown_model(plane, name, version)
-    status, payload, headers = await _answer(request, plane, decode, encode)
+    status, payload, headers, binary = await _answer(request, plane, decode, encode)
     headers = {**(headers or {}), MODEL_VERSION_HEADER: plane.settings.model_version}
-    response = _closing(json_response(payload, status, headers))
+    response = _closing(json_response(payload, status, headers) if not binary else
+                        _binary_response(payload, binary, headers))
     if status == CLIENT_CLOSED_REQUEST:
         plane.metrics.count_client_disconnect(protocol)
     else:

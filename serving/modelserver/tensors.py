@@ -54,6 +54,7 @@ class InferRequest:
     rows: np.ndarray  # float64, shape (n, n_features), finite unless the model takes NaN
     outputs: tuple[str, ...]  # subset of OUTPUT_NAMES, "predict" by default
     request_id: str | None
+    binary_outputs: frozenset[str] = frozenset()  # outputs to answer as raw bytes (binary extension)
 
 
 def _require(condition: bool, message: str, status: int = 400) -> None:
@@ -77,7 +78,8 @@ def _shape(raw: Any, name: str, spec: InputSpec) -> tuple[int, int]:
 
 
 def _matrix(data: Any, datatype: str, name: str, declared: list[int], shape: tuple[int, int]) -> np.ndarray:
-    _require(isinstance(data, list), f"input {name!r}: 'data' must be a list of numbers")
+    # An ndarray comes from the binary extension, already of the datatype's dtype.
+    _require(isinstance(data, (list, np.ndarray)), f"input {name!r}: 'data' must be a list of numbers")
     try:
         array = np.asarray(data)
     except (ValueError, TypeError, OverflowError) as exc:
@@ -101,7 +103,7 @@ def _matrix(data: Any, datatype: str, name: str, declared: list[int], shape: tup
     return array.reshape(rows, cols).astype(np.float64, copy=False)
 
 
-def _integers(data: list[Any], array: np.ndarray, datatype: str, name: str) -> np.ndarray:
+def _integers(data: Any, array: np.ndarray, datatype: str, name: str) -> np.ndarray:
     """Integers within the datatype's range, as an array.
 
     numpy gives floats or objects for a mix beyond int64 (2**64 - 1 beside 0), and the JSON parser gives
@@ -164,19 +166,31 @@ def decode_tensor(tensor: Any, spec: InputSpec) -> np.ndarray:
     return matrix
 
 
-def _outputs(raw: Any, spec: InputSpec) -> tuple[str, ...]:
+def _flag(parameters: Any, key: str, where: str) -> bool:
+    value = parameters.get(key, False) if isinstance(parameters, dict) else False
+    _require(isinstance(value, bool), f"{where}'{key}' must be true or false")
+    return bool(value)
+
+
+def _outputs(raw: Any, spec: InputSpec, all_binary: bool) -> tuple[tuple[str, ...], frozenset[str]]:
+    """(output names, those to answer in binary); `all_binary` is the request's binary_data_output."""
     if raw is None:
-        return ("predict",)
+        return ("predict",), frozenset({"predict"} if all_binary else ())
     _require(isinstance(raw, list) and len(raw) > 0, "'outputs' must be a non-empty list of {\"name\": ...}")
-    names = []
+    names, binary = [], set()
     for item in raw:
         name = item.get("name") if isinstance(item, dict) else None
         if not isinstance(name, str) or name not in OUTPUT_NAMES:
             raise BadInput(f"unknown output {name!r}; available: {list(OUTPUT_NAMES)}")
-        _require(isinstance(item.get("parameters", {}), dict), f"output {name!r}: 'parameters' must be an object")
+        parameters = item.get("parameters", {})
+        _require(isinstance(parameters, dict), f"output {name!r}: 'parameters' must be an object")
         _require(name != "predict_proba" or spec.has_proba, "this model has no predict_proba output")
         names.append(name)
-    return tuple(dict.fromkeys(names))
+        choice = parameters.get("binary_data", all_binary)  # the output's own choice wins
+        _require(isinstance(choice, bool), f"output {name!r}: 'binary_data' must be true or false")
+        if choice:
+            binary.add(name)
+    return tuple(dict.fromkeys(names)), frozenset(binary)
 
 
 def request_id_of(body: dict[str, Any]) -> str | None:
@@ -195,9 +209,11 @@ def decode_v2(body: Any, spec: InputSpec) -> InferRequest:
     _require(isinstance(inputs, list) and len(inputs) >= 1, "'inputs' must be a non-empty list of tensors")
     _require(len(inputs) == 1, f"this model takes one input tensor of shape [rows, {spec.n_features}], "
                                f"got {len(inputs)}")
-    _require(isinstance(body.get("parameters", {}), dict), "'parameters' must be an object")
+    parameters = body.get("parameters", {})
+    _require(isinstance(parameters, dict), "'parameters' must be an object")
     rows = decode_tensor(inputs[0], spec)
-    return InferRequest(rows, _outputs(body.get("outputs"), spec), request_id_of(body))
+    outputs, binary = _outputs(body.get("outputs"), spec, _flag(parameters, "binary_data_output", ""))
+    return InferRequest(rows, outputs, request_id_of(body), binary)
 
 
 def decode_v1(body: Any, spec: InputSpec) -> InferRequest:
