@@ -23,6 +23,7 @@ from modelserver.dataplane import DataPlane
 from modelserver.httpapi import PLANE, json_errors
 from modelserver.metrics import ServerMetrics
 from modelserver.settings import Settings
+from modelserver.wire import JsonErrorsRunner
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class ModelServer:
         s = self.settings
         # aiohttp drains the unread rest of a refused body (413, 408) before closing, 10 s by default: a
         # trickling client gets no longer for that than for sending a body at all.
-        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=s.shutdown_timeout_s,
+        self._runner = JsonErrorsRunner(self.app, access_log=None, shutdown_timeout=s.shutdown_timeout_s,
                                      keepalive_timeout=s.idle_timeout_s,
                                      lingering_time=min(10.0, s.body_read_timeout_s))
         await self._runner.setup()

@@ -3,6 +3,7 @@ client that trickles its headers or body cannot hold a connection open indefinit
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import time
@@ -103,3 +104,16 @@ def test_a_connection_that_never_finishes_its_headers_is_closed(
         assert _recv_until_closed(sock) == b""
     assert time.monotonic() - started < 5
     assert server.infer([[0.0] * 20]).status_code == 200
+
+
+@pytest.mark.parametrize("raw", [b"GARBAGE\r\n\r\n", b"POST /v2/models/lr/infer HTTP/1.1\r\nBad Header\r\n\r\n",
+                                 b"GET /v2/health/live HTTP/9.9\r\n\r\n"])
+def test_a_malformed_http_request_gets_the_json_error_body(lr_server: RunningServer, raw: bytes,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    parsed = urlparse(lr_server.url)
+    with caplog.at_level(logging.INFO), socket.create_connection((parsed.hostname, parsed.port), timeout=10) as sock:
+        sock.sendall(raw)
+        head, _, body = _recv_until_closed(sock).partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0].endswith(b" 400 Bad Request") and b"Content-Type: application/json" in head, head
+    assert json.loads(body)["error"].startswith("malformed HTTP request")
+    assert [r for r in caplog.records if r.exc_info] == []  # a client's garbage is not our traceback
