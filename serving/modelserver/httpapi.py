@@ -94,7 +94,9 @@ def parse_json(raw: bytes) -> Any:
 async def read_body(request: web.Request) -> bytes:
     settings = request.app[PLANE].settings
     try:
-        raw = await asyncio.wait_for(request.read(), settings.body_read_timeout_s)
+        # asyncio.timeout, not wait_for: no extra task per request on the hot path.
+        async with asyncio.timeout(settings.body_read_timeout_s):
+            raw = await request.read()
     except TimeoutError:
         raise BadInput(f"request body not received within {settings.body_read_timeout_s:g} s "
                        "(MODELSERVER_BODY_READ_TIMEOUT_S)", 408) from None
