@@ -1,10 +1,11 @@
 """What both REST protocols share: JSON answers, the error middleware and the measured inference path.
 
 Status codes of the inference path: 200 answered; 400 malformed or invalid input; 404 unknown model or
-version; 409 a request id still held by an earlier prediction awaiting feedback; 413 body over the
-limit or too many rows; 422 values the model itself refused; 503 model not loaded; 500 only for a real
-server fault or an injected chaos failure. A client that disconnects before its body was read gets
-nothing (there is no one to answer) and is counted as 499, not as an error.
+version; 408 body not received within the read timeout; 409 a request id still held by an earlier
+prediction awaiting feedback; 413 body over the limit or too many rows; 422 values the model itself
+refused; 503 model not loaded; 500 only for a real server fault or an injected chaos failure. A client
+that disconnects before its body was read gets nothing (there is no one to answer) and is counted as
+499, not as an error.
 """
 
 from __future__ import annotations
