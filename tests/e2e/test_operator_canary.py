@@ -64,13 +64,17 @@ def test_canary_is_promoted_although_clients_abort_a_fifth_of_their_uploads(
     s.apply(make_rollout(s.name, "1", models["models"]["lr"], model_store, analysis=analysis))
     s.wait_phase("Healthy", 90)
 
-    def not_rolled_back(st: dict[str, Any]) -> None:
-        assert st.get("phase") != "RolledBack", st.get("message")
+    def settled() -> dict[str, Any] | None:  # promoted or rolled back, whichever comes first
+        obj = s.get()
+        st = dict(obj.get("status") or {})
+        current = st.get("observedGeneration") == obj["metadata"].get("generation")
+        return st if current and st.get("phase") in ("Healthy", "RolledBack") else None
 
     with Traffic(s.service_url(), s.name, models["holdout"], burst=1, abort_fraction=0.2) as traffic:
         s.apply(make_rollout(s.name, "2", models["models"]["lr"], model_store, analysis=analysis))
-        final = s.wait_phase("Healthy", 240, check=not_rolled_back)
-    assert final["stableVersion"] == "2", final.get("message")
+        final = wait_until(settled, 240, "version 2 to be promoted or rolled back", interval=0.5,
+                           describe=s.describe)
+    assert (final["phase"], final["stableVersion"]) == ("Healthy", "2"), final.get("message")
     stats = traffic.stats
     answered = sum(stats.statuses.values())
     assert stats.aborted_uploads > 0.1 * (answered + stats.aborted_uploads), (stats.aborted_uploads, answered)
