@@ -177,6 +177,8 @@ def start_ours(manifest: list[dict[str, Any]], logs: Path) -> Servers:
         port = 18090 + offset
         env = {**os.environ, "MODEL_NAME": variant.model, "MODEL_URI": str(MODELS / entry["file"]),
                "MODEL_DIGEST": entry["digest"], "HOST": "127.0.0.1", "PORT": str(port),
+               # The same joblib files MLServer serves, so both load the identical estimator.
+               "MODEL_ALLOW_PICKLE": "true",
                "MODELSERVER_LOG_LEVEL": "INFO", "MODELSERVER_DRAIN_DELAY_S": "0", **variant.env}
         proc = subprocess.Popen([sys.executable, "-m", "modelserver"], env=env,
                                 stdout=(logs / f"modelserver-{variant.key}.log").open("wb"),

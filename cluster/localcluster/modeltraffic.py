@@ -5,6 +5,8 @@ Simulated clients each keep one keep-alive connection for a burst of requests, t
 labels of that burst as one feedback batch on the same connection - so the feedback reaches the
 pod that made the predictions (each pod remembers its own) - and reconnect, so the Service
 balances the next burst afresh. Results are counted per model version (from the response body).
+With `abort_fraction`, that share of requests is abandoned mid-upload instead (headers and half the
+body, then the connection closes), as a client behind a timing-out load balancer would.
 
     stats = ModelTraffic(url, "fraud", rows, labels, rate=60)
     task = asyncio.ensure_future(stats.run(stop, max_seconds=300))
@@ -13,11 +15,13 @@ balances the next burst afresh. Results are counted per model version (from the 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -37,6 +41,7 @@ class TrafficStats:
     transport_errors: Counter[str] = field(default_factory=Counter)
     statuses: Counter[int] = field(default_factory=Counter)
     timeline: list[tuple[float, str, bool]] = field(default_factory=list)  # (t, version, ok)
+    aborted_uploads: int = 0  # requests abandoned mid-body on purpose (abort_fraction)
 
     @property
     def failures(self) -> int:
@@ -56,12 +61,14 @@ def _first_prediction(payload: dict[str, Any]) -> Any:
 
 class ModelTraffic:
     def __init__(self, base_url: str, model: str, rows: list[list[float]], labels: list[Any], rate: float,
-                 clients: int = 8, burst: int = 10, label_fraction: float = 1.0, seed: int = 7) -> None:
+                 clients: int = 8, burst: int = 10, label_fraction: float = 1.0, seed: int = 7,
+                 abort_fraction: float = 0.0) -> None:
         self.url = base_url.rstrip("/")
         self.model = model
         self.rows, self.labels = rows, labels
         self.rate, self.clients, self.burst = rate, clients, burst
         self.label_fraction = label_fraction
+        self.abort_fraction = abort_fraction
         self.random = random.Random(seed)
         self.stats = TrafficStats()
 
@@ -92,6 +99,24 @@ class ModelTraffic:
             return version, str(payload.get("id"))
         return None
 
+    async def _abort_upload(self, index: int) -> None:
+        """Declare the whole body, send half of it, and hang up (a new connection, so any pod may get it)."""
+        body = json.dumps(self._body(index)).encode()
+        target = urlsplit(self.url)
+        head = (f"POST {target.path}/v2/models/{self.model}/infer HTTP/1.1\r\nHost: {target.netloc}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+        try:
+            _reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(target.hostname, target.port or 80), 5)
+            writer.write(head + body[: len(body) // 2])
+            await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+        except (OSError, TimeoutError) as exc:
+            self.stats.transport_errors[type(exc).__name__] += 1
+            return
+        self.stats.aborted_uploads += 1
+
     async def _client(self, stop: asyncio.Event, deadline: float) -> None:
         interval = self.clients / self.rate
         while not stop.is_set() and time.monotonic() < deadline:
@@ -102,8 +127,9 @@ class ModelTraffic:
                     if stop.is_set() or time.monotonic() >= deadline:
                         break
                     index = self.random.randrange(len(self.rows))
-                    result = await self._infer(s, index)
-                    if result is not None:
+                    if self.random.random() < self.abort_fraction:
+                        await self._abort_upload(index)
+                    elif (result := await self._infer(s, index)) is not None:
                         answered.append((*result, self.labels[index]))
                     await asyncio.sleep(interval * self.random.uniform(0.5, 1.5))
                 await self._feedback(s, answered)

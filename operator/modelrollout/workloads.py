@@ -61,6 +61,8 @@ def _model_env(name: str, model: ModelRecord, port: int) -> list[dict[str, Any]]
         env.append({"name": "MODEL_DIGEST", "value": model.digest})
     if model.format:
         env.append({"name": "MODEL_FORMAT", "value": model.format})
+    if model.allow_pickle:
+        env.append({"name": "MODEL_ALLOW_PICKLE", "value": "true"})
     return env
 
 

@@ -7,15 +7,24 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from modelserver.server import serve
+from modelserver.server import CannotListen, serve
 from modelserver.settings import read_settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """0 after a graceful stop; 2 for a bad flag or setting, 1 when the port cannot be bound.
+
+    A model that fails to load does not end the process: the server stays live and unready, retries
+    what may heal (a missing or unreadable file), and reports the reason in its log and metrics.
+    """
     settings = read_settings(argv)
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except CannotListen as exc:
+        print(f"modelserver: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -9,7 +9,7 @@ scikit-learn, numpy or aiohttp.
 
 Exposed series (all on the serving port, path `/metrics`):
 
-    modelserver_requests_total{model,version,protocol,code}      responses of infer / predict endpoints
+    modelserver_requests_total{model,version,protocol,code}      infer / predict requests by outcome
     modelserver_request_duration_seconds{model,version}           histogram of those responses' latency
     modelserver_predictions_total{model,version,class}            predicted classes (classifiers)
     modelserver_prediction_value{model,version}                   histogram of predicted values (regressors)
@@ -29,6 +29,10 @@ for an unknown model only increments the unlabelled `modelserver_unknown_model_r
 
 Errors: a 5xx answer of an infer/predict endpoint is a model error. A 4xx is a client's mistake and is
 not the model's fault: it is counted under its own code so it stays visible, but not as an error.
+A client that closes its connection before its request was read (a load balancer timing out, a mobile
+client going away) gets no answer at all: it is counted under code="499" (nginx's "client closed
+request"), without a latency, and the parser keeps it out of both requests and errors, so a burst of
+aborted uploads cannot roll a healthy canary back.
 """
 
 from __future__ import annotations
@@ -86,12 +90,13 @@ class MetricSpec:
 
 REQUESTS = MetricSpec(
     "modelserver_requests", Kind.COUNTER,
-    "Responses of the inference endpoints by HTTP status code (5xx: model errors, 4xx: client errors).",
+    "Inference requests by HTTP status code (5xx: model errors, 4xx: client errors, "
+    "499: the client disconnected before its request was read).",
     (MODEL, VERSION, PROTOCOL, CODE),
 )
 REQUEST_DURATION = MetricSpec(
     "modelserver_request_duration_seconds", Kind.HISTOGRAM,
-    "Time from receiving an inference request to having its response ready, all status codes.",
+    "Time from receiving an inference request to having its response ready, all answered status codes.",
     (MODEL, VERSION), LATENCY_BUCKETS,
 )
 PREDICTIONS = MetricSpec(
@@ -153,11 +158,12 @@ class FeedbackOutcome(StrEnum):
     SCORED = "scored"  # regressor: absolute error recorded in FEEDBACK_ABSOLUTE_ERROR
     UNKNOWN_ID = "unknown_id"  # never seen, or evicted from the bounded store
     EXPIRED_ID = "expired_id"  # seen, but older than the store's time to live
-    INVALID = "invalid"  # label unusable: not one of the classes, not a number, wrong count of rows
+    INVALID = "invalid"  # per item: a label not a class / not a number, or the wrong count; entry kept
 
 
 class LoadFailure(StrEnum):
     FETCH = "fetch_failed"
+    PICKLE_NOT_ALLOWED = "pickle_not_allowed"  # a joblib/pickle file without MODEL_ALLOW_PICKLE
     MISSING_DIGEST = "missing_digest"
     DIGEST_MISMATCH = "digest_mismatch"
     UNSUPPORTED_FORMAT = "unsupported_format"
@@ -165,6 +171,10 @@ class LoadFailure(StrEnum):
     DESERIALIZE = "deserialize_failed"
     VALIDATION = "validation_failed"
     WARMUP = "warmup_failed"
+
+
+# Not an HTTP status anyone receives: the request was abandoned by its client before it was read.
+CLIENT_CLOSED_REQUEST = 499
 
 
 def is_model_error(code: int) -> bool:
@@ -177,9 +187,9 @@ def is_model_error(code: int) -> bool:
 
 
 def is_client_error(code: int) -> bool:
-    """Example:
+    """A client's mistake that was answered; a disconnect (499) was not answered, so it is not one.
 
-    >>> is_client_error(400), is_client_error(413), is_client_error(500)
-    (True, True, False)
+    >>> is_client_error(400), is_client_error(413), is_client_error(499), is_client_error(500)
+    (True, True, False, False)
     """
-    return 400 <= code <= 499
+    return 400 <= code <= 499 and code != CLIENT_CLOSED_REQUEST

@@ -7,10 +7,11 @@ Only the standard library and prometheus_client's text parser are imported.
 ... modelserver_requests_total{model="iris",version="2",protocol="v2",code="200"} 7
 ... modelserver_requests_total{model="iris",version="2",protocol="v2",code="500"} 1
 ... modelserver_requests_total{model="iris",version="2",protocol="v2",code="400"} 2
+... modelserver_requests_total{model="iris",version="2",protocol="v2",code="499"} 3
 ... '''
 >>> m = parse_pod_metrics(text).model("iris", "2")
->>> (m.requests, m.errors, m.client_errors)
-(10.0, 1.0, 2.0)
+>>> (m.requests, m.errors, m.client_errors, m.client_disconnects)
+(10.0, 1.0, 2.0, 3.0)
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ class ModelMetrics:
 
     model: str
     version: str
-    requests: float = 0.0  # every response of an infer/predict endpoint
+    requests: float = 0.0  # every answered request of an infer/predict endpoint (not disconnects)
     errors: float = 0.0  # 5xx responses: the model's failures
     client_errors: float = 0.0  # 4xx responses: clients' mistakes, not counted as errors
+    client_disconnects: float = 0.0  # code 499: clients gone before their request was read; no answer
     requests_by_code: MappingProxyType[str, float] = field(default_factory=lambda: MappingProxyType({}))
     latency_buckets: Buckets = ()  # ((le, cumulative count), ...) sorted, +inf last
     latency_sum: float = 0.0
@@ -79,8 +81,12 @@ _FEEDBACK_FIELDS = {
 
 def _add_request(acc: dict[str, Any], labels: dict[str, str], value: float) -> None:
     code = labels.get(c.CODE, "")
-    acc["requests"] += value
     acc["requests_by_code"][code] += value
+    if code == str(c.CLIENT_CLOSED_REQUEST):
+        # Kept out of `requests`, the error rate's denominator, as well: nothing was answered.
+        acc["client_disconnects"] += value
+        return
+    acc["requests"] += value
     if code.isdigit() and c.is_model_error(int(code)):
         acc["errors"] += value
     elif code.isdigit() and c.is_client_error(int(code)):

@@ -25,15 +25,15 @@ from modelserver.feedback import (
     FeedbackItem,
     FeedbackStore,
     FeedbackTally,
-    labels_per_row,
     score_classifier,
     score_regressor,
+    usable_labels,
 )
 from modelserver.loading import LoadError, load_model
 from modelserver.metrics import ServerMetrics
 from modelserver.prediction import Outputs, Predictor
 from modelserver.settings import Settings
-from modelserver.tensors import InferRequest, InputSpec, datatype_of
+from modelserver.tensors import BadInput, InferRequest, InputSpec, datatype_of
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 class ModelState(enum.Enum):
     LOADING = "loading"  # fetching, verifying, validating or warming up
     READY = "ready"  # serving
-    FAILED = "failed"  # a load failure that retrying will not fix; the reason is in `failure`
+    FAILED = "failed"  # a load failure that retrying will not fix; the reason is in `failure_reason`
 
 
 class NotReady(Exception):
@@ -58,7 +58,9 @@ class DataPlane:
         self.settings = settings
         self.metrics = metrics
         self.state = ModelState.LOADING
-        self.failure = ""
+        # Why the model is not loaded, from contract.LoadFailure: all a client is told. The details
+        # (file names, URIs, digests) go to the log and the load-failure metric only.
+        self.failure_reason = ""
         self.draining = False
         self.predictor: Predictor | None = None
         self.batcher: AdaptiveBatcher | None = None
@@ -66,6 +68,7 @@ class DataPlane:
         self._store = FeedbackStore(settings.feedback_store_size, settings.feedback_ttl_s)
         self._clock = clock
         self._chaos = random.Random(settings.chaos_seed)
+        self._ids_in_flight: set[str] = set()  # client-chosen ids of requests not yet remembered
 
     # --- lifecycle -------------------------------------------------------------------------------
     async def load(self) -> None:
@@ -76,11 +79,12 @@ class DataPlane:
                 loaded = await asyncio.to_thread(load_model, self.settings)
             except LoadError as exc:
                 self.metrics.count_load_failure(exc.reason)
-                log.error("model load failed (%s): %s", exc.reason.value, exc)
+                self.failure_reason = exc.reason.value
                 if exc.reason is not c.LoadFailure.FETCH:
-                    self.state, self.failure = ModelState.FAILED, f"{exc.reason.value}: {exc}"
+                    log.error("model load failed (%s): %s", exc.reason.value, exc)
+                    self.state = ModelState.FAILED
                     return
-                self.failure = f"{exc.reason.value}: {exc} (retrying in {pause:.0f}s)"
+                log.error("model load failed (%s): %s; retrying in %.0fs", exc.reason.value, exc, pause)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, self.settings.load_retry_max_s)
                 continue
@@ -100,7 +104,7 @@ class DataPlane:
         else:
             self.metrics.declare_regressor()
         self.metrics.set_model_info(predictor.loaded.digest, predictor.loaded.format)
-        self.state, self.failure = ModelState.READY, ""
+        self.state, self.failure_reason = ModelState.READY, ""
         self.metrics.set_ready(not self.draining)
         log.info("model %s %s ready (batching %s)", s.model_name, s.model_version,
                  "on" if self.batcher else "off")
@@ -125,20 +129,26 @@ class DataPlane:
         return name == self.settings.model_name and version in (None, self.settings.model_version)
 
     def metadata(self) -> dict[str, Any]:
-        """V2 model metadata; before the model is loaded the feature count may be unknown (-1)."""
+        """V2 model metadata; before the model is loaded the feature count may be unknown (-1).
+
+        `outputs` lists exactly what a request without `outputs` gets, as the protocol says; the
+        optional ones (predict_proba, a second model call) are in `parameters.optional_outputs`.
+        """
         predictor = self.predictor
         outputs: list[dict[str, Any]] = [{"name": "predict", "shape": [-1],
                                           "datatype": _predict_datatype(predictor)}]
+        optional: list[dict[str, Any]] = []
         if predictor is not None and predictor.has_proba:
-            outputs.append({"name": "predict_proba", "datatype": "FP64",
-                            "shape": [-1, len(predictor.class_keys)]})
+            optional.append({"name": "predict_proba", "datatype": "FP64",
+                             "shape": [-1, len(predictor.class_keys)]})
         inputs = [{"name": "input-0", "datatype": "FP64", "shape": [-1, self.input_spec.n_features or -1]}]
         return {"name": self.settings.model_name, "versions": [self.settings.model_version],
-                "platform": "sklearn", "inputs": inputs, "outputs": outputs}
+                "platform": "sklearn", "inputs": inputs, "outputs": outputs,
+                "parameters": {"optional_outputs": optional}}
 
     def require_loaded(self) -> Predictor:
         if self.predictor is None:
-            detail = f": {self.failure}" if self.failure else ""
+            detail = f": {self.failure_reason}" if self.failure_reason else ""
             raise NotReady(f"model {self.settings.model_name} is not ready ({self.state.value}{detail})")
         return self.predictor
 
@@ -146,6 +156,26 @@ class DataPlane:
     async def infer(self, request: InferRequest) -> tuple[str, Outputs]:
         """Predict a validated request; returns (prediction id, outputs) and records its metrics."""
         predictor = self.require_loaded()
+        if request.request_id is None:
+            # 32 random hex digits like uuid4().hex, without building a UUID object per request.
+            return await self._predict(predictor, request, os.urandom(16).hex())
+        self._claim_id(request.request_id)
+        try:
+            return await self._predict(predictor, request, request.request_id)
+        finally:
+            self._ids_in_flight.discard(request.request_id)
+
+    def _claim_id(self, prediction_id: str) -> None:
+        """Refuse a client-chosen id that an earlier prediction still holds, so labels never misjoin.
+
+        Checked and claimed without an await in between: the event loop makes that atomic.
+        """
+        if prediction_id in self._ids_in_flight or self._store.holds(prediction_id, self._clock()):
+            raise BadInput(f"request id {prediction_id!r} is still held by an earlier prediction awaiting "
+                           "feedback; use a new id per request", status=409)
+        self._ids_in_flight.add(prediction_id)
+
+    async def _predict(self, predictor: Predictor, request: InferRequest, prediction_id: str) -> tuple[str, Outputs]:
         if self.settings.chaos_latency_ms > 0:
             await asyncio.sleep(self.settings.chaos_latency_ms / 1000)
         if self.settings.chaos_error_rate > 0 and self._chaos.random() < self.settings.chaos_error_rate:
@@ -155,8 +185,6 @@ class DataPlane:
             outputs = await self.batcher.submit(request.rows, want_proba)
         else:
             outputs = predictor.predict(request.rows, want_proba)
-        # 32 random hex digits like uuid4().hex, without building a UUID object per request.
-        prediction_id = request.request_id or os.urandom(16).hex()
         remembered = predictor.remembered(outputs)
         self._store.remember(prediction_id, remembered, self._clock())
         if predictor.is_classifier:
@@ -170,29 +198,38 @@ class DataPlane:
     def feedback(self, items: list[FeedbackItem]) -> FeedbackTally:
         """Join labels to remembered predictions; every item lands in exactly one outcome per row."""
         tally = FeedbackTally()
-        predictor = self.predictor
         now = self._clock()
         for item in items:
-            remembered = self._store.take(item.prediction_id, now)
-            if remembered is None:
-                tally.add(c.FeedbackOutcome.UNKNOWN_ID)
-                continue
-            if remembered == "expired":
-                tally.add(c.FeedbackOutcome.EXPIRED_ID)
-                continue
-            labels = labels_per_row(item.label, len(remembered))
-            if labels is None or predictor is None:
-                tally.add(c.FeedbackOutcome.INVALID)
-            elif predictor.is_classifier:
-                score_classifier(remembered, labels, frozenset(predictor.class_keys), tally)
-            else:
-                score_regressor(remembered, labels, tally)
+            self._join(item, now, tally)
         for outcome, count in tally.counts.items():
             if count:
                 self.metrics.record_feedback(outcome, count)
         for error in tally.absolute_errors:
             self.metrics.record_absolute_error(error)
         return tally
+
+    def _join(self, item: FeedbackItem, now: float, tally: FeedbackTally) -> None:
+        """Score one item; the prediction is consumed only once it has been scored (or has expired)."""
+        remembered = self._store.get(item.prediction_id, now)
+        if remembered is None:
+            tally.add(c.FeedbackOutcome.UNKNOWN_ID)
+            return
+        if remembered == "expired":
+            self._store.forget(item.prediction_id)
+            tally.add(c.FeedbackOutcome.EXPIRED_ID)
+            return
+        predictor = self.predictor
+        classes = frozenset(predictor.class_keys) if predictor is not None and predictor.is_classifier else None
+        labels = usable_labels(item.label, len(remembered), classes) if predictor is not None else None
+        if labels is None:
+            # A typo must not cost the real label: the client can still send it for this prediction.
+            tally.add(c.FeedbackOutcome.INVALID)
+            return
+        self._store.forget(item.prediction_id)
+        if classes is not None:
+            score_classifier(remembered, labels, tally)
+        else:
+            score_regressor(remembered, labels, tally)
 
 
 def _predict_datatype(predictor: Predictor | None) -> str:

@@ -2,7 +2,9 @@
 
 The store holds at most `capacity` predictions (one entry per request id, all its rows); the oldest
 are evicted first and then count as unknown ids. An entry older than `ttl_s` counts as expired.
-A feedback consumes its entry, so the same prediction is never scored twice.
+A scored feedback consumes its entry, so the same prediction is never scored twice; an invalid one
+(a label that is not a class or not a number, or the wrong count of labels) leaves the entry for the
+client's corrected label and counts once per feedback item, whatever the number of rows.
 
 >>> store = FeedbackStore(capacity=2, ttl_s=60.0)
 >>> store.remember("a", ("1",), now=0.0); store.remember("b", ("0",), now=1.0)
@@ -43,12 +45,26 @@ class FeedbackStore:
         while len(self._entries) > self._capacity:
             self._entries.popitem(last=False)
 
-    def take(self, prediction_id: str, now: float) -> Remembered | Literal["expired"] | None:
-        entry = self._entries.pop(prediction_id, None)
+    def get(self, prediction_id: str, now: float) -> Remembered | Literal["expired"] | None:
+        """The remembered prediction, left in the store (see `forget`)."""
+        entry = self._entries.get(prediction_id)
         if entry is None:
             return None
         stored_at, values = entry
         return "expired" if now - stored_at > self._ttl_s else values
+
+    def holds(self, prediction_id: str, now: float) -> bool:
+        """Whether `prediction_id` is remembered and still joinable (not expired)."""
+        found = self.get(prediction_id, now)
+        return found is not None and found != "expired"
+
+    def forget(self, prediction_id: str) -> None:
+        self._entries.pop(prediction_id, None)
+
+    def take(self, prediction_id: str, now: float) -> Remembered | Literal["expired"] | None:
+        found = self.get(prediction_id, now)
+        self.forget(prediction_id)
+        return found
 
 
 def class_key(value: Any) -> str:
@@ -112,13 +128,27 @@ def labels_per_row(label: Any, rows: int) -> list[Any] | None:
     return [label] if rows == 1 else None
 
 
-def score_classifier(remembered: Remembered, labels: list[Any], classes: frozenset[str],
-                     tally: FeedbackTally) -> None:
-    keys = [class_key(label) for label in labels]
-    if any(isinstance(label, (dict, list)) or key not in classes for label, key in zip(labels, keys,
-                                                                                        strict=True)):
-        tally.add(FeedbackOutcome.INVALID)
-        return
+def usable_labels(label: Any, rows: int, classes: frozenset[str] | None) -> list[Any] | None:
+    """One usable label per row: class keys for a classifier (`classes`), floats for a regressor (None).
+
+    None when any label is unusable, so the whole item is invalid and can be sent again corrected.
+
+    >>> usable_labels([1, 0], 2, frozenset({"0", "1"})), usable_labels([1, "cat"], 2, frozenset({"0", "1"}))
+    (['1', '0'], None)
+    >>> usable_labels(2.5, 1, None), usable_labels("high", 1, None), usable_labels([1.0], 2, None)
+    ([2.5], None, None)
+    """
+    labels = labels_per_row(label, rows)
+    if labels is None:
+        return None
+    if classes is not None:
+        keys = [class_key(v) for v in labels]
+        usable = all(not isinstance(v, (dict, list)) and k in classes for v, k in zip(labels, keys, strict=True))
+        return keys if usable else None
+    return [float(v) for v in labels] if all(_is_finite_number(v) for v in labels) else None
+
+
+def score_classifier(remembered: Remembered, keys: list[str], tally: FeedbackTally) -> None:
     correct = sum(1 for key, predicted in zip(keys, remembered, strict=True) if key == predicted)
     tally.add(FeedbackOutcome.CORRECT, correct)
     tally.add(FeedbackOutcome.INCORRECT, len(keys) - correct)
@@ -133,10 +163,7 @@ def _is_finite_number(value: Any) -> bool:
         return False
 
 
-def score_regressor(remembered: Remembered, labels: list[Any], tally: FeedbackTally) -> None:
-    if not all(_is_finite_number(v) for v in labels):
-        tally.add(FeedbackOutcome.INVALID)
-        return
+def score_regressor(remembered: Remembered, labels: list[float], tally: FeedbackTally) -> None:
     tally.add(FeedbackOutcome.SCORED, len(labels))
-    tally.absolute_errors.extend(abs(float(label) - predicted) for label, predicted in
+    tally.absolute_errors.extend(abs(label - predicted) for label, predicted in
                                  zip(labels, remembered, strict=True))

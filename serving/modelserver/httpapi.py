@@ -1,12 +1,16 @@
 """What both REST protocols share: JSON answers, the error middleware and the measured inference path.
 
 Status codes of the inference path: 200 answered; 400 malformed or invalid input; 404 unknown model or
-version; 413 body over the limit or too many rows; 422 values the model itself refused; 503 model not
-loaded; 500 only for a real server fault or an injected chaos failure.
+version; 408 body not received within the read timeout; 409 a request id still held by an earlier
+prediction awaiting feedback; 413 body over the limit or too many rows; 422 values the model itself
+refused; 503 model not loaded; 500 only for a real server fault or an injected chaos failure. A client
+that disconnects before its body was read gets nothing (there is no one to answer) and is counted as
+499, not as an error.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -15,7 +19,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from modelserver.contract import Protocol
+from modelserver.binary import HEADER_LENGTH, split_body
+from modelserver.contract import CLIENT_CLOSED_REQUEST, Protocol
 from modelserver.dataplane import ChaosFailure, DataPlane, NotReady
 from modelserver.prediction import ModelRejectedInput, Outputs
 from modelserver.tensors import BadInput, InferRequest, InputSpec
@@ -28,8 +33,13 @@ PREDICTION_ID_HEADER = "X-Prediction-Id"
 # failed it. The values come from the server's settings, never from the request.
 MODEL_VERSION_HEADER = "X-Model-Version"
 
-Decoder = Callable[[Any, InputSpec], InferRequest]
-Encoder = Callable[[DataPlane, InferRequest, str, Outputs], dict[str, Any]]
+Decoder = Callable[[Any, bytes, InputSpec], InferRequest]  # (JSON body, binary tensor data, spec)
+# The JSON answer and the raw bytes of outputs answered in binary, in the order the JSON lists them.
+Encoder = Callable[[DataPlane, InferRequest, str, Outputs], tuple[dict[str, Any], list[bytes]]]
+
+
+class ClientGone(Exception):
+    """The client closed the connection before its request body arrived: nothing to answer."""
 
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -37,8 +47,18 @@ def json_response(payload: Any, status: int = 200, headers: dict[str, str] | Non
                         headers=headers)
 
 
+# Statuses after which the connection cannot be reused: the rest of the body may still be arriving.
+_CLOSES_CONNECTION = frozenset({408})
+
+
 def error_response(status: int, message: str) -> web.Response:
     return json_response({"error": message}, status)
+
+
+def _closing(response: web.Response) -> web.Response:
+    if response.status in _CLOSES_CONNECTION:
+        response.force_close()
+    return response
 
 
 @web.middleware
@@ -53,18 +73,48 @@ async def json_errors(request: web.Request,
         return error_response(exc.status, exc.text or exc.reason if exc.status != 404 else
                               f"no such endpoint: {request.method} {request.path}")
     except BadInput as exc:
-        return error_response(exc.status, str(exc))
+        return _closing(error_response(exc.status, str(exc)))
+    except ClientGone:
+        return error_response(CLIENT_CLOSED_REQUEST, "client closed the connection")  # never delivered
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal server error")
 
 
 async def read_json(request: web.Request) -> Any:
-    raw = await request.read()
+    return parse_json(await read_body(request))
+
+
+def parse_json(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadInput(f"malformed JSON: {exc}") from None
+
+
+async def read_body(request: web.Request) -> bytes:
+    settings = request.app[PLANE].settings
+    try:
+        # asyncio.timeout, not wait_for: no extra task per request on the hot path.
+        async with asyncio.timeout(settings.body_read_timeout_s):
+            raw = await request.read()
+    except TimeoutError:
+        raise BadInput(f"request body not received within {settings.body_read_timeout_s:g} s "
+                       "(MODELSERVER_BODY_READ_TIMEOUT_S)", 408) from None
+    except web.HTTPRequestEntityTooLarge:
+        raise BadInput(f"request body over the limit of {settings.max_body_bytes} bytes "
+                       "(MODELSERVER_MAX_BODY_BYTES)", 413) from None
+    except ConnectionResetError:  # aiohttp's "Connection lost" when the client left mid-upload
+        log.debug("client disconnected before sending its whole body: %s %s", request.method, request.path)
+        raise ClientGone from None
+    return raw
+
+
+def _binary_response(payload: Any, binary: list[bytes], headers: dict[str, str]) -> web.Response:
+    """JSON header then the outputs' raw bytes; the header's length tells the client where they start."""
+    head = orjson.dumps(payload)
+    return web.Response(body=head + b"".join(binary), status=200, content_type="application/octet-stream",
+                        headers={**headers, HEADER_LENGTH: str(len(head))})
 
 
 def unknown_model(plane: DataPlane, name: str, version: str | None) -> web.Response:
@@ -75,26 +125,33 @@ def unknown_model(plane: DataPlane, name: str, version: str | None) -> web.Respo
                                f"{plane.settings.model_name!r} version {plane.settings.model_version!r}")
 
 
-async def _answer(request: web.Request, plane: DataPlane, decode: Decoder,
-                  encode: Encoder) -> tuple[int, Any, dict[str, str] | None]:
+# (status, JSON payload, extra headers, raw bytes of outputs answered in binary)
+Answer = tuple[int, Any, dict[str, str] | None, list[bytes]]
+
+
+async def _answer(request: web.Request, plane: DataPlane, decode: Decoder, encode: Encoder) -> Answer:
     try:
         plane.require_loaded()
-        infer_request = decode(await read_json(request), plane.input_spec)
+        head, binary = split_body(await read_body(request), request.headers.get(HEADER_LENGTH))
+        infer_request = decode(parse_json(head), binary, plane.input_spec)
         prediction_id, outputs = await plane.infer(infer_request)
-        return 200, encode(plane, infer_request, prediction_id, outputs), {PREDICTION_ID_HEADER: prediction_id}
+        payload, binary_outputs = encode(plane, infer_request, prediction_id, outputs)
+        return 200, payload, {PREDICTION_ID_HEADER: prediction_id}, binary_outputs
     except BadInput as exc:
-        return exc.status, {"error": str(exc)}, None
+        return exc.status, {"error": str(exc)}, None, []
     except ModelRejectedInput as exc:
-        return 422, {"error": str(exc)}, None
+        return 422, {"error": str(exc)}, None, []
     except NotReady as exc:
-        return 503, {"error": str(exc)}, None
+        return 503, {"error": str(exc)}, None, []
     except ChaosFailure as exc:
-        return 500, {"error": str(exc)}, None
-    except web.HTTPException as exc:  # 413 from reading a body over the limit
-        return exc.status, {"error": exc.reason}, None
+        return 500, {"error": str(exc)}, None, []
+    except ClientGone:
+        return CLIENT_CLOSED_REQUEST, {"error": "client closed the connection"}, None, []
+    except web.HTTPException as exc:  # aiohttp's own, while reading the request
+        return exc.status, {"error": exc.text or exc.reason}, None, []
     except Exception:
         log.exception("inference failed")
-        return 500, {"error": "internal server error during inference"}, None
+        return 500, {"error": "internal server error during inference"}, None, []
 
 
 async def measured_inference(request: web.Request, protocol: Protocol, decode: Decoder,
@@ -105,8 +162,12 @@ async def measured_inference(request: web.Request, protocol: Protocol, decode: D
     name, version = request.match_info["name"], request.match_info.get("version")
     if not plane.serves(name, version):
         return unknown_model(plane, name, version)
-    status, payload, headers = await _answer(request, plane, decode, encode)
+    status, payload, headers, binary = await _answer(request, plane, decode, encode)
     headers = {**(headers or {}), MODEL_VERSION_HEADER: plane.settings.model_version}
-    response = json_response(payload, status, headers)
-    plane.metrics.observe_request(protocol, status, time.perf_counter() - started)
+    response = _closing(json_response(payload, status, headers) if not binary else
+                        _binary_response(payload, binary, headers))
+    if status == CLIENT_CLOSED_REQUEST:
+        plane.metrics.count_client_disconnect(protocol)
+    else:
+        plane.metrics.observe_request(protocol, status, time.perf_counter() - started)
     return response

@@ -1,9 +1,11 @@
 """Fetch, verify, deserialize, validate and warm up a model file.
 
-Pickle-based files (joblib, pickle) run code when unpickled, so they are opened only after their
-sha256 digest matched the expected one. A missing digest is refused unless the operator of the pod
-set the explicit opt-out, which is logged as a warning on every load. skops files are the safe
-alternative: they are verified when a digest is given and may only contain trusted types.
+The trust model. Pickle-based files (joblib, pickle) run arbitrary code when unpickled, and a matching
+digest does not make that safe: it only proves the file is the one whose digest was configured. So a
+pickle-based file is opened only when the pod's owner opted in explicitly (MODEL_ALLOW_PICKLE=true, the
+operator's spec.model.allowPickle) *and* its sha256 matched MODEL_DIGEST; opting in means trusting
+whoever produced the file. skops files are the recommended format: they hold no code, may contain only
+trusted types, and are verified against MODEL_DIGEST when one is given.
 
 Every failure raises `LoadError` carrying a reason from `contract.LoadFailure`, which the server
 counts in `modelserver_model_load_failures_total` and logs, staying unready instead of crashing.
@@ -26,6 +28,7 @@ from typing import Any
 
 import joblib
 import numpy as np
+from sklearn.exceptions import NotFittedError
 
 from modelserver.contract import LoadFailure
 from modelserver.fastpath import FastPath, fast_path_for
@@ -102,21 +105,32 @@ def sha256_of(path: Path) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def verify_digest(path: Path, expected: str, fmt: str, allow_unverified: bool) -> str:
+def require_pickle_opt_in(fmt: str, allow_pickle: bool) -> None:
+    """Refuse a pickle-based format before the file is even fetched, unless the owner opted in."""
+    if fmt in PICKLE_FORMATS and not allow_pickle:
+        raise LoadError(LoadFailure.PICKLE_NOT_ALLOWED,
+                        f"refusing a {fmt} model: loading it runs whatever code the file holds. Use the skops "
+                        "format, or set MODEL_ALLOW_PICKLE=true (spec.model.allowPickle) if you trust the "
+                        "file's author")
+
+
+def verify_digest(path: Path, expected: str, fmt: str) -> str:
     """The file's digest, after checking it against `expected` (mandatory for pickle formats)."""
-    actual = sha256_of(path)
+    try:
+        actual = sha256_of(path)
+    except OSError as exc:  # permissions, a flaky volume: worth retrying like a missing file
+        raise LoadError(LoadFailure.FETCH, f"cannot read model file {path}: {exc.strerror or exc}") from exc
     if expected:
         if actual.lower() != expected.lower():
             raise LoadError(LoadFailure.DIGEST_MISMATCH,
                             f"digest mismatch for {path.name}: expected {expected}, file has {actual}")
         return actual
     if fmt in PICKLE_FORMATS:
-        if not allow_unverified:
-            raise LoadError(LoadFailure.MISSING_DIGEST,
-                            f"refusing to unpickle {path.name} without MODEL_DIGEST: unpickling runs code. "
-                            f"Set MODEL_DIGEST={actual} or use the skops format")
-        log.warning("UNSAFE: loading %s file %s WITHOUT a digest check because "
-                    "MODELSERVER_ALLOW_UNVERIFIED_PICKLE is set; its digest is %s", fmt, path, actual)
+        # Not the file's own digest as a hint: that would approve whatever file is there now.
+        raise LoadError(LoadFailure.MISSING_DIGEST,
+                        f"refusing to unpickle {path.name} without MODEL_DIGEST: set it to the digest recorded "
+                        "when the model was published (not one computed from the file now in place), "
+                        "or use the skops format")
     return actual
 
 
@@ -165,26 +179,46 @@ def validate(estimator: Any, configured_features: int) -> int:
     return n_features
 
 
+# Constant rows tried in turn: all zeros first, then all ones for models that take logs or ratios.
+WARM_UP_VALUES = (0.0, 1.0)
+
+
 def warm_up(estimator: Any, n_features: int, fast_path: FastPath | None = None) -> float:
-    """Run predict (and predict_proba) on zero rows; return the median single-row predict() time.
+    """Run predict (and predict_proba) on a row the model accepts; return the median single-row time.
 
     The time is taken on the path requests will use (the fast path when there is one), because it
-    decides whether adaptive batching pays.
+    decides whether adaptive batching pays. A model that refuses every warm-up row's *values* (a
+    ValueError or TypeError, what requests get 422 for) may still serve real rows: it is logged as a
+    warning and served, with a cost of 0 (no batching). Anything else fails the load.
     """
-    row = np.zeros((1, n_features), dtype=np.float64)
+    refused: Exception | None = None
+    for value in WARM_UP_VALUES:
+        row = np.full((1, n_features), value, dtype=np.float64)
+        try:
+            with np.errstate(divide="ignore", invalid="ignore"):  # log(0) in a pipeline: refused below
+                return _timed_predict(estimator, row, fast_path)
+        except NotFittedError as exc:  # a ValueError too, but the model's fault, not the row's
+            raise LoadError(LoadFailure.WARMUP, f"warm-up predict failed: {exc!r}") from exc
+        except (ValueError, TypeError) as exc:
+            refused = exc
+        except Exception as exc:
+            raise LoadError(LoadFailure.WARMUP,
+                            f"warm-up predict on {n_features} features failed: {exc!r}") from exc
+    log.warning("warm-up skipped: the model refused rows of all %s (%r); serving it anyway - requests "
+                "whose values it refuses get 422", " and all ".join(f"{v:g}" for v in WARM_UP_VALUES), refused)
+    return 0.0
+
+
+def _timed_predict(estimator: Any, row: np.ndarray, fast_path: FastPath | None) -> float:
     predict = fast_path.predict if fast_path is not None else estimator.predict
+    if callable(getattr(estimator, "predict_proba", None)):
+        estimator.predict_proba(row)
+    estimator.predict(row)
     timings = []
-    try:
-        if callable(getattr(estimator, "predict_proba", None)):
-            estimator.predict_proba(row)
-        estimator.predict(row)
-        for _ in range(5):
-            started = time.perf_counter()
-            predict(row)
-            timings.append(time.perf_counter() - started)
-    except Exception as exc:
-        raise LoadError(LoadFailure.WARMUP,
-                        f"warm-up predict on {n_features} features failed: {exc!r}") from exc
+    for _ in range(5):
+        started = time.perf_counter()
+        predict(row)
+        timings.append(time.perf_counter() - started)
     return sorted(timings)[len(timings) // 2]
 
 
@@ -193,10 +227,11 @@ def load_model(settings: Settings) -> LoadedModel:
     if not settings.model_uri:
         raise LoadError(LoadFailure.FETCH, "no MODEL_URI configured")
     fmt = detect_format(settings.model_uri, settings.model_format)
+    require_pickle_opt_in(fmt, settings.allow_pickle)
     trusted = [t.strip() for t in settings.model_trusted_types.split(",") if t.strip()]
     with tempfile.TemporaryDirectory(prefix="modelserver-") as tmp:
         path = fetch(settings.model_uri, Path(tmp))
-        digest = verify_digest(path, settings.model_digest, fmt, settings.allow_unverified_pickle)
+        digest = verify_digest(path, settings.model_digest, fmt)
         estimator = deserialize(path, fmt, trusted)
     n_features = validate(estimator, settings.model_features)
     cost = warm_up(estimator, n_features)  # first, so a broken model fails as a warm-up failure

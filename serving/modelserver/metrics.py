@@ -55,13 +55,20 @@ class ServerMetrics:
         self._ready.set(0)
 
     def observe_request(self, protocol: c.Protocol, code: int, seconds: float) -> None:
+        self._count_request(protocol, code)
+        self._latency.observe(seconds)
+
+    def count_client_disconnect(self, protocol: c.Protocol) -> None:
+        """No latency: nothing was answered, and an abandoned upload says nothing about the model."""
+        self._count_request(protocol, c.CLIENT_CLOSED_REQUEST)
+
+    def _count_request(self, protocol: c.Protocol, code: int) -> None:
         key = (protocol.value, code)
         child = self._request_children.get(key)
         if child is None:
             child = self._request_children[key] = self._requests.labels(
                 self._model, self._version, protocol.value, str(code))
         child.inc()
-        self._latency.observe(seconds)
 
     def declare_classes(self, class_keys: Sequence[str]) -> None:
         """Create every class series at 0 so a class the model never predicts still shows as 0."""

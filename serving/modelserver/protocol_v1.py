@@ -1,7 +1,8 @@
 """KServe V1 REST endpoints: `GET /v1/models/{name}` and `POST /v1/models/{name}:predict`.
 
 The predict body is {"instances": [[...], ...]} and the answer {"predictions": [...]}; the prediction
-id for feedback comes back in the X-Prediction-Id header (send "id" in the body to choose it).
+id for feedback comes back in the X-Prediction-Id header (send "id" in the body to choose it; an id
+still awaiting feedback for an earlier prediction is refused with 409).
 """
 
 from __future__ import annotations
@@ -14,14 +15,21 @@ from modelserver.contract import Protocol
 from modelserver.dataplane import DataPlane
 from modelserver.httpapi import PLANE, json_response, measured_inference, unknown_model
 from modelserver.prediction import Outputs
-from modelserver.tensors import InferRequest, decode_v1
+from modelserver.tensors import BadInput, InferRequest, InputSpec, decode_v1
 
 # aiohttp's default {name} would swallow ":predict"; model names here never contain a colon.
 _NAME = "{name:[^/:]+}"
 
 
-def encode_v1(plane: DataPlane, request: InferRequest, prediction_id: str, outputs: Outputs) -> dict[str, Any]:
-    return {"predictions": outputs.predict.tolist()}
+def decode_v1_body(body: Any, binary: bytes, spec: InputSpec) -> InferRequest:
+    if binary:
+        raise BadInput("binary tensor data is an extension of the V2 protocol, not of V1")
+    return decode_v1(body, spec)
+
+
+def encode_v1(plane: DataPlane, request: InferRequest, prediction_id: str,
+              outputs: Outputs) -> tuple[dict[str, Any], list[bytes]]:
+    return {"predictions": outputs.predict.tolist()}, []
 
 
 async def model_status(request: web.Request) -> web.Response:
@@ -33,7 +41,7 @@ async def model_status(request: web.Request) -> web.Response:
 
 
 async def predict(request: web.Request) -> web.Response:
-    return await measured_inference(request, Protocol.V1, decode_v1, encode_v1)
+    return await measured_inference(request, Protocol.V1, decode_v1_body, encode_v1)
 
 
 def routes() -> list[web.RouteDef]:

@@ -15,22 +15,36 @@ from typing import Any
 from aiohttp import web
 
 import modelserver
+from modelserver.binary import EXTENSION, attach_binary_inputs, encode_binary
 from modelserver.contract import Protocol
 from modelserver.dataplane import DataPlane
 from modelserver.feedback import parse_feedback
 from modelserver.httpapi import PLANE, json_response, measured_inference, read_json, unknown_model
 from modelserver.prediction import Outputs
-from modelserver.tensors import InferRequest, decode_v2, encode_v2_output
+from modelserver.tensors import InferRequest, InputSpec, datatype_of, decode_v2, encode_v2_output
 
 
-def encode_v2(plane: DataPlane, request: InferRequest, prediction_id: str, outputs: Outputs) -> dict[str, Any]:
-    tensors = []
+def decode_v2_body(body: Any, binary: bytes, spec: InputSpec) -> InferRequest:
+    attach_binary_inputs(body, binary)
+    return decode_v2(body, spec)
+
+
+def encode_v2(plane: DataPlane, request: InferRequest, prediction_id: str,
+              outputs: Outputs) -> tuple[dict[str, Any], list[bytes]]:
+    tensors, binary = [], []
     for name in request.outputs:
         array = outputs.predict if name == "predict" else outputs.proba
         assert array is not None  # predict_proba was computed because it was asked for
-        tensors.append(encode_v2_output(name, array))
+        if name in request.binary_outputs:
+            datatype = datatype_of(array)
+            raw = encode_binary(array, datatype)
+            tensors.append({"name": name, "shape": list(array.shape), "datatype": datatype,
+                            "parameters": {"binary_data_size": len(raw)}})
+            binary.append(raw)
+        else:
+            tensors.append(encode_v2_output(name, array))
     return {"model_name": plane.settings.model_name, "model_version": plane.settings.model_version,
-            "id": prediction_id, "outputs": tensors}
+            "id": prediction_id, "outputs": tensors}, binary
 
 
 async def live(request: web.Request) -> web.Response:
@@ -44,7 +58,7 @@ async def ready(request: web.Request) -> web.Response:
 
 async def server_metadata(request: web.Request) -> web.Response:
     return json_response({"name": "modelserver", "version": modelserver.__version__,
-                          "extensions": ["feedback"]})
+                          "extensions": ["feedback", EXTENSION]})
 
 
 async def model_metadata(request: web.Request) -> web.Response:
@@ -65,7 +79,7 @@ async def model_ready(request: web.Request) -> web.Response:
 
 
 async def infer(request: web.Request) -> web.Response:
-    return await measured_inference(request, Protocol.V2, decode_v2, encode_v2)
+    return await measured_inference(request, Protocol.V2, decode_v2_body, encode_v2)
 
 
 async def feedback(request: web.Request) -> web.Response:

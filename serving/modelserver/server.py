@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 
 from aiohttp import web
@@ -22,6 +23,7 @@ from modelserver.dataplane import DataPlane
 from modelserver.httpapi import PLANE, json_errors
 from modelserver.metrics import ServerMetrics
 from modelserver.settings import Settings
+from modelserver.wire import JsonErrorsRunner
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,10 @@ def build_app(plane: DataPlane) -> web.Application:
     return app
 
 
+class CannotListen(Exception):
+    """The port is taken or the address is not this host's: a setting to fix, not a crash."""
+
+
 class ModelServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -56,10 +62,21 @@ class ModelServer:
             log.warning("CHAOS KNOBS ON (testing only): error rate %s, latency %s ms, metrics hang %s",
                         self.settings.chaos_error_rate, self.settings.chaos_latency_ms,
                         self.settings.chaos_metrics_hang)
-        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=self.settings.shutdown_timeout_s)
+        s = self.settings
+        # aiohttp drains the unread rest of a refused body (413, 408) before closing, 10 s by default: a
+        # trickling client gets no longer for that than for sending a body at all.
+        self._runner = JsonErrorsRunner(self.app, access_log=None, shutdown_timeout=s.shutdown_timeout_s,
+                                     keepalive_timeout=s.idle_timeout_s,
+                                     lingering_time=min(10.0, s.body_read_timeout_s))
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port, backlog=1024)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            # asyncio's message repeats the address; the errno's text alone is the one-line reason.
+            reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+            raise CannotListen(f"cannot listen on {self.settings.host}:{self.settings.port}: {reason}") from None
         self.port = self._runner.addresses[0][1]
         log.info("listening on %s:%d (APIs and /metrics)", self.settings.host, self.port)
         self._load_task = asyncio.get_running_loop().create_task(self.plane.load(), name="load-model")

@@ -13,7 +13,7 @@ import argparse
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, NoReturn
 
 BATCHING_MODES = ("auto", "on", "off")
 
@@ -27,11 +27,17 @@ class Settings:
     model_format: str = "auto"  # auto | joblib | pickle | skops
     model_features: int = 0  # 0: take the model's n_features_in_
     model_trusted_types: str = ""  # comma-separated extra types a skops file may contain
-    allow_unverified_pickle: bool = False  # the loud opt-out of the digest check for pickle formats
+    # joblib/pickle run code when loaded: opening one needs this opt-in as well as MODEL_DIGEST.
+    allow_pickle: bool = False
     host: str = "0.0.0.0"
     port: int = 8080
     max_body_bytes: int = 4 * 1024 * 1024
     max_rows: int = 10_000  # rows in one request
+    # A client must send its whole body within this, so slow clients cannot pile up open connections.
+    body_read_timeout_s: float = 30.0
+    # Closes a connection that sits idle, or never finishes its headers, this long. Above the common load
+    # balancers' backend idle timeouts (GCP 600 s, AWS ALB 60 s) so that they, not we, close idle ones.
+    idle_timeout_s: float = 620.0
     fast_path: bool = True  # direct predict for linear and forest classifiers, verified at load
     batching: str = "auto"  # auto: batch when one predict() costs more than batch_threshold_ms
     # Defaults from bench/serving (docs/benchmarks.md): a forest's direct path costs ~0.15 ms per call
@@ -62,12 +68,15 @@ _ENV: dict[str, tuple[str, str]] = {
     "model_format": ("MODEL_FORMAT", "auto (from extension), joblib, pickle or skops"),
     "model_features": ("MODEL_FEATURES", "expected feature count (0: model's n_features_in_)"),
     "model_trusted_types": ("MODEL_TRUSTED_TYPES", "comma-separated types to trust in a skops file"),
-    "allow_unverified_pickle": ("MODELSERVER_ALLOW_UNVERIFIED_PICKLE",
-                                "load pickle/joblib without a digest (unsafe, logged loudly)"),
+    "allow_pickle": ("MODEL_ALLOW_PICKLE", "open joblib/pickle files, which run code when loaded (needs "
+                                           "MODEL_DIGEST too); prefer skops"),
     "host": ("HOST", "address to listen on"),
     "port": ("PORT", "port for the APIs and /metrics"),
     "max_body_bytes": ("MODELSERVER_MAX_BODY_BYTES", "largest request body accepted (413 above)"),
     "max_rows": ("MODELSERVER_MAX_ROWS", "most rows in one request"),
+    "body_read_timeout_s": ("MODELSERVER_BODY_READ_TIMEOUT_S", "seconds a client has to send its body (408)"),
+    "idle_timeout_s": ("MODELSERVER_IDLE_TIMEOUT_S", "seconds before closing a connection that is idle "
+                                                     "or has not finished its headers"),
     "fast_path": ("MODELSERVER_FAST_PATH", "direct predict for linear/forest classifiers, verified at load"),
     "batching": ("MODELSERVER_BATCHING", "adaptive batching: auto, on or off"),
     "batch_threshold_ms": ("MODELSERVER_BATCH_THRESHOLD_MS", "auto batching when predict() costs more"),
@@ -112,8 +121,15 @@ def _converter(default: Any) -> Callable[[str], Any]:
     return str
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """A mistake is one line on stderr (the usage of 30 flags would bury it) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="modelserver", description="Serve one scikit-learn model.")
+    parser = _OneLineParser(prog="modelserver", description="Serve one scikit-learn model.")
     for f in fields(Settings):
         env_name, help_text = _ENV[f.name]
         parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None,
@@ -154,4 +170,6 @@ def settings_problem(s: Settings) -> str | None:
         return "MODEL_DIGEST must look like sha256:<hex>"
     if s.max_batch_rows < 1 or s.max_rows < 1 or s.feedback_store_size < 1:
         return "max batch rows, max rows and feedback store size must be positive"
+    if s.body_read_timeout_s <= 0 or s.idle_timeout_s <= 0:
+        return "MODELSERVER_BODY_READ_TIMEOUT_S and MODELSERVER_IDLE_TIMEOUT_S must be positive"
     return None

@@ -26,6 +26,11 @@ OUTPUT_NAMES = ("predict", "predict_proba")
 MAX_ID_LENGTH = 256
 # Tree models cast to float32; a larger magnitude would become infinity inside sklearn and fail there.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+FP16_MAX = float(np.finfo(np.float16).max)  # 65504: a larger FP16 value cannot have been meant
+# The values each integer datatype can hold, so UINT8 300 or INT64 2**63 is refused, not reinterpreted.
+INT_RANGES: dict[str, tuple[int, int]] = {
+    t: (int(np.iinfo(t.lower()).min), int(np.iinfo(t.lower()).max)) for t in sorted(INT_TYPES)
+}
 
 
 class BadInput(Exception):
@@ -49,6 +54,7 @@ class InferRequest:
     rows: np.ndarray  # float64, shape (n, n_features), finite unless the model takes NaN
     outputs: tuple[str, ...]  # subset of OUTPUT_NAMES, "predict" by default
     request_id: str | None
+    binary_outputs: frozenset[str] = frozenset()  # outputs to answer as raw bytes (binary extension)
 
 
 def _require(condition: bool, message: str, status: int = 400) -> None:
@@ -71,23 +77,55 @@ def _shape(raw: Any, name: str, spec: InputSpec) -> tuple[int, int]:
     return raw[0], raw[1]
 
 
-def _matrix(data: Any, datatype: str, name: str, shape: tuple[int, int]) -> np.ndarray:
-    _require(isinstance(data, list), f"input {name!r}: 'data' must be a list of numbers")
+def _matrix(data: Any, datatype: str, name: str, declared: list[int], shape: tuple[int, int]) -> np.ndarray:
+    # An ndarray comes from the binary extension, already of the datatype's dtype.
+    _require(isinstance(data, (list, np.ndarray)), f"input {name!r}: 'data' must be a list of numbers")
     try:
         array = np.asarray(data)
     except (ValueError, TypeError, OverflowError) as exc:
         raise BadInput(f"input {name!r}: 'data' is ragged or not numeric ({exc})") from None
-    kind = array.dtype.kind
-    if datatype in FLOAT_TYPES:
+    _require(array.ndim == 1 or list(array.shape) == declared,
+             f"input {name!r}: 'data' is nested as {list(array.shape)} but 'shape' is {declared}; send it flat "
+             "or nested exactly as the shape")
+    if datatype in INT_TYPES:
+        array = _integers(data, array, datatype, name)
+    elif datatype in FLOAT_TYPES:
+        kind = array.dtype.kind
         _require(kind in "fiu", f"input {name!r}: {datatype} data must be numbers, found {_found(kind)}")
-    elif datatype in INT_TYPES:
-        _require(kind in "iu", f"input {name!r}: {datatype} data must be integers, found {_found(kind)}")
+        _require(datatype != "FP16" or not array.size or float(np.abs(array).max()) <= FP16_MAX,
+                 f"input {name!r}: FP16 values must be within ±{FP16_MAX:g}")
     else:
-        _require(kind == "b", f"input {name!r}: BOOL data must be true/false, found {_found(kind)}")
+        _require(array.dtype.kind == "b",
+                 f"input {name!r}: BOOL data must be true/false, found {_found(array.dtype.kind)}")
     rows, cols = shape
     _require(array.size == rows * cols,
              f"input {name!r}: 'data' has {array.size} values but shape [{rows}, {cols}] needs {rows * cols}")
     return array.reshape(rows, cols).astype(np.float64, copy=False)
+
+
+def _integers(data: Any, array: np.ndarray, datatype: str, name: str) -> np.ndarray:
+    """Integers within the datatype's range, as an array.
+
+    numpy gives floats or objects for a mix beyond int64 (2**64 - 1 beside 0), and the JSON parser gives
+    a float for an integer beyond 64 bits; only the first can still be valid.
+    """
+    low, high = INT_RANGES[datatype]
+    message = f"input {name!r}: {datatype} values must be integers within [{low}, {high}]"
+    kind = array.dtype.kind
+    if kind in "iu":
+        _require(not array.size or (int(array.min()) >= low and int(array.max()) <= high), message)
+        return array
+    leaves = _leaves(data) if kind in "fO" else []  # only on this rare path
+    if leaves and all(_is_int(v) for v in leaves):
+        _require(all(low <= v <= high for v in leaves), message)
+        return np.array(data, dtype=datatype.lower())
+    raise BadInput(f"{message}, found {_found(kind)}")
+
+
+def _leaves(data: Any) -> list[Any]:
+    if not isinstance(data, list):
+        return [data]
+    return [leaf for item in data for leaf in _leaves(item)]
 
 
 def _found(kind: str) -> str:
@@ -106,37 +144,53 @@ def _check_values(rows: np.ndarray, name: str, allow_nan: bool) -> None:
 def decode_tensor(tensor: Any, spec: InputSpec) -> np.ndarray:
     """One V2 input tensor -> float64 matrix (rows, n_features)."""
     _require(isinstance(tensor, dict), "each input must be an object with name, shape, datatype, data")
-    name = tensor.get("name", "input-0")
+    _require("name" in tensor, "each input needs a 'name' (a string)")
+    name = tensor["name"]
     _require(isinstance(name, str), "input 'name' must be a string")
     for key in ("shape", "datatype", "data"):
         _require(key in tensor, f"input {name!r} is missing {key!r}")
+    _require(isinstance(tensor.get("parameters", {}), dict), f"input {name!r}: 'parameters' must be an object")
     datatype = tensor["datatype"]
     _require(isinstance(datatype, str) and datatype in KNOWN_TYPES,
              f"input {name!r}: unknown datatype {datatype!r}; expected one of {sorted(KNOWN_TYPES)}")
     _require(datatype != "BYTES", f"input {name!r}: this model takes numbers (FP32, FP64, INT*, BOOL), "
                                   "not BYTES")
-    rows, cols = _shape(tensor["shape"], name, spec)
+    declared = tensor["shape"]
+    rows, cols = _shape(declared, name, spec)
     _require(cols == spec.n_features, f"input {name!r} has {cols} features per row; the model expects "
                                       f"{spec.n_features} (shape [rows, {spec.n_features}])")
     _require(rows >= 1, f"input {name!r}: no rows (shape [0, {cols}])")
     _require(rows <= spec.max_rows, f"input {name!r}: {rows} rows; at most {spec.max_rows} per request", 413)
-    matrix = _matrix(tensor["data"], datatype, name, (rows, cols))
+    matrix = _matrix(tensor["data"], datatype, name, declared, (rows, cols))
     _check_values(matrix, name, spec.allow_nan)
     return matrix
 
 
-def _outputs(raw: Any, spec: InputSpec) -> tuple[str, ...]:
+def _flag(parameters: Any, key: str, where: str) -> bool:
+    value = parameters.get(key, False) if isinstance(parameters, dict) else False
+    _require(isinstance(value, bool), f"{where}'{key}' must be true or false")
+    return bool(value)
+
+
+def _outputs(raw: Any, spec: InputSpec, all_binary: bool) -> tuple[tuple[str, ...], frozenset[str]]:
+    """(output names, those to answer in binary); `all_binary` is the request's binary_data_output."""
     if raw is None:
-        return ("predict",)
+        return ("predict",), frozenset({"predict"} if all_binary else ())
     _require(isinstance(raw, list) and len(raw) > 0, "'outputs' must be a non-empty list of {\"name\": ...}")
-    names = []
+    names, binary = [], set()
     for item in raw:
         name = item.get("name") if isinstance(item, dict) else None
         if not isinstance(name, str) or name not in OUTPUT_NAMES:
             raise BadInput(f"unknown output {name!r}; available: {list(OUTPUT_NAMES)}")
+        parameters = item.get("parameters", {})
+        _require(isinstance(parameters, dict), f"output {name!r}: 'parameters' must be an object")
         _require(name != "predict_proba" or spec.has_proba, "this model has no predict_proba output")
         names.append(name)
-    return tuple(dict.fromkeys(names))
+        choice = parameters.get("binary_data", all_binary)  # the output's own choice wins
+        _require(isinstance(choice, bool), f"output {name!r}: 'binary_data' must be true or false")
+        if choice:
+            binary.add(name)
+    return tuple(dict.fromkeys(names)), frozenset(binary)
 
 
 def request_id_of(body: dict[str, Any]) -> str | None:
@@ -155,8 +209,11 @@ def decode_v2(body: Any, spec: InputSpec) -> InferRequest:
     _require(isinstance(inputs, list) and len(inputs) >= 1, "'inputs' must be a non-empty list of tensors")
     _require(len(inputs) == 1, f"this model takes one input tensor of shape [rows, {spec.n_features}], "
                                f"got {len(inputs)}")
+    parameters = body.get("parameters", {})
+    _require(isinstance(parameters, dict), "'parameters' must be an object")
     rows = decode_tensor(inputs[0], spec)
-    return InferRequest(rows, _outputs(body.get("outputs"), spec), request_id_of(body))
+    outputs, binary = _outputs(body.get("outputs"), spec, _flag(parameters, "binary_data_output", ""))
+    return InferRequest(rows, outputs, request_id_of(body), binary)
 
 
 def decode_v1(body: Any, spec: InputSpec) -> InferRequest:

@@ -108,7 +108,9 @@ def make_rollout(name: str, version: str, model: dict[str, Any], store: str, *, 
         {"setWeight": 75}, {"pause": {"duration": "4s"}}, {"setWeight": 100}]}}
     spec: dict[str, Any] = {
         "replicas": replicas,
-        "model": {"name": name, "version": version, "uri": f"{store}/{model['file']}", "digest": model["digest"]},
+        "model": {"name": name, "version": version, "uri": f"{store}/{model['file']}", "digest": model["digest"],
+                  # The test models are mostly joblib (reproducible digests): the explicit pickle opt-in.
+                  "allowPickle": model["format"] == "joblib"},
         "serving": {"image": SERVING_IMAGE, "port": 8080,
                     "env": [{"name": k, "value": v} for k, v in (env or {}).items()]},
         "service": {"name": name, "port": 80},
@@ -198,10 +200,12 @@ class Scenario:
 class Traffic:
     """Continuous traffic (with feedback labels) in a background thread's event loop."""
 
-    def __init__(self, url: str, model: str, holdout: dict[str, Any], rate: float = 80, burst: int = 3) -> None:
+    def __init__(self, url: str, model: str, holdout: dict[str, Any], rate: float = 80, burst: int = 3,
+                 abort_fraction: float = 0.0) -> None:
         # Short bursts per connection: the Service balances connections, so fewer requests per
         # connection make the per-tick share less noisy.
-        self.generator = ModelTraffic(url, model, holdout["X"], holdout["y"], rate=rate, clients=12, burst=burst)
+        self.generator = ModelTraffic(url, model, holdout["X"], holdout["y"], rate=rate, clients=12, burst=burst,
+                                      abort_fraction=abort_fraction)
         self._loop = asyncio.new_event_loop()
         self._stop = asyncio.Event()
         self._thread: Any = None

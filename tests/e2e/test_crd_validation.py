@@ -87,6 +87,7 @@ def test_defaults_are_filled(api: kubernetes.client.CustomObjectsApi, namespace:
     spec = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "fraud")["spec"]
     assert (spec["replicas"], spec["service"]["port"], spec["progressDeadlineSeconds"]) == (1, 80, 600)
     assert spec["strategy"]["blueGreen"]["scaleDownDelaySeconds"] == 30
+    assert spec["model"]["allowPickle"] is False  # joblib stays closed unless the owner opts in
 
 
 def _without(path: str) -> dict[str, Any]:
@@ -115,6 +116,8 @@ INVALID = [
     ("missing service name", _without("service.name"), "spec.service.name"),
     ("bad digest", make_rollout(model={"name": "f", "version": "2", "uri": "u", "digest": "sha256:xyz"}),
      "spec.model.digest"),
+    ("allowPickle without digest", make_rollout(model={"name": "f", "version": "2", "uri": "u", "allowPickle": True}),
+     "allowPickle needs digest"),
     ("weight over 100", make_rollout(strategy=_steps({"setWeight": 120})), "setWeight"),
     ("weights falling", make_rollout(strategy=_steps({"setWeight": 50}, {"setWeight": 25})),
      "spec.strategy.canary.steps: setWeight values must rise"),

@@ -53,3 +53,29 @@ def test_good_model_is_promoted_with_no_failed_request(
     wait_until(lambda: len(s.deployments()) == 1, 30, "the old version's Deployment to go")
     [d] = s.deployments()
     assert d.metadata.labels["modelrollout.dev/version"] == "2" and d.spec.replicas == 4
+
+
+def test_canary_is_promoted_although_clients_abort_a_fifth_of_their_uploads(
+        cluster: ClusterHandle, namespace: str, operator: OperatorProcess, models: dict[str, Any],
+        model_store: str) -> None:
+    # An absolute bound: were aborted uploads counted as errors, the canary's rate would be ~20%.
+    analysis = {**ANALYSIS, "metrics": [{"name": "error-rate", "type": "errorRate", "max": 0.05}]}
+    s = Scenario(cluster, namespace, "aborts")
+    s.apply(make_rollout(s.name, "1", models["models"]["lr"], model_store, analysis=analysis))
+    s.wait_phase("Healthy", 90)
+
+    def settled() -> dict[str, Any] | None:  # promoted or rolled back, whichever comes first
+        obj = s.get()
+        st = dict(obj.get("status") or {})
+        current = st.get("observedGeneration") == obj["metadata"].get("generation")
+        return st if current and st.get("phase") in ("Healthy", "RolledBack") else None
+
+    with Traffic(s.service_url(), s.name, models["holdout"], burst=1, abort_fraction=0.2) as traffic:
+        s.apply(make_rollout(s.name, "2", models["models"]["lr"], model_store, analysis=analysis))
+        final = wait_until(settled, 240, "version 2 to be promoted or rolled back", interval=0.5,
+                           describe=s.describe)
+    assert (final["phase"], final["stableVersion"]) == ("Healthy", "2"), final.get("message")
+    stats = traffic.stats
+    answered = sum(stats.statuses.values())
+    assert stats.aborted_uploads > 0.1 * (answered + stats.aborted_uploads), (stats.aborted_uploads, answered)
+    assert stats.failures == 0, (stats.statuses, stats.transport_errors)

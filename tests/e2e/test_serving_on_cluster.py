@@ -23,7 +23,7 @@ print("\\n".join(line for line in text.splitlines() if line.startswith("modelser
 
 def test_served_model_answers_through_its_service_and_is_scraped_by_another_pod(
         cluster: ClusterHandle, namespace: str, models: dict[str, Any]) -> None:
-    lr = models["models"]["lr"]
+    lr = models["models"]["lr-skops"]
     labels = {"app": "iris"}
     container = {
         "name": "server", "image": "ghcr.io/modelrollout/modelserver:0.1.0",

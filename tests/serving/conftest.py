@@ -42,6 +42,7 @@ class ExampleModels:
         entry = self.entry(file)
         base = Settings(model_name=entry["name"], model_version=entry["version"],
                         model_uri=str(self.directory / file), model_digest=entry["digest"],
+                        allow_pickle=entry["format"] != "skops",
                         host="127.0.0.1", port=0, drain_delay_s=0.0, shutdown_timeout_s=5.0)
         return dataclasses.replace(base, **overrides)
 

@@ -42,7 +42,39 @@ BAD_V2: list[tuple[str, Any, int, str]] = [
     ("unknown output", {**_tensor(), "outputs": [{"name": "explain"}]}, 400, "unknown output"),
     ("id not a string", {**_tensor(), "id": 5}, 400, "'id'"),
     ("too many rows", _tensor(shape=[20_000, 20], data=ONE_ROW), 413, "at most"),
+    ("request parameters not an object", {**_tensor(), "parameters": [1]}, 400, "'parameters'"),
+    ("input parameters not an object", _tensor(parameters="binary"), 400, "input 'x': 'parameters'"),
+    ("output parameters not an object", {**_tensor(), "outputs": [{"name": "predict", "parameters": 3}]}, 400,
+     "output 'predict': 'parameters'"),
+    ("input without a name", {"inputs": [{"shape": [1, 20], "datatype": "FP64", "data": ONE_ROW}]}, 400, "'name'"),
+    ("FP16 beyond its range", _tensor(datatype="FP16", data=[70000.0, *ONE_ROW[1:]]), 400, "FP16 values"),
+    ("UINT8 above 255", _tensor(datatype="UINT8", data=[300] + [1] * 19), 400, "UINT8 values"),
+    ("UINT8 negative", _tensor(datatype="UINT8", data=[-5] + [1] * 19), 400, "UINT8 values"),
+    ("INT8 below -128", _tensor(datatype="INT8", data=[-129] + [1] * 19), 400, "INT8 values"),
+    ("INT64 above 2**63-1 beside negatives", _tensor(datatype="INT64", data=[2**63] + [-1] * 19), 400,
+     "INT64 values"),
+    ("INT64 above 2**63-1", _tensor(datatype="INT64", data=[2**63] * 20), 400, "INT64 values"),
+    ("integers beyond 64 bits", _tensor(datatype="UINT64", data=[2**64] * 20), 400, "UINT64 values"),
+    ("UINT64 beside a negative", _tensor(datatype="UINT64", data=[2**64 - 1, -1] + [0] * 18), 400, "UINT64 values"),
+    ("data nested deeper than the shape", _tensor(data=[[ONE_ROW]]), 400, "nested"),
+    ("data nested against a flat shape", _tensor(shape=[20], data=[[v] for v in ONE_ROW]), 400, "nested"),
 ]
+
+
+GOOD_V2: list[tuple[str, Any]] = [
+    ("INT64 extremes", _tensor(datatype="INT64", data=[2**63 - 1, -(2**63)] + [-5] * 18)),
+    ("UINT64 maximum", _tensor(datatype="UINT64", data=[2**64 - 1] + [0] * 19)),
+    ("UINT8 range", _tensor(datatype="UINT8", data=[0, 255] * 10)),
+    ("FP16 maximum", _tensor(datatype="FP16", data=[65504.0, -65504.0, *ONE_ROW[2:]])),
+    ("nested as the shape", _tensor(shape=[2, 20], data=[ONE_ROW, ONE_ROW])),
+    ("parameters objects", {**_tensor(parameters={"a": 1}), "parameters": {}}),
+]
+
+
+@pytest.mark.parametrize("case,body", GOOD_V2, ids=[c[0] for c in GOOD_V2])
+def test_values_within_their_datatype_are_accepted(lr_server: RunningServer, case: str, body: Any) -> None:
+    response = lr_server.post("/v2/models/lr/infer", body)
+    assert response.status_code == 200, response.text
 
 
 @pytest.mark.parametrize("case,body,status,fragment", BAD_V2, ids=[c[0] for c in BAD_V2])
@@ -75,8 +107,10 @@ def test_unknown_model_and_version_are_404(lr_server: RunningServer) -> None:
 
 def test_body_over_the_limit_is_413(models: ExampleModels, start_server: Callable[..., RunningServer]) -> None:
     server = start_server(models.settings("lr.joblib", max_body_bytes=2048))
-    response = server.post("/v2/models/lr/infer", _tensor(shape=[100, 20], data=ONE_ROW * 100))
-    assert response.status_code == 413 and response.json()["error"]
+    for path in ("/v2/models/lr/infer", "/v1/models/lr:predict", "/v2/models/lr/feedback"):
+        response = server.post(path, _tensor(shape=[100, 20], data=ONE_ROW * 100))
+        assert response.status_code == 413, path
+        assert "2048 bytes" in response.json()["error"] and "MODELSERVER_MAX_BODY_BYTES" in response.json()["error"]
 
 
 def test_nan_is_refused_only_where_the_model_cannot_take_it() -> None:

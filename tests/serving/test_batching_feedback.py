@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+import requests
 
 from modelserver.batching import AdaptiveBatcher
 from modelserver.contract_parse import parse_pod_metrics
@@ -113,3 +114,58 @@ def test_store_is_bounded_and_expires_old_predictions() -> None:
     assert store.take("0", now=5.0) is None and store.take("1", now=5.0) is None
     assert store.take("2", now=30.0) == "expired"
     assert store.take("4", now=5.0) == ("1",)
+
+
+def _feedback(server: RunningServer, body: object, name: str = "lr") -> dict[str, int]:
+    response = server.post(f"/v2/models/{name}/feedback", body)
+    assert response.status_code == 200, response.text
+    return {k: v for k, v in response.json().items() if isinstance(v, int) and v}
+
+
+def test_an_invalid_label_keeps_the_prediction_for_its_real_label(lr_server: RunningServer) -> None:
+    predicted = lr_server.infer([ONE_ROW], id="one").json()["outputs"][0]["data"][0]
+    assert _feedback(lr_server, {"id": "one", "label": "cat"}) == {"invalid": 1}
+    assert _feedback(lr_server, {"id": "one", "label": predicted}) == {"correct": 1}
+    assert _feedback(lr_server, {"id": "one", "label": predicted}) == {"unknown_id": 1}  # scored once
+
+
+def test_invalid_labels_are_counted_per_item_and_keep_a_multi_row_prediction(lr_server: RunningServer) -> None:
+    predicted = lr_server.infer([ONE_ROW] * 3, id="three").json()["outputs"][0]["data"]
+    bad_items = [{"id": "three", "label": [predicted[0], "cat", predicted[2]]},  # one bad label of three
+                 {"id": "three", "label": predicted[:2]}]  # wrong number of labels
+    assert _feedback(lr_server, {"feedback": bad_items}) == {"invalid": 2}
+    assert _feedback(lr_server, {"id": "three", "label": predicted}) == {"correct": 3}
+    m = parse_pod_metrics(lr_server.get("/metrics").text).model("lr", "1")
+    assert m is not None and (m.feedback_invalid, m.feedback_correct) == (2, 3)
+
+
+def test_an_invalid_regressor_label_keeps_the_prediction(models: ExampleModels,
+                                                         start_server: Callable[..., RunningServer]) -> None:
+    server = start_server(models.settings("ridge.joblib"))
+    predicted = server.infer([ONE_ROW], name="ridge", id="r").json()["outputs"][0]["data"][0]
+    assert _feedback(server, {"id": "r", "label": "high"}, "ridge") == {"invalid": 1}
+    assert _feedback(server, {"id": "r", "label": predicted + 2}, "ridge") == {"scored": 1}
+
+
+def test_a_request_id_still_awaiting_feedback_is_refused_with_409(lr_server: RunningServer) -> None:
+    first = lr_server.infer([ONE_ROW], id="shared-id")
+    assert first.status_code == 200
+    second = lr_server.infer([ONE_ROW] * 3, id="shared-id")
+    assert second.status_code == 409 and "'shared-id'" in second.json()["error"]
+    v1 = lr_server.post("/v1/models/lr:predict", {"instances": [ONE_ROW], "id": "shared-id"})
+    assert v1.status_code == 409 and v1.json()["error"]
+    label = first.json()["outputs"][0]["data"][0]
+    assert _feedback(lr_server, {"id": "shared-id", "label": label}) == {"correct": 1}  # joined to the first
+    assert lr_server.infer([ONE_ROW], id="shared-id").status_code == 200  # free again once scored
+    m = parse_pod_metrics(lr_server.get("/metrics").text).model("lr", "1")
+    assert m is not None and m.requests_by_code.get("409") == 2 and m.errors == 0
+
+
+def test_concurrent_requests_with_one_id_get_one_answer_and_409s(
+        models: ExampleModels, start_server: Callable[..., RunningServer]) -> None:
+    server = start_server(models.settings("rf.joblib", batching="on", max_batch_wait_ms=20.0))
+    body = {"inputs": [{"name": "x", "shape": [1, 20], "datatype": "FP64", "data": ONE_ROW}], "id": "same"}
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda _: requests.post(server.url + "/v2/models/rf/infer", json=body,
+                                                      timeout=10).status_code, range(8)))
+    assert sorted(codes) == [200] + [409] * 7

@@ -25,6 +25,10 @@ def _failed(server: RunningServer, reason: str) -> None:
     assert server.get("/v2/models/lr/ready").json()["ready"] is False
     infer = server.infer([ONE_ROW])
     assert infer.status_code == 503 and reason in infer.json()["error"]
+    # Any client can read a 503: the file's name, location and digests stay in logs and metrics.
+    settings = server.server.settings
+    leaks = [settings.model_uri, Path(settings.model_uri).name, "sha256", "/"]
+    assert not [leak for leak in leaks if leak in infer.json()["error"]], infer.json()["error"]
     m = parse_pod_metrics(server.get("/metrics").text).model("lr", "1")
     assert m is not None and m.load_failures == 1 and not m.ready
 
@@ -38,17 +42,49 @@ def test_digest_mismatch_refuses_to_load_and_stays_unready(
     assert server.server.plane.predictor is None
 
 
-def test_pickle_without_digest_is_refused(models: ExampleModels,
-                                          start_server: Callable[..., RunningServer]) -> None:
-    _failed(start_server(models.settings("lr.joblib", model_digest="")), "missing_digest")
-
-
-def test_explicit_opt_out_loads_pickle_without_digest_and_says_so(
+def test_pickle_without_digest_is_refused_without_offering_the_files_digest(
         models: ExampleModels, start_server: Callable[..., RunningServer],
         caplog: pytest.LogCaptureFixture) -> None:
-    server = start_server(models.settings("lr.joblib", model_digest="", allow_unverified_pickle=True))
-    assert server.infer([ONE_ROW]).status_code == 200
-    assert any(r.levelname == "WARNING" and "UNSAFE" in r.getMessage() for r in caplog.records)
+    _failed(start_server(models.settings("lr.joblib", model_digest="")), "missing_digest")
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "MODEL_DIGEST" in logged and "skops" in logged
+    # The digest of whatever file is there proves nothing: it must not be offered as the fix.
+    assert models.entry("lr.joblib")["digest"] not in logged
+
+
+class _RunsCode:
+    """Unpickling this touches a file: what any pickle can do, digest or not."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[Path]]:
+        return Path.touch, (self.marker,)
+
+
+def _code_running_pickle(tmp_path: Path) -> tuple[Path, str, Path]:
+    import hashlib
+    import pickle
+
+    marker, path = tmp_path / "code-ran", tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps(_RunsCode(marker)))
+    return path, "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest(), marker
+
+
+def test_pickle_with_a_matching_digest_is_not_opened_without_the_explicit_opt_in(
+        tmp_path: Path, models: ExampleModels, start_server: Callable[..., RunningServer]) -> None:
+    path, digest, marker = _code_running_pickle(tmp_path)
+    settings = models.settings("lr.joblib", model_uri=str(path), model_digest=digest, allow_pickle=False)
+    _failed(start_server(settings), "pickle_not_allowed")
+    assert not marker.exists()
+
+
+def test_with_the_opt_in_a_matching_digest_only_proves_which_file_runs(
+        tmp_path: Path, models: ExampleModels, start_server: Callable[..., RunningServer]) -> None:
+    path, digest, marker = _code_running_pickle(tmp_path)
+    settings = models.settings("lr.joblib", model_uri=str(path), model_digest=digest, allow_pickle=True)
+    _failed(start_server(settings), "validation_failed")
+    assert marker.exists()  # the documented trust model: allowPickle means trusting the file's author
 
 
 @pytest.mark.parametrize("file", ["rf.skops", "lr.skops"])
@@ -116,3 +152,64 @@ def test_server_is_live_while_loading(models: ExampleModels, start_server: Calla
     server = start_server(models.settings("lr.joblib", model_uri="/nonexistent/lr.joblib"), wait_ready=False)
     assert server.get("/v2/health/live").status_code == 200
     assert server.get("/v2/health/ready").status_code == 503
+
+
+def _log_pipeline(tmp_path: Path, logs: int) -> tuple[str, str]:
+    """LogisticRegression after `logs` np.log steps, fitted on values in [2, 10]: a zero row is refused."""
+    import hashlib
+
+    import joblib
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(2, 10, size=(200, 3))
+    steps = [FunctionTransformer(np.log) for _ in range(logs)]
+    model = make_pipeline(*steps, LogisticRegression()).fit(x, (x[:, 0] > 6).astype(int))
+    path = tmp_path / f"log{logs}.joblib"
+    joblib.dump(model, path)
+    return str(path), "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_model_that_refuses_the_zero_row_is_warmed_up_on_another(
+        tmp_path: Path, models: ExampleModels, start_server: Callable[..., RunningServer]) -> None:
+    uri, digest = _log_pipeline(tmp_path, logs=1)
+    server = start_server(models.settings("lr.joblib", model_uri=uri, model_digest=digest, model_features=3))
+    assert server.server.plane.is_ready()
+    assert server.infer([[5.0, 3.0, 7.0]]).status_code == 200
+
+
+def test_a_model_that_refuses_every_warm_up_row_is_served_with_a_warning(
+        tmp_path: Path, models: ExampleModels, start_server: Callable[..., RunningServer],
+        caplog: pytest.LogCaptureFixture) -> None:
+    uri, digest = _log_pipeline(tmp_path, logs=2)  # log(log(1)) is -inf as well
+    server = start_server(models.settings("lr.joblib", model_uri=uri, model_digest=digest, model_features=3))
+    assert server.server.plane.is_ready()
+    assert server.infer([[5.0, 3.0, 7.0]]).status_code == 200
+    assert server.infer([[0.0, 0.0, 0.0]]).status_code == 422  # the model's own refusal, as before
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("warm-up" in w for w in warnings), warnings
+    m = parse_pod_metrics(server.get("/metrics").text).model("lr", "1")
+    assert m is not None and m.ready and m.load_failures == 0
+
+
+def test_a_model_whose_predict_is_broken_still_fails_warm_up(
+        tmp_path: Path, models: ExampleModels, start_server: Callable[..., RunningServer]) -> None:
+    import hashlib
+    import pickle
+
+    path = tmp_path / "broken.pkl"
+    path.write_bytes(pickle.dumps(Broken()))
+    digest = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    _failed(start_server(models.settings("lr.joblib", model_uri=str(path), model_digest=digest)), "warmup_failed")
+
+
+class Broken:
+    """Fitted-looking, but predict() fails whatever the values: a broken model, not a picky one."""
+
+    n_features_in_ = 20
+
+    def predict(self, rows: object) -> object:
+        raise RuntimeError("model internals are broken")

@@ -24,9 +24,20 @@ def test_model_metadata_and_readiness_by_name_and_version(lr_server: RunningServ
         meta = lr_server.get(base).json()
         assert meta["name"] == "lr" and meta["versions"] == ["1"]
         assert meta["inputs"][0]["shape"] == [-1, 20]
-        assert [o["name"] for o in meta["outputs"]] == ["predict", "predict_proba"]
         assert lr_server.get(base + "/ready").json() == {"name": "lr", "ready": True}
     assert lr_server.get("/v2/models/lr/versions/2").status_code == 404
+
+
+def test_metadata_outputs_are_what_a_request_without_outputs_gets(lr_server: RunningServer) -> None:
+    # The protocol: no `outputs` in a request means every output the metadata lists. predict_proba
+    # costs a second model call, so it is offered by name (parameters.optional_outputs) instead.
+    meta = lr_server.get("/v2/models/lr").json()
+    answered = lr_server.infer([ONE_ROW]).json()["outputs"]
+    assert [o["name"] for o in meta["outputs"]] == [o["name"] for o in answered] == ["predict"]
+    optional = meta["parameters"]["optional_outputs"]
+    assert [o["name"] for o in optional] == ["predict_proba"] and optional[0]["shape"] == [-1, 2]
+    asked = lr_server.infer([ONE_ROW], outputs=[{"name": o["name"]} for o in meta["outputs"] + optional])
+    assert [o["name"] for o in asked.json()["outputs"]] == ["predict", "predict_proba"]
 
 
 def test_infer_flat_and_nested_data_give_the_same_answer_and_echo_the_id(lr_server: RunningServer) -> None:

@@ -34,9 +34,9 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
 
 
 def test_sigterm_under_load_finishes_in_flight_requests_and_exits_0(models: ExampleModels, tmp_path) -> None:
-    entry = models.entry("lr.joblib")
+    entry = models.entry("lr.skops")
     port = 20000 + os.getpid() % 20000
-    env = {**os.environ, "MODEL_NAME": "lr", "MODEL_URI": str(models.directory / "lr.joblib"),
+    env = {**os.environ, "MODEL_NAME": "lr", "MODEL_URI": str(models.directory / "lr.skops"),
            "MODEL_DIGEST": entry["digest"], "HOST": "127.0.0.1", "PORT": str(port),
            # Requests (150 ms) outlast the drain delay (50 ms): some are in flight when the listener closes.
            "MODELSERVER_CHAOS_LATENCY_MS": "150", "MODELSERVER_DRAIN_DELAY_S": "0.05"}
@@ -77,9 +77,9 @@ def test_sigterm_under_load_finishes_in_flight_requests_and_exits_0(models: Exam
 
 def test_flags_override_env_which_overrides_defaults() -> None:
     env = {"MODEL_NAME": "iris", "PORT": "9000", "MODELSERVER_BATCHING": "on", "MODELSERVER_CHAOS_ERROR_RATE": "0.25",
-           "MODELSERVER_ALLOW_UNVERIFIED_PICKLE": "true"}
+           "MODEL_ALLOW_PICKLE": "true"}
     s = read_settings(["--port", "9100"], env=env)
-    assert (s.model_name, s.port, s.batching, s.chaos_error_rate, s.allow_unverified_pickle) == (
+    assert (s.model_name, s.port, s.batching, s.chaos_error_rate, s.allow_pickle) == (
         "iris", 9100, "on", 0.25, True)
     assert read_settings([], env={}) == Settings()
 

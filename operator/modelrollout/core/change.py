@@ -49,7 +49,8 @@ class Change:
 
 
 def model_record(model: ModelSpec) -> ModelRecord:
-    return ModelRecord(version=model.version, uri=model.uri, digest=model.digest, format=model.format)
+    return ModelRecord(version=model.version, uri=model.uri, digest=model.digest, format=model.format,
+                       allow_pickle=model.allow_pickle)
 
 
 def start_canary(change: Change, spec: RolloutSpec, reason: str) -> None:

@@ -33,6 +33,7 @@ class ModelSpec:
     digest: str | None = None
     format: str | None = None
     features: tuple[str, ...] = ()
+    allow_pickle: bool = False  # joblib files run code when loaded: the owner opts in explicitly
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,11 @@ def _model(d: Mapping[str, Any]) -> ModelSpec:
     fmt = d.get("format")
     if fmt is not None and fmt not in ("joblib", "skops"):
         raise ValueError(f"spec.model.format: {fmt!r} must be joblib or skops")
+    allow_pickle = d.get("allowPickle", False)
+    if not isinstance(allow_pickle, bool):
+        raise ValueError(f"spec.model.allowPickle: must be true or false, got {allow_pickle!r}")
+    if allow_pickle and digest is None:
+        raise ValueError("spec.model.allowPickle: needs spec.model.digest, the sha256 recorded at publishing")
     return ModelSpec(
         name=_str(d.get("name"), "spec.model.name"),
         version=_str(d.get("version"), "spec.model.version", VERSION_PATTERN),
@@ -139,6 +145,7 @@ def _model(d: Mapping[str, Any]) -> ModelSpec:
         digest=None if digest is None else _str(digest, "spec.model.digest", DIGEST_PATTERN),
         format=fmt,
         features=tuple(str(f) for f in d.get("features") or ()),
+        allow_pickle=allow_pickle,
     )
 
 

@@ -57,16 +57,18 @@ class ModelRecord:
     uri: str
     digest: str | None = None
     format: str | None = None
+    allow_pickle: bool = False  # kept with the version, so a rebuilt Deployment keeps the opt-in
 
     def to_dict(self) -> dict[str, Any]:
         return _drop_none({"version": self.version, "uri": self.uri, "digest": self.digest,
-                           "format": self.format})
+                           "format": self.format, "allowPickle": self.allow_pickle or None})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> ModelRecord | None:
         if not d:
             return None
-        return cls(version=d["version"], uri=d["uri"], digest=d.get("digest"), format=d.get("format"))
+        return cls(version=d["version"], uri=d["uri"], digest=d.get("digest"), format=d.get("format"),
+                   allow_pickle=bool(d.get("allowPickle", False)))
 
 
 @dataclass
