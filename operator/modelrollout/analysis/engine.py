@@ -77,11 +77,13 @@ def _overall(verdicts: tuple[Verdict, ...]) -> Verdict:
 def _account_traffic(config: AnalysisConfig, state: AnalysisState, tick: Tick) -> AnalysisState:
     assert tick.canary is not None
     duration = tick.duration_seconds if tick.duration_seconds is not None else config.interval_seconds
+    # Exposure is time the canary actually served: an idle tick (no requests) proves nothing about it.
+    exposed = duration if tick.canary.requests > 0 else 0.0
     updated = replace(
         state,
         ticks=state.ticks + 1,
         canary_requests=state.canary_requests + tick.canary.requests,
-        exposure_seconds=state.exposure_seconds + duration,
+        exposure_seconds=state.exposure_seconds + exposed,
         canary_latency=add_buckets(state.canary_latency, tick.canary.latency_buckets),
     )
     if tick.stable is None:

@@ -153,3 +153,15 @@ def test_sample_ratio_mismatch_is_reported() -> None:
     outcome, _ = run(config, [tick] * 3)
     assert outcome.sample_ratio_warning is not None and "50.0%" in outcome.sample_ratio_warning
     assert outcome.effective_canary_share == 0.5
+
+
+def test_idle_canary_ticks_do_not_count_towards_min_exposure() -> None:
+    # minExposure 30s = two 15s ticks with canary traffic; four idle ticks before one busy tick must not add up.
+    config = make_config(ERRORS_VS_STABLE, minSamples=0)
+    idle = Tick(VersionCounts(requests=0), VersionCounts(requests=3000, errors=15), 0.25)
+    busy = Tick(VersionCounts(requests=20000, errors=100), VersionCounts(requests=60000, errors=300), 0.25)
+    alone, _ = run(config, [busy])
+    after_idle, state = run(config, [idle] * 4 + [busy])
+    assert alone.overall is Verdict.INCONCLUSIVE and "exposure 15s of the minimum 30s" in alone.results[0].message
+    assert after_idle.overall is Verdict.INCONCLUSIVE and state.exposure_seconds == 15.0
+    assert run(config, [busy, busy])[0].overall is Verdict.PASS
