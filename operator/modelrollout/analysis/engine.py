@@ -46,6 +46,7 @@ MIN_COVERAGE_RATIO = 0.5
 
 def assess_tick(config: AnalysisConfig, state: AnalysisState, tick: Tick) -> tuple[AnalysisOutcome, AnalysisState]:
     """Fold one tick into the state and judge every metric; a missing version leaves the state intact."""
+    tick, notes = _clip_errors(tick)
     if tick.canary is None:
         reason = "; ".join(tick.errors) or "no data from the canary"
         missing = tuple(
@@ -57,13 +58,39 @@ def assess_tick(config: AnalysisConfig, state: AnalysisState, tick: Tick) -> tup
     updates: dict[str, CriterionState] = {}
     for metric in config.metrics:
         result, metric_updates = _assess_metric(config, metric, state, traffic, tick)
-        results.append(result)
+        results.append(_with_notes(result, notes))
         updates.update(metric_updates)
     new_state = traffic.with_criteria(updates)
     overall = _overall(tuple(r.verdict for r in results))
     requests = tick.canary.requests + (tick.stable.requests if tick.stable else 0.0)
     share = tick.canary.requests / requests if tick.stable and requests > 0 else None
     return AnalysisOutcome(tuple(results), overall, share, _sample_ratio_warning(new_state)), new_state
+
+
+def _clip_errors(tick: Tick) -> tuple[Tick, tuple[str, ...]]:
+    """Errors outside [0, requests] in one tick (a counter reset or a scrape racing a restart) are clipped.
+
+    Unclipped, 5 ticks of "0 requests, 1 error" showed a 16% canary error rate against a true 1%; the note
+    goes into every metric's message so that the user sees the scrape was inconsistent.
+    """
+    notes: list[str] = []
+    versions: dict[str, VersionCounts | None] = {"canary": tick.canary, "stable": tick.stable}
+    for name, counts in versions.items():
+        if counts is None or 0.0 <= counts.errors <= counts.requests:
+            continue
+        clipped = min(max(counts.errors, 0.0), max(counts.requests, 0.0))
+        notes.append(
+            f"{name} scrape reported {counts.errors:g} errors for {counts.requests:g} requests this tick, "
+            f"counted as {clipped:g}"
+        )
+        versions[name] = replace(counts, errors=clipped)
+    if not notes:
+        return tick, ()
+    return replace(tick, canary=versions["canary"], stable=versions["stable"]), tuple(notes)
+
+
+def _with_notes(result: MetricResult, notes: tuple[str, ...]) -> MetricResult:
+    return replace(result, message=f"{result.message} ({'; '.join(notes)})") if notes else result
 
 
 def _overall(verdicts: tuple[Verdict, ...]) -> Verdict:

@@ -165,3 +165,15 @@ def test_idle_canary_ticks_do_not_count_towards_min_exposure() -> None:
     assert alone.overall is Verdict.INCONCLUSIVE and "exposure 15s of the minimum 30s" in alone.results[0].message
     assert after_idle.overall is Verdict.INCONCLUSIVE and state.exposure_seconds == 15.0
     assert run(config, [busy, busy])[0].overall is Verdict.PASS
+
+
+def test_errors_without_requests_are_clipped_and_said_so() -> None:
+    # Five scrapes with 0 canary requests but 1 error used to add up to a 16% canary error rate.
+    config = make_config(ERRORS_VS_STABLE, minSamples=0)
+    good = Tick(VersionCounts(requests=100, errors=1), VersionCounts(requests=300, errors=3), 0.25)
+    broken = Tick(VersionCounts(requests=0, errors=1), VersionCounts(requests=300, errors=3), 0.25)
+    ticks = [good, good] + [broken] * 5
+    outcome, state = run(config, ticks)
+    criterion = state.criterion("errors", "margin")
+    assert criterion.canary_events / criterion.canary_trials == 0.01  # not (2 + 5) / 200
+    assert "canary scrape reported 1 errors for 0 requests this tick, counted as 0" in outcome.results[0].message
