@@ -10,6 +10,7 @@ import pytest
 from modelrollout.analysis.config import AnalysisConfig
 from modelrollout.analysis.engine import assess_tick
 from modelrollout.analysis.sequential import mixture_log_e_value, tick_log_likelihood_ratios
+from modelrollout.analysis.state import AnalysisState
 from modelrollout.analysis.types import Tick, Verdict, VersionCounts
 from tests.unit.analysis.replay import run
 
@@ -177,3 +178,26 @@ def test_errors_without_requests_are_clipped_and_said_so() -> None:
     criterion = state.criterion("errors", "margin")
     assert criterion.canary_events / criterion.canary_trials == 0.01  # not (2 + 5) / 200
     assert "canary scrape reported 1 errors for 0 requests this tick, counted as 0" in outcome.results[0].message
+
+
+def test_a_canary_proven_within_the_margin_passes_and_never_turns_to_fail() -> None:
+    # +0.5 pts with margin 2 pts: once the upper end is below +2 the canary is tolerated, even when later
+    # ticks also prove it slightly worse than stable (lower end above 0); Pass is never followed by Fail.
+    config = make_config({"name": "errors", "type": "errorRate", "margin": 0.02})
+    rng = np.random.default_rng(7)
+    state = AnalysisState.initial(config)
+    verdicts = []
+    for _ in range(12):
+        outcome, state = assess_tick(config, state, error_tick(rng, 0.015, 0.01, n=20000))
+        verdicts.append(outcome.overall)
+    first_pass = verdicts.index(Verdict.PASS)
+    assert all(v is Verdict.PASS for v in verdicts[first_pass:])
+    interval = outcome.results[0].interval
+    assert interval is not None and interval[0] > 0 and interval[1] < 0.02
+
+
+def test_margin_zero_rolls_back_a_worse_canary_as_before() -> None:
+    config = make_config({"name": "errors", "type": "errorRate", "margin": 0.0})
+    rng = np.random.default_rng(8)
+    outcome, _ = run(config, [error_tick(rng, 0.02, 0.01, n=4000) for _ in range(10)])
+    assert outcome.overall is Verdict.FAIL and outcome.results[0].message.endswith(": rollback")
