@@ -30,6 +30,7 @@ from modelrollout.analysis.mean_error import (
     update_mae_bound,
     update_mae_comparison,
 )
+from modelrollout.analysis.progress import progress_note, requests_to_pass
 from modelrollout.analysis.rules import describe, judge, needs_stable, observe, update_criterion
 from modelrollout.analysis.sequential import mixture_rho, two_sided_log_e_value
 from modelrollout.analysis.shift import describe_shift, judge_shift, update_shift
@@ -210,6 +211,8 @@ def _metric_result(
     gate = _gate(config, metric, traffic, state, verdict)
     if gate is not None:
         verdict, message = Verdict.INCONCLUSIVE, f"{message.rsplit(':', 1)[0]}: keep collecting ({gate})"
+    elif verdict is Verdict.INCONCLUSIVE:
+        message = f"{message}; {_progress(traffic, state, j)}"
     canary = state.canary_events / state.canary_trials if state.canary_trials else None
     stable = state.stable_events / state.stable_trials if state.stable_trials else None
     if metric.type is MetricType.ACCURACY:
@@ -227,6 +230,14 @@ def _metric_result(
         canary_samples=state.canary_trials,
         stable_samples=state.stable_trials,
     )
+
+
+def _progress(traffic: AnalysisState, state: CriterionState, j: Judgement) -> str:
+    """How many more canary requests (and how long, at the rate seen so far) a Pass would need."""
+    per_sample = traffic.canary_requests / state.canary_trials if state.canary_trials > 0 else 1.0
+    more = requests_to_pass(j.estimate, j.interval[1], j.limit, state.canary_trials, per_sample)
+    rate = traffic.canary_requests / traffic.exposure_seconds if traffic.exposure_seconds > 0 else None
+    return progress_note(more, rate)
 
 
 def _gate(
