@@ -195,9 +195,11 @@ def judge_comparison(state: CriterionState, limit: float, alpha: float) -> Judge
     """Stratified difference canary - stable against a tolerated difference `limit`."""
     if state.weight <= 0:
         return Judgement(Verdict.INCONCLUSIVE, 0.0, (-1.0, 1.0), limit, state.p_value, _e_value(state))
-    interval = comparison_interval(state, alpha)
     if state.difference_lower is not None and state.difference_upper is not None:
-        interval = (max(interval[0], state.difference_lower), min(interval[1], state.difference_upper))
+        # update_comparison already folded this tick's interval into the running ends: no second inversion.
+        interval = (state.difference_lower, state.difference_upper)
+    else:
+        interval = comparison_interval(state, alpha)  # a state from a release without running difference ends
     verdict = verdict_for(interval, 0.0, limit)
     return Judgement(verdict, state.score / state.weight, interval, limit, state.p_value, _e_value(state))
 
