@@ -63,9 +63,10 @@ cluster-shell: venv
 bench-serving: venv
 	$(BIN)/python bench/serving/run.py
 
-# Decision quality of the analysis engine vs threshold rules and a fixed-sample test (not timed).
+# Decision quality, both sides (not timed): the rollback test vs threshold rules and a fixed-sample test, then the
+# engine replayed through assess_tick per metric type. Bounded by default; BENCH_ARGS=--full rewrites docs/analysis.md.
 bench-decisions: venv
-	$(BIN)/python bench/decisions/run.py
+	$(BIN)/python bench/decisions/run.py $(BENCH_ARGS)
 
 # The kind path, for machines with a Docker engine (it cannot run where this project is built).
 images:

@@ -1,13 +1,17 @@
-"""Decision-quality benchmark: how often each rule rolls back a good canary, and how fast it catches a bad one.
+"""Decision-quality benchmark, both sides: how often each rule rolls back a good canary and how fast it catches a
+bad one, and how often the engine, replayed exactly as the operator calls it, promotes, rolls back or pauses.
 
-Simulates rollouts (400 requests per tick, 40 ticks = 16,000 requests; see streams.py) and runs side by side
-the project's engine (the per-tick conditional e-process of `modelrollout.analysis.sequential`, vectorised
-over rollouts), a threshold rule per window as Flagger and Argo Rollouts apply it, and a fixed-sample z-test
-on cumulative counts checked at every tick. Every rule waits for 200 canary requests, as the operator does.
+Part 1 simulates rollouts (400 requests per tick, 40 ticks = 16,000 requests; see streams.py) and runs side by
+side the engine's rollback test (the per-tick conditional e-process of `modelrollout.analysis.sequential`,
+vectorised over rollouts), a threshold rule per window as Flagger and Argo Rollouts apply it, and a fixed-sample
+z-test on cumulative counts checked at every tick. Every rule waits for 200 canary requests, as the operator does.
+Part 2 (replay.py) feeds request streams tick by tick through `assess_tick` for every metric type, with the
+docs' settings and with the examples' settings: promoted / rolled back / paused, Pass-then-Fail flips, and the
+canary requests an equal canary needs to pass, per margin and base error rate.
 
-    .venv/bin/python bench/decisions/run.py            # 2,000 rollouts per cell, writes the docs/analysis.md table
-    .venv/bin/python bench/decisions/run.py --quick    # 200 per cell, prints only
-    .venv/bin/python bench/decisions/run.py --runs 2000 --seed 7 --no-docs   # a second seed, prints only
+    .venv/bin/python bench/decisions/run.py          # bounded (a minute or two): 200 + 50 rollouts per cell, prints
+    .venv/bin/python bench/decisions/run.py --full   # 2,000 + 300 per cell (several minutes), writes docs/analysis.md
+    .venv/bin/python bench/decisions/run.py --full --seed 7 --no-docs   # a second seed, prints only
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from scipy.stats import norm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "operator"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from replay import margin_table, outcome_table, projection_table
 from streams import ERROR_STREAMS, REQUESTS_PER_TICK, Cell, accuracy_cell, error_cell, latency_cell, mae_cell
 
 from modelrollout.analysis.counts import fails_comparison
@@ -158,28 +163,46 @@ def table(runs: int, seed: int) -> str:
     return "\n".join(lines)
 
 
+MARGINS, BASE_RATES = (0.005, 0.01, 0.02), (0.005, 0.01, 0.02)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="200 rollouts per cell, do not write the docs")
-    parser.add_argument("--runs", type=int, default=2000)
+    parser.add_argument("--full", action="store_true", help="the big run (2,000 + 300 per cell), writes the docs")
+    parser.add_argument("--runs", type=int, help="rollouts per cell of part 1 (default 200, --full 2,000)")
+    parser.add_argument("--replay-runs", type=int, help="rollouts per cell of part 2 (default 50, --full 300)")
     parser.add_argument("--seed", type=int, default=20240607)
-    parser.add_argument("--no-docs", action="store_true", help="print only")
+    parser.add_argument("--no-docs", action="store_true", help="print only, also with --full")
     args = parser.parse_args()
-    runs = 200 if args.quick else args.runs
-    started = time.perf_counter()
-    text = table(runs, args.seed)
-    elapsed = time.perf_counter() - started
-    print(text)
-    print(f"\n{runs:,} rollouts per cell, seed {args.seed}, {elapsed:.0f} s")
-    if args.quick or args.no_docs or not DOCS.exists():
-        return
-    begin, end = "<!-- bench-decisions:begin -->", "<!-- bench-decisions:end -->"
-    header = (
-        f"{runs:,} rollouts per cell, seed {args.seed}, run on {date.today().isoformat()} on {platform.machine()} "
-        f"{platform.system()} with {_cpus()} CPUs, Python {platform.python_version()}, {elapsed:.0f} s.\n\n"
-    )
+    runs = args.runs or (2000 if args.full else 200)
+    replay_runs = args.replay_runs or (300 if args.full else 50)
+    sections = {}
+    for name, build in (
+        ("bench-decisions", lambda: table(runs, args.seed)),
+        ("bench-replay", lambda: outcome_table(replay_runs, args.seed)),
+        ("bench-margins", lambda: margin_table(replay_runs, args.seed, MARGINS, BASE_RATES)),
+        ("bench-projection", lambda: projection_table(replay_runs, args.seed, MARGINS)),
+    ):
+        started = time.perf_counter()
+        text = build()
+        elapsed = time.perf_counter() - started
+        rollouts = runs if name == "bench-decisions" else replay_runs
+        sections[name] = (
+            f"{rollouts:,} rollouts per cell, seed {args.seed}, run on {date.today().isoformat()} on "
+            f"{platform.machine()} {platform.system()} with {_cpus()} CPUs, Python {platform.python_version()}, "
+            f"{elapsed:.0f} s.\n\n{text}"
+        )
+        print(f"{sections[name]}\n", flush=True)
+    if args.full and not args.no_docs and DOCS.exists():
+        _write_docs(sections)
+
+
+def _write_docs(sections: dict[str, str]) -> None:
     body = DOCS.read_text()
-    DOCS.write_text(re.sub(f"{begin}.*?{end}", lambda _: f"{begin}\n{header}{text}\n{end}", body, flags=re.S))
+    for name, text in sections.items():
+        begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+        body = re.sub(f"{begin}.*?{end}", lambda _, b=begin, e=end, t=text: f"{b}\n{t}\n{e}", body, flags=re.S)
+    DOCS.write_text(body)
 
 
 def _cpus() -> int:

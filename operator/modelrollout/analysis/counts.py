@@ -12,10 +12,11 @@ Two kinds of criterion, both updated tick by tick from increments:
 
 The interval printed beside a verdict comes from the test that decides it (inversion.py): for a
 comparison, the rate ratios canary/stable the per-tick e-processes have not rejected, turned into
-differences with always-valid bounds of both rates; for a bound, the canary rates not rejected. Fail is
-"the interval lies above 0" (comparison) or "above the bound", which is the rollback test rejecting;
-Pass is "the interval lies below the tolerated limit" (non-inferiority). The ends are running: once a
-value is excluded it stays excluded, as the running p-value stays small, so a Fail persists.
+differences with always-valid bounds of both rates; for a bound, the canary rates not rejected. Pass is
+"the interval lies below the tolerated limit" (non-inferiority) and is checked first; Fail is "the interval
+lies above 0" (comparison) or "above the bound", which is the rollback test rejecting. The ends are running
+(for comparisons in ratio and in difference): once a value is excluded it stays excluded, so neither a Pass
+nor a Fail turns back, and a Pass never becomes a Fail.
 """
 
 from __future__ import annotations
@@ -130,19 +131,35 @@ def update_comparison(state: CriterionState, obs: CountObservation, alpha: float
         upper=_running(state.upper, high, min),
     )
     clean = CountObservation(canary_events, obs.canary_trials, stable_events, obs.stable_trials)
-    return _add_counts(updated, clean)
+    return _with_difference_ends(_add_counts(updated, clean), alpha)
+
+
+def _with_difference_ends(state: CriterionState, alpha: float) -> CriterionState:
+    """Intersect this tick's difference interval with the earlier ones: a confidence sequence stays valid when
+    intersected over time, and Pass (upper end below the margin) and Fail (lower end above 0) then persist."""
+    low, high = comparison_interval(state, alpha)
+    return replace(
+        state,
+        difference_lower=_running(state.difference_lower, low, max),
+        difference_upper=_running(state.difference_upper, high, min),
+    )
 
 
 def verdict_for(interval: tuple[float, float], harm_above: float, limit: float) -> Verdict:
-    """Fail when the whole interval is above `harm_above`, Pass when it is below `limit`.
+    """Pass when the whole interval is below `limit` (tolerated), else Fail when it is above `harm_above`.
+
+    Pass comes first: a canary proven within the tolerance is promoted even if it is also proven slightly worse
+    than stable (0 < interval < limit); that is what the user's margin says.
 
     >>> verdict_for((0.004, 0.018), 0.0, 0.005).value, verdict_for((-0.002, 0.003), 0.0, 0.005).value
     ('Fail', 'Pass')
+    >>> verdict_for((0.002, 0.015), 0.0, 0.02).value
+    'Pass'
     """
-    if interval[0] > harm_above:
-        return Verdict.FAIL
     if interval[1] < limit:
         return Verdict.PASS
+    if interval[0] > harm_above:
+        return Verdict.FAIL
     return Verdict.INCONCLUSIVE
 
 
@@ -178,7 +195,11 @@ def judge_comparison(state: CriterionState, limit: float, alpha: float) -> Judge
     """Stratified difference canary - stable against a tolerated difference `limit`."""
     if state.weight <= 0:
         return Judgement(Verdict.INCONCLUSIVE, 0.0, (-1.0, 1.0), limit, state.p_value, _e_value(state))
-    interval = comparison_interval(state, alpha)
+    if state.difference_lower is not None and state.difference_upper is not None:
+        # update_comparison already folded this tick's interval into the running ends: no second inversion.
+        interval = (state.difference_lower, state.difference_upper)
+    else:
+        interval = comparison_interval(state, alpha)  # a state from a release without running difference ends
     verdict = verdict_for(interval, 0.0, limit)
     return Judgement(verdict, state.score / state.weight, interval, limit, state.p_value, _e_value(state))
 

@@ -89,7 +89,7 @@ def standardised_radius(alpha: float, units: float) -> float:
     """The standardised score at which the one-sided mixture e-value reaches 1/alpha after `units` rows.
 
     The same e-value decides Fail, so an interval end at (score -/+ radius * scale) / weight excludes 0
-    exactly when the test rejects: Fail <=> the interval lies above 0.
+    exactly when the test rejects (a Fail, unless the canary already passed).
 
     >>> round(standardised_radius(0.05, 200.0), 2)   # vs 1.645 * sqrt(200) = 23.3 for a single look
     39.12

@@ -123,18 +123,32 @@ class Wording:
         return -value if self.flipped else value
 
 
-def wording(metric: MetricConfig, threshold: float | None) -> Wording:
+def wording(metric: MetricConfig, threshold: float | None, criterion: str = "max") -> Wording:
     if metric.type is MetricType.ACCURACY:
         return Wording("accuracy", flipped=True)
     if metric.type is MetricType.LATENCY:
-        return Wording(f"share slower than {_seconds(threshold)}", flipped=False)
+        return Wording(f"share slower than {_seconds(threshold)}{_derived_from(metric, criterion)}", flipped=False)
     return Wording("error rate", flipped=False)
+
+
+def _derived_from(metric: MetricConfig, criterion: str) -> str:
+    """Where a threshold relative to stable came from: rounding up to a bucket bound can loosen it a lot (1.2 x a
+    233 ms p99 is tested at 500 ms with Prometheus' default buckets), so status says so."""
+    if metric.quantile is None or criterion == "max":
+        return ""
+    value = metric.criteria[criterion]
+    quantile = f"p{100 * metric.quantile:g}"
+    if criterion == "maxRatioToStable":
+        relative = f"{value:g} x stable's {quantile}"
+    else:
+        relative = f"stable's {quantile} + {value:g}s"
+    return f" (the bucket bound at or above {relative})"
 
 
 def describe(metric: MetricConfig, criterion: str, state: CriterionState, j: Judgement, level: float) -> str:
     """One sentence, e.g. "canary error rate 2.1% vs stable 1.0%, difference +1.1 pts, 95% always-valid
     interval [+0.4, +1.8]: rollback"."""
-    words = wording(metric, state.threshold)
+    words = wording(metric, state.threshold, criterion)
     canary = words.rate(state.canary_events / state.canary_trials) if state.canary_trials else None
     stable = words.rate(state.stable_events / state.stable_trials) if state.stable_trials else None
     head = f"canary {words.quantity} {_pct(canary)} vs stable {_pct(stable)}"

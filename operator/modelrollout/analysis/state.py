@@ -57,6 +57,10 @@ class CriterionState:
     # of counts, the canary's rate for bounds, the difference (or the canary's MAE) for meanAbsoluteError.
     lower: float | None = None
     upper: float | None = None
+    # Comparisons of counts: running ends of the difference interval. The rate bounds that turn the ratio into a
+    # difference move from tick to tick, so without these a Pass (upper end below the margin) could turn back.
+    difference_lower: float | None = None
+    difference_upper: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}

@@ -10,6 +10,7 @@ import pytest
 from modelrollout.analysis.config import AnalysisConfig
 from modelrollout.analysis.engine import assess_tick
 from modelrollout.analysis.sequential import mixture_log_e_value, tick_log_likelihood_ratios
+from modelrollout.analysis.state import AnalysisState
 from modelrollout.analysis.types import Tick, Verdict, VersionCounts
 from tests.unit.analysis.replay import run
 
@@ -126,7 +127,8 @@ def test_latency_slow_tail_fails_the_p99_ratio_check() -> None:
     )
     outcome, _ = run(config, [tick] * 6)
     assert outcome.overall is Verdict.FAIL
-    assert "slower than 100ms" in outcome.results[0].message  # 1.25 x stable p99 (75ms), rounded up to a bound
+    # 1.25 x stable p99 (75ms), rounded up to a bound; status says where the bound came from.
+    assert "share slower than 100ms (the bucket bound at or above 1.25 x stable's p99)" in outcome.results[0].message
 
 
 def test_prediction_shift_detects_a_changed_class_mix_and_passes_an_equal_one() -> None:
@@ -153,3 +155,50 @@ def test_sample_ratio_mismatch_is_reported() -> None:
     outcome, _ = run(config, [tick] * 3)
     assert outcome.sample_ratio_warning is not None and "50.0%" in outcome.sample_ratio_warning
     assert outcome.effective_canary_share == 0.5
+
+
+def test_idle_canary_ticks_do_not_count_towards_min_exposure() -> None:
+    # minExposure 30s = two 15s ticks with canary traffic; four idle ticks before one busy tick must not add up.
+    config = make_config(ERRORS_VS_STABLE, minSamples=0)
+    idle = Tick(VersionCounts(requests=0), VersionCounts(requests=3000, errors=15), 0.25)
+    busy = Tick(VersionCounts(requests=20000, errors=100), VersionCounts(requests=60000, errors=300), 0.25)
+    alone, _ = run(config, [busy])
+    after_idle, state = run(config, [idle] * 4 + [busy])
+    assert alone.overall is Verdict.INCONCLUSIVE and "exposure 15s of the minimum 30s" in alone.results[0].message
+    assert after_idle.overall is Verdict.INCONCLUSIVE and state.exposure_seconds == 15.0
+    assert run(config, [busy, busy])[0].overall is Verdict.PASS
+
+
+def test_errors_without_requests_are_clipped_and_said_so() -> None:
+    # Five scrapes with 0 canary requests but 1 error used to add up to a 16% canary error rate.
+    config = make_config(ERRORS_VS_STABLE, minSamples=0)
+    good = Tick(VersionCounts(requests=100, errors=1), VersionCounts(requests=300, errors=3), 0.25)
+    broken = Tick(VersionCounts(requests=0, errors=1), VersionCounts(requests=300, errors=3), 0.25)
+    ticks = [good, good] + [broken] * 5
+    outcome, state = run(config, ticks)
+    criterion = state.criterion("errors", "margin")
+    assert criterion.canary_events / criterion.canary_trials == 0.01  # not (2 + 5) / 200
+    assert "canary scrape reported 1 errors for 0 requests this tick, counted as 0" in outcome.results[0].message
+
+
+def test_a_canary_proven_within_the_margin_passes_and_never_turns_to_fail() -> None:
+    # +0.5 pts with margin 2 pts: once the upper end is below +2 the canary is tolerated, even when later
+    # ticks also prove it slightly worse than stable (lower end above 0); Pass is never followed by Fail.
+    config = make_config({"name": "errors", "type": "errorRate", "margin": 0.02})
+    rng = np.random.default_rng(7)
+    state = AnalysisState.initial(config)
+    verdicts = []
+    for _ in range(12):
+        outcome, state = assess_tick(config, state, error_tick(rng, 0.015, 0.01, n=20000))
+        verdicts.append(outcome.overall)
+    first_pass = verdicts.index(Verdict.PASS)
+    assert all(v is Verdict.PASS for v in verdicts[first_pass:])
+    interval = outcome.results[0].interval
+    assert interval is not None and interval[0] > 0 and interval[1] < 0.02
+
+
+def test_margin_zero_rolls_back_a_worse_canary_as_before() -> None:
+    config = make_config({"name": "errors", "type": "errorRate", "margin": 0.0})
+    rng = np.random.default_rng(8)
+    outcome, _ = run(config, [error_tick(rng, 0.02, 0.01, n=4000) for _ in range(10)])
+    assert outcome.overall is Verdict.FAIL and outcome.results[0].message.endswith(": rollback")
