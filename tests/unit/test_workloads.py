@@ -20,8 +20,8 @@ DIGEST = "sha256:" + "a" * 64
 
 def _env(model: dict[str, Any]) -> dict[str, str]:
     spec = spec_dict(model={"name": "fraud", "version": "2", "uri": "http://store/m.joblib", **model})
-    record = model_record(RolloutSpec.from_dict(spec).model)
-    return {e["name"]: e["value"] for e in serving_container(spec, record)["env"]}
+    typed = RolloutSpec.from_dict(spec)
+    return {e["name"]: e["value"] for e in serving_container(typed, model_record(typed.model))["env"]}
 
 
 def test_allow_pickle_reaches_the_server_only_when_the_spec_opts_in() -> None:

@@ -159,7 +159,7 @@ def test_sample_ratio_mismatch_is_reported() -> None:
 
 def test_idle_canary_ticks_do_not_count_towards_min_exposure() -> None:
     # minExposure 30s = two 15s ticks with canary traffic; four idle ticks before one busy tick must not add up.
-    config = make_config(ERRORS_VS_STABLE, minSamples=0)
+    config = make_config(ERRORS_VS_STABLE, minSamples=1)
     idle = Tick(VersionCounts(requests=0), VersionCounts(requests=3000, errors=15), 0.25)
     busy = Tick(VersionCounts(requests=20000, errors=100), VersionCounts(requests=60000, errors=300), 0.25)
     alone, _ = run(config, [busy])
@@ -171,7 +171,7 @@ def test_idle_canary_ticks_do_not_count_towards_min_exposure() -> None:
 
 def test_errors_without_requests_are_clipped_and_said_so() -> None:
     # Five scrapes with 0 canary requests but 1 error used to add up to a 16% canary error rate.
-    config = make_config(ERRORS_VS_STABLE, minSamples=0)
+    config = make_config(ERRORS_VS_STABLE, minSamples=1)
     good = Tick(VersionCounts(requests=100, errors=1), VersionCounts(requests=300, errors=3), 0.25)
     broken = Tick(VersionCounts(requests=0, errors=1), VersionCounts(requests=300, errors=3), 0.25)
     ticks = [good, good] + [broken] * 5
