@@ -22,6 +22,8 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@$(BIN)/pip install -q --upgrade pip
 	@$(BIN)/pip install -q -c constraints.txt -e '.[test]'
+	@# kserve's metadata pins python-dateutil<3, kubernetes needs >=3: its imports are in the test extra
+	@$(BIN)/pip install -q --no-deps --no-warn-conflicts -c constraints.txt kserve
 	@touch $@
 	@echo "[setup] Python packages ready"
 
