@@ -157,6 +157,8 @@ def _decision(change: Change, spec: RolloutSpec, obs: Observations, plan: Strate
     intents = {v: DeploymentIntent(replicas=n, model=models.get(v)) for v, n in replicas.items() if v not in doomed}
     st.observed_generation = obs.generation
     update_conditions(st, change.now)
+    if st.analysis.next_tick_at is not None:  # a running analysis is due then, whatever woke this tick
+        change.wake_at.append(st.analysis.next_tick_at)
     wake = min([t for t in change.wake_at if t > change.now] or [change.now + IDLE])
     if any(i.replicas != (obs.deployments[v].replicas if v in obs.deployments else 0) for v, i in intents.items()):
         wake = min(wake, change.now + POLL)

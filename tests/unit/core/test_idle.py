@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from modelrollout.analysis.types import Verdict
 from modelrollout.core.decide import IDLE
 from modelrollout.core.steps import POLL
 from tests.unit.core.builders import make_spec, ready, run_from_healthy
@@ -25,3 +26,15 @@ def test_a_rollout_whose_replicas_are_changing_polls() -> None:
     run.world.deployments["1"] = ready(4)
     decision = run.tick(after=60)
     assert decision.next_tick_at == run.now + POLL
+
+
+def test_a_tick_between_analysis_ticks_wakes_for_the_next_analysis() -> None:
+    # Hidden while every rollout polled at 5 s: a tick woken by anything else (an event, a restart)
+    # forgot the pending analysis and slept until the idle interval or the analysis timeout.
+    run = run_from_healthy(make_spec(version="2", steps=[{"setWeight": 50}]))
+    run.tick()
+    run.tick(after=1)  # the canary pods are Ready: the analysis starts
+    run.tick_analysis(Verdict.INCONCLUSIVE)
+    due = run.status.analysis.next_tick_at
+    decision = run.tick(after=1)
+    assert due is not None and decision.next_tick_at == due
