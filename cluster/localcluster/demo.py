@@ -43,12 +43,15 @@ from localcluster.testing import WaitTimeoutError, wait_until
 ROOT = Path(__file__).resolve().parents[2]
 NS, NAME = "demo", "fraud"
 GROUP, VERSION, PLURAL = "modelrollout.dev", "v1alpha1", "modelrollouts"
+# The examples' criteria (examples/canary.yaml), which `make bench-decisions` shows promote an equal
+# canary in at least 98% of rollouts: a relative p99 bound would sit on server latencies of a few
+# milliseconds, where a busy machine's tail alone keeps it Inconclusive.
 ANALYSIS = {
     "interval": "3s", "minSamples": 100, "minExposure": "6s", "failureLimit": 2, "inconclusiveLimit": 40,
     "metrics": [
-        {"name": "error-rate", "type": "errorRate", "margin": 0.01},
-        {"name": "latency-p99", "type": "latency", "quantile": 0.99, "maxRatioToStable": 3.0},
-        {"name": "accuracy", "type": "accuracy", "margin": 0.08},  # promotes 98% of equal canaries (bench)
+        {"name": "error-rate", "type": "errorRate", "margin": 0.02},
+        {"name": "slow-requests", "type": "latency", "thresholdSeconds": 0.25, "max": 0.05},
+        {"name": "accuracy", "type": "accuracy", "margin": 0.08},
     ],
 }
 STEPS = [{"setWeight": 25}, {"pause": {"duration": "10s"}}, {"setWeight": 50}, {"pause": {"duration": "10s"}},
