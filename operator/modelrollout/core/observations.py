@@ -105,7 +105,11 @@ class Observations:
         return next((p for p in self.pod_problems.get(version, ()) if p.permanent), None)
 
     def why_not_ready(self, version: str) -> str:
-        """"; pod x: reason ..." for the pods of `version` that are not Ready, or "" while none reports a problem."""
+        """A suffix naming up to three pods of `version` that report a problem ("" while none does).
+
+        >>> Observations("fraud", 1, pod_problems={"2": (PodProblem("fraud-v2-x", "fetch_failed"),)}).why_not_ready("2")
+        '; pod fraud-v2-x: fetch_failed'
+        """
         problems = self.pod_problems.get(version, ())
         return "".join(f"; {p.describe()}" for p in problems[:3]) + (
             f"; and {len(problems) - 3} more pod(s)" if len(problems) > 3 else "")
