@@ -41,6 +41,34 @@ class PodTarget:
     started_at: str | None
 
 
+@dataclass(frozen=True)
+class PodState:
+    """What the pod's status says about one serving pod: enough to tell why it is not Ready."""
+
+    name: str
+    version: str
+    ip: str | None
+    ready: bool
+    deleting: bool
+    restarts: int = 0
+    waiting: tuple[str, str] | None = None  # a container's (reason, message) while it does not run
+    last_exit: str | None = None  # the last termination's reason (OOMKilled, Error) and exit code
+
+
+def _pod_state(pod: Any) -> PodState:
+    status = pod.status
+    containers = status.container_statuses or []
+    waiting = next(((c.state.waiting.reason or "", c.state.waiting.message or "") for c in containers
+                    if c.state and c.state.waiting), None)
+    last = next((c.last_state.terminated for c in containers if c.last_state and c.last_state.terminated), None)
+    return PodState(
+        name=pod.metadata.name, version=(pod.metadata.labels or {}).get(LABEL_VERSION, ""), ip=status.pod_ip,
+        ready=any(c.type == "Ready" and c.status == "True" for c in status.conditions or []),
+        deleting=pod.metadata.deletion_timestamp is not None, restarts=sum(c.restart_count or 0 for c in containers),
+        waiting=waiting, last_exit=None if last is None else f"{last.reason or 'exited'}, exit code {last.exit_code}",
+    )
+
+
 def _forbidden(exc: ApiException, verb: str, what: str, namespace: str) -> PermissionDeniedError:
     return PermissionDeniedError(
         f"forbidden: the operator's ServiceAccount cannot {verb} {what} in namespace {namespace} "
@@ -87,6 +115,11 @@ class KubeAdapter:
                 return None
             raise
         return dict(svc.spec.selector or {})
+
+    def pod_states(self, namespace: str, rollout: str) -> list[PodState]:
+        pods = self._call("list", "pods", namespace, self.core.list_namespaced_pod, namespace,
+                          label_selector=f"{LABEL_ROLLOUT}={rollout}").items
+        return [_pod_state(p) for p in pods]
 
     def ready_pods(self, namespace: str, rollout: str) -> list[PodTarget]:
         pods = self._call("list", "pods", namespace, self.core.list_namespaced_pod, namespace,

@@ -20,13 +20,14 @@ from modelrollout.analysis.state import AnalysisState
 from modelrollout.analysis.types import Tick
 from modelrollout.core.commands import COMMAND_ID_ANNOTATION
 from modelrollout.core.decide import decide, refuse_spec
-from modelrollout.core.observations import AnalysisObservation, Decision, Observations
+from modelrollout.core.observations import AnalysisObservation, Decision, Observations, PodProblem
 from modelrollout.core.phases import Phase
 from modelrollout.core.spec import RolloutSpec
 from modelrollout.core.status import RolloutStatus, status_patch
 from modelrollout.core.strategies import strategy_for
 from modelrollout.core.verdicts import needs_analysis
 from modelrollout.kube import KubeAdapter
+from modelrollout.podstates import pod_problems
 from modelrollout.sources import MetricSource, ScrapeRequest
 
 log = logging.getLogger(__name__)
@@ -47,17 +48,23 @@ def rollout_key(body: dict[str, Any]) -> str:
 
 
 async def gather(ctx: Context, body: dict[str, Any], spec: RolloutSpec) -> Observations:
-    """Deployments and the selectors of the Services the strategy routes through, read concurrently."""
+    """Deployments, the selectors of the Services the strategy routes through, and why pods that are
+    not Ready are not (their status and their model server's answer), read concurrently."""
     meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
     services = strategy_for(spec).entry_services(spec)
-    deployments, selectors = await asyncio.gather(
+    deployments, selectors, problems = await asyncio.gather(
         asyncio.to_thread(ctx.kube.observe_deployments, ns, name),
         asyncio.gather(*(asyncio.to_thread(ctx.kube.service_selector, ns, service) for service in services)),
+        _pod_problems(ctx, ns, name, spec.serving.port),
     )
     seen = {service: sel for service, sel in zip(services, selectors, strict=True) if sel is not None}
     return Observations(name=name, generation=meta.get("generation", 0), annotations=dict(meta.get("annotations")
-                        or {}), deployments=deployments, selectors=seen)
+                        or {}), deployments=deployments, selectors=seen, pod_problems=problems)
+
+
+async def _pod_problems(ctx: Context, ns: str, name: str, port: int) -> dict[str, tuple[PodProblem, ...]]:
+    return await pod_problems(await asyncio.to_thread(ctx.kube.pod_states, ns, name), port)
 
 
 def _scrape_request(body: dict[str, Any], spec: RolloutSpec, status: RolloutStatus,

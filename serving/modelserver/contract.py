@@ -173,6 +173,21 @@ class LoadFailure(StrEnum):
     WARMUP = "warmup_failed"
 
 
+class ModelState(StrEnum):
+    """The model's load state, in the readiness answer of a model that is not Ready (see READINESS_FIELDS)."""
+
+    LOADING = "loading"  # fetching, verifying, validating or warming up; a fetch failure is retried
+    READY = "ready"  # serving (not Ready only while draining after SIGTERM)
+    FAILED = "failed"  # a load failure the server does not retry: only a new pod spec can fix it
+
+
+# The JSON body of GET /v2/health/ready and /v2/models/<name>/ready. A Ready model answers 200
+# {"ready": true}; one that is not answers 503 {"ready": false, "state": <ModelState>, "reason": <LoadFailure
+# or "">}. The reason is only the code: file names, URIs and digests stay in the log. The operator reads it from
+# the pod's IP to say why a version's pods are not Ready, and rolls back at once on state "failed".
+READINESS_FIELDS = ("ready", "state", "reason")
+
+
 # Not an HTTP status anyone receives: the request was abandoned by its client before it was read.
 CLIENT_CLOSED_REQUEST = 499
 

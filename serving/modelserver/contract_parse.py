@@ -169,3 +169,21 @@ def parse_pod_metrics(text: str) -> PodMetrics:
             _add_sample(acc, sample.name, sample.labels, float(sample.value))
     models = {key: _freeze(key[0], key[1], acc) for key, acc in per_model.items()}
     return PodMetrics(models=MappingProxyType(models), unknown_model_requests=unknown)
+
+
+def parse_readiness(body: Any) -> tuple[c.ModelState, str] | None:
+    """The load state and failure code of a readiness answer (c.READINESS_FIELDS); None if it has none.
+
+    >>> parse_readiness({"ready": False, "state": "failed", "reason": "digest_mismatch"})
+    (<ModelState.FAILED: 'failed'>, 'digest_mismatch')
+    >>> parse_readiness({"ready": True}), parse_readiness("not json we know")
+    (None, None)
+    """
+    if not isinstance(body, dict) or body.get("ready") is not False:
+        return None
+    try:
+        state = c.ModelState(str(body.get("state")))
+    except ValueError:
+        return None
+    reason = body.get("reason")
+    return state, reason if isinstance(reason, str) else ""

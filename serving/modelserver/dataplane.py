@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import os
 import random
@@ -21,6 +20,7 @@ import numpy as np
 
 from modelserver import contract as c
 from modelserver.batching import AdaptiveBatcher
+from modelserver.contract import ModelState
 from modelserver.feedback import (
     FeedbackItem,
     FeedbackStore,
@@ -36,12 +36,6 @@ from modelserver.settings import Settings
 from modelserver.tensors import BadInput, InferRequest, InputSpec, datatype_of
 
 log = logging.getLogger(__name__)
-
-
-class ModelState(enum.Enum):
-    LOADING = "loading"  # fetching, verifying, validating or warming up
-    READY = "ready"  # serving
-    FAILED = "failed"  # a load failure that retrying will not fix; the reason is in `failure_reason`
 
 
 class NotReady(Exception):
@@ -124,6 +118,12 @@ class DataPlane:
     # --- queries ----------------------------------------------------------------------------------
     def is_ready(self) -> bool:
         return self.state is ModelState.READY and not self.draining
+
+    def readiness(self) -> dict[str, Any]:
+        """The readiness answer's body (contract.READINESS_FIELDS): the load failure's code, never its details."""
+        if self.is_ready():
+            return {"ready": True}
+        return {"ready": False, "state": self.state.value, "reason": self.failure_reason}
 
     def serves(self, name: str, version: str | None) -> bool:
         return name == self.settings.model_name and version in (None, self.settings.model_version)

@@ -52,8 +52,8 @@ async def live(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    is_ready = request.app[PLANE].is_ready()
-    return json_response({"ready": is_ready}, 200 if is_ready else 503)
+    plane = request.app[PLANE]
+    return json_response(plane.readiness(), 200 if plane.is_ready() else 503)
 
 
 async def server_metadata(request: web.Request) -> web.Response:
@@ -74,8 +74,7 @@ async def model_ready(request: web.Request) -> web.Response:
     name, version = request.match_info["name"], request.match_info.get("version")
     if not plane.serves(name, version):
         return unknown_model(plane, name, version)
-    is_ready = plane.is_ready()
-    return json_response({"name": name, "ready": is_ready}, 200 if is_ready else 503)
+    return json_response({"name": name, **plane.readiness()}, 200 if plane.is_ready() else 503)
 
 
 async def infer(request: web.Request) -> web.Response:

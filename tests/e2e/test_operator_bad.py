@@ -61,6 +61,36 @@ def test_canary_answering_errors_is_rolled_back_with_the_numbers(
     assert "canary error rate" in s.describe()
 
 
+def test_canary_whose_model_cannot_load_is_rolled_back_at_once_saying_why(
+        cluster: ClusterHandle, namespace: str, operator: OperatorProcess, models: dict[str, Any],
+        model_store: str) -> None:
+    # Given version 1 serving under traffic
+    s = Scenario(cluster, namespace, "digest")
+    _start(s, models, model_store, _analysis(ERRORS))
+    with Traffic(s.service_url(), s.name, models["holdout"]) as traffic:
+        # When version 2 names a digest its file does not have
+        wrong = {**models["models"]["lr"], "digest": "sha256:" + "0" * 64}
+        started = time.monotonic()
+        s.apply(make_rollout(s.name, "2", wrong, model_store, steps=SLOW_STEPS, analysis=_analysis(ERRORS)))
+        final = s.wait_phase("RolledBack", 60)
+        took = time.monotonic() - started
+        served = traffic.stats.by_version["1"].ok
+        wait_until(lambda: traffic.stats.by_version["1"].ok > served + 100, 30,
+                   "version 1 to answer 100 more requests after the rollback")
+    # Then it is rolled back within a poll of the server giving up, not after progressDeadlineSeconds (10m),
+    assert took < 30, took
+    assert (final["reason"], final["stableVersion"]) == ("ModelLoadFailed", "1"), final
+    # saying why where a user looks (status, describe, a Warning Event),
+    assert "digest_mismatch" in final["message"] and "spec.model.digest" in final["message"], final["message"]
+    assert "digest" in s.describe()
+    assert any(kind == "Warning" and reason == "ModelLoadFailed" and "digest" in message
+               for kind, reason, message in s.events()), s.events()
+    # and version 1 kept serving every request; version 2 never got one.
+    assert traffic.stats.failures == 0 and set(traffic.stats.by_version) == {"1"}, traffic.stats.by_version
+    wait_until(lambda: [d.spec.replicas for d in s.deployments()
+                        if d.metadata.labels["modelrollout.dev/version"] == "2"] in ([], [0]), 30, "canary at 0")
+
+
 def test_canary_with_lower_accuracy_from_feedback_is_rolled_back(
         cluster: ClusterHandle, namespace: str, operator: OperatorProcess, models: dict[str, Any],
         model_store: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import threading
+import time
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -22,7 +23,10 @@ WRONG_DIGEST = "sha256:" + "0" * 64
 def _failed(server: RunningServer, reason: str) -> None:
     assert server.get("/v2/health/live").status_code == 200
     assert server.get("/v2/health/ready").status_code == 503
-    assert server.get("/v2/models/lr/ready").json()["ready"] is False
+    # The readiness answer gives the reason's code (what the operator reads from the pod), nothing more.
+    assert server.get("/v2/health/ready").json() == {"ready": False, "state": "failed", "reason": reason}
+    assert server.get("/v2/models/lr/ready").json() == {"name": "lr", "ready": False, "state": "failed",
+                                                        "reason": reason}
     infer = server.infer([ONE_ROW])
     assert infer.status_code == 503 and reason in infer.json()["error"]
     # Any client can read a 503: the file's name, location and digests stay in logs and metrics.
@@ -152,6 +156,11 @@ def test_server_is_live_while_loading(models: ExampleModels, start_server: Calla
     server = start_server(models.settings("lr.joblib", model_uri="/nonexistent/lr.joblib"), wait_ready=False)
     assert server.get("/v2/health/live").status_code == 200
     assert server.get("/v2/health/ready").status_code == 503
+    # Retried, so "loading" rather than "failed", but the reason is already there to see.
+    wait = time.monotonic() + 10
+    while server.get("/v2/health/ready").json().get("reason") != "fetch_failed" and time.monotonic() < wait:
+        time.sleep(0.05)
+    assert server.get("/v2/health/ready").json() == {"ready": False, "state": "loading", "reason": "fetch_failed"}
 
 
 def _log_pipeline(tmp_path: Path, logs: int) -> tuple[str, str]:

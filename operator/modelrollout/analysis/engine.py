@@ -209,7 +209,10 @@ def _metric_result(
     # Headline: the criterion that decided (a failing one first), else the first configured.
     _, state, j, message = next((item for item in judged if item[2].verdict is verdict), judged[0])
     gate = _gate(config, metric, traffic, state, verdict)
-    if gate is not None:
+    if traffic.canary_requests <= 0:
+        # Rates of nothing read "n/a vs n/a"; what the user needs to know is that no traffic reached the canary.
+        verdict, message = Verdict.INCONCLUSIVE, _no_canary_traffic(config, traffic)
+    elif gate is not None:
         verdict, message = Verdict.INCONCLUSIVE, f"{message.rsplit(':', 1)[0]}: keep collecting ({gate})"
     elif verdict is Verdict.INCONCLUSIVE:
         message = f"{message}; {_progress(traffic, state, j)}"
@@ -230,6 +233,16 @@ def _metric_result(
         canary_samples=state.canary_trials,
         stable_samples=state.stable_trials,
     )
+
+
+def _no_canary_traffic(config: AnalysisConfig, traffic: AnalysisState) -> str:
+    """What an Inconclusive metric says while the canary has answered nothing since analysis began.
+
+    >>> _no_canary_traffic(AnalysisConfig((), min_samples=100), AnalysisState(ticks=3))
+    '0 canary requests in the last 3 ticks (minSamples 100): keep collecting'
+    """
+    ticks = f"{traffic.ticks} tick{'s' if traffic.ticks != 1 else ''}"
+    return f"0 canary requests in the last {ticks} (minSamples {config.min_samples}): keep collecting"
 
 
 def _progress(traffic: AnalysisState, state: CriterionState, j: Judgement) -> str:

@@ -18,7 +18,7 @@ from modelrollout.core.phases import Phase
 from modelrollout.core.routers import TrafficRouter
 from modelrollout.core.spec import BlueGreenStrategy, RolloutSpec
 from modelrollout.core.status import RolloutStatus
-from modelrollout.core.steps import POLL, deadline_passed, start_analysis
+from modelrollout.core.steps import POLL, deadline_passed, roll_back_if_unloadable, start_analysis, wait_for_pods
 from modelrollout.durations import format_duration
 
 ROUTER = "service"
@@ -70,14 +70,15 @@ def _preview(change: Change, spec: RolloutSpec, obs: Observations) -> None:
         if st.current_step_index == 1:
             st.current_step_index = 0  # a preview pod was lost: wait for it again
             st.step_started_at = change.now
+        if roll_back_if_unloadable(change, obs, version, "the preview"):
+            return
         if deadline_passed(change, spec):
             roll_back(change, "ProgressDeadlineExceeded",
                       f"preview pods not Ready after {format_duration(spec.progress_deadline_seconds)} "
-                      f"({obs.ready_pods(version)}/{spec.replicas} ready)")
+                      f"({obs.ready_pods(version)}/{spec.replicas} ready{obs.why_not_ready(version)})")
         elif st.phase == Phase.PROGRESSING:
-            change.move(Phase.PROGRESSING, "WaitingForPods",
-                        f"preview of version {version}: {obs.ready_pods(version)}/{spec.replicas} pods Ready")
-            change.wake_at.append(change.now + POLL)
+            wait_for_pods(change, obs, version,
+                          f"preview of version {version}: {obs.ready_pods(version)}/{spec.replicas} pods Ready")
         return
     if st.current_step_index != 1:
         st.current_step_index = 1

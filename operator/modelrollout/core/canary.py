@@ -23,7 +23,7 @@ from modelrollout.core.phases import Phase
 from modelrollout.core.routers import TrafficRouter
 from modelrollout.core.spec import CanaryStrategy, RolloutSpec
 from modelrollout.core.status import RolloutStatus
-from modelrollout.core.steps import POLL, deadline_passed, start_analysis
+from modelrollout.core.steps import POLL, deadline_passed, roll_back_if_unloadable, start_analysis, wait_for_pods
 from modelrollout.durations import format_duration
 
 ROUTER = "replicas"
@@ -124,17 +124,17 @@ def _set_weight_done(change: Change, spec: RolloutSpec, obs: Observations, route
     assert st.canary_model is not None and st.stable_version is not None and st.step_started_at
     wanted = router.pods(spec, traffic(st))
     canary_pods, stable_pods = wanted.get(st.canary_model.version, 0), wanted.get(st.stable_version, 0)
-    canary_ready = obs.is_version_ready(st.canary_model.version, canary_pods)
-    if not canary_ready:
+    version = st.canary_model.version
+    if not obs.is_version_ready(version, canary_pods):
+        if roll_back_if_unloadable(change, obs, version, "the canary"):
+            return False
         if deadline_passed(change, spec):
             roll_back(change, "ProgressDeadlineExceeded",
                       f"canary pods not Ready after {format_duration(spec.progress_deadline_seconds)} "
-                      f"({obs.ready_pods(st.canary_model.version)}/{canary_pods} ready)")
+                      f"({obs.ready_pods(version)}/{canary_pods} ready{obs.why_not_ready(version)})")
             return False
-        change.move(Phase.PROGRESSING, "WaitingForPods",
-                    f"weight {st.desired_weight}%: waiting for {canary_pods} canary pod(s) to be Ready "
-                    f"({obs.ready_pods(st.canary_model.version)} ready)")
-        change.wake_at.append(change.now + POLL)
+        wait_for_pods(change, obs, version, f"weight {st.desired_weight}%: waiting for {canary_pods} canary "
+                      f"pod(s) to be Ready ({obs.ready_pods(version)} ready)")
         return False
     start_analysis(change, spec)
     stable_seen = obs.deployments.get(st.stable_version)

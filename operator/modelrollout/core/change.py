@@ -7,7 +7,7 @@ records the Event; that keeps every transition in one place however many modules
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from modelrollout.core.phases import Event, Phase, transition
@@ -27,13 +27,16 @@ class Change:
         """Start from a deep copy so the caller's status is never modified."""
         return cls(status=copy.deepcopy(status), now=now)
 
-    def move(self, target: Phase, reason: str, message: str) -> None:
-        """Change phase (or only the reason, within a phase) and emit an Event when something changed."""
+    def move(self, target: Phase, reason: str, message: str, warning: bool = False) -> None:
+        """Change phase (or only the reason, within a phase) and emit an Event when something changed;
+        warning: a Warning Event even where the phase alone would give a Normal one."""
         st = self.status
         if st.phase == target and st.reason == reason:
             st.message = message
             return
         event = transition(st.phase, target, reason, message)
+        if warning:
+            event = replace(event, type="Warning")
         st.phase, st.reason, st.message = target, reason, message
         self.events.append(event)
 

@@ -116,13 +116,21 @@ def _settle_first_version(change: Change, spec: RolloutSpec, obs: Observations) 
         return
     change.wake_at.append(change.now + POLL)
     assert st.step_started_at is not None
-    ready = f"{obs.ready_pods(version)}/{spec.replicas} pods Ready"
-    if change.now - st.step_started_at > timedelta(seconds=spec.progress_deadline_seconds):
+    ready = f"{obs.ready_pods(version)}/{spec.replicas} pods Ready{obs.why_not_ready(version)}"
+    unloadable = obs.unhealable_problem(version)
+    if unloadable is not None:
+        # Nothing to roll back to: Failed at once instead of after the deadline, with the reason.
+        change.move(Phase.FAILED, "ModelLoadFailed",
+                    f"version {version} cannot load the model: {unloadable.describe()}; "
+                    "fix spec.model and apply it again")
+    elif change.now - st.step_started_at > timedelta(seconds=spec.progress_deadline_seconds):
         change.move(Phase.FAILED, "ProgressDeadlineExceeded",
                     f"version {version} not Ready after {format_duration(spec.progress_deadline_seconds)} "
                     f"({ready}); still trying: fix the spec or run `kubectl modelrollout retry`")
     elif st.phase == Phase.PENDING:
-        change.move(Phase.PENDING, "Deploying", f"deploying version {version}: {ready}")
+        why = obs.why_not_ready(version)
+        change.move(Phase.PENDING, "PodsNotReady" if why else "Deploying", f"deploying version {version}: {ready}",
+                    warning=bool(why))
 
 
 def hold_capacity(replicas: Mapping[str, int], obs: Observations, cut_at_once: bool) -> dict[str, int]:

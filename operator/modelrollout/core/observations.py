@@ -37,6 +37,32 @@ class DeploymentObservation:
 
 
 @dataclass(frozen=True)
+class PodProblem:
+    """Why one pod of a version is not Ready, as the adapter read it from the pod and its model server.
+
+    reason: a container's waiting reason (CrashLoopBackOff, ImagePullBackOff, ...) or the model server's
+    load-failure code (digest_mismatch, fetch_failed, ...); detail: what it means, for a person.
+    permanent: the model server stopped trying to load the model, so only a new version can fix it.
+    """
+
+    pod: str
+    reason: str
+    detail: str = ""
+    restarts: int = 0
+    permanent: bool = False
+
+    def describe(self) -> str:
+        """One line for status and Events.
+
+        >>> PodProblem("fraud-v2-x", "CrashLoopBackOff", "exit code 1", restarts=3).describe()
+        'pod fraud-v2-x: CrashLoopBackOff (exit code 1), 3 restarts'
+        """
+        detail = f" ({self.detail})" if self.detail else ""
+        restarts = f", {self.restarts} restart{'s' if self.restarts != 1 else ''}" if self.restarts else ""
+        return f"pod {self.pod}: {self.reason}{detail}{restarts}"
+
+
+@dataclass(frozen=True)
 class AnalysisObservation:
     """The analysis engine's verdict for this tick and its new (opaque, JSON) state."""
 
@@ -53,6 +79,8 @@ class Observations:
     # The pod selector of each Service the strategy routes through, by Service name; absent: no such Service yet.
     selectors: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     analysis: AnalysisObservation | None = None  # None when no analysis tick was due (or no baseline yet)
+    # Why pods are not Ready, by version; a version whose pods are Ready or just starting is absent.
+    pod_problems: Mapping[str, tuple[PodProblem, ...]] = field(default_factory=dict)
 
     def is_version_ready(self, version: str, count: int) -> bool:
         """Whether `version` runs exactly `count` Ready pods (0 pods: no Deployment also counts)."""
@@ -71,6 +99,20 @@ class Observations:
     def ready_pods(self, version: str | None) -> int:
         seen = self.deployments.get(version) if version else None
         return 0 if seen is None else seen.ready_replicas
+
+    def unhealable_problem(self, version: str) -> PodProblem | None:
+        """A pod of `version` that will never become Ready (its model cannot load), if there is one."""
+        return next((p for p in self.pod_problems.get(version, ()) if p.permanent), None)
+
+    def why_not_ready(self, version: str) -> str:
+        """A suffix naming up to three pods of `version` that report a problem ("" while none does).
+
+        >>> Observations("fraud", 1, pod_problems={"2": (PodProblem("fraud-v2-x", "fetch_failed"),)}).why_not_ready("2")
+        '; pod fraud-v2-x: fetch_failed'
+        """
+        problems = self.pod_problems.get(version, ())
+        return "".join(f"; {p.describe()}" for p in problems[:3]) + (
+            f"; and {len(problems) - 3} more pod(s)" if len(problems) > 3 else "")
 
 
 @dataclass(frozen=True)

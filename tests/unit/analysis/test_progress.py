@@ -54,3 +54,11 @@ def test_a_canary_whose_estimate_is_above_the_margin_is_told_no_pass_is_expected
     outcome, _ = run(config(0.005), [tick] * 3)
     assert outcome.results[0].verdict is Verdict.INCONCLUSIVE
     assert "no Pass expected while the estimate stays at or above the tolerated limit" in outcome.results[0].message
+
+
+def test_an_idle_canary_is_told_how_many_ticks_saw_no_requests_not_n_a() -> None:
+    idle = Tick(VersionCounts(), VersionCounts(), 0.25)
+    outcome, _ = run(config(0.005), [idle] * 4)
+    result = outcome.results[0]
+    assert result.verdict is Verdict.INCONCLUSIVE
+    assert result.message == "0 canary requests in the last 4 ticks (minSamples 100): keep collecting"
