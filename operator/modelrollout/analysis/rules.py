@@ -77,9 +77,9 @@ def latency_threshold(metric: MetricConfig, criterion: str, tick: Tick, state: A
     if criterion == "max":
         return bound_at_or_above(buckets, value)
     assert metric.quantile is not None
-    chosen = state.criterion(metric.name, criterion).threshold
-    if chosen is not None:
-        return chosen  # fixed once chosen: every tick's counts are then shares above the same bound
+    previous = state.criterion(metric.name, criterion)
+    if previous.threshold is not None and previous.tolerance is not None:
+        return previous.threshold  # fixed once chosen: every tick's counts are then shares above the same bound
     if total_count(state.stable_latency) < 2.0 / (1.0 - metric.quantile):
         return None
     stable_quantile = histogram_quantile(state.stable_latency, metric.quantile)
@@ -133,6 +133,10 @@ def update_criterion(
         rho = tolerated_ratio(metric, criterion, threshold, stable_history)
         if rho is None:
             return previous
+        if previous.tolerance is None:
+            # First tick of this test, or a state written by a release that tested a rounded-up threshold with a
+            # bound test: its sums mean something else (rates, not log ratios), so the test starts over.
+            previous = CriterionState()
         updated = _update_comparison(previous, obs, alpha)
         log_e = log_e_value_at(np.asarray(updated.log_likelihood), math.log(rho)) if updated.log_likelihood else 0.0
         return replace(

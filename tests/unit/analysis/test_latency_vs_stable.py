@@ -13,8 +13,10 @@ import pytest
 from scipy.stats import norm
 
 from modelrollout.analysis.config import AnalysisConfig
+from modelrollout.analysis.engine import assess_tick
 from modelrollout.analysis.latency import bound_at_or_below, share_slower
 from modelrollout.analysis.rules import tolerated_ratio
+from modelrollout.analysis.state import CriterionState, criterion_key
 from modelrollout.analysis.types import Tick, Verdict, VersionCounts
 from tests.unit.analysis.replay import run
 
@@ -123,3 +125,14 @@ def test_tolerated_ratio_reads_stable_tail_at_bound_over_ratio_or_minus_margin()
     # The power-law chord is below a lognormal tail: the tolerance is stricter than the truth (1.85), not looser.
     truth = float(norm.sf(math.log(0.1 / 1.2 / 0.05) / 0.5) / norm.sf(math.log(0.1 / 0.05) / 0.5))
     assert 1.0 < tolerated_ratio(ratio, "maxRatioToStable", 0.1, stable) < truth  # type: ignore[operator]
+
+
+def test_a_state_from_the_rounded_threshold_release_starts_the_test_over_instead_of_passing() -> None:
+    ticks = latency_ticks(11, 1.5, ticks=3)
+    _, state = run(P99_RATIO, ticks[:2])
+    # What the old release stored: a 500 ms threshold and canary-rate ends of a bound test, read now as log ratios.
+    legacy = CriterionState(threshold=0.5, lower=0.0, upper=0.01, canary_trials=200.0, canary_events=0.0)
+    state = state.with_criteria({criterion_key("p99", "maxRatioToStable"): legacy})
+    outcome, new_state = assess_tick(P99_RATIO, state, ticks[2])
+    assert outcome.overall is not Verdict.PASS
+    assert new_state.criterion("p99", "maxRatioToStable").threshold == 0.1
