@@ -172,7 +172,7 @@ def _judge_criterion(
     if metric.type is MetricType.MEAN_ABSOLUTE_ERROR:
         return _judge_mae(metric, criterion, previous, canary, stable, alpha)
     obs, threshold = observe(metric, criterion, tick, before)
-    updated = update_criterion(metric, criterion, previous, obs, threshold, alpha, before.stable_latency)
+    updated = update_criterion(metric, criterion, previous, obs, threshold, alpha)
     j = judge(metric, criterion, updated, alpha)
     return updated, j, describe(metric, criterion, updated, j, 1.0 - alpha)
 
@@ -247,8 +247,6 @@ def _no_canary_traffic(config: AnalysisConfig, traffic: AnalysisState) -> str:
 
 def _progress(traffic: AnalysisState, state: CriterionState, j: Judgement) -> str:
     """How many more canary requests (and how long, at the rate seen so far) a Pass would need."""
-    if not math.isfinite(j.interval[1]):
-        return "too little data yet to project when a Pass could come"
     per_sample = traffic.canary_requests / state.canary_trials if state.canary_trials > 0 else 1.0
     more = requests_to_pass(j.estimate, j.interval[1], j.limit, state.canary_trials, per_sample)
     rate = traffic.canary_requests / traffic.exposure_seconds if traffic.exposure_seconds > 0 else None

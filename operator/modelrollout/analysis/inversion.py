@@ -82,22 +82,6 @@ def log_e_value_at_one(log_likelihood: FloatArray) -> float:
     return float(_log_e_values(log_likelihood, upwards=True)[_UNIT_INDEX])
 
 
-def log_e_value_at(log_likelihood: FloatArray, log_ratio: float) -> float:
-    """Log e-value of "the canary's rate is at most exp(log_ratio) times stable's", interpolated linearly
-    between the two lattice ratios around it, as the interval's lower end is; so the test at psi0 rejects
-    exactly when the lower end lies above psi0. Clamped to the reported ratios (1/16 to 16).
-
-    >>> ll = sum(tick_log_likelihood(6.0, 12.0, 0.25) for _ in range(10))
-    >>> log_e_value_at(ll, 0.0) == log_e_value_at_one(ll), log_e_value_at(ll, math.log(1.8)) > math.log(20)
-    (True, False)
-    """
-    up = _log_e_values(np.asarray(log_likelihood, dtype=np.float64), upwards=True)
-    position = min(max(log_ratio / STEP + RATIO_STEPS, 0.0), float(up.size - 1))
-    index = min(math.floor(position), up.size - 2)
-    fraction = position - index
-    return float((1.0 - fraction) * up[index] + fraction * up[index + 1])
-
-
 def _crossing(log_e: FloatArray, index: int, threshold: float) -> float:
     """Log ratio where log_e crosses threshold between lattice ratios index and index + 1 (linear)."""
     a, b = float(log_e[index]), float(log_e[index + 1])

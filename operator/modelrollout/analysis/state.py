@@ -61,9 +61,6 @@ class CriterionState:
     # difference move from tick to tick, so without these a Pass (upper end below the margin) could turn back.
     difference_lower: float | None = None
     difference_upper: float | None = None
-    # Latency quantile vs stable: the tolerated ratio of the canary's share above the bucket bound `threshold` to
-    # stable's share above it, derived from maxRatioToStable (or margin) and stable's tail before this tick.
-    tolerance: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
