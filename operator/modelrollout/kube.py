@@ -6,8 +6,6 @@ loop never waits on the network. Nothing here decides anything.
 
 from __future__ import annotations
 
-import datetime as dt
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +16,7 @@ from modelrollout import workloads
 from modelrollout.core.observations import LABEL_ROLLOUT, LABEL_VERSION, DeploymentIntent, DeploymentObservation
 from modelrollout.core.phases import Event
 from modelrollout.core.spec import RolloutSpec
+from modelrollout.kubeevents import EventRecorder
 
 GROUP, VERSION, PLURAL = "modelrollout.dev", "v1alpha1", "modelrollouts"
 MERGE_PATCH = "application/merge-patch+json"
@@ -82,6 +81,7 @@ class KubeAdapter:
         self.apps = kubernetes.client.AppsV1Api(api)
         self.core = kubernetes.client.CoreV1Api(api)
         self.custom = kubernetes.client.CustomObjectsApi(api)
+        self.recorder = EventRecorder(api)
 
     def _call(self, verb: str, what: str, namespace: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -205,15 +205,10 @@ class KubeAdapter:
         self._call("patch", "modelrollouts/status", namespace, self.custom.patch_namespaced_custom_object_status,
                    GROUP, VERSION, namespace, PLURAL, name, {"status": patch}, _content_type=MERGE_PATCH)
 
-    def post_event(self, rollout: dict[str, Any], event: Event) -> None:
-        meta = rollout["metadata"]
-        now = dt.datetime.now(dt.UTC)
-        body = {
-            "metadata": {"name": f"{meta['name']}.{secrets.token_hex(6)}", "namespace": meta["namespace"]},
-            "involvedObject": {"apiVersion": rollout["apiVersion"], "kind": rollout["kind"], "name": meta["name"],
-                               "namespace": meta["namespace"], "uid": meta["uid"]},
-            "reason": event.reason, "message": event.message[:1024], "type": event.type,
-            "source": {"component": "modelrollout-operator"}, "reportingComponent": "modelrollout-operator",
-            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-        }
-        self._call("create", "events", meta["namespace"], self.core.create_namespaced_event, meta["namespace"], body)
+    def post_event(self, rollout: dict[str, Any], event: Event, name: str | None = None) -> None:
+        """Post through the events API (see kubeevents: idempotent by name, repeats as a series)."""
+        ns = rollout["metadata"]["namespace"]
+        self._call("create", "events.k8s.io events", ns, self.recorder.post, rollout, event, name)
+
+    def forget(self, uid: str) -> None:
+        self.recorder.forget(uid)

@@ -27,6 +27,7 @@ from modelrollout.core.status import RolloutStatus, status_patch
 from modelrollout.core.strategies import strategy_for
 from modelrollout.core.verdicts import needs_analysis
 from modelrollout.kube import KubeAdapter
+from modelrollout.kubeevents import tick_event_names
 from modelrollout.podstates import pod_problems
 from modelrollout.sources import MetricSource, ScrapeRequest
 
@@ -120,9 +121,12 @@ async def act(ctx: Context, body: dict[str, Any], spec: RolloutSpec | None, deci
         await asyncio.to_thread(kube.delete_version, body, version)
     if spec is not None:
         await _apply_services(kube, body, spec, decision)
+    # Events before the status: a restart between the two replays this tick under the same event
+    # names (kubeevents.tick_event_names), so nothing is lost and nothing is shown twice.
+    names = tick_event_names(body, _stored_status(body), list(decision.events))
+    for event, name in zip(decision.events, names, strict=True):
+        await asyncio.to_thread(kube.post_event, body, event, name)
     await _write_status(ctx, body, decision.status)
-    for event in decision.events:
-        await asyncio.to_thread(kube.post_event, body, event)
 
 
 async def _apply_services(kube: KubeAdapter, body: dict[str, Any], spec: RolloutSpec, decision: Decision) -> None:
@@ -162,10 +166,14 @@ async def _decide(ctx: Context, body: dict[str, Any], spec: RolloutSpec, status:
     return decide(spec, status, replace(obs, analysis=seen), now)
 
 
+def _stored_status(body: dict[str, Any]) -> dict[str, Any]:
+    """The status this operator wrote (what the tick starts from)."""
+    return {k: v for k, v in (body.get("status") or {}).items() if k not in OWN_STATUS_KEYS_EXCLUDED}
+
+
 async def tick(ctx: Context, body: dict[str, Any], now: datetime) -> Decision:
     """Parse the spec once, then gather, decide and act; an invalid spec only updates the status."""
-    stored = {k: v for k, v in (body.get("status") or {}).items() if k not in OWN_STATUS_KEYS_EXCLUDED}
-    status = RolloutStatus.from_dict(stored)
+    status = RolloutStatus.from_dict(_stored_status(body))
     spec: RolloutSpec | None
     try:
         spec = RolloutSpec.from_dict(body.get("spec") or {})

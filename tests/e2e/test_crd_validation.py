@@ -148,6 +148,35 @@ INVALID = [
     ("preview Service is the main Service", make_rollout(strategy={"blueGreen": {"previewService": "fraud"}}),
      "spec.strategy.blueGreen.previewService: must differ from spec.service.name"),
     ("name longer than a label value", make_rollout(name="f" * 64), "metadata.name: a ModelRollout name is at most 63"),
+    ("zero replicas", make_rollout(replicas=0), "spec.replicas"),
+    ("version not a label value", make_rollout(model={"name": "f", "version": "v 2", "uri": "u"}),
+     "spec.model.version"),
+    ("version longer than a label value", make_rollout(model={"name": "f", "version": "v" * 64, "uri": "u"}),
+     "spec.model.version"),
+    ("empty model uri", make_rollout(model={"name": "f", "version": "2", "uri": ""}), "spec.model.uri"),
+    ("digest of another algorithm", make_rollout(model={"name": "f", "version": "2", "uri": "u",
+                                                        "digest": "md5:" + "a" * 32}), "spec.model.digest"),
+    ("unknown model format", make_rollout(model={"name": "f", "version": "2", "uri": "u", "format": "pickle"}),
+     "spec.model.format"),
+    ("serving port zero", make_rollout(serving={"image": "i", "port": 0}), "spec.serving.port"),
+    ("service port too big", make_rollout(service={"name": "fraud", "port": 70000}), "spec.service.port"),
+    ("service name not DNS", make_rollout(service={"name": "Fraud_Svc", "port": 80}), "spec.service.name"),
+    ("negative weight", make_rollout(strategy=_steps({"setWeight": -5})), "spec.strategy.canary.steps[0].setWeight"),
+    ("negative pause", make_rollout(strategy=_steps({"pause": {"duration": "-5s"}})),
+     "spec.strategy.canary.steps[0].pause.duration"),
+    ("preview Service not DNS", make_rollout(strategy={"blueGreen": {"previewService": "Preview!"}}),
+     "spec.strategy.blueGreen.previewService"),
+    ("failureLimit zero", make_rollout(analysis=_analysis(failureLimit=0)), "spec.analysis.failureLimit"),
+    ("timeout without unit", make_rollout(analysis=_analysis(timeout={"after": "20", "action": "Pause"})),
+     "spec.analysis.timeout.after"),
+    ("quantile not offered", make_rollout(analysis=_analysis(metrics=[
+        {"name": "l", "type": "latency", "quantile": 0.95, "max": 0.2}])), "spec.analysis.metrics[0]"),
+    ("negative margin", make_rollout(analysis=_analysis(metrics=[
+        {"name": "e", "type": "errorRate", "margin": -0.01}])), "spec.analysis.metrics[0].margin"),
+    ("metric name not DNS", make_rollout(analysis=_analysis(metrics=[
+        {"name": "Error Rate", "type": "errorRate", "max": 0.01}])), "spec.analysis.metrics[0].name"),
+    ("zero metric weight", make_rollout(analysis=_analysis(metrics=[
+        {"name": "e", "type": "errorRate", "max": 0.01, "weight": 0}])), "spec.analysis.metrics[0].weight"),
 ]
 
 
