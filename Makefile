@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export MODELROLLOUT_CACHE ?= $(HOME)/.cache/modelrollout
 PYTEST_ARGS ?=
 
-.PHONY: help venv k8s-bins lint test test-unit test-e2e demo cluster-up cluster-down cluster-shell bench-serving bench-decisions images kind-up kind-e2e kind-down clean
+.PHONY: help venv k8s-bins lint test test-unit test-e2e chaos demo cluster-up cluster-down cluster-shell bench-serving bench-decisions images kind-up kind-e2e kind-down clean
 
 help:
 	@echo "make demo        - the main job on the built-in local cluster"
@@ -46,6 +46,11 @@ test-e2e: venv k8s-bins
 
 test: venv k8s-bins lint
 	hack/in-netns $(BIN)/pytest $(PYTEST_ARGS)
+
+# The operator SIGKILLed at 20 seeded random moments across canary, blue-green and rollback under traffic
+# (make test runs a 3-kill version). CHAOS_SEED=<printed seed> replays a run.
+chaos: venv k8s-bins
+	CHAOS_KILLS=$${CHAOS_KILLS:-20} hack/in-netns $(BIN)/pytest -s tests/e2e/test_chaos.py $(PYTEST_ARGS)
 
 # The main job: local cluster, operator installed by Helm, a good model promoted and a bad one
 # rolled back under live traffic, with a live view. Exit 0 only if both outcomes happened.
