@@ -52,6 +52,14 @@ class PodState:
     restarts: int = 0
     waiting: tuple[str, str] | None = None  # a container's (reason, message) while it does not run
     last_exit: str | None = None  # the last termination's reason (OOMKilled, Error) and exit code
+    uid: str = ""
+    started_at: str | None = None
+
+
+def ready_targets(pods: list[PodState]) -> list[PodTarget]:
+    """The pods a metric source reads: Ready, with an address, not being deleted."""
+    return [PodTarget(p.name, p.uid, p.ip, p.version, p.started_at) for p in pods
+            if p.ready and p.ip and not p.deleting]
 
 
 def _pod_state(pod: Any) -> PodState:
@@ -65,6 +73,7 @@ def _pod_state(pod: Any) -> PodState:
         ready=any(c.type == "Ready" and c.status == "True" for c in status.conditions or []),
         deleting=pod.metadata.deletion_timestamp is not None, restarts=sum(c.restart_count or 0 for c in containers),
         waiting=waiting, last_exit=None if last is None else f"{last.reason or 'exited'}, exit code {last.exit_code}",
+        uid=pod.metadata.uid or "", started_at=status.start_time.isoformat() if status.start_time else None,
     )
 
 
@@ -121,17 +130,6 @@ class KubeAdapter:
                           label_selector=f"{LABEL_ROLLOUT}={rollout}").items
         return [_pod_state(p) for p in pods]
 
-    def ready_pods(self, namespace: str, rollout: str) -> list[PodTarget]:
-        pods = self._call("list", "pods", namespace, self.core.list_namespaced_pod, namespace,
-                          label_selector=f"{LABEL_ROLLOUT}={rollout}").items
-        out = []
-        for p in pods:
-            ready = any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
-            if ready and p.status.pod_ip and not p.metadata.deletion_timestamp:
-                started = p.status.start_time.isoformat() if p.status.start_time else None
-                out.append(PodTarget(p.metadata.name, p.metadata.uid, p.status.pod_ip,
-                                     (p.metadata.labels or {}).get(LABEL_VERSION, ""), started))
-        return out
 
     def _version_deployment(self, ns: str, rollout: str, version: str) -> Any | None:
         """The live Deployment running `version`, by its name if it carries that version's label,
