@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,24 +51,36 @@ def _free_port() -> int:
 class OperatorProcess:
     """The operator as a real process (admin kubeconfig): started once, restartable by tests."""
 
-    def __init__(self, kubeconfig: Path, log_dir: Path) -> None:
-        self.kubeconfig, self.log_dir = kubeconfig, log_dir
+    def __init__(self, kubeconfig: Path, log_dir: Path, extra_args: Sequence[str] = ()) -> None:
+        self.kubeconfig, self.log_dir, self.extra_args = kubeconfig, log_dir, list(extra_args)
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.health = ""
 
     def start(self) -> None:
         self.starts += 1
         log = open(self.log_dir / f"operator-{self.starts}.log", "wb")  # noqa: SIM115 - owned by the child
         env = dict(os.environ, KUBECONFIG=str(self.kubeconfig))
+        self.health = f"http://127.0.0.1:{_free_port()}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "modelrollout", "--metrics-port", "0",
-             "--liveness", f"http://127.0.0.1:{_free_port()}/healthz"],
+            [sys.executable, "-m", "modelrollout", "--metrics-port", "0", "--liveness", f"{self.health}/healthz",
+             *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, env=env)
 
-    def kill(self) -> None:
+    def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+            self.proc.send_signal(sig)
+            self.proc.wait(30)
+
+    def probe(self, path: str) -> int:
+        """HTTP status of a health endpoint (0: not answering)."""
+        try:
+            with urllib.request.urlopen(f"{self.health}{path}", timeout=2) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except OSError:
+            return 0
 
     def logs(self) -> str:
         return "".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("operator-*.log")))

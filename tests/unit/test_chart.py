@@ -98,8 +98,11 @@ def test_operator_deployment_is_one_restricted_pod_with_probes() -> None:
     assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
     assert pod["securityContext"]["runAsNonRoot"] is True
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    for probe in ("livenessProbe", "readinessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    assert not any(a.startswith("--leader-elect") for a in container["args"])
+    assert not [d for d in docs if d["kind"] == "PodDisruptionBudget"
+                or d["metadata"]["name"].endswith("-leader-election")]
     assert f"--liveness=http://$(POD_IP):{ports['health']}/healthz" in container["args"]
     assert f"--metrics-port={ports['metrics']}" in container["args"]
     assert {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} in container["env"]
@@ -165,3 +168,34 @@ def test_notes_tell_the_next_command() -> None:
     notes = out.stdout.split("NOTES:", 1)[1]
     assert "kubectl -n ops rollout status deployment/rel-modelrollout" in notes
     assert "kubectl -n ops logs deployment/rel-modelrollout" in notes
+
+
+def test_two_replicas_elect_a_leader_on_their_own_lease_only() -> None:
+    docs = render("replicas=2")
+    dep = only(docs, "Deployment")
+    assert dep["spec"]["replicas"] == 2
+    assert dep["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    [container] = dep["spec"]["template"]["spec"]["containers"]
+    assert "--leader-elect" in container["args"] and "--lease-name=rel-modelrollout" in container["args"]
+    assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in container["env"]
+    pdb = only(docs, "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
+    role = only(docs, "Role", "rel-modelrollout-leader-election")
+    assert role["metadata"]["namespace"] == "ops"
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["rel-modelrollout"],
+         "verbs": ["get", "update"]},
+    ]
+    binding = only(docs, "RoleBinding", "rel-modelrollout-leader-election")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "rel-modelrollout", "namespace": "ops"}]
+    # The operator's other rights are unchanged.
+    assert rule_table(only(docs, "ClusterRole", "rel-modelrollout")["rules"]) == EXPECTED_RULES
+
+
+def test_leader_election_can_be_asked_for_at_one_replica() -> None:
+    docs = render("leaderElection.enabled=true")
+    [container] = only(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert "--leader-elect" in container["args"]
+    assert not [d for d in docs if d["kind"] == "PodDisruptionBudget"]

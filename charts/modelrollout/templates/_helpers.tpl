@@ -76,3 +76,8 @@ What the operator does, and nothing more (rendered into the ClusterRole or each 
   resources: [events]
   verbs: [create, patch]
 {{- end }}
+
+{{/* Leader election: asked for, or forced by more than one replica. */}}
+{{- define "modelrollout.leaderElection" -}}
+{{- if or .Values.leaderElection.enabled (gt (int .Values.replicas) 1) }}true{{ end }}
+{{- end }}
