@@ -1,38 +1,61 @@
-"""`kubectl modelrollout` - manual control of ModelRollouts (installed as `kubectl-modelrollout`).
+"""`kubectl modelrollout` - see and steer ModelRollouts (installed as `kubectl-modelrollout`).
 
-    kubectl modelrollout status fraud [-n ml] [--watch]
+    kubectl modelrollout list [-A] [-o wide|json|yaml]
+    kubectl modelrollout get fraud [-o json|yaml]          # status, versions, Deployments, pods
+    kubectl modelrollout status fraud [--watch] [--timeout 10m]
+    kubectl modelrollout set model fraud --version 3 --uri https://... [--digest sha256:...]
     kubectl modelrollout promote fraud [--full]
     kubectl modelrollout abort|retry|pause|resume|undo fraud
+    kubectl modelrollout version
 
+`status --timeout` waits for the rollout to finish: exit 0 when the spec's version is promoted
+(Healthy), 1 when it is rolled back or failed, 2 when the timeout passes first (for CI pipelines).
 Commands are written as annotations (modelrollout.dev/command + a fresh command-id), which the
-operator handles exactly once. Spec is never touched, so a GitOps tool that owns spec is not fought.
+operator handles exactly once; only `set model` changes the spec.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from importlib import metadata
 from typing import Any
 
 import kubernetes
 import urllib3
+import yaml
 
 from modelrollout.core.commands import COMMAND_ANNOTATION, COMMAND_ID_ANNOTATION
+from modelrollout.core.observations import LABEL_ROLLOUT, LABEL_VERSION
+from modelrollout.durations import parse_duration
 from modelrollout.kube import GROUP, PLURAL, VERSION
 
 COMMANDS = ("promote", "abort", "retry", "pause", "resume", "undo")
+MERGE_PATCH = "application/merge-patch+json"
+EXIT_ROLLED_BACK, EXIT_TIMEOUT = 1, 2
 
 
-def _api(args: argparse.Namespace) -> kubernetes.client.CustomObjectsApi:
-    kubernetes.config.load_kube_config(config_file=args.kubeconfig, context=args.context)
-    return kubernetes.client.CustomObjectsApi()
+class Cluster:
+    """The API clients for one kubeconfig/context."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        kubernetes.config.load_kube_config(config_file=args.kubeconfig, context=args.context)
+        self.custom = kubernetes.client.CustomObjectsApi()
+        self.apps = kubernetes.client.AppsV1Api()
+        self.core = kubernetes.client.CoreV1Api()
+        self.namespace = args.namespace or _context_namespace(args)
+
+    def rollout(self, name: str) -> dict[str, Any]:
+        found: dict[str, Any] = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
+        return found
 
 
-def _namespace(args: argparse.Namespace) -> str:
-    if args.namespace:
-        return str(args.namespace)
+def _context_namespace(args: argparse.Namespace) -> str:
     _, current = kubernetes.config.list_kube_config_contexts(config_file=args.kubeconfig)
     return str(current.get("context", {}).get("namespace") or "default")
 
@@ -40,8 +63,7 @@ def _namespace(args: argparse.Namespace) -> str:
 def send_command(api: kubernetes.client.CustomObjectsApi, namespace: str, name: str, command: str) -> str:
     command_id = uuid.uuid4().hex[:12]
     patch = {"metadata": {"annotations": {COMMAND_ANNOTATION: command, COMMAND_ID_ANNOTATION: command_id}}}
-    api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, patch,
-                                       _content_type="application/merge-patch+json")
+    api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, patch, _content_type=MERGE_PATCH)
     return command_id
 
 
@@ -72,23 +94,212 @@ def render_status(obj: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
+def _age(stamp: str | None) -> str:
+    if not stamp:
+        return "-"
+    seconds = int((dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
+
+
+def render_table(items: list[dict[str, Any]], all_namespaces: bool, wide: bool) -> str:
+    """`list`: one line per rollout, like `kubectl get`."""
+    header = [*(["NAMESPACE"] if all_namespaces else []), "NAME", "MODEL", "STABLE", "CANARY", "WEIGHT", "PHASE",
+              *(["REASON"] if wide else []), "AGE"]
+    rows = [header]
+    for obj in items:
+        st, spec, meta = obj.get("status") or {}, obj.get("spec") or {}, obj["metadata"]
+        weight = "-" if st.get("desiredWeight") is None else f"{st['desiredWeight']}%"
+        rows.append([*([meta["namespace"]] if all_namespaces else []), meta["name"],
+                     str((spec.get("model") or {}).get("name", "-")), _fmt(st.get("stableVersion")),
+                     _fmt(st.get("canaryVersion")), weight, _fmt(st.get("phase")),
+                     *([_fmt(st.get("reason"))] if wide else []), _age(meta.get("creationTimestamp"))])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    return "\n".join("   ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+def render_tree(obj: dict[str, Any], deployments: list[Any], pods: list[Any]) -> str:
+    """`get`: the status, then each version's Deployment and its pods."""
+    st = obj.get("status") or {}
+    roles = {st.get("stableVersion"): "stable", st.get("canaryVersion"): "canary"}
+    lines = [render_status(obj), "Versions:"]
+    for d in sorted(deployments, key=lambda d: d.metadata.labels.get(LABEL_VERSION, "")):
+        version = d.metadata.labels.get(LABEL_VERSION, "?")
+        role = roles.get(version, "old")
+        lines.append(f"  v{version} ({role})  deployment/{d.metadata.name}  "
+                     f"{d.status.ready_replicas or 0}/{d.spec.replicas or 0} ready")
+        for p in sorted((p for p in pods if (p.metadata.labels or {}).get(LABEL_VERSION) == version),
+                        key=lambda p: p.metadata.name):
+            ready = any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+            restarts = sum(c.restart_count or 0 for c in p.status.container_statuses or [])
+            lines.append(f"    pod/{p.metadata.name}  {'Ready' if ready else p.status.phase or 'Pending'}"
+                         f"  restarts {restarts}")
+    if not deployments:
+        lines.append("  (no Deployments)")
+    return "\n".join(lines)
+
+
+def dump(obj: Any, output: str) -> str:
+    return json.dumps(obj, indent=2, default=str) if output == "json" else yaml.safe_dump(obj, sort_keys=False)
+
+
+def outcome(obj: dict[str, Any]) -> int | None:
+    """For `status --timeout`: 0 promoted, 1 rolled back / failed, None still going."""
+    st = obj.get("status") or {}
+    wanted = ((obj.get("spec") or {}).get("model") or {}).get("version")
+    if st.get("observedGeneration") != obj["metadata"].get("generation"):
+        return None  # the operator has not looked at this spec yet
+    if st.get("phase") == "Healthy" and st.get("stableVersion") == wanted:
+        return 0
+    if st.get("phase") in ("RolledBack", "Failed"):
+        return EXIT_ROLLED_BACK
+    return None
+
+
+def _watch(cluster: Cluster, name: str, deadline: float | None) -> Iterator[dict[str, Any]]:
+    """The rollout, then each change of it, from a watch (not polling); reconnects until the deadline."""
+    while deadline is None or time.monotonic() < deadline:
+        listed = cluster.custom.list_namespaced_custom_object(GROUP, VERSION, cluster.namespace, PLURAL,
+                                                              field_selector=f"metadata.name={name}")
+        if not listed["items"]:
+            raise kubernetes.client.ApiException(status=404, reason="Not Found")
+        yield listed["items"][0]
+        left = None if deadline is None else max(1, int(deadline - time.monotonic()))
+        stream = kubernetes.watch.Watch().stream(
+            cluster.custom.list_namespaced_custom_object, GROUP, VERSION, cluster.namespace, PLURAL,
+            field_selector=f"metadata.name={name}", resource_version=listed["metadata"]["resourceVersion"],
+            timeout_seconds=min(left or 300, 300))
+        for event in stream:
+            if event["type"] in ("ADDED", "MODIFIED"):
+                yield event["object"]
+
+
+def cmd_status(cluster: Cluster, args: argparse.Namespace) -> int:
+    if not args.watch and args.timeout is None:
+        obj = cluster.rollout(args.name)
+        print(dump(obj.get("status") or {}, args.output) if args.output else render_status(obj))
+        return 0
+    deadline = None if args.timeout is None else time.monotonic() + parse_duration(args.timeout, "--timeout")
+    last = None
+    for obj in _watch(cluster, args.name, deadline):
+        view = render_status(obj)
+        if view != last:
+            print(view + "\n", flush=True)
+            last = view
+        done = outcome(obj)
+        if args.timeout is not None and done is not None:
+            return done
+    print(f"error: modelrollout {cluster.namespace}/{args.name} did not finish within {args.timeout}", file=sys.stderr)
+    return EXIT_TIMEOUT
+
+
+def cmd_list(cluster: Cluster, args: argparse.Namespace) -> int:
+    if args.all_namespaces:
+        items = cluster.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]
+    else:
+        items = cluster.custom.list_namespaced_custom_object(GROUP, VERSION, cluster.namespace, PLURAL)["items"]
+    items.sort(key=lambda o: (o["metadata"]["namespace"], o["metadata"]["name"]))
+    if args.output in ("json", "yaml"):
+        print(dump({"apiVersion": "v1", "kind": "List", "items": items}, args.output))
+    elif items:
+        print(render_table(items, args.all_namespaces, args.output == "wide"))
+    else:
+        where = "any namespace" if args.all_namespaces else f"namespace {cluster.namespace}"
+        print(f"No ModelRollouts found in {where}.", file=sys.stderr)
+    return 0
+
+
+def cmd_get(cluster: Cluster, args: argparse.Namespace) -> int:
+    obj = cluster.rollout(args.name)
+    if args.output:
+        print(dump(obj, args.output))
+        return 0
+    selector = f"{LABEL_ROLLOUT}={args.name}"
+    deployments = cluster.apps.list_namespaced_deployment(cluster.namespace, label_selector=selector).items
+    pods = cluster.core.list_namespaced_pod(cluster.namespace, label_selector=selector).items
+    print(render_tree(obj, deployments, pods))
+    return 0
+
+
+def cmd_set_model(cluster: Cluster, args: argparse.Namespace) -> int:
+    model: dict[str, Any] = {"version": args.version, "uri": args.uri}
+    if args.digest:
+        model["digest"] = args.digest
+    cluster.custom.patch_namespaced_custom_object(GROUP, VERSION, cluster.namespace, PLURAL, args.name,
+                                                  {"spec": {"model": model}}, _content_type=MERGE_PATCH)
+    print(f"modelrollout/{args.name}: model set to version {args.version}")
+    return 0
+
+
+def cmd_command(cluster: Cluster, args: argparse.Namespace) -> int:
+    command = "promote-full" if args.command == "promote" and args.full else args.command
+    command_id = send_command(cluster.custom, cluster.namespace, args.name, command)
+    print(f"modelrollout/{args.name}: {command} requested (command-id {command_id})")
+    return 0
+
+
+def _version() -> str:
+    try:
+        return metadata.version("modelrollout")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-n", "--namespace", help="namespace (default: the context's)")
+    common.add_argument("--kubeconfig", help="kubeconfig file (default: KUBECONFIG or ~/.kube/config)")
+    common.add_argument("--context", help="kubeconfig context")
     parser = argparse.ArgumentParser(prog="kubectl modelrollout", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("status", *COMMANDS))
-    parser.add_argument("name")
-    parser.add_argument("-n", "--namespace")
-    parser.add_argument("--kubeconfig")
-    parser.add_argument("--context")
-    parser.add_argument("--full", action="store_true", help="promote: skip every remaining step")
-    parser.add_argument("-w", "--watch", action="store_true", help="status: refresh every 2 seconds")
-    args = parser.parse_args(argv)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("list", parents=[common], help="list rollouts")
+    p.add_argument("-A", "--all-namespaces", action="store_true", help="in every namespace")
+    p.add_argument("-o", "--output", choices=("wide", "json", "yaml"))
+    p = sub.add_parser("get", parents=[common], help="a rollout with its versions, Deployments and pods")
+    p.add_argument("name")
+    p.add_argument("-o", "--output", choices=("json", "yaml"))
+    p = sub.add_parser("status", parents=[common], help="a rollout's status; --timeout waits for the outcome")
+    p.add_argument("name")
+    p.add_argument("-w", "--watch", action="store_true", help="print each change (a watch, not polling)")
+    p.add_argument("--timeout", help="wait for the outcome this long (e.g. 10m): exit 0 promoted, 1 rolled "
+                                     "back or failed, 2 timed out")
+    p.add_argument("-o", "--output", choices=("json", "yaml"), help="print the status object")
+    p = sub.add_parser("set", help="change a rollout's spec")
+    what = p.add_subparsers(dest="what", required=True, metavar="WHAT")
+    m = what.add_parser("model", parents=[common], help="roll out another model version")
+    m.add_argument("name")
+    m.add_argument("--version", required=True)
+    m.add_argument("--uri", required=True)
+    m.add_argument("--digest", help="sha256:<hex> of the model file")
+    for command in COMMANDS:
+        p = sub.add_parser(command, parents=[common], help=f"{command} the rollout")
+        p.add_argument("name")
+        if command == "promote":
+            p.add_argument("--full", action="store_true", help="skip every remaining step")
+    sub.add_parser("version", help="the plugin's version")
+    return parser
+
+
+HANDLERS = {"list": cmd_list, "get": cmd_get, "status": cmd_status, "set": cmd_set_model,
+            **dict.fromkeys(COMMANDS, cmd_command)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    if args.command == "version":
+        print(f"kubectl-modelrollout {_version()}")
+        return
     try:
-        run(args)
+        sys.exit(run(args))
     except kubernetes.config.ConfigException as exc:
         sys.exit(f"error: no usable kubeconfig ({first_line(exc)}); set --kubeconfig, KUBECONFIG or --context")
     except urllib3.exceptions.MaxRetryError as exc:
         sys.exit(f"error: cannot reach the API server at {exc.pool.host}:{exc.pool.port} ({first_line(exc.reason)})")
+    except ValueError as exc:
+        sys.exit(f"error: {exc}")
     except KeyboardInterrupt:  # the way to leave --watch; nothing to report
         sys.exit(130)
 
@@ -97,22 +308,14 @@ def first_line(exc: BaseException | None) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def run(args: argparse.Namespace) -> None:
-    api, ns = _api(args), _namespace(args)
+def run(args: argparse.Namespace) -> int:
+    cluster = Cluster(args)
     try:
-        if args.command == "status":
-            while True:
-                obj = api.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, args.name)
-                print(render_status(obj), flush=True)
-                if not args.watch:
-                    return
-                time.sleep(2)
-                print()
-        command = "promote-full" if args.command == "promote" and args.full else args.command
-        command_id = send_command(api, ns, args.name, command)
-        print(f"modelrollout/{args.name}: {command} requested (command-id {command_id})")
+        return HANDLERS[args.command](cluster, args)
     except kubernetes.client.ApiException as exc:
-        sys.exit(f"error: {exc.status} {exc.reason}: modelrollout {ns}/{args.name}")
+        target = f"modelrollout {cluster.namespace}/{args.name}" if getattr(args, "name", None) else "modelrollouts"
+        sys.exit(f"error: {exc.status} {exc.reason}: {target}")
+
 
 if __name__ == "__main__":
     main()
