@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export MODELROLLOUT_CACHE ?= $(HOME)/.cache/modelrollout
 PYTEST_ARGS ?=
 
-.PHONY: help venv k8s-bins lint test test-unit test-e2e chaos soak demo cluster-up cluster-down cluster-shell bench-serving bench-decisions images kind-up kind-e2e kind-down clean
+.PHONY: help venv k8s-bins lint test test-unit test-e2e chaos soak demo cluster-up cluster-down cluster-shell bench-serving bench-decisions bench-reconcile images kind-up kind-e2e kind-down clean
 
 help:
 	@echo "make demo        - the main job on the built-in local cluster"
@@ -80,6 +80,10 @@ bench-serving: venv
 # engine replayed through assess_tick per metric type. Bounded by default; BENCH_ARGS=--full rewrites docs/analysis.md.
 bench-decisions: venv
 	$(BIN)/python bench/decisions/run.py $(BENCH_ARGS)
+
+# Reconcile latency with many rollouts in one operator (N=30 real serving pods by default; BENCH_ARGS=--rollouts N).
+bench-reconcile: venv k8s-bins
+	hack/in-netns $(BIN)/python bench/operator/run.py $(BENCH_ARGS)
 
 # The kind path, for machines with a Docker engine (it cannot run where this project is built).
 images:
