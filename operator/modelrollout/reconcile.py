@@ -49,13 +49,14 @@ def rollout_key(body: dict[str, Any]) -> str:
 
 async def gather(ctx: Context, body: dict[str, Any], spec: RolloutSpec) -> Observations:
     """Deployments, the selectors of the Services the strategy routes through, and why pods that are
-    not Ready are not (their status and their model server's answer), read concurrently."""
+    not Ready are not (their status and their model server's answer), read concurrently. A Service
+    owned by another rollout or controller raises OwnershipConflictError here, before any write."""
     meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
     services = strategy_for(spec).entry_services(spec)
     deployments, selectors, problems = await asyncio.gather(
         asyncio.to_thread(ctx.kube.observe_deployments, ns, name),
-        asyncio.gather(*(asyncio.to_thread(ctx.kube.service_selector, ns, service) for service in services)),
+        asyncio.gather(*(asyncio.to_thread(ctx.kube.service_selector, body, service) for service in services)),
         _pod_problems(ctx, ns, name, spec.serving.port),
     )
     seen = {service: sel for service, sel in zip(services, selectors, strict=True) if sel is not None}

@@ -119,6 +119,40 @@ def deployment(rollout: dict[str, Any], spec: RolloutSpec, model: ModelRecord, r
     }
 
 
+def deployment_scale(rollout: dict[str, Any], name: str, version: str, replicas: int) -> dict[str, Any]:
+    """What the operator applies to a version's existing Deployment on top of what it applied
+    before: its labels, its owner and the replicas (the template is never changed)."""
+    meta = rollout["metadata"]
+    labels = {LABEL_ROLLOUT: meta["name"], LABEL_VERSION: version}
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": meta["namespace"], "labels": {**labels, **MANAGED_BY},
+                     "ownerReferences": [owner_reference(rollout)]},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": labels}},
+    }
+
+
+def identity(fields: dict[str, Any], api_version: str, kind: str, name: str, namespace: str) -> dict[str, Any]:
+    """`fields` (what a manager applied, from managedFields) as an object that can be applied again."""
+    return merged({"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": namespace}},
+                  fields)
+
+
+def merged(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `overlay` on top: maps merge key by key, anything else (lists too) is replaced.
+
+    >>> merged({"a": {"x": 1, "y": 2}, "l": [1]}, {"a": {"y": 3}, "l": [2]})
+    {'a': {'x': 1, 'y': 3}, 'l': [2]}
+    """
+    out = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def service(rollout: dict[str, Any], name: str, port: int, target_port: int,
             selector: dict[str, str]) -> dict[str, Any]:
     meta = rollout["metadata"]
