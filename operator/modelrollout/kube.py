@@ -81,6 +81,7 @@ class KubeAdapter:
         self.apps = kubernetes.client.AppsV1Api(api)
         self.core = kubernetes.client.CoreV1Api(api)
         self.custom = kubernetes.client.CustomObjectsApi(api)
+        self.policy = kubernetes.client.PolicyV1Api(api)
 
     def _call(self, verb: str, what: str, namespace: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -176,6 +177,10 @@ class KubeAdapter:
                 return
         self._apply("deployments.apps", ns, self.apps.patch_namespaced_deployment, body, force=True,
                     creates=current is None)
+        budget = workloads.disruption_budget(rollout, spec, body["metadata"]["name"], version)
+        if budget is not None:  # applied with its Deployment: a spec change reaches it at the next scale
+            self._apply("poddisruptionbudgets.policy", ns, self.policy.patch_namespaced_pod_disruption_budget,
+                        budget, force=True, creates=current is None)
 
     def delete_version(self, rollout: dict[str, Any], version: str) -> None:
         ns, rollout_name = rollout["metadata"]["namespace"], rollout["metadata"]["name"]
@@ -190,6 +195,12 @@ class KubeAdapter:
                        current.metadata.name, ns, body=options)
         except ApiException as exc:
             if exc.status not in (404, 409):
+                raise
+        try:  # its PodDisruptionBudget, if spec ever asked for one (named as the Deployment)
+            self._call("delete", "poddisruptionbudgets.policy", ns,
+                       self.policy.delete_namespaced_pod_disruption_budget, current.metadata.name, ns)
+        except ApiException as exc:
+            if exc.status != 404:
                 raise
 
     def _read_service(self, ns: str, name: str) -> dict[str, Any] | None:
