@@ -144,8 +144,11 @@ async def _write_status(ctx: Context, body: dict[str, Any], status: RolloutStatu
 
 def is_due(ctx: Context, body: dict[str, Any], now: datetime) -> bool:
     """Whether this timer tick should reconcile: the decided wake-up time came, spec changed, or a
-    manual command waits. (Memory only: after a restart every rollout is looked at at once.)"""
+    manual command waits. (Memory only: after a restart every rollout is looked at at once.) Never
+    once the rollout is being deleted: a tick then could adopt a Service again after it was released."""
     meta, status = body["metadata"], body.get("status") or {}
+    if meta.get("deletionTimestamp"):
+        return False
     wake = ctx.next_tick.get(meta["uid"])
     annotations = meta.get("annotations") or {}
     command_id = annotations.get(COMMAND_ID_ANNOTATION)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
+import kubernetes
 import pytest
 
+from modelrollout.kube import KubeAdapter
 from modelrollout.managedfields import applied_by
 from modelrollout.ownership import ORIGINAL_SELECTOR, OwnershipConflictError, adoption, check_owner, release
+from modelrollout.reconcile import Context, is_due
+from modelrollout.sources import SOURCES
 from modelrollout.workloads import deployment_scale, identity, merged
 
 pytestmark = pytest.mark.unit
@@ -108,3 +113,12 @@ def test_a_service_the_rollout_created_is_not_released() -> None:
                       annotations={ORIGINAL_SELECTOR: "{}"})
     assert release(created, ROLLOUT) is None
     assert release(service(), ROLLOUT) is None
+
+
+def test_a_rollout_being_deleted_is_not_reconciled_so_a_released_service_stays_released() -> None:
+    ctx = Context(kube=KubeAdapter(kubernetes.client.ApiClient()), source=SOURCES["pods"]())
+    now = datetime.now(UTC)
+    body = {"metadata": {**ROLLOUT["metadata"], "generation": 1}, "status": {"observedGeneration": 1}}
+    assert is_due(ctx, body, now)
+    body["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    assert not is_due(ctx, body, now)
