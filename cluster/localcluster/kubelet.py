@@ -56,6 +56,13 @@ def node_manifest() -> dict[str, Any]:
     }
 
 
+def fits_node(pod: dict[str, Any]) -> bool:
+    """Whether the pod's nodeSelector matches this node's labels, as kube-scheduler checks it: a pod
+    that does not fit stays Pending here too instead of running where a real cluster would not run it."""
+    labels = node_manifest()["metadata"]["labels"]
+    return all(labels.get(k) == v for k, v in (pod["spec"].get("nodeSelector") or {}).items())
+
+
 def node_status() -> dict[str, Any]:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     capacity = {"cpu": "32", "memory": "64Gi", "pods": "250", "ephemeral-storage": "100Gi"}
@@ -119,7 +126,7 @@ class Kubelet:
     def _dispatch(self, event: str, pod: dict[str, Any]) -> None:
         uid = pod["metadata"]["uid"]
         if not pod["spec"].get("nodeName"):
-            if event != "DELETED":
+            if event != "DELETED" and fits_node(pod):
                 task = asyncio.ensure_future(self._bind(pod))
                 self.bindings.add(task)
                 task.add_done_callback(self.bindings.discard)

@@ -123,6 +123,20 @@ async def _report_problem(ctx: Context, body: dict[str, Any], reason: str, messa
         await asyncio.to_thread(ctx.kube.patch_status, meta["namespace"], meta["name"], {"message": message})
 
 
+@kopf.on.delete(GROUP, VERSION, PLURAL, id="release-services")
+async def release_services(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """Give adopted Services their original selectors back before the rollout goes (the finalizer
+    holds it until then); the Services it created go with it by garbage collection."""
+    ctx: Context = memo.ctx
+    try:
+        released = await asyncio.to_thread(ctx.kube.release_services, copy.deepcopy(dict(body)))
+    except PermissionDeniedError as exc:
+        logger.error("%s", exc)
+        raise kopf.TemporaryError(str(exc), delay=10) from None
+    for name in released:
+        logger.info("Service %s has its original selector back", name)
+
+
 @kopf.on.delete(GROUP, VERSION, PLURAL, id="forget", optional=True)
 def forget(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
     """Drop in-memory state; the Deployments and owned Services go by garbage collection."""

@@ -12,23 +12,22 @@ from typing import Any
 import kubernetes
 from kubernetes.client import ApiException
 
-from modelrollout import workloads
+from modelrollout import ownership, workloads
 from modelrollout.core.observations import LABEL_ROLLOUT, LABEL_VERSION, DeploymentIntent, DeploymentObservation
 from modelrollout.core.phases import Event
 from modelrollout.core.spec import RolloutSpec
 from modelrollout.kubeevents import EventRecorder
+from modelrollout.managedfields import applied_by
+from modelrollout.ownership import OwnershipConflictError as OwnershipConflictError
 
 GROUP, VERSION, PLURAL = "modelrollout.dev", "v1alpha1", "modelrollouts"
 MERGE_PATCH = "application/merge-patch+json"
-JSON_PATCH = "application/json-patch+json"
+APPLY = "application/apply-patch+yaml"
+FIELD_MANAGER = "modelrollout"  # every object the operator writes is applied under this name
 
 
 class PermissionDeniedError(RuntimeError):
     """The operator's ServiceAccount may not do something it needs; the message says what."""
-
-
-class OwnershipConflictError(RuntimeError):
-    """An object the operator would write belongs to something else; it is left untouched."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +90,7 @@ class KubeAdapter:
         self.core = kubernetes.client.CoreV1Api(api)
         self.custom = kubernetes.client.CustomObjectsApi(api)
         self.recorder = EventRecorder(api)
+        self.policy = kubernetes.client.PolicyV1Api(api)
 
     def _call(self, verb: str, what: str, namespace: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -115,15 +115,6 @@ class KubeAdapter:
                 up_to_date=(st.observed_generation or 0) >= (d.metadata.generation or 0),
             )
         return seen
-
-    def service_selector(self, namespace: str, name: str) -> dict[str, str] | None:
-        try:
-            svc = self._call("get", "services", namespace, self.core.read_namespaced_service, name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return dict(svc.spec.selector or {})
 
     def pod_states(self, namespace: str, rollout: str) -> list[PodState]:
         pods = self._call("list", "pods", namespace, self.core.list_namespaced_pod, namespace,
@@ -154,19 +145,40 @@ class KubeAdapter:
                                        label_selector=selector).items if not d.metadata.deletion_timestamp]
         return found[0] if found else None
 
+    def _apply(self, what: str, ns: str, fn: Any, body: dict[str, Any], *, force: bool, creates: bool = False) -> None:
+        """Server-side apply as field manager `modelrollout`: the fields in `body` become ours, the
+        ones we sent before and left out now are removed, and other managers' fields stay. An apply
+        that creates the object needs the `create` verb besides `patch`, so a 403 names that one."""
+        self._call("create" if creates else "patch", what, ns, fn, body["metadata"]["name"], ns, body,
+                   _content_type=APPLY, field_manager=FIELD_MANAGER, force=force)
+
     def apply_deployment(self, rollout: dict[str, Any], spec: RolloutSpec, version: str,
                          intent: DeploymentIntent) -> None:
-        """Scale the Deployment that runs `version` (never one whose version label differs) or create it."""
+        """Scale the Deployment that runs `version` (never one whose version label differs) or create it.
+
+        An existing Deployment gets back what the operator applied before (its pod template never
+        changes, so a promotion restarts no pod) with the new replicas; nothing is sent when that
+        is what it has. `force`: replicas carry the traffic weight and the capacity promise, so a
+        `kubectl scale` or an HPA is overridden (and the conflict visible in managedFields)."""
         ns, rollout_name = rollout["metadata"]["namespace"], rollout["metadata"]["name"]
         current = self._version_deployment(ns, rollout_name, version)
         if current is None:
             if intent.model is None or intent.replicas == 0:
                 return  # nothing to run, or no model to build it from
             body = workloads.deployment(rollout, spec, intent.model, intent.replicas)
-            self._call("create", "deployments.apps", ns, self.apps.create_namespaced_deployment, ns, body)
-        elif (current.spec.replicas or 0) != intent.replicas:
-            self._call("patch", "deployments.apps", ns, self.apps.patch_namespaced_deployment,
-                       current.metadata.name, ns, {"spec": {"replicas": intent.replicas}}, _content_type=MERGE_PATCH)
+        else:
+            ours = workloads.identity(applied_by(self.api.sanitize_for_serialization(current), FIELD_MANAGER),
+                                      "apps/v1", "Deployment", current.metadata.name, ns)
+            body = workloads.merged(ours, workloads.deployment_scale(rollout, current.metadata.name, version,
+                                                                     intent.replicas))
+            if body == ours:
+                return
+        self._apply("deployments.apps", ns, self.apps.patch_namespaced_deployment, body, force=True,
+                    creates=current is None)
+        budget = workloads.disruption_budget(rollout, spec, body["metadata"]["name"], version)
+        if budget is not None:  # applied with its Deployment: a spec change reaches it at the next scale
+            self._apply("poddisruptionbudgets.policy", ns, self.policy.patch_namespaced_pod_disruption_budget,
+                        budget, force=True, creates=current is None)
 
     def delete_version(self, rollout: dict[str, Any], version: str) -> None:
         ns, rollout_name = rollout["metadata"]["namespace"], rollout["metadata"]["name"]
@@ -182,22 +194,75 @@ class KubeAdapter:
         except ApiException as exc:
             if exc.status not in (404, 409):
                 raise
+        try:  # its PodDisruptionBudget, if spec ever asked for one (named as the Deployment)
+            self._call("delete", "poddisruptionbudgets.policy", ns,
+                       self.policy.delete_namespaced_pod_disruption_budget, current.metadata.name, ns)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def _read_service(self, ns: str, name: str) -> dict[str, Any] | None:
+        try:
+            svc = self._call("get", "services", ns, self.core.read_namespaced_service, name, ns)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return dict(self.api.sanitize_for_serialization(svc))
+
+    def service_selector(self, rollout: dict[str, Any], name: str) -> dict[str, str] | None:
+        """The selector of Service `name` (None: absent); OwnershipConflictError when it belongs to
+        another rollout or controller, so a tick stops before it writes anything."""
+        live = self._read_service(rollout["metadata"]["namespace"], name)
+        if live is None:
+            return None
+        ownership.check_owner(live, rollout)
+        return dict(live["spec"].get("selector") or {})
 
     def ensure_service(self, rollout: dict[str, Any], name: str, port: int, target_port: int,
                        selector: dict[str, str]) -> None:
-        """Create the Service (owned by the rollout) or, if it exists - possibly the user's own,
-        which is adopted for selector changes only and never deleted - replace its selector.
-        The selector is a router's output (modelrollout.core.routers); nothing here chooses it."""
+        """Create the Service (owned by the rollout) or set its selector; a Service that existed
+        before (the user's) is adopted: its selector is recorded, taken over and given back when the
+        rollout is deleted, and the Service itself is never deleted. The selector is a router's
+        output (modelrollout.core.routers); nothing here chooses it.
+
+        `force`: the router must own the selector - of an adopted Service it was the user's, and
+        the Service would otherwise keep sending clients to the old pods."""
         ns = rollout["metadata"]["namespace"]
-        current = self.service_selector(ns, name)
-        if current is None:
+        live = self._read_service(ns, name)
+        if live is None:
             body = workloads.service(rollout, name, port, target_port, selector)
-            self._call("create", "services", ns, self.core.create_namespaced_service, ns, body)
-        elif current != selector:
-            # A JSON patch replaces the whole map; a merge would keep a stale version key.
-            patch = [{"op": "replace", "path": "/spec/selector", "value": selector}]
-            self._call("patch", "services", ns, self.core.patch_namespaced_service, name, ns, patch,
-                       _content_type=JSON_PATCH)
+            self._apply("services", ns, self.core.patch_namespaced_service, body, force=False, creates=True)
+            return
+        ownership.check_owner(live, rollout)
+        ours = workloads.identity(applied_by(live, FIELD_MANAGER), "v1", "Service", name, ns)
+        if ownership.created_by(live, rollout):
+            wanted = workloads.service(rollout, name, port, target_port, selector)
+        else:
+            wanted = ownership.adoption(live, rollout, selector)
+        body = workloads.merged(ours, wanted)
+        if body == ours:
+            return
+        if not ownership.created_by(live, rollout):
+            # Two rollouts adopting at once both saw it free: the second apply fails (409).
+            body["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
+        self._apply("services", ns, self.core.patch_namespaced_service, body, force=True)
+
+    def release_services(self, rollout: dict[str, Any]) -> list[str]:
+        """Give every Service this rollout adopted its original selector back (the rollout is being
+        deleted; the Services it created go by garbage collection). Returns their names."""
+        ns, name = rollout["metadata"]["namespace"], rollout["metadata"]["name"]
+        items = self._call("list", "services", ns, self.core.list_namespaced_service, ns,
+                           label_selector=f"{LABEL_ROLLOUT}={name}").items
+        released = []
+        for svc in items:
+            live = dict(self.api.sanitize_for_serialization(svc))
+            body = ownership.release(live, rollout)
+            if body is not None:
+                # Sending only the original selector drops the label and annotation we applied.
+                self._apply("services", ns, self.core.patch_namespaced_service, body, force=True)
+                released.append(svc.metadata.name)
+        return released
 
     def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         self._call("patch", "modelrollouts/status", namespace, self.custom.patch_namespaced_custom_object_status,

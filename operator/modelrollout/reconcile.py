@@ -50,13 +50,14 @@ def rollout_key(body: dict[str, Any]) -> str:
 
 async def gather(ctx: Context, body: dict[str, Any], spec: RolloutSpec, pods: list[PodState]) -> Observations:
     """Deployments, the selectors of the Services the strategy routes through, and why pods that are
-    not Ready are not (their status and their model server's answer), read concurrently."""
+    not Ready are not (their status and their model server's answer), read concurrently. A Service
+    owned by another rollout or controller raises OwnershipConflictError here, before any write."""
     meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
     services = strategy_for(spec).entry_services(spec)
     deployments, selectors, problems = await asyncio.gather(
         asyncio.to_thread(ctx.kube.observe_deployments, ns, name),
-        asyncio.gather(*(asyncio.to_thread(ctx.kube.service_selector, ns, service) for service in services)),
+        asyncio.gather(*(asyncio.to_thread(ctx.kube.service_selector, body, service) for service in services)),
         pod_problems(pods, spec.serving.port),
     )
     seen = {service: sel for service, sel in zip(services, selectors, strict=True) if sel is not None}
@@ -142,8 +143,11 @@ async def _write_status(ctx: Context, body: dict[str, Any], status: RolloutStatu
 
 def is_due(ctx: Context, body: dict[str, Any], now: datetime) -> bool:
     """Whether this timer tick should reconcile: the decided wake-up time came, spec changed, or a
-    manual command waits. (Memory only: after a restart every rollout is looked at at once.)"""
+    manual command waits. (Memory only: after a restart every rollout is looked at at once.) Never
+    once the rollout is being deleted: a tick then could adopt a Service again after it was released."""
     meta, status = body["metadata"], body.get("status") or {}
+    if meta.get("deletionTimestamp"):
+        return False
     wake = ctx.next_tick.get(meta["uid"])
     annotations = meta.get("annotations") or {}
     command_id = annotations.get(COMMAND_ID_ANNOTATION)

@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from modelrollout.core.observations import LABEL_ROLLOUT, LABEL_VERSION
+from modelrollout.core.serving import SCRATCH_PATH, SCRATCH_VOLUME, ServingSpec
 from modelrollout.core.spec import RolloutSpec
 from modelrollout.core.status import ModelRecord
 
@@ -19,7 +20,6 @@ from modelrollout.core.status import ModelRecord
 # in "-<hash>", which a plain one cannot (it has no dash after "-v"), so the two kinds never meet.
 PLAIN_VERSION = re.compile(r"[a-z0-9]+")
 DEFAULT_SERVING_IMAGE = "ghcr.io/modelrollout/modelserver:0.1.0"
-SCRATCH = "/var/lib/modelserver/tmp"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "modelrollout"}
 # Restricted Pod Security profile: non-root, read-only root filesystem, nothing extra.
 CONTAINER_SECURITY = {
@@ -70,7 +70,7 @@ def serving_container(spec: RolloutSpec, model: ModelRecord) -> dict[str, Any]:
     serving = spec.serving
     port = serving.port
     extra = [dict(e) for e in serving.env if e.get("name") not in {"MODEL_NAME", "MODEL_VERSION"}]
-    extra.append({"name": "TMPDIR", "value": SCRATCH})
+    extra.append({"name": "TMPDIR", "value": SCRATCH_PATH})
     # The feature names describe the model spec names; an older version keeps its own input shape.
     if spec.model.features and spec.model.version == model.version:
         extra.append({"name": "MODEL_FEATURES", "value": str(len(spec.model.features))})
@@ -86,7 +86,8 @@ def serving_container(spec: RolloutSpec, model: ModelRecord) -> dict[str, Any]:
         "resources": dict(serving.resources),
         "securityContext": CONTAINER_SECURITY,
         # The root filesystem is read-only; a model fetched over HTTP is downloaded here first.
-        "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH}],
+        "volumeMounts": [{"name": SCRATCH_VOLUME, "mountPath": SCRATCH_PATH},
+                         *(dict(m) for m in serving.volume_mounts)],
     }
 
 
@@ -105,18 +106,89 @@ def deployment(rollout: dict[str, Any], spec: RolloutSpec, model: ModelRecord, r
             "selector": {"matchLabels": labels},
             # Within one version, capacity never dips during its own updates either.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "containers": [serving_container(spec, model)],
-                    "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "1Gi"}}],
-                    "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
-                    "automountServiceAccountToken": False,
-                    "terminationGracePeriodSeconds": 30,
-                },
-            },
+            "template": pod_template(spec.serving, labels, serving_container(spec, model)),
         },
     }
+
+
+def pod_template(serving: ServingSpec, labels: dict[str, str], container: dict[str, Any]) -> dict[str, Any]:
+    """`serving.podTemplate` with the operator's part on top: its labels (the selectors depend on
+    them), its container (the model env, the read-only root) and the pod security settings win;
+    the user's volumes come after the scratch volume.
+
+    >>> from modelrollout.core.serving import PodTemplate
+    >>> t = pod_template(ServingSpec(pod_template=PodTemplate(labels={"team": "ml"},
+    ...                  spec={"nodeSelector": {"gpu": "a100"}})), {"app": "x"}, {"name": "c"})
+    >>> t["metadata"], t["spec"]["nodeSelector"]
+    ({'labels': {'team': 'ml', 'app': 'x'}}, {'gpu': 'a100'})
+    """
+    user = serving.pod_template
+    metadata: dict[str, Any] = {"labels": {**user.labels, **labels}}
+    if user.annotations:
+        metadata["annotations"] = dict(user.annotations)
+    volumes = [{"name": SCRATCH_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}}, *(dict(v) for v in
+                                                                          user.spec.get("volumes") or ())]
+    return {"metadata": metadata, "spec": {
+        **{k: v for k, v in user.spec.items() if k != "volumes"},
+        "containers": [container],
+        "volumes": volumes,
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        # The token is not mounted: the model server never calls the API (a projected
+        # serviceAccountToken volume in podTemplate gives one to a server that needs it).
+        "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": 30,
+    }}
+
+
+def disruption_budget(rollout: dict[str, Any], spec: RolloutSpec, name: str, version: str) -> dict[str, Any] | None:
+    """The PodDisruptionBudget of one version (named as its Deployment), if spec asks for one."""
+    budget = spec.serving.disruption_budget
+    if budget is None:
+        return None
+    meta = rollout["metadata"]
+    labels = {LABEL_ROLLOUT: meta["name"], LABEL_VERSION: version}
+    limit = ({"maxUnavailable": budget.max_unavailable} if budget.max_unavailable is not None
+             else {"minAvailable": budget.min_available})
+    return {
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": {"name": name, "namespace": meta["namespace"], "labels": {**labels, **MANAGED_BY},
+                     "ownerReferences": [owner_reference(rollout)]},
+        "spec": {"selector": {"matchLabels": labels}, **limit},
+    }
+
+
+def deployment_scale(rollout: dict[str, Any], name: str, version: str, replicas: int) -> dict[str, Any]:
+    """What the operator applies to a version's existing Deployment on top of what it applied
+    before: its labels, its owner and the replicas (the template is never changed)."""
+    meta = rollout["metadata"]
+    labels = {LABEL_ROLLOUT: meta["name"], LABEL_VERSION: version}
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": meta["namespace"], "labels": {**labels, **MANAGED_BY},
+                     "ownerReferences": [owner_reference(rollout)]},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": labels}},
+    }
+
+
+def identity(fields: dict[str, Any], api_version: str, kind: str, name: str, namespace: str) -> dict[str, Any]:
+    """`fields` (what a manager applied, from managedFields) as an object that can be applied again."""
+    return merged({"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": namespace}},
+                  fields)
+
+
+def merged(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `overlay` on top: maps merge key by key, anything else (lists too) is replaced.
+
+    >>> merged({"a": {"x": 1, "y": 2}, "l": [1]}, {"a": {"y": 3}, "l": [2]})
+    {'a': {'x': 1, 'y': 3}, 'l': [2]}
+    """
+    out = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def service(rollout: dict[str, Any], name: str, port: int, target_port: int,

@@ -90,6 +90,36 @@ def test_defaults_are_filled(api: kubernetes.client.CustomObjectsApi, namespace:
     assert spec["model"]["allowPickle"] is False  # joblib stays closed unless the owner opts in
 
 
+POD_TEMPLATE = {"metadata": {"labels": {"team": "ml"}, "annotations": {"example.com/a": "b"}},
+                "spec": {"nodeSelector": {"kubernetes.io/os": "linux"},
+                         "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                         "affinity": {"nodeAffinity": {}}, "topologySpreadConstraints": [{"maxSkew": 1}],
+                         "imagePullSecrets": [{"name": "regcred"}], "serviceAccountName": "model-reader",
+                         "priorityClassName": "high", "volumes": [{"name": "ca", "configMap": {"name": "ca"}}]}}
+
+
+def _serving(**changes: Any) -> dict[str, Any]:
+    serving = copy.deepcopy(make_rollout()["spec"]["serving"])
+    serving.update(changes)
+    return serving
+
+
+def _template(**spec: Any) -> dict[str, Any]:
+    template = copy.deepcopy(POD_TEMPLATE)
+    template["spec"].update(spec)
+    return template
+
+
+def test_a_pod_template_a_budget_and_mounts_are_stored_and_resources_defaulted(
+        api: kubernetes.client.CustomObjectsApi, namespace: str) -> None:
+    serving = {"podTemplate": POD_TEMPLATE, "volumeMounts": [{"name": "ca", "mountPath": "/etc/ca", "readOnly": True}],
+               "podDisruptionBudget": {"maxUnavailable": "50%"}}
+    api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, make_rollout(serving=serving))
+    stored = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "fraud")["spec"]["serving"]
+    assert stored["podTemplate"] == POD_TEMPLATE, "nothing pruned"
+    assert stored["resources"] == {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}}
+
+
 def _without(path: str) -> dict[str, Any]:
     body = make_rollout()
     *parents, last = path.split(".")
@@ -177,6 +207,23 @@ INVALID = [
         {"name": "Error Rate", "type": "errorRate", "max": 0.01}])), "spec.analysis.metrics[0].name"),
     ("zero metric weight", make_rollout(analysis=_analysis(metrics=[
         {"name": "e", "type": "errorRate", "max": 0.01, "weight": 0}])), "spec.analysis.metrics[0].weight"),
+    ("operator label in the pod template", make_rollout(serving=_serving(podTemplate={"metadata": {"labels": {
+        "modelrollout.dev/version": "x"}}})), "spec.serving.podTemplate.metadata.labels: modelrollout.dev/rollout"),
+    ("volume named scratch", make_rollout(serving=_serving(podTemplate=_template(volumes=[
+        {"name": "scratch", "emptyDir": {}}]))), "spec.serving.podTemplate.spec.volumes[].name: scratch"),
+    ("mount of no volume", make_rollout(serving=_serving(volumeMounts=[{"name": "nope", "mountPath": "/x"}])),
+     "spec.serving.volumeMounts[].name: must name a volume"),
+    ("mount over the scratch directory", make_rollout(serving=_serving(podTemplate=POD_TEMPLATE, volumeMounts=[
+        {"name": "ca", "mountPath": "/var/lib/modelserver/tmp"}])), "spec.serving.volumeMounts[].mountPath"),
+    ("bad toleration operator", make_rollout(serving=_serving(podTemplate=_template(tolerations=[
+        {"key": "gpu", "operator": "Maybe"}]))), "spec.serving.podTemplate.spec.tolerations[0].operator"),
+    ("bad service account name", make_rollout(serving=_serving(podTemplate=_template(serviceAccountName="Bad_Name"))),
+     "spec.serving.podTemplate.spec.serviceAccountName"),
+    ("budget with both limits", make_rollout(serving=_serving(podDisruptionBudget={"maxUnavailable": 1,
+                                                                                  "minAvailable": 1})),
+     "spec.serving.podDisruptionBudget: set exactly one"),
+    ("budget with a bad percentage", make_rollout(serving=_serving(podDisruptionBudget={"minAvailable": "half"})),
+     "spec.serving.podDisruptionBudget.minAvailable: Invalid value"),
 ]
 
 

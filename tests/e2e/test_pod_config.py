@@ -1,16 +1,21 @@
 """What a kubelet gives a container: env from ConfigMaps/Secrets/downward API, volumes as files,
-and liveness probes that restart it."""
+and liveness probes that restart it; and what spec.serving.podTemplate gives every version's pods."""
 
 from __future__ import annotations
 
 import base64
+import json
+from typing import Any
 
 import kubernetes
 import pytest
 
+from localcluster.kubelet import node_manifest
 from localcluster.testing import wait_until
 from localcluster.traffic import pod_log
+from modelrollout.workloads import deployment_name
 from tests.conftest import ClusterHandle
+from tests.e2e.rollouts import OperatorProcess, Scenario, make_rollout
 
 pytestmark = pytest.mark.e2e
 
@@ -69,3 +74,68 @@ def test_failing_liveness_probe_restarts_the_container(cluster: ClusterHandle, n
 
     wait_until(restarted, 60, "a liveness restart", describe=lambda: cluster.kubectl("get", "pod", "sick", "-n",
                                                                                        namespace, "-o", "yaml"))
+
+
+def test_a_pod_template_reaches_the_pods_of_both_versions(
+        cluster: ClusterHandle, namespace: str, operator: OperatorProcess, models: dict[str, Any],
+        model_store: str) -> None:
+    core = kubernetes.client.CoreV1Api(cluster.api)
+    policy = kubernetes.client.PolicyV1Api(cluster.api)
+    # Given: a private registry's pull secret, a ServiceAccount and a CA bundle in the namespace, and a
+    # node selector the local cluster's node matches (its kubelet, like kube-scheduler, binds only then).
+    node_os = node_manifest()["metadata"]["labels"]["kubernetes.io/os"]
+    auth = json.dumps({"auths": {"registry.example.com": {"auth": base64.b64encode(b"u:p").decode()}}})
+    core.create_namespaced_secret(namespace, {"metadata": {"name": "regcred"}, "type": "kubernetes.io/dockerconfigjson",
+                                              "data": {".dockerconfigjson": base64.b64encode(auth.encode()).decode()}})
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "model-reader"}})
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "ca"}, "data": {"ca.pem": "-----CERT-----"}})
+    template = {
+        "metadata": {"labels": {"team": "fraud"}, "annotations": {"example.com/owner": "ml"}},
+        "spec": {"nodeSelector": {"kubernetes.io/os": node_os},
+                 "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                 "imagePullSecrets": [{"name": "regcred"}], "serviceAccountName": "model-reader",
+                 "volumes": [{"name": "ca", "configMap": {"name": "ca"}}]}}
+    serving = {"podTemplate": template, "volumeMounts": [{"name": "ca", "mountPath": "/etc/ca", "readOnly": True}],
+               "podDisruptionBudget": {"maxUnavailable": 1}}
+
+    def rollout(version: str) -> dict[str, Any]:
+        body = make_rollout("gpu", version, models["models"]["lr"], model_store, replicas=2,
+                            steps=[{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}])
+        body["spec"]["serving"].update(serving)
+        return body
+
+    # When: version 1 runs and version 2 is canaried beside it.
+    s = Scenario(cluster, namespace, "gpu")
+    s.apply(rollout("1"))
+    s.wait_phase("Healthy", 90)
+    s.apply(rollout("2"))
+    s.wait_phase("Paused", 90)
+
+    # Then: the pods of both versions carry every field, Ready on the node; the operator's parts stay.
+    pods = core.list_namespaced_pod(namespace, label_selector="modelrollout.dev/rollout=gpu").items
+    ready = [p for p in pods if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])]
+    assert {p.metadata.labels["modelrollout.dev/version"] for p in ready} == {"1", "2"}, pods
+    for pod in ready:
+        spec = pod.spec
+        assert spec.node_selector == {"kubernetes.io/os": node_os}
+        assert [(t.key, t.operator, t.effect) for t in spec.tolerations or []
+                if t.key == "nvidia.com/gpu"] == [("nvidia.com/gpu", "Exists", "NoSchedule")]
+        assert [r.name for r in spec.image_pull_secrets] == ["regcred"]
+        assert spec.service_account_name == "model-reader"
+        assert pod.metadata.labels["team"] == "fraud" and pod.metadata.annotations["example.com/owner"] == "ml"
+        [container] = spec.containers
+        assert {m.name: m.mount_path for m in container.volume_mounts} == {
+            "scratch": "/var/lib/modelserver/tmp", "ca": "/etc/ca"}
+        assert container.security_context.read_only_root_filesystem is True
+    # One PodDisruptionBudget per version, selecting that version's pods, gone with its version.
+    for version in ("1", "2"):
+        pdb = policy.read_namespaced_pod_disruption_budget(deployment_name("gpu", version), namespace)
+        assert pdb.spec.max_unavailable == 1 and pdb.spec.selector.match_labels["modelrollout.dev/version"] == version
+    s.command("promote")
+    s.wait_phase("Healthy", 120)
+
+    def budgets() -> list[str] | None:
+        names = [p.metadata.name for p in policy.list_namespaced_pod_disruption_budget(namespace).items]
+        return names if names == [deployment_name("gpu", "2")] else None
+
+    wait_until(budgets, 90, "only version 2's PodDisruptionBudget left", describe=s.describe)

@@ -25,8 +25,10 @@ EXPECTED_RULES = {
     ("modelrollout.dev", "modelrollouts"): {"get", "list", "watch", "patch"},
     ("modelrollout.dev", "modelrollouts/status"): {"get", "patch", "update"},
     ("modelrollout.dev", "modelrollouts/finalizers"): {"update"},
+    # Server-side apply is a patch; one that creates the object is authorized for create as well.
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "services"): {"get", "list", "watch", "create", "patch"},
+    ("policy", "poddisruptionbudgets"): {"create", "patch", "delete"},
     ("", "pods"): {"get", "list", "watch"},
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from localcluster import binaries, images
+from localcluster.kubelet import fits_node
 from localcluster.podenv import expand
 from localcluster.proxy import ready_endpoints
 
@@ -60,3 +61,13 @@ def test_only_ready_endpoints_of_the_named_port_are_used() -> None:
 
 def test_dollar_references_expand_like_kubernetes() -> None:
     assert expand("--bind $(POD_IP) $(MISSING)", {"POD_IP": "10.244.1.7"}) == "--bind 10.244.1.7 $(MISSING)"
+
+
+@pytest.mark.parametrize(("selector", "fits"), [
+    (None, True), ({"kubernetes.io/os": "linux"}, True),
+    ({"kubernetes.io/hostname": "localcluster-node", "kubernetes.io/arch": "amd64"}, True),
+    ({"kubernetes.io/os": "windows"}, False), ({"gpu": "a100"}, False),
+])
+def test_a_pod_is_bound_only_if_its_node_selector_matches_the_node(selector: dict[str, str] | None,
+                                                                   fits: bool) -> None:
+    assert fits_node({"spec": {"nodeSelector": selector}}) is fits

@@ -48,8 +48,11 @@ What the operator does, and nothing more (rendered into the ClusterRole or each 
 - modelrollouts: kopf lists/watches them and patches its annotations (progress, finalizer);
   /status is where every decision is written; /finalizers lets owner references with
   blockOwnerDeletion be set where OwnerReferencesPermissionEnforcement is on.
-- deployments: one per model version (create, scale by patch, delete after promotion/rollback).
-- services: the rollout's Service and preview Service (create, selector patch); never deleted.
+- deployments: one per model version, written by server-side apply (a patch; one that creates the
+  object needs create too), read by name or labels, deleted after promotion/rollback.
+- services: the rollout's Service and preview Service, written by server-side apply; listed by label
+  when a rollout is deleted, to give adopted ones their selector back; never deleted.
+- poddisruptionbudgets: one per version when spec.serving.podDisruptionBudget asks (apply, delete).
 - pods: read only, to find the ready serving pods whose /metrics the analysis scrapes.
 - events: the verdicts and phase changes users see in `kubectl describe` (core and events.k8s.io).
 */}}
@@ -69,6 +72,9 @@ What the operator does, and nothing more (rendered into the ClusterRole or each 
 - apiGroups: [""]
   resources: [services]
   verbs: [get, list, watch, create, patch]
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [create, patch, delete]
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch]

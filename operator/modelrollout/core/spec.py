@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelrollout.analysis.config import AnalysisConfig
+from modelrollout.core.serving import ServingSpec, parse_serving
 from modelrollout.durations import parse_duration
 
 DIGEST_PATTERN = r"^sha256:[a-f0-9]{64}$"
@@ -41,16 +42,6 @@ class ModelSpec:
 class ServiceSpec:
     name: str
     port: int = 80
-
-
-@dataclass(frozen=True)
-class ServingSpec:
-    """Pod template details; resources and env are passed to the Deployment unchanged."""
-
-    image: str | None = None
-    port: int = 8080
-    resources: Mapping[str, Any] = field(default_factory=dict)
-    env: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -80,7 +71,7 @@ class RolloutSpec:
     service: ServiceSpec
     strategy: CanaryStrategy | BlueGreenStrategy
     replicas: int = 1
-    serving: ServingSpec = ServingSpec()
+    serving: ServingSpec = field(default_factory=ServingSpec)
     analysis: AnalysisConfig | None = None  # None: no metrics, steps advance on pod readiness alone
     progress_deadline_seconds: float = 600.0
 
@@ -101,7 +92,7 @@ class RolloutSpec:
             model=_model(_mapping(spec.get("model"), "spec.model")),
             service=service,
             strategy=strategy,
-            serving=_serving(_mapping(spec.get("serving", {}), "spec.serving")),
+            serving=parse_serving(_mapping(spec.get("serving", {}), "spec.serving")),
             analysis=None if analysis is None else AnalysisConfig.from_spec(_mapping(analysis, "spec.analysis")),
             progress_deadline_seconds=float(deadline),
         )
@@ -154,16 +145,6 @@ def _service(d: Mapping[str, Any]) -> ServiceSpec:
     return ServiceSpec(
         name=_str(d.get("name"), "spec.service.name", SERVICE_NAME_PATTERN),
         port=_int(d.get("port", ServiceSpec.port), "spec.service.port", low=1, high=65535),
-    )
-
-
-def _serving(d: Mapping[str, Any]) -> ServingSpec:
-    image = d.get("image")
-    return ServingSpec(
-        image=None if image is None else _str(image, "spec.serving.image"),
-        port=_int(d.get("port", ServingSpec.port), "spec.serving.port", low=1, high=65535),
-        resources=dict(d.get("resources") or {}),
-        env=tuple(d.get("env") or ()),
     )
 
 
