@@ -17,6 +17,7 @@ to a real server process and checks each answer against this document (tests/ser
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import modelserver
@@ -262,9 +263,13 @@ def _infer_operation(params: tuple[str, ...], n_features: int | None) -> dict[st
                               "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
     body = {_JSON: {"schema": {"$ref": "#/components/schemas/InferenceRequest"}, **_infer_examples(n_features)},
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
-    operation = _operation("Predict (Open Inference Protocol), JSON or binary tensor data",
-                           _inference_responses(ok), (*params, "headerLength"), body)
-    return operation
+    ok["200"]["links"] = {"feedback": {
+        "operationId": operation_id("post", V2_MODEL_BASES[0] + "/feedback"),
+        "description": "The true labels of this prediction, joined by its id (a JSON answer's `predict` output).",
+        "parameters": {"name": "$request.path.name"},
+        "requestBody": {"id": "$response.body#/id", "label": "$response.body#/outputs/0/data"}}}
+    return _operation("Predict (Open Inference Protocol), JSON or binary tensor data",
+                      _inference_responses(ok), (*params, "headerLength"), body)
 
 
 def _model_operations(params: tuple[str, ...], n_features: int | None) -> dict[str, dict[str, Any]]:
@@ -311,7 +316,20 @@ def _paths(n_features: int | None) -> dict[str, Any]:
         **_errors()}, tag="operations")}
     paths[OPENAPI_PATH] = {"get": _operation("This document", _ok("OpenAPI 3 document.", _OBJECT) | _errors(),
                                              tag="operations")}
+    for path, item in paths.items():
+        for method, operation in item.items():
+            operation["operationId"] = operation_id(method, path)
     return dict(sorted(paths.items()))
+
+
+def operation_id(method: str, path: str) -> str:
+    """A unique, stable id from the method and the path's fixed words, for code generators and links.
+
+    >>> operation_id("post", "/v2/models/{name}/versions/{version}/infer"), operation_id("get", "/openapi.json")
+    ('postV2ModelsVersionsInfer', 'getOpenapiJson')
+    """
+    words = [w for w in re.split(r"[/:.]", re.sub(r"\{[^}]*\}", "", path)) if w]
+    return method.lower() + "".join(w[:1].upper() + w[1:] for w in words)
 
 
 def openapi_document(model_name: str, model_version: str, n_features: int | None = None) -> dict[str, Any]:
