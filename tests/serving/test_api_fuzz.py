@@ -10,6 +10,7 @@ fixed seed (MODELSERVER_FUZZ_SEED picks another; a failure prints the request th
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import signal
@@ -39,7 +40,8 @@ CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conform
           "response_schema_conformance", "response_headers_conformance", "negative_data_rejection",
           "unsupported_method", "missing_required_header")
 # Both servers serve their model under one name, so one document (and one schema) describes both.
-MODEL_NAME, MODEL_VERSION = "fuzzed", "7"
+MODEL_NAME, MODEL_VERSION, N_FEATURES = "fuzzed", "7", 20
+DOCUMENTED = openapi_document(MODEL_NAME, MODEL_VERSION, N_FEATURES)
 CONFIG = {
     "seed": SEED,
     "generation": {"mode": "all", "max-examples": MAX_EXAMPLES, "database": "none"},
@@ -89,7 +91,7 @@ def fuzzed_server(request: pytest.FixtureRequest, models: ExampleModels,
                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     server = ServerProcess(_env(models, request.param), tmp_path_factory.mktemp("fuzz") / "server.log")
     # What is fuzzed is what the server publishes.
-    assert requests.get(server.url + OPENAPI_PATH, timeout=10).json() == openapi_document(MODEL_NAME, MODEL_VERSION, 20)
+    assert requests.get(server.url + OPENAPI_PATH, timeout=10).json() == DOCUMENTED
     yield server
     if _runs_every_fuzz_test_on(request, request.param):
         _assert_the_fuzzing_reached_the_model(server.url)
@@ -118,8 +120,8 @@ def _assert_the_fuzzing_reached_the_model(url: str) -> None:
     assert served.feedback_unknown_ids > 0
 
 
-schema = schemathesis.openapi.from_dict(openapi_document(MODEL_NAME, MODEL_VERSION, 20),  # both take 20 features
-                                       config=schemathesis.Config.from_dict(CONFIG))
+# A copy: schemathesis may write into the dict it is given (its stateful mode adds inferred links).
+schema = schemathesis.openapi.from_dict(copy.deepcopy(DOCUMENTED), config=schemathesis.Config.from_dict(CONFIG))
 
 
 @schema.parametrize()
