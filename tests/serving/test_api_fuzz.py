@@ -60,10 +60,15 @@ class ServerProcess:
         with log_path.open("wb") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "modelserver"], env={**os.environ, **env},
                                          stdout=log, stderr=subprocess.STDOUT)
-        port = wait_until(self._port, 30, "the server to listen", describe=self.log)
-        self.url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: requests.get(self.url + "/v2/health/ready", timeout=2).status_code == 200, 30,
-                   "the model to be ready", describe=self.log)
+        try:
+            port = wait_until(self._port, 30, "the server to listen", describe=self.log)
+            self.url = f"http://127.0.0.1:{port}"
+            wait_until(lambda: requests.get(self.url + "/v2/health/ready", timeout=2).status_code == 200, 30,
+                       "the model to be ready", describe=self.log)
+        except BaseException:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -74,8 +79,14 @@ class ServerProcess:
         return int(found.group(1)) if found else None
 
     def stop(self) -> int:
+        """SIGTERM and the exit code; a server still running 30 s later is killed and fails the test."""
         self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(30)
+        try:
+            return self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise AssertionError(f"the server did not stop within 30 s of SIGTERM:\n{self.log()}") from None
 
 
 def _env(models: ExampleModels, file: str) -> dict[str, str]:
@@ -90,12 +101,15 @@ def _env(models: ExampleModels, file: str) -> dict[str, str]:
 def fuzzed_server(request: pytest.FixtureRequest, models: ExampleModels,
                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     server = ServerProcess(_env(models, request.param), tmp_path_factory.mktemp("fuzz") / "server.log")
-    # What is fuzzed is what the server publishes.
-    assert requests.get(server.url + OPENAPI_PATH, timeout=10).json() == DOCUMENTED
-    yield server
-    if _runs_every_fuzz_test_on(request, request.param):
-        _assert_the_fuzzing_reached_the_model(server.url)
-    assert server.stop() == 0, server.log()
+    try:
+        # What is fuzzed is what the server publishes.
+        assert requests.get(server.url + OPENAPI_PATH, timeout=10).json() == DOCUMENTED
+        yield server
+        if _runs_every_fuzz_test_on(request, request.param):
+            _assert_the_fuzzing_reached_the_model(server.url)
+    finally:
+        exit_code = server.stop()
+    assert exit_code == 0, server.log()
     # A 5xx fails the checks already; this catches an unhandled error that was answered some other way.
     assert "Traceback" not in server.log(), server.log()
 
