@@ -131,7 +131,11 @@ def _inference_schemas() -> dict[str, Any]:
         "RequestInput": {
             "type": "object", "required": ["name", "shape", "datatype"],
             "description": "One tensor [rows, n_features] (or [n_features] for one row). `data` holds the "
-                           "values unless `parameters.binary_data_size` says they follow the JSON header.",
+                           "values unless `parameters.binary_data_size` says they follow the JSON header. The "
+                           "server also checks what this schema cannot say, each a 400 naming the field: `data` "
+                           "holds rows x n_features values, flat or nested exactly as `shape`; integers within "
+                           "their datatype's range; FP16 within ±65504; finite values (NaN only where the "
+                           "model takes it); no BYTES.",
             "properties": {
                 "name": {"type": "string"},
                 "shape": {"type": "array", "minItems": 1, "maxItems": 2, "items": {"type": "integer", "minimum": 0}},
