@@ -12,23 +12,17 @@ from __future__ import annotations
 
 import copy
 import os
-import re
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
 import schemathesis
 from schemathesis import Case
 
-from localcluster.testing import wait_until
 from modelserver.contract_parse import parse_pod_metrics
 from modelserver.openapi import OPENAPI_PATH, openapi_document
 
-from .conftest import ExampleModels
+from .conftest import ExampleModels, ServerProcess
 
 pytestmark = pytest.mark.unit
 
@@ -50,43 +44,6 @@ CONFIG = {
     "checks": {"enabled": False, **{name: {"enabled": True} for name in CHECKS}},
     "request-timeout": 10,
 }
-
-
-class ServerProcess:
-    """`python -m modelserver` on an ephemeral port; its output goes to a log read for the port."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.log_path = log_path
-        with log_path.open("wb") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "modelserver"], env={**os.environ, **env},
-                                         stdout=log, stderr=subprocess.STDOUT)
-        try:
-            port = wait_until(self._port, 30, "the server to listen", describe=self.log)
-            self.url = f"http://127.0.0.1:{port}"
-            wait_until(lambda: requests.get(self.url + "/v2/health/ready", timeout=2).status_code == 200, 30,
-                       "the model to be ready", describe=self.log)
-        except BaseException:
-            self.proc.kill()
-            self.proc.wait(10)
-            raise
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def _port(self) -> int | None:
-        assert self.proc.poll() is None, f"server exited during start-up:\n{self.log()}"
-        found = re.search(r"listening on 127\.0\.0\.1:(\d+)", self.log())
-        return int(found.group(1)) if found else None
-
-    def stop(self) -> int:
-        """SIGTERM and the exit code; a server still running 30 s later is killed and fails the test."""
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-            raise AssertionError(f"the server did not stop within 30 s of SIGTERM:\n{self.log()}") from None
 
 
 def _env(models: ExampleModels, file: str) -> dict[str, str]:
