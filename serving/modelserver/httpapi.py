@@ -47,6 +47,8 @@ def json_response(payload: Any, status: int = 200, headers: dict[str, str] | Non
                         headers=headers)
 
 
+# Headers describing aiohttp's own text/plain error body, which the JSON one replaces.
+_BODY_HEADERS = frozenset({"content-type", "content-length"})
 # Statuses after which the connection cannot be reused: the rest of the body may still be arriving.
 _CLOSES_CONNECTION = frozenset({408})
 
@@ -70,8 +72,11 @@ async def json_errors(request: web.Request,
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(exc.status, exc.text or exc.reason if exc.status != 404 else
-                              f"no such endpoint: {request.method} {request.path}")
+        response = error_response(exc.status, exc.text or exc.reason if exc.status != 404 else
+                                  f"no such endpoint: {request.method} {request.path}")
+        # Keep what the exception says beyond its text: a 405 must carry Allow (RFC 9110).
+        response.headers.extend((k, v) for k, v in exc.headers.items() if k.lower() not in _BODY_HEADERS)
+        return response
     except BadInput as exc:
         return _closing(error_response(exc.status, str(exc)))
     except ClientGone:

@@ -20,8 +20,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from modelserver import protocol_v1, protocol_v2
 from modelserver.dataplane import DataPlane
-from modelserver.httpapi import PLANE, json_errors
+from modelserver.httpapi import PLANE, json_errors, json_response
 from modelserver.metrics import ServerMetrics
+from modelserver.openapi import OPENAPI_PATH, openapi_document
 from modelserver.settings import Settings
 from modelserver.wire import JsonErrorsRunner
 
@@ -36,10 +37,17 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     return web.Response(body=plane.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+async def openapi_endpoint(request: web.Request) -> web.Response:
+    plane = request.app[PLANE]
+    settings = plane.settings
+    return json_response(openapi_document(settings.model_name, settings.model_version, plane.input_spec.n_features))
+
+
 def build_app(plane: DataPlane) -> web.Application:
     app = web.Application(middlewares=[json_errors], client_max_size=plane.settings.max_body_bytes)
     app[PLANE] = plane
-    app.add_routes([*protocol_v2.routes(), *protocol_v1.routes(), web.get("/metrics", metrics_endpoint)])
+    app.add_routes([*protocol_v2.routes(), *protocol_v1.routes(), web.get("/metrics", metrics_endpoint),
+                    web.get(OPENAPI_PATH, openapi_endpoint)])
     return app
 
 

@@ -1,5 +1,6 @@
 """Fixtures for the model server: example models trained once per session, and real servers on
-127.0.0.1 (an ephemeral port) running in a background thread with their own event loop."""
+127.0.0.1 (an ephemeral port) running in a background thread with their own event loop, or as
+`python -m modelserver` processes."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ import asyncio
 import dataclasses
 import importlib.util
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +21,7 @@ from typing import Any
 import pytest
 import requests
 
+from localcluster.testing import wait_until
 from modelserver.server import ModelServer
 from modelserver.settings import Settings
 
@@ -89,6 +96,43 @@ class RunningServer:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         self.loop.close()
+
+
+class ServerProcess:
+    """`python -m modelserver` on an ephemeral port; its output goes to a log read for the port."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        with log_path.open("wb") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "modelserver"], env={**os.environ, **env},
+                                         stdout=log, stderr=subprocess.STDOUT)
+        try:
+            port = wait_until(self._port, 30, "the server to listen", describe=self.log)
+            self.url = f"http://127.0.0.1:{port}"
+            wait_until(lambda: requests.get(self.url + "/v2/health/ready", timeout=2).status_code == 200, 30,
+                       "the model to be ready", describe=self.log)
+        except BaseException:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def _port(self) -> int | None:
+        assert self.proc.poll() is None, f"server exited during start-up:\n{self.log()}"
+        found = re.search(r"listening on 127\.0\.0\.1:(\d+)", self.log())
+        return int(found.group(1)) if found else None
+
+    def stop(self) -> int:
+        """SIGTERM and the exit code; a server still running 30 s later is killed and fails the test."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise AssertionError(f"the server did not stop within 30 s of SIGTERM:\n{self.log()}") from None
 
 
 @pytest.fixture

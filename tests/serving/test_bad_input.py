@@ -105,6 +105,17 @@ def test_unknown_model_and_version_are_404(lr_server: RunningServer) -> None:
     assert response.status_code == 404 and "version '9'" in response.json()["error"]
 
 
+@pytest.mark.parametrize(("method", "path", "allowed"), [("TRACE", "/metrics", {"GET", "HEAD"}),
+                                                        ("PUT", "/v2/models/lr/infer", {"POST"})])
+def test_a_wrong_method_is_405_with_the_allow_header(lr_server: RunningServer, method: str, path: str,
+                                                     allowed: set[str]) -> None:
+    # RFC 9110: a 405 must list the methods the resource supports; the JSON error body must not lose it.
+    response = lr_server.session.request(method, lr_server.url + path, timeout=10)
+    assert response.status_code == 405 and response.headers["Content-Type"].startswith("application/json")
+    assert "error" in response.json()
+    assert {m.strip() for m in response.headers.get("Allow", "").split(",")} == allowed
+
+
 def test_body_over_the_limit_is_413(models: ExampleModels, start_server: Callable[..., RunningServer]) -> None:
     server = start_server(models.settings("lr.joblib", max_body_bytes=2048))
     for path in ("/v2/models/lr/infer", "/v1/models/lr:predict", "/v2/models/lr/feedback"):

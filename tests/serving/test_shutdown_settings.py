@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,36 +12,21 @@ import requests
 
 from modelserver.settings import Settings, read_settings
 
-from .conftest import ONE_ROW, ExampleModels
+from .conftest import ONE_ROW, ExampleModels, ServerProcess
 
 pytestmark = pytest.mark.unit
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "server exited during start-up"
-        try:
-            if requests.get(url + "/v2/health/ready", timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError("server never became ready")
-
-
 def test_sigterm_under_load_finishes_in_flight_requests_and_exits_0(models: ExampleModels, tmp_path) -> None:
     entry = models.entry("lr.skops")
-    port = 20000 + os.getpid() % 20000
-    env = {**os.environ, "MODEL_NAME": "lr", "MODEL_URI": str(models.directory / "lr.skops"),
-           "MODEL_DIGEST": entry["digest"], "HOST": "127.0.0.1", "PORT": str(port),
+    # An ephemeral port: a fixed one collided with other servers on the shared build machine.
+    env = {"MODEL_NAME": "lr", "MODEL_URI": str(models.directory / "lr.skops"),
+           "MODEL_DIGEST": entry["digest"], "HOST": "127.0.0.1", "PORT": "0",
            # Requests (150 ms) outlast the drain delay (50 ms): some are in flight when the listener closes.
            "MODELSERVER_CHAOS_LATENCY_MS": "150", "MODELSERVER_DRAIN_DELAY_S": "0.05"}
-    log = (tmp_path / "server.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "modelserver"], env=env, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
+    server = ServerProcess(env, tmp_path / "server.log")
+    proc, url = server.proc, server.url
     try:
-        _wait_ready(url, proc)
         routed = threading.Event()  # what an endpoints controller does: stop routing once unready
         routed.set()
         statuses: list[int] = []
