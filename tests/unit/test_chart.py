@@ -28,6 +28,7 @@ EXPECTED_RULES = {
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "services"): {"get", "list", "watch", "create", "patch"},
     ("", "pods"): {"get", "list", "watch"},
+    ("", "secrets"): {"get"},  # KubeAdapter.secret_value: analysis.prometheus's CA and bearer token
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
 }
