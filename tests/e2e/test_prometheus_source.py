@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import kubernetes
 import pytest
 
 from localcluster.testing import wait_until
@@ -54,7 +55,7 @@ def test_good_canary_is_promoted_on_counts_from_prometheus(
     with Traffic(s.service_url(), s.name, models["holdout"]) as traffic:
         # When an equally good version 2 is rolled out
         s.apply(make_rollout(s.name, "2", models["models"]["lr"], model_store, steps=FAST_STEPS, analysis=analysis))
-        final = s.wait_phase("Healthy", 120)
+        final = s.wait_phase("Healthy", 180)
     # Then it is promoted, every metric passed on counts Prometheus scraped from the pods
     assert final["stableVersion"] == "2" and "canaryVersion" not in final, final
     passed = {r["name"] for r in _results(s) if r.get("verdict") == "Pass" and r.get("canarySamples", 0) >= MIN_SAMPLES}
@@ -73,7 +74,7 @@ def test_promtool_accepts_the_model_servers_and_the_operators_metrics(
     with Traffic(s.service_url(), s.name, models["holdout"]) as traffic:
         s.apply(make_rollout(s.name, "2", models["models"]["lr"], model_store, steps=FAST_STEPS,
                              analysis=_analysis(prometheus, ERRORS)))
-        s.wait_phase("Healthy", 120)
+        s.wait_phase("Healthy", 180)
     assert traffic.stats.by_version["2"].ok > 0
     pod = next(p for p in prometheus.query(f'up{{namespace="{namespace}"}}') if p["value"][1] == "1")
     pages = {"model server": read_metrics(pod["metric"]["instance"].split(":")[0], 8080),
@@ -125,3 +126,24 @@ def test_with_prometheus_stopped_the_rollout_holds_and_never_promotes(
     reasons = [r["message"] for r in _results(s) if r.get("verdict") == "Inconclusive" and "query" in r["message"]]
     assert reasons and "requests query" in reasons[-1], _results(s)[-3:]
     assert "inconclusive" in final["message"] and "query" in final["message"], final["message"]
+
+
+def test_a_missing_token_secret_holds_the_rollout_until_it_exists(
+        cluster: ClusterHandle, namespace: str, operator: OperatorProcess, prometheus: PrometheusPod,
+        models: dict[str, Any], model_store: str) -> None:
+    # Given a rollout whose Prometheus settings name a bearer token Secret that does not exist yet
+    s = Scenario(cluster, namespace, "promtoken")
+    analysis = _analysis(prometheus, ERRORS, inconclusive_limit=3)
+    analysis["prometheus"]["bearerTokenSecret"] = {"name": "prom-token", "key": "token"}
+    _start(s, models, model_store, analysis)
+    with Traffic(s.service_url(), s.name, models["holdout"]):
+        s.apply(make_rollout(s.name, "2", models["models"]["lr"], model_store, steps=FAST_STEPS, analysis=analysis))
+        # Then the analysis cannot query, says why, and the rollout pauses
+        paused = s.wait_phase("Paused", 90)
+        assert "cannot read a Secret of spec.analysis.prometheus (HTTP 404" in paused["message"], paused["message"]
+        # When the Secret is created and the rollout resumed, Then the token is read and the canary promoted
+        kubernetes.client.CoreV1Api(cluster.api).create_namespaced_secret(namespace, {
+            "metadata": {"name": "prom-token"}, "stringData": {"token": "not-checked-by-the-test-prometheus"}})
+        s.command("resume")
+        final = s.wait_phase("Healthy", 180)
+    assert final["stableVersion"] == "2", final
