@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export MODELROLLOUT_CACHE ?= $(HOME)/.cache/modelrollout
 PYTEST_ARGS ?=
 
-.PHONY: help venv k8s-bins lint test test-unit test-e2e chaos soak demo cluster-up cluster-down cluster-shell bench-serving bench-decisions bench-reconcile images kind-up kind-e2e kind-down clean
+.PHONY: help venv k8s-bins prom-bins lint test test-unit test-e2e chaos soak demo cluster-up cluster-down cluster-shell bench-serving bench-decisions bench-reconcile images kind-up kind-e2e kind-down clean
 
 help:
 	@echo "make demo        - the main job on the built-in local cluster"
@@ -34,6 +34,10 @@ venv: $(STAMP)
 k8s-bins:
 	@hack/build-k8s.sh >/dev/null
 
+# prometheus + promtool from Go modules (the Prometheus metric source's tests and `promtool check metrics`).
+prom-bins:
+	@hack/build-prometheus.sh >/dev/null
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
@@ -43,10 +47,10 @@ test-unit: venv
 
 # e2e tests run inside a private network + PID namespace (hack/in-netns): pods get 10.244.x
 # addresses, no packet leaves the machine, and no process outlives the run.
-test-e2e: venv k8s-bins
+test-e2e: venv k8s-bins prom-bins
 	hack/in-netns $(BIN)/pytest -m e2e $(PYTEST_ARGS)
 
-test: venv k8s-bins lint
+test: venv k8s-bins prom-bins lint
 	hack/in-netns $(BIN)/pytest $(PYTEST_ARGS)
 
 # The operator SIGKILLed at 20 seeded random moments across canary, blue-green and rollback under traffic

@@ -37,3 +37,21 @@ def bin_dir() -> Path:
 
 def binary(name: str) -> Path:
     return bin_dir() / name
+
+
+PROMETHEUS_VERSION = os.environ.get("PROMETHEUS_VERSION", "v0.316.0")  # the Go module version (Prometheus 3.16.0)
+PROMETHEUS_BINARIES = ("prometheus", "promtool")
+
+
+def prometheus_bin_dir() -> Path:
+    """Where hack/build-prometheus.sh puts prometheus and promtool (nothing is checked here)."""
+    return cache_root() / f"prometheus-{PROMETHEUS_VERSION}" / "bin"
+
+
+def prometheus_binary(name: str) -> Path:
+    """prometheus or promtool, or MissingBinaryError saying how to build them."""
+    path = prometheus_bin_dir() / name
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        raise MissingBinaryError(f"{path} is missing. Run `make prom-bins` (builds prometheus and promtool "
+                                 f"{PROMETHEUS_VERSION} from Go modules).")
+    return path

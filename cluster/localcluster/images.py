@@ -9,12 +9,15 @@ repository path without registry host and tag, so `ghcr.io/modelrollout/modelser
 | modelrollout/modelserver   | python -m modelserver              | -                                 |
 | modelrollout/operator      | python -m modelrollout             | -                                 |
 | localcluster/python        | python                             | - (tests pass -c / -m)            |
+| localcluster/prometheus    | prometheus (hack/build-prometheus.sh) | - (localcluster.prometheus passes them) |
 """
 
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+
+from localcluster.binaries import prometheus_bin_dir
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,8 @@ REGISTRY: dict[str, Image] = {
     "modelrollout/modelserver": Image((_python(), "-m", "modelserver")),
     "modelrollout/operator": Image((_python(), "-m", "modelrollout")),
     "localcluster/python": Image((_python(),)),
+    # The binary from the cache; a pod of it fails to start, saying so in its log, until `make prom-bins` ran.
+    "localcluster/prometheus": Image((str(prometheus_bin_dir() / "prometheus"),)),
 }
 
 

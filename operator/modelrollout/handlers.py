@@ -23,7 +23,7 @@ from modelrollout import opmetrics
 from modelrollout.core.phases import Event
 from modelrollout.kube import GROUP, PLURAL, VERSION, KubeAdapter, OwnershipConflictError, PermissionDeniedError
 from modelrollout.reconcile import Context, is_due, tick
-from modelrollout.sources import SOURCES
+from modelrollout.sources import all_sources
 
 log = logging.getLogger(__name__)
 PREFIX = "modelrollout.dev"
@@ -48,7 +48,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # for seconds while the operator used little CPU. Size it, and the connection pool, for I/O.
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=API_WORKERS, thread_name_prefix="kube-api"))
-    memo.ctx = Context(kube=KubeAdapter(_api_client()), source=SOURCES["pods"]())
+    memo.ctx = Context(kube=KubeAdapter(_api_client()), source=all_sources())
 
 
 def _api_client() -> kubernetes.client.ApiClient:

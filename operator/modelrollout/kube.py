@@ -6,6 +6,7 @@ loop never waits on the network. Nothing here decides anything.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import Any
 
@@ -275,3 +276,12 @@ class KubeAdapter:
 
     def forget(self, uid: str) -> None:
         self.recorder.forget(uid)
+
+    def secret_value(self, namespace: str, name: str, key: str) -> str:
+        """One key of a Secret, decoded (a CA bundle or a bearer token the metric source sends).
+        KeyError when the Secret lacks the key; ApiException 404 when there is no such Secret."""
+        secret = self._call("get", "secrets", namespace, self.core.read_namespaced_secret, name, namespace)
+        data = secret.data or {}
+        if key not in data:
+            raise KeyError(f"Secret {namespace}/{name} has no key {key!r}")
+        return base64.b64decode(data[key]).decode("utf-8").strip()

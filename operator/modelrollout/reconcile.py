@@ -14,8 +14,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from kubernetes.client import ApiException
+
 from modelrollout import opmetrics
 from modelrollout.analysis.engine import assess_tick
+from modelrollout.analysis.sourceconfig import PrometheusConfig, SecretKeyRef
 from modelrollout.analysis.state import AnalysisState
 from modelrollout.analysis.types import Tick
 from modelrollout.core.commands import COMMAND_ID_ANNOTATION
@@ -26,10 +29,10 @@ from modelrollout.core.spec import RolloutSpec
 from modelrollout.core.status import RolloutStatus, status_patch
 from modelrollout.core.strategies import strategy_for
 from modelrollout.core.verdicts import needs_analysis
-from modelrollout.kube import KubeAdapter, PodState, ready_targets
+from modelrollout.kube import KubeAdapter, PermissionDeniedError, PodState, ready_targets
 from modelrollout.kubeevents import tick_event_names
 from modelrollout.podstates import pod_problems
-from modelrollout.sources import MetricSource, ScrapeRequest
+from modelrollout.sources import MetricSource, PrometheusAccess, ScrapeRequest
 
 log = logging.getLogger(__name__)
 OWN_STATUS_KEYS_EXCLUDED = ("kopf",)  # kopf keeps its own bookkeeping in status
@@ -72,14 +75,36 @@ def _scrape_request(body: dict[str, Any], spec: RolloutSpec, status: RolloutStat
         return None
     return ScrapeRequest(key=rollout_key(body), model=spec.model.name, canary_version=canary,
                          stable_version=stable, port=spec.serving.port,
-                         pods=[p for p in pods if p.version in (canary, stable)])
+                         pods=[p for p in pods if p.version in (canary, stable)],
+                         namespace=body["metadata"]["namespace"], analysis=spec.analysis)
+
+
+async def _secret(ctx: Context, ns: str, ref: SecretKeyRef | None) -> str | None:
+    return None if ref is None else await asyncio.to_thread(ctx.kube.secret_value, ns, ref.name, ref.key)
+
+
+async def prometheus_access(ctx: Context, ns: str, config: PrometheusConfig) -> PrometheusAccess:
+    """The Prometheus settings with their Secrets read; a Secret that cannot be read is a problem the
+    tick reports (missing data, so Inconclusive), not an error of the whole reconcile."""
+    try:
+        ca, token = await asyncio.gather(_secret(ctx, ns, config.ca_secret),
+                                         _secret(ctx, ns, config.bearer_token_secret))
+    except (ApiException, KeyError, PermissionDeniedError, UnicodeDecodeError, ValueError) as exc:
+        reason = f"HTTP {exc.status}: {exc.reason}" if isinstance(exc, ApiException) else str(exc)
+        return PrometheusAccess(config, problem=f"cannot read a Secret of spec.analysis.prometheus ({reason})")
+    return PrometheusAccess(config, ca_pem=ca, bearer_token=token)
 
 
 async def _observe(ctx: Context, body: dict[str, Any], spec: RolloutSpec, status: RolloutStatus,
                    pods: list[PodState]) -> Tick | None:
     """Scrape the ready pods of both versions; None without a canary or while there is no baseline."""
     request = _scrape_request(body, spec, status, ready_targets(pods))
-    return None if request is None else await ctx.source.observe(request)
+    if request is None:
+        return None
+    if spec.analysis is not None and spec.analysis.prometheus is not None:
+        ns = body["metadata"]["namespace"]
+        request = replace(request, prometheus=await prometheus_access(ctx, ns, spec.analysis.prometheus))
+    return await ctx.source.observe(request)
 
 
 async def analyse(ctx: Context, body: dict[str, Any], spec: RolloutSpec, status: RolloutStatus,

@@ -56,15 +56,17 @@ class OperatorProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.health = ""
+        self.metrics_port = 0
 
     def start(self) -> None:
         self.starts += 1
         log = open(self.log_dir / f"operator-{self.starts}.log", "wb")  # noqa: SIM115 - owned by the child
         env = dict(os.environ, KUBECONFIG=str(self.kubeconfig))
         self.health = f"http://127.0.0.1:{_free_port()}"
+        self.metrics_port = _free_port()  # its /metrics, as a user's Prometheus would scrape it
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "modelrollout", "--metrics-port", "0", "--liveness", f"{self.health}/healthz",
-             *self.extra_args],
+            [sys.executable, "-m", "modelrollout", "--metrics-port", str(self.metrics_port),
+             "--metrics-address", "127.0.0.1", "--liveness", f"{self.health}/healthz", *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, env=env)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:

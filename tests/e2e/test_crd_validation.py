@@ -140,6 +140,18 @@ def _steps(*steps: dict[str, Any]) -> dict[str, Any]:
     return {"canary": {"steps": list(steps)}}
 
 
+SEL = 'http_requests_total{namespace="{{namespace}}",version="{{version}}"}'
+COUNT = f"sum(increase({SEL}[{{{{interval}}}}]))"
+
+
+def _prometheus(**settings: Any) -> dict[str, Any]:
+    return _analysis(source="prometheus", prometheus={"address": "http://prometheus.monitoring:9090", **settings})
+
+
+def _queries(**queries: str) -> dict[str, Any]:
+    return _prometheus(queries={"requests": COUNT, "errors": COUNT + " or vector(0)", **queries})
+
+
 INVALID = [
     ("missing model", _without("model"), "spec.model"),
     ("missing version", _without("model.version"), "spec.model.version"),
@@ -224,6 +236,32 @@ INVALID = [
      "spec.serving.podDisruptionBudget: set exactly one"),
     ("budget with a bad percentage", make_rollout(serving=_serving(podDisruptionBudget={"minAvailable": "half"})),
      "spec.serving.podDisruptionBudget.minAvailable: Invalid value"),
+    ("prometheus source without settings", make_rollout(analysis=_analysis(source="prometheus")),
+     "spec.analysis.prometheus: required with source: prometheus"),
+    ("prometheus settings with the pod source", make_rollout(analysis=_analysis(prometheus={"address": "http://p"})),
+     "spec.analysis.prometheus: only used with source: prometheus"),
+    ("prometheus address not a URL", make_rollout(analysis=_prometheus(address="prometheus:9090")),
+     "spec.analysis.prometheus.address"),
+    ("prometheus timeout over a minute", make_rollout(analysis=_prometheus(timeout="2m")),
+     "spec.analysis.prometheus.timeout: must be above 0 and at most 60s"),
+    ("CA and skip-verify", make_rollout(analysis=_prometheus(address="https://p", tls={
+        "insecureSkipVerify": True, "caSecret": {"name": "ca", "key": "ca.crt"}})),
+     "spec.analysis.prometheus.tls: set caSecret or insecureSkipVerify, not both"),
+    ("CA with plain http", make_rollout(analysis=_prometheus(tls={"caSecret": {"name": "ca", "key": "ca.crt"}})),
+     "spec.analysis.prometheus.tls.caSecret: only used with an https:// address"),
+    ("errors without requests", make_rollout(analysis=_prometheus(queries={"errors": COUNT})),
+     "spec.analysis.prometheus.queries: errors and requests go together"),
+    ("query without version", make_rollout(analysis=_queries(
+        requests='sum(increase(x{job="a"}[{{interval}}]))')), "spec.analysis.prometheus.queries.requests"),
+    ("a rate, not a count", make_rollout(analysis=_queries(errors=f"sum(rate({SEL}[{{{{interval}}}}]))")),
+     "spec.analysis.prometheus.queries.errors: Invalid value"),
+    ("a ratio of two counts", make_rollout(analysis=_queries(errors=f"{COUNT} / {COUNT}")),
+     "spec.analysis.prometheus.queries.errors: Invalid value"),
+    ("unknown placeholder", make_rollout(analysis=_queries(requests=COUNT.replace("{{interval}}", "{{window}}"))),
+     "unknown placeholder"),
+    ("a quantile for buckets", make_rollout(analysis=_queries(
+        latencyBuckets=f"histogram_quantile(0.99, sum by (le) (rate({SEL}[{{{{interval}}}}])))")),
+     "spec.analysis.prometheus.queries.latencyBuckets: Invalid value"),
 ]
 
 
@@ -235,3 +273,20 @@ def test_invalid_rollout_is_rejected_naming_the_field(
         api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
     assert raised.value.status == 422, raised.value.body
     assert field in raised.value.body, f"{case}: {raised.value.body}"
+
+
+def test_prometheus_source_with_every_accepted_query_shape_is_stored_with_defaults(
+    api: kubernetes.client.CustomObjectsApi, namespace: str
+) -> None:
+    analysis = _queries(feedbackCorrect=COUNT, feedbackIncorrect=COUNT,
+                        latencyBuckets=f"sum by (le) (increase({SEL}[{{{{interval}}}}]))")
+    analysis["prometheus"].update(address="https://prometheus.monitoring.svc:9090",
+                                  tls={"caSecret": {"name": "prom-ca", "key": "ca.crt"}},
+                                  bearerTokenSecret={"name": "prom-token", "key": "token"})
+    api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, make_rollout(analysis=analysis))
+    stored = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "fraud")["spec"]["analysis"]
+    assert stored["source"] == "prometheus" and stored["prometheus"]["timeout"] == "5s"
+    assert stored["prometheus"]["tls"]["insecureSkipVerify"] is False
+    assert stored["prometheus"]["queries"] == analysis["prometheus"]["queries"]
+    default = api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, make_rollout(name="pods"))
+    assert default["spec"]["analysis"]["source"] == "pods"

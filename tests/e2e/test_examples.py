@@ -23,13 +23,15 @@ import yaml
 
 from localcluster.testing import wait_until
 from tests.conftest import ROOT, ClusterHandle
+from tests.e2e.prometheus import PrometheusPod
 from tests.e2e.rollouts import OperatorProcess, Scenario
+from tests.e2e.test_chart import Release, local_operator_paused  # noqa: F401 - a fixture used below
 
 pytestmark = pytest.mark.e2e
 
 EXAMPLES = ROOT / "examples"
 PUBLISH = EXAMPLES / "models" / "publish.py"
-ROLLOUTS = ("baseline.yaml", "canary.yaml", "bad-model.yaml", "blue-green.yaml")
+ROLLOUTS = ("baseline.yaml", "canary.yaml", "bad-model.yaml", "blue-green.yaml", "prometheus-canary.yaml")
 
 
 def publish(*args: str) -> str:
@@ -146,3 +148,45 @@ def test_bad_model_is_rolled_back_and_blue_green_is_promoted_from_the_examples(
     assert any(reason == "Switched" for _, reason, _ in s.events()), s.events()
     progress = [ln for ln in output if "ok=" in ln]
     assert progress and "v2 ok=" in progress[-1], output[-40:]
+
+
+@pytest.fixture
+def monitoring(cluster: ClusterHandle, namespace: str) -> Iterator[PrometheusPod]:
+    """The example's Prometheus: namespace monitoring, scraping the test's namespace, as the example says."""
+    core = kubernetes.client.CoreV1Api(cluster.api)
+    core.create_namespace({"metadata": {"name": "monitoring"}})
+    wait_until(lambda: core.read_namespaced_service_account("default", "monitoring"), 30, "default SA in monitoring")
+    try:
+        yield PrometheusPod(cluster, "monitoring", scrape_namespace=namespace)
+    finally:
+        core.delete_namespace("monitoring")
+        wait_until(lambda: "monitoring" not in {n.metadata.name for n in core.list_namespace().items}, 90,
+                   "namespace monitoring to be deleted")
+
+
+def test_prometheus_canary_example_is_promoted_by_the_charts_operator(
+        cluster: ClusterHandle, namespace: str, apply_crds: None, local_operator_paused: None,  # noqa: F811
+        examples: PublishedExamples, monitoring: PrometheusPod) -> None:
+    # Given the chart's operator (a pod, resolving the example's Prometheus address by cluster DNS),
+    # the Prometheus of namespace monitoring scraping this namespace, and the baseline under traffic
+    release = Release(cluster, "mr", namespace)
+    release.install("rbac.namespaced=true", f"watchNamespaces={{{namespace}}}")
+    try:
+        release.wait_ready()
+        s = Scenario(cluster, namespace, "fraud")
+        examples.apply("baseline.yaml")
+        s.wait_phase("Healthy", 60)
+        with examples.traffic(s.service_url(), seconds=120):
+            # When the Prometheus example is applied as written
+            examples.apply("prometheus-canary.yaml")
+            final = s.wait_phase("Healthy", 120)
+    finally:
+        logs = release.log()
+        release.uninstall()
+    # Then version 2 is promoted, each check having passed on counts from Prometheus
+    assert final["stableVersion"] == "2" and "canaryVersion" not in final, final
+    passed = {r["name"] for st in s.seen for r in (st.get("analysis") or {}).get("results") or []
+              if r.get("verdict") == "Pass"}
+    assert passed == {"error-rate", "slow-requests", "accuracy"}, s.seen[-1]
+    assert monitoring.query(f'modelserver_requests_total{{namespace="{namespace}",version="2"}}')
+    assert "forbidden" not in logs.lower(), logs[-3000:]

@@ -30,6 +30,7 @@ EXPECTED_RULES = {
     ("", "services"): {"get", "list", "watch", "create", "patch"},
     ("policy", "poddisruptionbudgets"): {"create", "patch", "delete"},
     ("", "pods"): {"get", "list", "watch"},
+    ("", "secrets"): {"get"},  # KubeAdapter.secret_value: analysis.prometheus's CA and bearer token
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
 }

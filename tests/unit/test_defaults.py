@@ -31,6 +31,10 @@ MINIMAL_SPECS = {
                "analysis": {"metrics": [METRIC], "timeout": {}}},
     "blue-green": {"model": MODEL, "service": {"name": "fraud"}, "serving": {},
                    "strategy": {"blueGreen": {"previewService": "fraud-preview"}}},
+    "prometheus": {"model": MODEL, "service": {"name": "fraud"},
+                   "strategy": {"canary": {"steps": [{"setWeight": 50}]}},
+                   "analysis": {"metrics": [METRIC], "source": "prometheus",
+                                "prometheus": {"address": "http://prometheus:9090", "tls": {}}}},
 }
 
 

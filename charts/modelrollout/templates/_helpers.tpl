@@ -78,6 +78,10 @@ What the operator does, and nothing more (rendered into the ClusterRole or each 
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch]
+# Only `get` by name: the Secrets a rollout's analysis.prometheus names (CA bundle, bearer token).
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
 - apiGroups: ["", events.k8s.io]
   resources: [events]
   verbs: [create, patch]

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from modelrollout.analysis.sourceconfig import PrometheusConfig, SourceName, source_from_spec
 from modelrollout.durations import parse_duration
 
 
@@ -139,7 +140,7 @@ class TimeoutPolicy:
 @dataclass(frozen=True)
 class AnalysisConfig:
     """Validated `spec.analysis`. Defaults: interval 15s, minSamples 200, alpha 0.05, failureLimit 1,
-    inconclusiveLimit 20, minExposure 1m, timeout 30m then Pause.
+    inconclusiveLimit 20, minExposure 1m, timeout 30m then Pause, source pods.
 
     The engine reads the metrics, minSamples, alpha and minExposure; the decision core reads the
     interval (when to tick), failureLimit and inconclusiveLimit (what a streak means) and timeout.
@@ -153,6 +154,8 @@ class AnalysisConfig:
     inconclusive_limit: int = 20
     min_exposure_seconds: float = 60.0
     timeout: TimeoutPolicy = TimeoutPolicy()
+    source: SourceName = SourceName.PODS
+    prometheus: PrometheusConfig | None = None  # set exactly when source is prometheus
 
     def alpha_for(self, metric_name: str) -> float:
         """The metric's share of the false-rollback budget: alpha * weight / sum of weights.
@@ -181,6 +184,7 @@ class AnalysisConfig:
         alpha = _number(spec.get("alpha", AnalysisConfig.alpha), f"{where}.alpha")
         if not 0.0 < alpha < 0.5:
             raise ValueError(f"{where}.alpha: must be between 0 and 0.5, got {alpha}")
+        source, prometheus = source_from_spec(spec, where)
         return AnalysisConfig(
             metrics=metrics,
             interval_seconds=_duration(spec, "interval", AnalysisConfig.interval_seconds, where, positive=True),
@@ -192,6 +196,7 @@ class AnalysisConfig:
                                              f"{where}.inconclusiveLimit"),
             min_exposure_seconds=_duration(spec, "minExposure", AnalysisConfig.min_exposure_seconds, where),
             timeout=_timeout_from_spec(spec.get("timeout"), f"{where}.timeout"),
+            source=source, prometheus=prometheus,
         )
 
 

@@ -1,17 +1,30 @@
 """Metric sources: where per-tick observations of both versions come from.
 
-A source is one small protocol (`observe`), one module per implementation, chosen by name:
-`pods` scrapes the serving pods' /metrics directly, so no Prometheus is needed.
+A source is one small protocol (`observe`), one module per implementation, chosen by name
+(`spec.analysis.source`): `pods` scrapes the serving pods' /metrics directly, so no Prometheus is
+needed; `prometheus` queries a Prometheus server for the same counts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from modelrollout.analysis.config import AnalysisConfig
+from modelrollout.analysis.sourceconfig import PrometheusConfig, SourceName
 from modelrollout.analysis.types import Tick
 from modelrollout.kube import PodTarget
+
+
+@dataclass(frozen=True)
+class PrometheusAccess:
+    """`spec.analysis.prometheus` with its Secrets read by the adapter: all a query needs."""
+
+    config: PrometheusConfig
+    ca_pem: str | None = None
+    bearer_token: str | None = None
+    problem: str | None = None  # a Secret that could not be read: the tick is missing data, saying why
 
 
 @dataclass(frozen=True)
@@ -24,6 +37,13 @@ class ScrapeRequest:
     stable_version: str
     port: int
     pods: Sequence[PodTarget]  # the ready pods of both versions
+    namespace: str = ""
+    analysis: AnalysisConfig | None = None  # which metrics (so which counts) the tick needs
+    prometheus: PrometheusAccess | None = None  # with source prometheus
+
+    @property
+    def source(self) -> SourceName:
+        return self.analysis.source if self.analysis is not None else SourceName.PODS
 
 
 class MetricSource(Protocol):
@@ -46,4 +66,32 @@ def _pod_source() -> MetricSource:
     return PodScrapeSource()
 
 
-SOURCES: dict[str, Callable[[], MetricSource]] = {"pods": _pod_source}
+def _prometheus_source() -> MetricSource:
+    from modelrollout.sources.prometheus import PrometheusSource
+
+    return PrometheusSource()
+
+
+SOURCES: dict[str, Callable[[], MetricSource]] = {SourceName.PODS: _pod_source,
+                                                  SourceName.PROMETHEUS: _prometheus_source}
+
+
+class SourceByName:
+    """The operator's one MetricSource: each request goes to the source its rollout names."""
+
+    def __init__(self, sources: Mapping[str, MetricSource]) -> None:
+        self.sources = dict(sources)
+
+    async def observe(self, request: ScrapeRequest) -> Tick | None:
+        return await self.sources[request.source].observe(request)
+
+    def forget(self, key: str) -> None:
+        for source in self.sources.values():
+            source.forget(key)
+
+    def has_baseline(self, key: str) -> bool:
+        return any(source.has_baseline(key) for source in self.sources.values())
+
+
+def all_sources() -> SourceByName:
+    return SourceByName({name: make() for name, make in SOURCES.items()})
