@@ -64,7 +64,7 @@ class Release:
         pods = core.list_namespaced_pod(self.namespace, label_selector=selector).items
         return pods[0] if len(pods) == 1 else None
 
-    def wait_ready(self, timeout: float = 60) -> Any:
+    def wait_ready(self, timeout: float = 120) -> Any:
         def ready() -> Any:
             pod = self.operator_pod()
             conditions = (pod.status.conditions or []) if pod else []
