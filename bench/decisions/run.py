@@ -12,6 +12,7 @@ canary requests an equal canary needs to pass, per margin and base error rate.
     .venv/bin/python bench/decisions/run.py          # bounded (a minute or two): 200 + 50 rollouts per cell, prints
     .venv/bin/python bench/decisions/run.py --full   # 2,000 + 300 per cell (several minutes), writes docs/analysis.md
     .venv/bin/python bench/decisions/run.py --full --seed 7 --no-docs   # a second seed, prints only
+    .venv/bin/python bench/decisions/run.py --full --only Ratio   # part 2, metrics containing "Ratio", prints only
 """
 
 from __future__ import annotations
@@ -173,16 +174,20 @@ def main() -> None:
     parser.add_argument("--replay-runs", type=int, help="rollouts per cell of part 2 (default 50, --full 300)")
     parser.add_argument("--seed", type=int, default=20240607)
     parser.add_argument("--no-docs", action="store_true", help="print only, also with --full")
+    parser.add_argument("--only", default="", help="only part 2's cells whose metric contains this text (prints only)")
     args = parser.parse_args()
     runs = args.runs or (2000 if args.full else 200)
     replay_runs = args.replay_runs or (300 if args.full else 50)
     sections = {}
-    for name, build in (
+    builders: tuple[tuple[str, Callable[[], str]], ...] = (
         ("bench-decisions", lambda: table(runs, args.seed)),
-        ("bench-replay", lambda: outcome_table(replay_runs, args.seed)),
+        ("bench-replay", lambda: outcome_table(replay_runs, args.seed, args.only)),
         ("bench-margins", lambda: margin_table(replay_runs, args.seed, MARGINS, BASE_RATES)),
         ("bench-projection", lambda: projection_table(replay_runs, args.seed, MARGINS)),
-    ):
+    )
+    for name, build in builders:
+        if args.only and name != "bench-replay":
+            continue
         started = time.perf_counter()
         text = build()
         elapsed = time.perf_counter() - started
@@ -193,7 +198,7 @@ def main() -> None:
             f"{elapsed:.0f} s.\n\n{text}"
         )
         print(f"{sections[name]}\n", flush=True)
-    if args.full and not args.no_docs and DOCS.exists():
+    if args.full and not args.no_docs and not args.only and DOCS.exists():
         _write_docs(sections)
 
 

@@ -51,6 +51,9 @@ class CountObservation:
     canary_trials: float
     stable_events: float
     stable_trials: float
+    # Latency `max` between two bucket bounds: canary requests between the bound below `max` and the bound above
+    # it. Slower than `max` or not, nobody can tell, so a Pass counts them as slower and a rollback does not.
+    canary_extra_events: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ def _add_counts(state: CriterionState, obs: CountObservation) -> CriterionState:
 RATE_ALPHA_SHARE = 0.1
 
 
-def _running(previous: float | None, current: float, tighter: Callable[[float, float], float]) -> float | None:
+def running_end(previous: float | None, current: float, tighter: Callable[[float, float], float]) -> float | None:
     """Keep the tighter of the stored end and this tick's end; None stands for an unbounded end."""
     if not math.isfinite(current):
         return previous
@@ -90,15 +93,21 @@ def _running(previous: float | None, current: float, tighter: Callable[[float, f
 def update_bound(state: CriterionState, obs: CountObservation, bound: float, alpha: float) -> CriterionState:
     """Add one tick to a bound test: H0 is "the canary's rate is at most `bound` in every tick"."""
     events = min(max(obs.canary_events, 0.0), obs.canary_trials)
+    extra = min(max(obs.canary_extra_events, 0.0), obs.canary_trials - events)
     tick_lr = tick_log_likelihood_ratios(events, obs.canary_trials, bound)
     log_lr = tuple(float(a + b) for a, b in zip(state.log_lr, tick_lr, strict=True))
     updated = _add_counts(replace(state, log_lr=log_lr), replace(obs, canary_events=events))
+    updated = replace(updated, pass_extra_events=state.pass_extra_events + extra)
     low, high = binomial_rate_interval(updated.canary_events, updated.canary_trials, alpha)
+    if updated.pass_extra_events > 0:  # the upper end (Pass) counts the requests between the bounds as slower
+        _, high = binomial_rate_interval(
+            updated.canary_events + updated.pass_extra_events, updated.canary_trials, alpha
+        )
     return replace(
         updated,
         p_value=running_p_value(state.p_value, float(mixture_log_e_value(log_lr))),
-        lower=_running(state.lower, low, max) if low > 0 else state.lower,
-        upper=_running(state.upper, high, min) if high < 1 else state.upper,
+        lower=running_end(state.lower, low, max) if low > 0 else state.lower,
+        upper=running_end(state.upper, high, min) if high < 1 else state.upper,
     )
 
 
@@ -127,8 +136,8 @@ def update_comparison(state: CriterionState, obs: CountObservation, alpha: float
         weighted_stable_events=state.weighted_stable_events + share * stable_events,
         weight=state.weight + obs.canary_trials * obs.stable_trials / total,
         p_value=running_p_value(state.p_value, log_e_value_at_one(log_likelihood)),
-        lower=_running(state.lower, low, max),
-        upper=_running(state.upper, high, min),
+        lower=running_end(state.lower, low, max),
+        upper=running_end(state.upper, high, min),
     )
     clean = CountObservation(canary_events, obs.canary_trials, stable_events, obs.stable_trials)
     return _with_difference_ends(_add_counts(updated, clean), alpha)
@@ -140,8 +149,8 @@ def _with_difference_ends(state: CriterionState, alpha: float) -> CriterionState
     low, high = comparison_interval(state, alpha)
     return replace(
         state,
-        difference_lower=_running(state.difference_lower, low, max),
-        difference_upper=_running(state.difference_upper, high, min),
+        difference_lower=running_end(state.difference_lower, low, max),
+        difference_upper=running_end(state.difference_upper, high, min),
     )
 
 

@@ -30,11 +30,19 @@ from modelrollout.analysis.mean_error import (
     update_mae_bound,
     update_mae_comparison,
 )
-from modelrollout.analysis.progress import progress_note, requests_to_pass
-from modelrollout.analysis.rules import describe, judge, needs_stable, observe, update_criterion
+from modelrollout.analysis.progress import progress_note, requests_to_pass, requests_to_pass_ratio
+from modelrollout.analysis.rules import describe, is_relative_latency, judge, needs_stable, observe, update_criterion
 from modelrollout.analysis.sequential import mixture_rho, two_sided_log_e_value
 from modelrollout.analysis.shift import describe_shift, judge_shift, update_shift
 from modelrollout.analysis.state import AnalysisState, CriterionState, criterion_key
+from modelrollout.analysis.tail import (
+    describe_tail,
+    judge_tail,
+    plan_tail,
+    tail_observation,
+    update_tail,
+    without_legacy,
+)
 from modelrollout.analysis.types import AnalysisOutcome, MetricResult, Tick, Verdict, VersionCounts
 
 # The sample-ratio check only warns (it never rolls back), so it uses its own strict level and a
@@ -153,16 +161,18 @@ def _assess_metric(
         reason = "; ".join(tick.errors) or "no data from stable"
         return _inconclusive(metric, f"no stable data this tick ({reason}): keep collecting"), {}
     alpha = config.alpha_for(metric.name) / len(metric.criteria)
-    judged = [(c, *_judge_criterion(metric, c, before, tick, alpha)) for c in metric.criteria]
+    judged = [(c, *_judge_criterion(metric, c, before, traffic, tick, alpha)) for c in metric.criteria]
     updates = {criterion_key(metric.name, c): s for c, s, _, _ in judged}
     return _metric_result(config, metric, traffic, judged), updates
 
 
 def _judge_criterion(
-    metric: MetricConfig, criterion: str, before: AnalysisState, tick: Tick, alpha: float
+    metric: MetricConfig, criterion: str, before: AnalysisState, traffic: AnalysisState, tick: Tick, alpha: float
 ) -> tuple[CriterionState, Judgement, str]:
     """Fold the tick into one criterion's sums and judge it: (new sums, judgement, sentence)."""
     previous = before.criterion(metric.name, criterion)
+    if is_relative_latency(metric, criterion):
+        return _judge_tail(metric, criterion, without_legacy(previous), before, traffic, tick, alpha)
     canary = tick.canary or VersionCounts()
     stable = tick.stable or VersionCounts()
     if metric.type is MetricType.PREDICTION_SHIFT:
@@ -171,10 +181,33 @@ def _judge_criterion(
         return updated, j, describe_shift(updated, j, 1.0 - alpha)
     if metric.type is MetricType.MEAN_ABSOLUTE_ERROR:
         return _judge_mae(metric, criterion, previous, canary, stable, alpha)
-    obs, threshold = observe(metric, criterion, tick, before)
-    updated = update_criterion(metric, criterion, previous, obs, threshold, alpha)
+    obs, threshold, floor = observe(metric, criterion, tick, before)
+    updated = update_criterion(metric, criterion, previous, obs, threshold, alpha, floor)
     j = judge(metric, criterion, updated, alpha)
     return updated, j, describe(metric, criterion, updated, j, 1.0 - alpha)
+
+
+def _judge_tail(
+    metric: MetricConfig,
+    criterion: str,
+    previous: CriterionState,
+    before: AnalysisState,
+    traffic: AnalysisState,
+    tick: Tick,
+    alpha: float,
+) -> tuple[CriterionState, Judgement, str]:
+    """Latency quantile against stable: the bound and tolerance come from stable's histogram before this tick."""
+    plan = plan_tail(metric, criterion, before.stable_latency)
+    updated, not_compared = previous, None
+    if isinstance(plan, str):
+        not_compared = plan
+    else:
+        canary = tick.canary.latency_buckets if tick.canary else ()
+        stable = tick.stable.latency_buckets if tick.stable else ()
+        updated = update_tail(previous, tail_observation(canary, stable, plan), plan, alpha)
+    j = judge_tail(updated)
+    histograms = (traffic.canary_latency, traffic.stable_latency)
+    return updated, j, describe_tail(metric, criterion, updated, j, 1.0 - alpha, histograms, not_compared)
 
 
 def _judge_mae(
@@ -226,8 +259,9 @@ def _metric_result(
         message=message,
         canary_value=canary,
         stable_value=stable,
-        estimate=j.estimate,
-        interval=j.interval if all(math.isfinite(end) for end in j.interval) else None,  # status is JSON
+        # status is JSON, which has no infinity (a tail test with canary but no stable events has no finite estimate)
+        estimate=j.estimate if math.isfinite(j.estimate) else None,
+        interval=j.interval if all(math.isfinite(end) for end in j.interval) else None,
         p_value=j.p_value,
         e_value=j.e_value,
         canary_samples=state.canary_trials,
@@ -247,8 +281,17 @@ def _no_canary_traffic(config: AnalysisConfig, traffic: AnalysisState) -> str:
 
 def _progress(traffic: AnalysisState, state: CriterionState, j: Judgement) -> str:
     """How many more canary requests (and how long, at the rate seen so far) a Pass would need."""
+    if not math.isfinite(j.interval[1]):
+        return "too little data yet to project when a Pass could come"
     per_sample = traffic.canary_requests / state.canary_trials if state.canary_trials > 0 else 1.0
-    more = requests_to_pass(j.estimate, j.interval[1], j.limit, state.canary_trials, per_sample)
+    estimate = j.estimate
+    if state.pass_extra_events > 0 and state.canary_trials > 0:
+        # A latency `max` between bucket bounds: a Pass counts the requests between them as slower; so does this.
+        estimate = (state.canary_events + state.pass_extra_events) / state.canary_trials
+    if state.tolerance is not None:  # latency against stable: an excess ratio, whose interval shrinks in log scale
+        more = requests_to_pass_ratio(estimate, j.interval[1], state.canary_trials, per_sample)
+    else:
+        more = requests_to_pass(estimate, j.interval[1], j.limit, state.canary_trials, per_sample)
     rate = traffic.canary_requests / traffic.exposure_seconds if traffic.exposure_seconds > 0 else None
     return progress_note(more, rate)
 

@@ -92,3 +92,40 @@ def slower_than(buckets: Sequence[tuple[float, float]], bound: float) -> float:
         if le >= bound - 1e-12:
             return max(total_count(buckets) - float(count), 0.0)
     return 0.0
+
+
+def bound_at_or_below(buckets: Sequence[tuple[float, float]], seconds: float) -> float | None:
+    """The largest finite bucket bound <= seconds (None when seconds is below every bound).
+
+    >>> bound_at_or_below([(0.1, 1), (0.25, 2), (math.inf, 3)], 0.24), bound_at_or_below([(0.1, 1)], 0.05)
+    (0.1, None)
+    """
+    below = [float(bound) for bound, _ in buckets if math.isfinite(bound) and bound <= seconds + 1e-12]
+    return below[-1] if below else None
+
+
+def share_slower(buckets: Sequence[tuple[float, float]], seconds: float) -> float:
+    """Share of observations slower than `seconds`, log-log interpolated between the bounds around it.
+
+    Between two bounds l < t <= u the tail is taken as a power law (ln share linear in ln t). For tails that
+    fall faster and faster (lognormal, normal) the chord lies below the true tail, so the share is not
+    overstated. Below the smallest bound, or where a share is 0, the share above the next bound up is used
+    (rounding up, never down). 0.0 for an empty histogram.
+
+    >>> h = [(0.05, 50), (0.1, 90), (0.25, 99), (math.inf, 100)]
+    >>> round(share_slower(h, 0.1), 3), round(share_slower(h, 0.0707), 3)   # sqrt(0.05 * 0.1): geometric middle
+    (0.1, 0.224)
+    """
+    total = total_count(buckets)
+    if total <= 0:
+        return 0.0
+    finite = [(float(bound), slower_than(buckets, bound) / total) for bound, _ in buckets if math.isfinite(bound)]
+    lower: tuple[float, float] | None = None
+    for bound, share in finite:
+        if bound >= seconds - 1e-12:
+            if lower is None or lower[1] <= 0 or share <= 0 or bound <= seconds + 1e-12:
+                return share
+            fraction = math.log(seconds / lower[0]) / math.log(bound / lower[0])
+            return math.exp(math.log(lower[1]) + fraction * (math.log(share) - math.log(lower[1])))
+        lower = (bound, share)
+    return 0.0

@@ -32,6 +32,24 @@ def requests_to_pass(
     return (needed - samples) * requests_per_sample
 
 
+def requests_to_pass_ratio(
+    estimate: float, upper: float, samples: float, requests_per_sample: float, floor: float = 1.0 / 16.0
+) -> float | None:
+    """As requests_to_pass for a ratio that passes below 1 (latency against stable, tail.py), whose interval shrinks
+    in log scale; an estimate below `floor` (the smallest ratio the interval reports) counts as the floor.
+
+    >>> requests_to_pass_ratio(estimate=0.0, upper=4.0, samples=100.0, requests_per_sample=1.0)
+    125.0
+    """
+    if samples <= 0 or not math.isfinite(upper) or estimate >= 1.0:
+        return None
+    if upper < 1.0:
+        return 0.0
+    low = math.log(max(estimate, floor))
+    needed = samples * ((math.log(upper) - low) / -low) ** 2
+    return (needed - samples) * requests_per_sample
+
+
 def progress_note(more_requests: float | None, requests_per_second: float | None) -> str:
     """The clause appended to an Inconclusive message.
 

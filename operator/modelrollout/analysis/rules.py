@@ -3,10 +3,10 @@ sentence that explains its verdict.
 
 * errorRate: events = errors among requests.
 * latency with thresholdSeconds: events = requests slower than the SLO bucket.
-* latency with quantile: criteria become "at most (1 - quantile) of canary requests slower than t",
-  with t = `max` seconds, or `maxRatioToStable` x stable's quantile, or stable's quantile + `margin`,
-  rounded up to a bucket bound. Stable's quantile comes from the ticks *before* this one, so the
-  threshold is fixed before the tick's data is seen and the test stays valid.
+* latency with quantile and `max` t: "at most (1 - quantile) of canary requests slower than t". When t is not a
+  bucket bound, nobody can tell whether a request between the bounds around t was slower than t: a rollback counts
+  only requests above the bound above t, a Pass counts those above the bound below t (never in the canary's favour).
+* latency with quantile and `maxRatioToStable` / `margin`: a two-sample test on tail counts (tail.py).
 * accuracy: events = wrong predictions among labelled ones (only labelled predictions count).
 """
 
@@ -18,16 +18,20 @@ from modelrollout.analysis.config import MetricConfig, MetricType
 from modelrollout.analysis.counts import CountObservation, Judgement, judge_bound, judge_comparison
 from modelrollout.analysis.counts import update_bound as _update_bound
 from modelrollout.analysis.counts import update_comparison as _update_comparison
-from modelrollout.analysis.latency import bound_at_or_above, histogram_quantile, slower_than, total_count
+from modelrollout.analysis.latency import bound_at_or_above, bound_at_or_below, slower_than, total_count
 from modelrollout.analysis.state import AnalysisState, CriterionState
-from modelrollout.analysis.types import Tick, Verdict, VersionCounts
-
-VERDICT_WORDS = {Verdict.FAIL: "rollback", Verdict.PASS: "promote", Verdict.INCONCLUSIVE: "keep collecting"}
+from modelrollout.analysis.tail import seconds_text
+from modelrollout.analysis.types import VERDICT_WORDS, Tick, VersionCounts
 
 
 def is_comparison(metric: MetricConfig, criterion: str) -> bool:
-    """Whether the criterion compares per tick with stable (quantile latency compares to a bound)."""
+    """Whether the criterion compares rates per tick with stable (a latency quantile against stable is tail.py's)."""
     return criterion in ("margin", "maxRatioToStable", "minRatioToStable") and metric.quantile is None
+
+
+def is_relative_latency(metric: MetricConfig, criterion: str) -> bool:
+    """Latency quantile against stable's: the tail-count test of tail.py."""
+    return metric.quantile is not None and criterion in ("margin", "maxRatioToStable")
 
 
 def needs_stable(metric: MetricConfig) -> bool:
@@ -45,28 +49,37 @@ def _events(metric: MetricConfig, counts: VersionCounts, threshold: float | None
 
 
 def latency_threshold(metric: MetricConfig, criterion: str, tick: Tick, state: AnalysisState) -> float | None:
-    """The bucket bound that separates "slow" requests for this criterion this tick (None: not yet known)."""
+    """The bucket bound above which a request counts as slow for a rollback (None: no bucket bounds seen yet)."""
     buckets = (tick.canary.latency_buckets if tick.canary else ()) or state.stable_latency
-    if metric.threshold_seconds is not None:
-        return bound_at_or_above(buckets, metric.threshold_seconds)
-    value = metric.criteria[criterion]
-    if criterion == "max":
-        return bound_at_or_above(buckets, value)
-    assert metric.quantile is not None
-    stable_quantile = histogram_quantile(state.stable_latency, metric.quantile)
-    if stable_quantile is None or stable_quantile <= 0:
+    if not buckets:
         return None
-    wanted = stable_quantile * value if criterion == "maxRatioToStable" else stable_quantile + value
-    return bound_at_or_above(buckets, wanted)
+    seconds = metric.threshold_seconds if metric.threshold_seconds is not None else metric.criteria[criterion]
+    return bound_at_or_above(buckets, seconds)
+
+
+def pass_threshold(metric: MetricConfig, criterion: str, tick: Tick, state: AnalysisState) -> float:
+    """For a latency quantile `max`: the bucket bound at or below it, above which a request counts as slow for a
+    Pass (0.0 when `max` is below every bound: then every request might have been slower than `max`)."""
+    buckets = (tick.canary.latency_buckets if tick.canary else ()) or state.stable_latency
+    below = bound_at_or_below(buckets, metric.criteria[criterion])
+    return 0.0 if below is None else below
 
 
 def observe(
     metric: MetricConfig, criterion: str, tick: Tick, state: AnalysisState
-) -> tuple[CountObservation, float | None]:
+) -> tuple[CountObservation, float | None, float | None]:
+    """The tick's counts for one criterion, the bound above which a request is slow for a rollback, and for a
+    latency quantile `max` the bound for a Pass (None otherwise)."""
     threshold = latency_threshold(metric, criterion, tick, state) if metric.type is MetricType.LATENCY else None
     canary = _events(metric, tick.canary, threshold) if tick.canary else (0.0, 0.0)
     stable = _events(metric, tick.stable, threshold) if tick.stable else (0.0, 0.0)
-    return CountObservation(canary[0], canary[1], stable[0], stable[1]), threshold
+    if metric.quantile is None or threshold is None:
+        return CountObservation(canary[0], canary[1], stable[0], stable[1]), threshold, None
+    below = pass_threshold(metric, criterion, tick, state)
+    # below 0.0: no bound under `max`, so every canary request might have been slower than it
+    slower = _events(metric, tick.canary, below)[0] if below > 0 and tick.canary else canary[1]
+    extra = max(slower - canary[0], 0.0)
+    return CountObservation(canary[0], canary[1], stable[0], stable[1], extra), threshold, below
 
 
 def update_criterion(
@@ -76,15 +89,20 @@ def update_criterion(
     obs: CountObservation,
     threshold: float | None,
     alpha: float,
+    floor: float | None = None,
 ) -> CriterionState:
-    """Fold one tick into a criterion; alpha is its share, at which the running interval ends are kept."""
+    """Fold one tick into a criterion; alpha is its share, at which the running interval ends are kept.
+    floor: for a latency quantile `max`, the bound above which a request counts as slow for a Pass."""
     if metric.type is MetricType.LATENCY and threshold is None:
-        return previous  # stable's quantile is not known yet: this tick cannot be tested
+        return previous  # no bucket bounds seen yet: this tick cannot be tested
     if is_comparison(metric, criterion):
-        updated = _update_comparison(previous, obs, alpha)
-    else:
-        updated = _update_bound(previous, obs, tested_bound(metric, criterion), alpha)
-    return replace(updated, threshold=threshold)
+        return replace(_update_comparison(previous, obs, alpha), threshold=threshold)
+    if floor is not None and previous.canary_trials > 0 and previous.pass_threshold != floor:
+        # A state from the release that tested `max` rounded up for a Pass too: its upper end is in the canary's
+        # favour, so the Pass side starts over (the rollback side keeps its evidence).
+        previous = replace(previous, upper=None, pass_extra_events=0.0)
+    updated = _update_bound(previous, obs, tested_bound(metric, criterion), alpha)
+    return replace(updated, threshold=threshold, pass_threshold=floor)
 
 
 def tested_bound(metric: MetricConfig, criterion: str) -> float:
@@ -123,35 +141,23 @@ class Wording:
         return -value if self.flipped else value
 
 
-def wording(metric: MetricConfig, threshold: float | None, criterion: str = "max") -> Wording:
+def wording(metric: MetricConfig, threshold: float | None) -> Wording:
     if metric.type is MetricType.ACCURACY:
         return Wording("accuracy", flipped=True)
     if metric.type is MetricType.LATENCY:
-        return Wording(f"share slower than {_seconds(threshold)}{_derived_from(metric, criterion)}", flipped=False)
+        return Wording(f"share slower than {_seconds(threshold)}", flipped=False)
     return Wording("error rate", flipped=False)
-
-
-def _derived_from(metric: MetricConfig, criterion: str) -> str:
-    """Where a threshold relative to stable came from: rounding up to a bucket bound can loosen it a lot (1.2 x a
-    233 ms p99 is tested at 500 ms with Prometheus' default buckets), so status says so."""
-    if metric.quantile is None or criterion == "max":
-        return ""
-    value = metric.criteria[criterion]
-    quantile = f"p{100 * metric.quantile:g}"
-    if criterion == "maxRatioToStable":
-        relative = f"{value:g} x stable's {quantile}"
-    else:
-        relative = f"stable's {quantile} + {value:g}s"
-    return f" (the bucket bound at or above {relative})"
 
 
 def describe(metric: MetricConfig, criterion: str, state: CriterionState, j: Judgement, level: float) -> str:
     """One sentence, e.g. "canary error rate 2.1% vs stable 1.0%, difference +1.1 pts, 95% always-valid
     interval [+0.4, +1.8]: rollback"."""
-    words = wording(metric, state.threshold, criterion)
+    words = wording(metric, state.threshold)
     canary = words.rate(state.canary_events / state.canary_trials) if state.canary_trials else None
     stable = words.rate(state.stable_events / state.stable_trials) if state.stable_trials else None
     head = f"canary {words.quantity} {_pct(canary)} vs stable {_pct(stable)}"
+    if _between_bounds(metric, criterion, state):
+        head = _between_bounds_head(metric.criteria[criterion], state)
     interval = sorted((words.difference(j.interval[0]), words.difference(j.interval[1])))
     if is_comparison(metric, criterion):
         body = (
@@ -164,6 +170,36 @@ def describe(metric: MetricConfig, criterion: str, state: CriterionState, j: Jud
             f"{'minimum' if words.flipped else 'limit'} {_pct(words.rate(j.limit))}"
         )
     return f"{head}, {body}: {VERDICT_WORDS[j.verdict]}"
+
+
+def _between_bounds(metric: MetricConfig, criterion: str, state: CriterionState) -> bool:
+    """A latency quantile `max` that is not a bucket bound (counted differently for a rollback and for a Pass)."""
+    return (
+        metric.quantile is not None
+        and criterion == "max"
+        and state.threshold is not None
+        and state.pass_threshold is not None
+        and state.pass_threshold != state.threshold
+    )
+
+
+def _between_bounds_head(value: float, state: CriterionState) -> str:
+    """E.g. "canary share slower than 240ms 0.5%-9.1% of 1,200 requests (240ms is no bucket bound: counted above
+    250ms for a rollback, above 100ms for a promotion) vs stable 0.1% above 250ms"."""
+    trials = state.canary_trials
+    low = _pct(state.canary_events / trials) if trials else "n/a"
+    high = _pct((state.canary_events + state.pass_extra_events) / trials) if trials else "n/a"
+    below = (
+        f"above {_seconds(state.pass_threshold)}"
+        if state.pass_threshold
+        else "every request, as no bucket bound lies below it"
+    )
+    stable = _pct(state.stable_events / state.stable_trials) if state.stable_trials else "n/a"
+    return (
+        f"canary share slower than {_seconds(value)} {low}-{high} of {trials:,.0f} requests ({_seconds(value)} is no "
+        f"bucket bound: counted above {_seconds(state.threshold)} for a rollback, {below} for a promotion) vs stable "
+        f"{stable} above {_seconds(state.threshold)}"
+    )
 
 
 def _pct(value: float | None) -> str:
@@ -184,5 +220,5 @@ def _pts(value: float) -> str:
 
 def _seconds(value: float | None) -> str:
     if value is None:
-        return "(stable's quantile, not known yet)"
-    return f"{value * 1000:g}ms" if value < 1 else f"{value:g}s"
+        return "(no bucket bounds seen yet)"
+    return seconds_text(value)

@@ -61,6 +61,16 @@ class CriterionState:
     # difference move from tick to tick, so without these a Pass (upper end below the margin) could turn back.
     difference_lower: float | None = None
     difference_upper: float | None = None
+    # Latency quantile vs stable (tail.py), as used in the last tested tick: `threshold` is stable's bound,
+    # `canary_bound` the canary's, `tolerance` the ratio rho of the canary's share above its bound to stable's share
+    # above its own that "k times slower" allows. None: no tick tested yet by this release's test.
+    tolerance: float | None = None
+    canary_bound: float | None = None
+    # Latency quantile `max` between two bucket bounds: `threshold` is the bound above it (rollback side),
+    # `pass_threshold` the bound below it (promotion side), `pass_extra_events` the canary requests between the two,
+    # counted as slower than `max` for a Pass only (never rounded in the canary's favour).
+    pass_threshold: float | None = None
+    pass_extra_events: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}

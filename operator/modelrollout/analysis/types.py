@@ -20,6 +20,10 @@ class Verdict(enum.StrEnum):
     INCONCLUSIVE = "Inconclusive"  # not enough evidence either way (or data missing): keep collecting
 
 
+# How a verdict ends a status message.
+VERDICT_WORDS = {Verdict.FAIL: "rollback", Verdict.PASS: "promote", Verdict.INCONCLUSIVE: "keep collecting"}
+
+
 @dataclass(frozen=True)
 class VersionCounts:
     """Increments for one model version over one tick, summed over its ready pods.
