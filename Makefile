@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export MODELROLLOUT_CACHE ?= $(HOME)/.cache/modelrollout
 PYTEST_ARGS ?=
 
-.PHONY: help venv k8s-bins lint test test-unit test-e2e demo cluster-up cluster-down cluster-shell bench-serving bench-decisions images kind-up kind-e2e kind-down clean
+.PHONY: help venv k8s-bins gateway-bins lint test test-unit test-e2e demo cluster-up cluster-down cluster-shell bench-serving bench-decisions images kind-up kind-e2e kind-down clean
 
 help:
 	@echo "make demo        - the main job on the built-in local cluster"
@@ -32,6 +32,11 @@ venv: $(STAMP)
 k8s-bins:
 	@hack/build-k8s.sh >/dev/null
 
+# The Gateway API data plane for the gatewayAPI router's e2e tests: Traefik built from Go modules and
+# the Gateway API CRDs, cached under $(MODELROLLOUT_CACHE)/traefik-<version>.
+gateway-bins:
+	@hack/build-gateway.sh >/dev/null
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
@@ -41,10 +46,10 @@ test-unit: venv
 
 # e2e tests run inside a private network + PID namespace (hack/in-netns): pods get 10.244.x
 # addresses, no packet leaves the machine, and no process outlives the run.
-test-e2e: venv k8s-bins
+test-e2e: venv k8s-bins gateway-bins
 	hack/in-netns $(BIN)/pytest -m e2e $(PYTEST_ARGS)
 
-test: venv k8s-bins lint
+test: venv k8s-bins gateway-bins lint
 	hack/in-netns $(BIN)/pytest $(PYTEST_ARGS)
 
 # The main job: local cluster, operator installed by Helm, a good model promoted and a bad one

@@ -9,12 +9,15 @@ repository path without registry host and tag, so `ghcr.io/modelrollout/modelser
 | modelrollout/modelserver   | python -m modelserver              | -                                 |
 | modelrollout/operator      | python -m modelrollout             | -                                 |
 | localcluster/python        | python                             | - (tests pass -c / -m)            |
+| traefik (Docker Hub)       | traefik, built by hack/build-gateway.sh | - (pods pass flags)          |
 """
 
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+
+from localcluster.binaries import traefik_path
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,9 @@ REGISTRY: dict[str, Image] = {
     "modelrollout/modelserver": Image((_python(), "-m", "modelserver")),
     "modelrollout/operator": Image((_python(), "-m", "modelrollout")),
     "localcluster/python": Image((_python(),)),
+    # The Gateway API data plane (a pod whose process is the cached build; absent until built).
+    "traefik": Image((str(traefik_path()),)),
+    "library/traefik": Image((str(traefik_path()),)),
 }
 
 
