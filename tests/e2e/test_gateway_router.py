@@ -143,7 +143,7 @@ def test_with_the_gateway_stopped_the_rollout_holds_and_never_promotes(
         model_store: str, gateway: Gateway) -> None:
     s = Scenario(cluster, namespace, "fraud")
     given_v1_behind_the_gateway(s, gateway, models, model_store)
-    steps = [{"setWeight": 25}, {"pause": {"duration": "15s"}}, {"setWeight": 100}]
+    steps = [{"setWeight": 25}, {"pause": {"duration": "40s"}}, {"setWeight": 100}]
 
     with Traffic(gateway.url, "fraud", models["holdout"], rate=60, burst=5):
         s.apply(gateway_rollout(s.name, "2", models, model_store, steps=steps))
