@@ -9,6 +9,7 @@ Traefik (its Kubernetes Gateway provider) running as a pod, one per test namespa
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,9 +91,10 @@ class Gateway:
                     # Pods are processes sharing the node's network namespace: bind the pod's own address.
                     "args": ["--entryPoints.web.address=$(POD_IP):8000",
                              "--entryPoints.traefik.address=$(POD_IP):9000",
-                             "--ping=true", "--ping.entryPoint=traefik",
+                             "--ping=true", "--ping.entryPoint=traefik", "--api.insecure=true",
                              "--providers.kubernetesgateway=true",
                              f"--providers.kubernetesgateway.namespaces={ns}",
+                             "--global.checkNewVersion=false", "--global.sendAnonymousUsage=false",
                              "--log.level=INFO"],
                     "ports": [{"containerPort": 8000, "name": "web"}, {"containerPort": 9000, "name": "ping"}],
                     "readinessProbe": {"httpGet": {"path": "/ping", "port": 9000}, "periodSeconds": 1}}]}}}})
@@ -133,6 +135,16 @@ class Gateway:
             if not any(m.get("headers") for m in rule.get("matches") or []):
                 return {r["name"]: r.get("weight", 1) for r in rule.get("backendRefs") or []}
         return {}
+
+    def routers(self) -> str:
+        """Traefik's own view of its HTTP routers (rule, priority, service), for failure messages."""
+        import urllib.request
+
+        core = kubernetes.client.CoreV1Api(self.cluster.api)
+        [pod] = core.list_namespaced_pod(self.namespace, label_selector="app=traefik").items
+        with urllib.request.urlopen(f"http://{pod.status.pod_ip}:9000/api/http/routers", timeout=5) as response:
+            return json.dumps([{k: r.get(k) for k in ("rule", "priority", "service", "status")}
+                               for r in json.load(response)], indent=1)
 
     def is_accepted(self, name: str) -> bool:
         """Whether the gateway reported Accepted for the route's current generation."""

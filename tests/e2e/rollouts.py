@@ -205,7 +205,7 @@ class Traffic:
         # Short bursts per connection: the Service balances connections, so fewer requests per
         # connection make the per-tick share less noisy.
         self.generator = ModelTraffic(url, model, holdout["X"], holdout["y"], rate=rate, clients=12, burst=burst,
-                                      abort_fraction=abort_fraction)
+                                      abort_fraction=abort_fraction, headers=headers)
         self._loop = asyncio.new_event_loop()
         self._stop = asyncio.Event()
         self._thread: Any = None
