@@ -15,6 +15,7 @@ from pathlib import Path
 
 import kubernetes
 import pytest
+import yaml
 
 from localcluster import netns
 from localcluster.binaries import bin_dir
@@ -77,4 +78,13 @@ def namespace(cluster: ClusterHandle, request: pytest.FixtureRequest) -> Iterato
 @pytest.fixture(scope="session")
 def apply_crds(cluster: ClusterHandle) -> None:
     cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    # Polled through the API: `kubectl wait` fails at once (not after its timeout) on a transient error.
+    ext = kubernetes.client.ApiextensionsV1Api(cluster.api)
+    names = [yaml.safe_load(p.read_text())["metadata"]["name"] for p in sorted((ROOT / "crds").glob("*.yaml"))]
+
+    def established(name: str) -> bool:
+        conditions = ext.read_custom_resource_definition_status(name).status.conditions or []
+        return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+    for name in names:
+        wait_until(lambda name=name: established(name), 60, f"CRD {name} Established")

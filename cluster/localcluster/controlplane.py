@@ -173,6 +173,17 @@ class ControlPlane:
             "--v=1",
         ])
 
+    def restart_apiserver(self, down_seconds: float = 0.0, timeout: float = 60.0) -> None:
+        """Stop kube-apiserver (SIGTERM), keep it down for `down_seconds`, start it again with the same
+        flags and wait until it is ready: a control-plane fault for tests; etcd keeps the state."""
+        if self.info is None:
+            raise ControlPlaneError("the control plane is not started")
+        [proc] = [p for p in self.processes if p.name == "kube-apiserver"]
+        proc.stop()
+        self.processes.remove(proc)
+        time.sleep(down_seconds)
+        self._start_apiserver(self.info.pki, timeout)
+
     def check_alive(self) -> None:
         """Raise ControlPlaneError naming any component that died, with its log path."""
         for proc in self.processes:

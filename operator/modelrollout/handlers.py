@@ -129,5 +129,6 @@ def forget(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
     ctx: Context = memo.ctx
     ctx.next_tick.pop(meta["uid"], None)
     ctx.reported.pop(meta["uid"], None)
+    ctx.kube.forget(meta["uid"])
     ctx.source.forget(f"{meta['namespace']}/{meta['name']}")
     opmetrics.forget(meta["namespace"], meta["name"])

@@ -6,8 +6,6 @@ loop never waits on the network. Nothing here decides anything.
 
 from __future__ import annotations
 
-import datetime as dt
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +23,7 @@ from modelrollout.core.observations import (
 )
 from modelrollout.core.phases import Event
 from modelrollout.core.spec import RolloutSpec
+from modelrollout.kubeevents import EventRecorder
 
 GROUP, VERSION, PLURAL = "modelrollout.dev", "v1alpha1", "modelrollouts"
 MERGE_PATCH = "application/merge-patch+json"
@@ -63,6 +62,14 @@ class PodState:
     restarts: int = 0
     waiting: tuple[str, str] | None = None  # a container's (reason, message) while it does not run
     last_exit: str | None = None  # the last termination's reason (OOMKilled, Error) and exit code
+    uid: str = ""
+    started_at: str | None = None
+
+
+def ready_targets(pods: list[PodState]) -> list[PodTarget]:
+    """The pods a metric source reads: Ready, with an address, not being deleted."""
+    return [PodTarget(p.name, p.uid, p.ip, p.version, p.started_at) for p in pods
+            if p.ready and p.ip and not p.deleting]
 
 
 def _pod_state(pod: Any) -> PodState:
@@ -76,6 +83,7 @@ def _pod_state(pod: Any) -> PodState:
         ready=any(c.type == "Ready" and c.status == "True" for c in status.conditions or []),
         deleting=pod.metadata.deletion_timestamp is not None, restarts=sum(c.restart_count or 0 for c in containers),
         waiting=waiting, last_exit=None if last is None else f"{last.reason or 'exited'}, exit code {last.exit_code}",
+        uid=pod.metadata.uid or "", started_at=status.start_time.isoformat() if status.start_time else None,
     )
 
 
@@ -92,6 +100,7 @@ class KubeAdapter:
         self.apps = kubernetes.client.AppsV1Api(api)
         self.core = kubernetes.client.CoreV1Api(api)
         self.custom = kubernetes.client.CustomObjectsApi(api)
+        self.recorder = EventRecorder(api)
 
     def _call(self, verb: str, what: str, namespace: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -131,17 +140,6 @@ class KubeAdapter:
                           label_selector=f"{LABEL_ROLLOUT}={rollout}").items
         return [_pod_state(p) for p in pods]
 
-    def ready_pods(self, namespace: str, rollout: str) -> list[PodTarget]:
-        pods = self._call("list", "pods", namespace, self.core.list_namespaced_pod, namespace,
-                          label_selector=f"{LABEL_ROLLOUT}={rollout}").items
-        out = []
-        for p in pods:
-            ready = any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
-            if ready and p.status.pod_ip and not p.metadata.deletion_timestamp:
-                started = p.status.start_time.isoformat() if p.status.start_time else None
-                out.append(PodTarget(p.metadata.name, p.metadata.uid, p.status.pod_ip,
-                                     (p.metadata.labels or {}).get(LABEL_VERSION, ""), started))
-        return out
 
     def _version_deployment(self, ns: str, rollout: str, version: str) -> Any | None:
         """The live Deployment running `version`, by its name if it carries that version's label,
@@ -253,15 +251,10 @@ class KubeAdapter:
         self._call("patch", "modelrollouts/status", namespace, self.custom.patch_namespaced_custom_object_status,
                    GROUP, VERSION, namespace, PLURAL, name, {"status": patch}, _content_type=MERGE_PATCH)
 
-    def post_event(self, rollout: dict[str, Any], event: Event) -> None:
-        meta = rollout["metadata"]
-        now = dt.datetime.now(dt.UTC)
-        body = {
-            "metadata": {"name": f"{meta['name']}.{secrets.token_hex(6)}", "namespace": meta["namespace"]},
-            "involvedObject": {"apiVersion": rollout["apiVersion"], "kind": rollout["kind"], "name": meta["name"],
-                               "namespace": meta["namespace"], "uid": meta["uid"]},
-            "reason": event.reason, "message": event.message[:1024], "type": event.type,
-            "source": {"component": "modelrollout-operator"}, "reportingComponent": "modelrollout-operator",
-            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-        }
-        self._call("create", "events", meta["namespace"], self.core.create_namespaced_event, meta["namespace"], body)
+    def post_event(self, rollout: dict[str, Any], event: Event, name: str | None = None) -> None:
+        """Post through the events API (see kubeevents: idempotent by name, repeats as a series)."""
+        ns = rollout["metadata"]["namespace"]
+        self._call("create", "events.k8s.io events", ns, self.recorder.post, rollout, event, name)
+
+    def forget(self, uid: str) -> None:
+        self.recorder.forget(uid)

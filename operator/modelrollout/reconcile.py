@@ -20,13 +20,14 @@ from modelrollout.analysis.state import AnalysisState
 from modelrollout.analysis.types import Tick
 from modelrollout.core.commands import COMMAND_ID_ANNOTATION
 from modelrollout.core.decide import decide, refuse_spec
-from modelrollout.core.observations import AnalysisObservation, Decision, Observations, PodProblem, RouteObservation
+from modelrollout.core.observations import AnalysisObservation, Decision, Observations, RouteObservation
 from modelrollout.core.phases import Phase
 from modelrollout.core.spec import RolloutSpec
 from modelrollout.core.status import RolloutStatus, status_patch
 from modelrollout.core.strategies import strategy_for
 from modelrollout.core.verdicts import needs_analysis
-from modelrollout.kube import KubeAdapter
+from modelrollout.kube import KubeAdapter, PodState, ready_targets
+from modelrollout.kubeevents import tick_event_names
 from modelrollout.podstates import pod_problems
 from modelrollout.sources import MetricSource, ScrapeRequest
 
@@ -47,7 +48,7 @@ def rollout_key(body: dict[str, Any]) -> str:
     return f"{body['metadata']['namespace']}/{body['metadata']['name']}"
 
 
-async def gather(ctx: Context, body: dict[str, Any], spec: RolloutSpec) -> Observations:
+async def gather(ctx: Context, body: dict[str, Any], spec: RolloutSpec, pods: list[PodState]) -> Observations:
     """Deployments, the selectors of the Services the strategy routes through, and why pods that are
     not Ready are not (their status and their model server's answer), read concurrently."""
     meta = body["metadata"]
@@ -56,7 +57,7 @@ async def gather(ctx: Context, body: dict[str, Any], spec: RolloutSpec) -> Obser
     deployments, selectors, problems, route = await asyncio.gather(
         asyncio.to_thread(ctx.kube.observe_deployments, ns, name),
         asyncio.gather(*(asyncio.to_thread(ctx.kube.service_selector, ns, service) for service in services)),
-        _pod_problems(ctx, ns, name, spec.serving.port),
+        pod_problems(pods, spec.serving.port),
         _route(ctx, ns, spec),
     )
     seen = {service: sel for service, sel in zip(services, selectors, strict=True) if sel is not None}
@@ -72,10 +73,6 @@ async def _route(ctx: Context, ns: str, spec: RolloutSpec) -> RouteObservation |
     return await asyncio.to_thread(ctx.kube.observe_route, routing.namespace or ns, routing.http_route, ns)
 
 
-async def _pod_problems(ctx: Context, ns: str, name: str, port: int) -> dict[str, tuple[PodProblem, ...]]:
-    return await pod_problems(await asyncio.to_thread(ctx.kube.pod_states, ns, name), port)
-
-
 def _scrape_request(body: dict[str, Any], spec: RolloutSpec, status: RolloutStatus,
                     pods: list[Any]) -> ScrapeRequest | None:
     canary, stable = status.canary_version, status.stable_version
@@ -86,19 +83,18 @@ def _scrape_request(body: dict[str, Any], spec: RolloutSpec, status: RolloutStat
                          pods=[p for p in pods if p.version in (canary, stable)])
 
 
-async def _observe(ctx: Context, body: dict[str, Any], spec: RolloutSpec, status: RolloutStatus) -> Tick | None:
+async def _observe(ctx: Context, body: dict[str, Any], spec: RolloutSpec, status: RolloutStatus,
+                   pods: list[PodState]) -> Tick | None:
     """Scrape the ready pods of both versions; None without a canary or while there is no baseline."""
-    meta = body["metadata"]
-    pods = await asyncio.to_thread(ctx.kube.ready_pods, meta["namespace"], meta["name"])
-    request = _scrape_request(body, spec, status, pods)
+    request = _scrape_request(body, spec, status, ready_targets(pods))
     return None if request is None else await ctx.source.observe(request)
 
 
-async def analyse(ctx: Context, body: dict[str, Any], spec: RolloutSpec,
-                  status: RolloutStatus) -> AnalysisObservation | None:
+async def analyse(ctx: Context, body: dict[str, Any], spec: RolloutSpec, status: RolloutStatus,
+                  pods: list[PodState]) -> AnalysisObservation | None:
     """Scrape both versions and run the engine; None while there is no baseline yet."""
     config = spec.analysis
-    tick = None if config is None else await _observe(ctx, body, spec, status)
+    tick = None if config is None else await _observe(ctx, body, spec, status, pods)
     if config is None or tick is None:
         return None
     engine_state = status.analysis.engine_state or None
@@ -110,13 +106,13 @@ async def analyse(ctx: Context, body: dict[str, Any], spec: RolloutSpec,
     return AnalysisObservation(outcome=outcome, engine_state=new_state.to_dict())
 
 
-async def _prime_baseline(ctx: Context, body: dict[str, Any], spec: RolloutSpec,
-                          status: RolloutStatus) -> None:
+async def _prime_baseline(ctx: Context, body: dict[str, Any], spec: RolloutSpec, status: RolloutStatus,
+                          pods: list[PodState]) -> None:
     """Read the pods once between analysis ticks after a (re)start, so the first due tick covers a
     whole interval instead of only recording baselines."""
     in_flight = status.phase is not None and status.phase.value in IN_FLIGHT
     if in_flight and not ctx.source.has_baseline(rollout_key(body)):
-        await _observe(ctx, body, spec, status)
+        await _observe(ctx, body, spec, status, pods)
 
 
 async def act(ctx: Context, body: dict[str, Any], spec: RolloutSpec | None, decision: Decision) -> None:
@@ -132,9 +128,12 @@ async def act(ctx: Context, body: dict[str, Any], spec: RolloutSpec | None, deci
     if spec is not None and decision.route is not None and decision.deployments:
         # After the Services: the route may name the canary Service for the first time.
         await asyncio.to_thread(kube.apply_route, decision.route)
+    # Events before the status: a restart between the two replays this tick under the same event
+    # names (kubeevents.tick_event_names), so nothing is lost and nothing is shown twice.
+    names = tick_event_names(body, _stored_status(body), list(decision.events))
+    for event, name in zip(decision.events, names, strict=True):
+        await asyncio.to_thread(kube.post_event, body, event, name)
     await _write_status(ctx, body, decision.status)
-    for event in decision.events:
-        await asyncio.to_thread(kube.post_event, body, event)
 
 
 async def _apply_services(kube: KubeAdapter, body: dict[str, Any], spec: RolloutSpec, decision: Decision) -> None:
@@ -168,16 +167,23 @@ async def _decide(ctx: Context, body: dict[str, Any], spec: RolloutSpec, status:
                   now: datetime) -> Decision:
     """Gather everything the tick needs - the analysis too when the core says one is due - and
     decide once."""
-    measure = (analyse(ctx, body, spec, status) if needs_analysis(spec, status, now)
-               else _prime_baseline(ctx, body, spec, status))
-    obs, seen = await asyncio.gather(gather(ctx, body, spec), measure)
+    meta = body["metadata"]
+    # One list of the rollout's pods per tick serves both the pod problems and the metric source.
+    pods = await asyncio.to_thread(ctx.kube.pod_states, meta["namespace"], meta["name"])
+    measure = (analyse(ctx, body, spec, status, pods) if needs_analysis(spec, status, now)
+               else _prime_baseline(ctx, body, spec, status, pods))
+    obs, seen = await asyncio.gather(gather(ctx, body, spec, pods), measure)
     return decide(spec, status, replace(obs, analysis=seen), now)
+
+
+def _stored_status(body: dict[str, Any]) -> dict[str, Any]:
+    """The status this operator wrote (what the tick starts from)."""
+    return {k: v for k, v in (body.get("status") or {}).items() if k not in OWN_STATUS_KEYS_EXCLUDED}
 
 
 async def tick(ctx: Context, body: dict[str, Any], now: datetime) -> Decision:
     """Parse the spec once, then gather, decide and act; an invalid spec only updates the status."""
-    stored = {k: v for k, v in (body.get("status") or {}).items() if k not in OWN_STATUS_KEYS_EXCLUDED}
-    status = RolloutStatus.from_dict(stored)
+    status = RolloutStatus.from_dict(_stored_status(body))
     spec: RolloutSpec | None
     try:
         spec = RolloutSpec.from_dict(body.get("spec") or {})

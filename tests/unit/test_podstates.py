@@ -80,3 +80,14 @@ def test_a_server_still_loading_or_gone_is_no_problem_and_pods_being_deleted_are
     assert asyncio.run(_problems_from_server(failed, [pod(ip="127.0.0.1", deleting=True)])) == {}
     # Nothing listens on port 9 here: no answer is no problem (the pod may still be starting).
     assert asyncio.run(pod_problems([pod(ip="127.0.0.1")], 9)) == {}
+
+
+def test_the_metric_source_reads_only_ready_addressed_pods_that_are_not_going_away() -> None:
+    from modelrollout.kube import ready_targets
+
+    pods = [pod("a", ready=True, ip="10.244.0.2", uid="u-a", started_at="2026-12-07T01:00:00+00:00"),
+            pod("b", ready=True, ip=None, uid="u-b"), pod("c", ready=False, ip="10.244.0.3", uid="u-c"),
+            pod("d", ready=True, ip="10.244.0.4", deleting=True, uid="u-d")]
+    [only] = ready_targets(pods)
+    assert (only.name, only.uid, only.ip, only.version, only.started_at) == (
+        "a", "u-a", "10.244.0.2", "2", "2026-12-07T01:00:00+00:00")

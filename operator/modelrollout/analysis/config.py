@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,7 @@ _ALLOWED_CRITERIA: dict[MetricType, frozenset[str]] = {
 }
 CRITERIA_ORDER = ("max", "min", "margin", "maxRatioToStable", "minRatioToStable")
 _LATENCY_QUANTILES = (0.5, 0.9, 0.99)
+METRIC_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"  # as the CRD: a label value in metrics and status
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ class MetricConfig:
         name = raw.get("name")
         if not isinstance(name, str) or not name:
             raise ValueError(f"{where}.name: required, a non-empty string")
+        if not re.fullmatch(METRIC_NAME_PATTERN, name):
+            raise ValueError(f"{where}.name: {name!r} does not match {METRIC_NAME_PATTERN} (it becomes a label value)")
         try:
             metric_type = MetricType(str(raw.get("type")))
         except ValueError:

@@ -46,9 +46,9 @@ class VersionCounts:
 class Tick:
     """One analysis interval's observations of both versions.
 
-    A version whose scrape failed (every pod timed out or errored) is None, with the reason in
-    `errors`; missing data is never success. expected_canary_share is what the replica counts imply
-    (canary ready pods / all ready pods), used for the sample-ratio check.
+    A version whose scrape failed (any of its ready pods timed out, errored or answered garbage) is
+    None, with the reason in `errors`; missing data is never success. expected_canary_share is what
+    the replica counts imply (canary ready pods / all ready pods), used for the sample-ratio check.
     """
 
     canary: VersionCounts | None

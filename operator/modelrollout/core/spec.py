@@ -27,6 +27,7 @@ VERSION_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$"
 DNS_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 HEADER_NAME_PATTERN = r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$"  # the Gateway API's HTTPHeaderName
+SERVICE_NAME_PATTERN = r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"  # a DNS-1035 label, as Services need
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,7 @@ def _model(d: Mapping[str, Any]) -> ModelSpec:
 
 def _service(d: Mapping[str, Any]) -> ServiceSpec:
     return ServiceSpec(
-        name=_str(d.get("name"), "spec.service.name"),
+        name=_str(d.get("name"), "spec.service.name", SERVICE_NAME_PATTERN),
         port=_int(d.get("port", ServiceSpec.port), "spec.service.port", low=1, high=65535),
     )
 
@@ -216,7 +217,7 @@ def _strategy(d: Mapping[str, Any]) -> CanaryStrategy | BlueGreenStrategy:
     auto = bg.get("autoPromotionSeconds")
     delay = bg.get("scaleDownDelaySeconds", int(BlueGreenStrategy.scale_down_delay_seconds))
     return BlueGreenStrategy(
-        preview_service=_str(bg.get("previewService"), f"{where}.previewService"),
+        preview_service=_str(bg.get("previewService"), f"{where}.previewService", SERVICE_NAME_PATTERN),
         auto_promotion_seconds=None if auto is None else float(_int(auto, f"{where}.autoPromotionSeconds", low=0)),
         scale_down_delay_seconds=float(_int(delay, f"{where}.scaleDownDelaySeconds", low=0)),
     )

@@ -30,7 +30,7 @@ class MetricSource(Protocol):
     async def observe(self, request: ScrapeRequest) -> Tick | None:
         """One tick's increments of both versions; None when there is no baseline yet (first look).
 
-        Failures are data: a version none of whose pods could be read is None in the Tick, with
+        Failures are data: a version any of whose ready pods could not be read is None in the Tick, with
         the reasons in Tick.errors."""
 
     def forget(self, key: str) -> None:

@@ -4,7 +4,8 @@ Baselines (each pod's previous cumulative counters) live in memory. After an ope
 first look only records baselines and yields no tick: counting pods' whole history again would
 count requests twice. A pod first seen later contributes everything only if it started after the
 previous look (its counters began at zero since then); otherwise its first scrape is a baseline.
-A failed scrape keeps the old baseline, so the next success covers the gap.
+A failed scrape keeps the old baseline, so the next success covers the gap; a version any of whose
+ready pods could not be read is missing from that tick (Inconclusive), never judged on the rest.
 """
 
 from __future__ import annotations
@@ -71,10 +72,13 @@ class PodScrapeSource:
         base = self.state.setdefault(req.key, _Baselines())
         first_look = base.last_look is None
         parts: dict[str, list[VersionCounts]] = {req.canary_version: [], req.stable_version: []}
-        errors: list[str] = []
+        errors = [r for r in results if isinstance(r, str)]
+        # A version with an unreadable pod is not observed this tick: the unread pod may be the one
+        # misbehaving, so the others' counts alone must not pass (or fail) it. Its readable pods keep
+        # their baselines, so the next complete read covers the gap.
+        blind = {pod.version for pod, result in zip(req.pods, results, strict=True) if isinstance(result, str)}
         for pod, result in zip(req.pods, results, strict=True):
-            if isinstance(result, str):
-                errors.append(result)
+            if isinstance(result, str) or pod.version in blind:
                 continue
             before = base.pods.get(pod.uid)
             base.pods[pod.uid] = result
@@ -84,6 +88,8 @@ class PodScrapeSource:
         now_mono = time.monotonic()
         duration = None if base.last_look_mono is None else now_mono - base.last_look_mono
         base.last_look, base.last_look_mono = time.time(), now_mono
+        for version in blind:
+            parts[version] = []
         seen = {p.uid for p in req.pods}
         base.pods = {uid: m for uid, m in base.pods.items() if uid in seen}
         if first_look:
