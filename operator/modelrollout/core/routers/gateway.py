@@ -82,8 +82,9 @@ def routable(spec: RolloutSpec, traffic: TrafficIntent, obs: Observations) -> Tr
     >>> from modelrollout.core.spec import CanaryStep, CanaryStrategy, ModelSpec, ServiceSpec
     >>> spec = RolloutSpec(ModelSpec("m", "2", "u"), ServiceSpec("s"), CanaryStrategy((CanaryStep(50),)), replicas=4)
     >>> obs = Observations("r", 1, deployments={"1": D(4, 4, 4, 4), "2": D(2, 1, 2, 1)})
-    >>> routable(spec, TrafficIntent("1", "2", 50), obs)
-    TrafficIntent(stable='1', canary='2', canary_weight=0, preview=None)
+    >>> got = routable(spec, TrafficIntent("1", "2", 50), obs)  # 1 of 2 pods Ready, the route at 0%
+    >>> got.canary, got.canary_weight
+    ('2', 0)
     """
     if traffic.canary is None:
         return traffic
