@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export MODELROLLOUT_CACHE ?= $(HOME)/.cache/modelrollout
 PYTEST_ARGS ?=
 
-.PHONY: help venv k8s-bins prom-bins lint test test-unit test-e2e chaos soak demo cluster-up cluster-down cluster-shell bench-serving bench-decisions bench-reconcile images kind-up kind-e2e kind-down clean
+.PHONY: help venv k8s-bins prom-bins gateway-bins lint test test-unit test-e2e chaos soak demo cluster-up cluster-down cluster-shell bench-serving bench-decisions bench-reconcile images kind-up kind-e2e kind-down clean
 
 help:
 	@echo "make demo        - the main job on the built-in local cluster"
@@ -38,6 +38,11 @@ k8s-bins:
 prom-bins:
 	@hack/build-prometheus.sh >/dev/null
 
+# The Gateway API data plane for the gatewayAPI router's e2e tests: Traefik built from Go modules and
+# the Gateway API CRDs, cached under $(MODELROLLOUT_CACHE)/traefik-<version>.
+gateway-bins:
+	@hack/build-gateway.sh >/dev/null
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
@@ -47,10 +52,10 @@ test-unit: venv
 
 # e2e tests run inside a private network + PID namespace (hack/in-netns): pods get 10.244.x
 # addresses, no packet leaves the machine, and no process outlives the run.
-test-e2e: venv k8s-bins prom-bins
+test-e2e: venv k8s-bins prom-bins gateway-bins
 	hack/in-netns $(BIN)/pytest -m e2e $(PYTEST_ARGS)
 
-test: venv k8s-bins prom-bins lint
+test: venv k8s-bins prom-bins gateway-bins lint
 	hack/in-netns $(BIN)/pytest $(PYTEST_ARGS)
 
 # The operator SIGKILLed at 20 seeded random moments across canary, blue-green and rollback under traffic

@@ -1,5 +1,6 @@
 """Where the control-plane binaries are: KUBEBUILDER_ASSETS (the envtest convention) or the
-per-version cache that hack/build-k8s.sh fills."""
+per-version cache that hack/build-k8s.sh fills; and the Gateway API data plane (Traefik and the
+Gateway API CRDs) that hack/build-gateway.sh puts in the same cache."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 K8S_VERSION = os.environ.get("K8S_VERSION", "v1.36.3")
 REQUIRED = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl", "helm")
+TRAEFIK_VERSION = os.environ.get("TRAEFIK_VERSION", "v3.6.12")  # keep equal to hack/build-gateway.sh
 
 
 class MissingBinaryError(RuntimeError):
@@ -55,3 +57,29 @@ def prometheus_binary(name: str) -> Path:
         raise MissingBinaryError(f"{path} is missing. Run `make prom-bins` (builds prometheus and promtool "
                                  f"{PROMETHEUS_VERSION} from Go modules).")
     return path
+
+
+def gateway_dir() -> Path:
+    return cache_root() / f"traefik-{TRAEFIK_VERSION}"
+
+
+def traefik_path() -> Path:
+    """Where the Traefik binary is expected (it may not be built yet: see `traefik()`)."""
+    return gateway_dir() / "bin" / "traefik"
+
+
+def traefik() -> Path:
+    """The Traefik binary, or MissingBinaryError saying how to build it."""
+    path = traefik_path()
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        raise MissingBinaryError(f"Traefik {TRAEFIK_VERSION} missing at {path}: run `make gateway-bins` "
+                                 "(builds it from Go modules, with the Gateway API CRDs)")
+    return path
+
+
+def gateway_crds() -> Path:
+    """The folder of Gateway API CRD manifests (standard channel), or MissingBinaryError."""
+    folder = gateway_dir() / "crds"
+    if not any(folder.glob("gateway.networking.k8s.io_*.yaml")):
+        raise MissingBinaryError(f"Gateway API CRDs missing in {folder}: run `make gateway-bins`")
+    return folder

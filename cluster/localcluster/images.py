@@ -10,6 +10,7 @@ repository path without registry host and tag, so `ghcr.io/modelrollout/modelser
 | modelrollout/operator      | python -m modelrollout             | -                                 |
 | localcluster/python        | python                             | - (tests pass -c / -m)            |
 | localcluster/prometheus    | prometheus (hack/build-prometheus.sh) | - (localcluster.prometheus passes them) |
+| traefik (Docker Hub)       | traefik, built by hack/build-gateway.sh | - (pods pass flags)          |
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from localcluster.binaries import prometheus_bin_dir
+from localcluster.binaries import prometheus_bin_dir, traefik_path
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,9 @@ REGISTRY: dict[str, Image] = {
     "localcluster/python": Image((_python(),)),
     # The binary from the cache; a pod of it fails to start, saying so in its log, until `make prom-bins` ran.
     "localcluster/prometheus": Image((str(prometheus_bin_dir() / "prometheus"),)),
+    # The Gateway API data plane (a pod whose process is the cached build; absent until built).
+    "traefik": Image((str(traefik_path()),)),
+    "library/traefik": Image((str(traefik_path()),)),
 }
 
 

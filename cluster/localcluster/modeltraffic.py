@@ -62,8 +62,9 @@ def _first_prediction(payload: dict[str, Any]) -> Any:
 class ModelTraffic:
     def __init__(self, base_url: str, model: str, rows: list[list[float]], labels: list[Any], rate: float,
                  clients: int = 8, burst: int = 10, label_fraction: float = 1.0, seed: int = 7,
-                 abort_fraction: float = 0.0) -> None:
+                 abort_fraction: float = 0.0, headers: dict[str, str] | None = None) -> None:
         self.url = base_url.rstrip("/")
+        self.headers = dict(headers or {})  # sent with every request (e.g. a header route's marker)
         self.model = model
         self.rows, self.labels = rows, labels
         self.rate, self.clients, self.burst = rate, clients, burst
@@ -121,7 +122,8 @@ class ModelTraffic:
         interval = self.clients / self.rate
         while not stop.is_set() and time.monotonic() < deadline:
             connector = aiohttp.TCPConnector(limit=1)  # one keep-alive connection: one pod per burst
-            async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=10)) as s:
+            async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=10),
+                                             headers=self.headers) as s:
                 answered: list[tuple[str, str, Any]] = []
                 for _ in range(self.burst):
                     if stop.is_set() or time.monotonic() >= deadline:

@@ -99,7 +99,11 @@ def render(example: dict[str, Any], manifest: dict[str, dict[str, Any]], store: 
     >>> ex = {"spec": {"model": {"uri": "http://model-store/lr.joblib", "digest": "sha256:old"}}}
     >>> render(ex, {"lr.joblib": {"digest": "sha256:new"}}, "http://10.96.0.9")["spec"]["model"]
     {'uri': 'http://10.96.0.9/lr.joblib', 'digest': 'sha256:new'}
+    >>> render({"kind": "HTTPRoute", "spec": {"rules": []}}, {})  # other documents pass unchanged
+    {'kind': 'HTTPRoute', 'spec': {'rules': []}}
     """
+    if example.get("kind", "ModelRollout") != "ModelRollout":
+        return example
     model = example["spec"]["model"]
     uri: str = model["uri"]
     if not uri.startswith(STORE_URL + "/"):

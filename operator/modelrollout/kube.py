@@ -14,7 +14,14 @@ import kubernetes
 from kubernetes.client import ApiException
 
 from modelrollout import ownership, workloads
-from modelrollout.core.observations import LABEL_ROLLOUT, LABEL_VERSION, DeploymentIntent, DeploymentObservation
+from modelrollout.core.observations import (
+    LABEL_ROLLOUT,
+    LABEL_VERSION,
+    DeploymentIntent,
+    DeploymentObservation,
+    RouteIntent,
+    RouteObservation,
+)
 from modelrollout.core.phases import Event
 from modelrollout.core.spec import RolloutSpec
 from modelrollout.kubeevents import EventRecorder
@@ -25,6 +32,8 @@ GROUP, VERSION, PLURAL = "modelrollout.dev", "v1alpha1", "modelrollouts"
 MERGE_PATCH = "application/merge-patch+json"
 APPLY = "application/apply-patch+yaml"
 FIELD_MANAGER = "modelrollout"  # every object the operator writes is applied under this name
+APPLY_PATCH = APPLY
+GATEWAY_GROUP, GATEWAY_VERSION = "gateway.networking.k8s.io", "v1"
 
 
 class PermissionDeniedError(RuntimeError):
@@ -264,6 +273,44 @@ class KubeAdapter:
                 self._apply("services", ns, self.core.patch_namespaced_service, body, force=True)
                 released.append(svc.metadata.name)
         return released
+
+    def observe_route(self, namespace: str, name: str, rollout_namespace: str) -> RouteObservation | None:
+        """The HTTPRoute's rules as stored, and the generation its gateway last accepted; None if absent."""
+        try:
+            route = self._call("get", "httproutes.gateway.networking.k8s.io", namespace,
+                               self.custom.get_namespaced_custom_object, GATEWAY_GROUP, GATEWAY_VERSION, namespace,
+                               "httproutes", name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        meta = route["metadata"]
+        parents = (route.get("status") or {}).get("parents") or []
+        accepted = [c.get("observedGeneration") or 0 for parent in parents for c in parent.get("conditions") or []
+                    if c.get("type") == "Accepted" and c.get("status") == "True"]
+        return RouteObservation(namespace=namespace, name=name, rules=tuple(route["spec"].get("rules") or ()),
+                                resource_version=meta["resourceVersion"], rollout_namespace=rollout_namespace,
+                                generation=meta.get("generation", 0), accepted_generation=max(accepted, default=None))
+
+    def apply_route(self, intent: RouteIntent) -> None:
+        """Server-side apply of the route's rules as field manager `modelrollout`.
+
+        `spec.rules` is an atomic list in the Gateway API schema, so an apply owns all of it: the rules
+        are the ones just read with only the router's weights (and header rule) changed, and the
+        resourceVersion precondition makes a concurrent edit win (409: the next tick reads it again).
+        force takes the list over from the manager that wrote it last (the user's kubectl)."""
+        body = {"apiVersion": f"{GATEWAY_GROUP}/{GATEWAY_VERSION}", "kind": "HTTPRoute",
+                "metadata": {"name": intent.name, "namespace": intent.namespace,
+                             "resourceVersion": intent.resource_version},
+                "spec": {"rules": [dict(r) for r in intent.rules]}}
+        try:
+            self._call("patch", "httproutes.gateway.networking.k8s.io", intent.namespace,
+                       self.custom.patch_namespaced_custom_object, GATEWAY_GROUP, GATEWAY_VERSION, intent.namespace,
+                       "httproutes", intent.name, body, field_manager=FIELD_MANAGER, force=True,
+                       _content_type=APPLY_PATCH)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
 
     def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         self._call("patch", "modelrollouts/status", namespace, self.custom.patch_namespaced_custom_object_status,

@@ -23,7 +23,7 @@ from modelrollout.analysis.state import AnalysisState
 from modelrollout.analysis.types import Tick
 from modelrollout.core.commands import COMMAND_ID_ANNOTATION
 from modelrollout.core.decide import decide, refuse_spec
-from modelrollout.core.observations import AnalysisObservation, Decision, Observations
+from modelrollout.core.observations import AnalysisObservation, Decision, Observations, RouteObservation
 from modelrollout.core.phases import Phase
 from modelrollout.core.spec import RolloutSpec
 from modelrollout.core.status import RolloutStatus, status_patch
@@ -58,14 +58,23 @@ async def gather(ctx: Context, body: dict[str, Any], spec: RolloutSpec, pods: li
     meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
     services = strategy_for(spec).entry_services(spec)
-    deployments, selectors, problems = await asyncio.gather(
+    deployments, selectors, problems, route = await asyncio.gather(
         asyncio.to_thread(ctx.kube.observe_deployments, ns, name),
         asyncio.gather(*(asyncio.to_thread(ctx.kube.service_selector, body, service) for service in services)),
         pod_problems(pods, spec.serving.port),
+        _route(ctx, ns, spec),
     )
     seen = {service: sel for service, sel in zip(services, selectors, strict=True) if sel is not None}
     return Observations(name=name, generation=meta.get("generation", 0), annotations=dict(meta.get("annotations")
-                        or {}), deployments=deployments, selectors=seen, pod_problems=problems)
+                        or {}), deployments=deployments, selectors=seen, pod_problems=problems, route=route)
+
+
+async def _route(ctx: Context, ns: str, spec: RolloutSpec) -> RouteObservation | None:
+    """The HTTPRoute that spec.trafficRouting.gatewayAPI names (None for the other routers)."""
+    routing = spec.traffic_routing
+    if routing is None or routing.http_route is None:
+        return None
+    return await asyncio.to_thread(ctx.kube.observe_route, routing.namespace or ns, routing.http_route, ns)
 
 
 def _scrape_request(body: dict[str, Any], spec: RolloutSpec, status: RolloutStatus,
@@ -142,6 +151,9 @@ async def act(ctx: Context, body: dict[str, Any], spec: RolloutSpec | None, deci
         await asyncio.to_thread(kube.delete_version, body, version)
     if spec is not None:
         await _apply_services(kube, body, spec, decision)
+    if spec is not None and decision.route is not None and decision.deployments:
+        # After the Services: the route may name the canary Service for the first time.
+        await asyncio.to_thread(kube.apply_route, decision.route)
     # Events before the status: a restart between the two replays this tick under the same event
     # names (kubeevents.tick_event_names), so nothing is lost and nothing is shown twice.
     names = tick_event_names(body, _stored_status(body), list(decision.events))

@@ -218,11 +218,11 @@ class Traffic:
     """Continuous traffic (with feedback labels) in a background thread's event loop."""
 
     def __init__(self, url: str, model: str, holdout: dict[str, Any], rate: float = 80, burst: int = 3,
-                 abort_fraction: float = 0.0) -> None:
+                 abort_fraction: float = 0.0, headers: dict[str, str] | None = None) -> None:
         # Short bursts per connection: the Service balances connections, so fewer requests per
         # connection make the per-tick share less noisy.
         self.generator = ModelTraffic(url, model, holdout["X"], holdout["y"], rate=rate, clients=12, burst=burst,
-                                      abort_fraction=abort_fraction)
+                                      abort_fraction=abort_fraction, headers=headers)
         self._loop = asyncio.new_event_loop()
         self._stop = asyncio.Event()
         self._thread: Any = None

@@ -262,6 +262,24 @@ INVALID = [
     ("a quantile for buckets", make_rollout(analysis=_queries(
         latencyBuckets=f"histogram_quantile(0.99, sum by (le) (rate({SEL}[{{{{interval}}}}])))")),
      "spec.analysis.prometheus.queries.latencyBuckets: Invalid value"),
+    ("two routers", make_rollout(trafficRouting={"replicas": {}, "gatewayAPI": {"httpRoute": "web"}}),
+     "spec.trafficRouting: set exactly one of replicas, service or gatewayAPI"),
+    ("gateway without a route", make_rollout(trafficRouting={"gatewayAPI": {}}),
+     "spec.trafficRouting.gatewayAPI.httpRoute"),
+    ("service router for a canary", make_rollout(trafficRouting={"service": {}}),
+     "spec.trafficRouting.service: needs spec.strategy.blueGreen"),
+    ("gateway router for blue-green", make_rollout(strategy={"blueGreen": {"previewService": "p"}},
+                                                  trafficRouting={"gatewayAPI": {"httpRoute": "web"}}),
+     "spec.trafficRouting: replicas and gatewayAPI need spec.strategy.canary"),
+    ("header route without the gateway", make_rollout(strategy={"canary": {
+        "steps": [{"setWeight": 5}], "headerRoute": {"name": "X-Canary", "value": "always"}}}),
+     "spec.strategy.canary: headerRoute and canaryReplicas need spec.trafficRouting.gatewayAPI"),
+    ("bad header name", make_rollout(trafficRouting={"gatewayAPI": {"httpRoute": "web"}}, strategy={"canary": {
+        "steps": [{"setWeight": 5}], "headerRoute": {"name": "X Canary", "value": "always"}}}),
+     "spec.strategy.canary.headerRoute.name"),
+    ("service name too long for its canary Service", make_rollout(
+        service={"name": "s" * 57}, trafficRouting={"gatewayAPI": {"httpRoute": "web"}}),
+     "spec.service.name: at most 56 characters"),
 ]
 
 

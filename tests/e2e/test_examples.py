@@ -23,6 +23,7 @@ import yaml
 
 from localcluster.testing import wait_until
 from tests.conftest import ROOT, ClusterHandle
+from tests.e2e.gateway import Gateway
 from tests.e2e.prometheus import PrometheusPod
 from tests.e2e.rollouts import OperatorProcess, Scenario
 from tests.e2e.test_chart import Release, local_operator_paused  # noqa: F401 - a fixture used below
@@ -190,3 +191,26 @@ def test_prometheus_canary_example_is_promoted_by_the_charts_operator(
     assert passed == {"error-rate", "slow-requests", "accuracy"}, s.seen[-1]
     assert monitoring.query(f'modelserver_requests_total{{namespace="{namespace}",version="2"}}')
     assert "forbidden" not in logs.lower(), logs[-3000:]
+
+
+def test_gateway_example_is_promoted_through_a_real_gateway(
+        cluster: ClusterHandle, namespace: str, operator: OperatorProcess, examples: PublishedExamples,
+        gateway: Gateway) -> None:
+    # Given version 1 from the baseline example and a Gateway named `web` (Traefik), as the example asks
+    assert "httproute.gateway.networking.k8s.io/fraud serverside-applied" in dry_run(
+        cluster, namespace, (EXAMPLES / "gateway-canary.yaml").read_text())
+    s = Scenario(cluster, namespace, "fraud")
+    examples.apply("baseline.yaml")
+    s.wait_phase("Healthy", 60)
+    # When the gateway example is applied as written, under traffic.py through the gateway
+    with examples.traffic(gateway.url, seconds=150) as output:
+        examples.apply("gateway-canary.yaml")
+        wait_until(lambda: gateway.weights("fraud").get("fraud-canary") == 5, 90, "the route at 5%",
+                   describe=s.describe)
+        final = s.wait_phase("Healthy", 150)
+    # Then version 2 is stable, every request was answered and the route is back on Service fraud alone
+    assert final["stableVersion"] == "2" and final["trafficRouter"] == "gatewayAPI", final
+    progress = [ln for ln in output if "v2 ok=" in ln]
+    assert progress and "v1 ok=" in progress[-1], output[-40:]
+    assert all(n == "0" for n in re.findall(r"failed=(\d+)", progress[-1])), progress[-1]
+    wait_until(lambda: gateway.weights("fraud") == {"fraud": 100, "fraud-canary": 0}, 30, "the route at 0%")

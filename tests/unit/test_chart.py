@@ -7,6 +7,7 @@ Where helm is missing the tests skip locally but fail under CI=true, so CI never
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ EXPECTED_RULES = {
     ("", "secrets"): {"get"},  # KubeAdapter.secret_value: analysis.prometheus's CA and bearer token
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
+    ("gateway.networking.k8s.io", "httproutes"): {"get", "patch"},
 }
 
 
@@ -122,6 +124,19 @@ def test_cluster_rbac_grants_exactly_what_the_operator_uses() -> None:
     discovery = only(docs, "ClusterRole", "rel-modelrollout-discovery")
     assert all(set(r["verbs"]) <= {"get", "list", "watch"} for r in discovery["rules"])
     assert not [d for d in docs if d["kind"] in ("Role", "RoleBinding")]
+
+
+def test_every_api_call_of_the_adapter_is_granted() -> None:
+    """Each `_call(verb, resource...)` in kube.py (the only module calling the API) is in the table,
+    so a new call without its RBAC rule fails here, not on a cluster."""
+    source = (ROOT / "operator" / "modelrollout" / "kube.py").read_text()
+    calls = re.findall(r'_call\(\s*"(\w+)",\s*"([\w./]+)"', source)
+    assert len(calls) >= 10
+    for verb, what in calls:
+        resource, _, group = what.partition(".")
+        if resource.startswith("modelrollouts"):
+            group = "modelrollout.dev"
+        assert verb in EXPECTED_RULES.get((group, resource), set()), (verb, group, resource)
 
 
 def test_namespaced_mode_renders_a_role_per_watched_namespace_and_passes_them() -> None:

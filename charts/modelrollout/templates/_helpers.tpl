@@ -85,6 +85,10 @@ What the operator does, and nothing more (rendered into the ClusterRole or each 
 - apiGroups: ["", events.k8s.io]
   resources: [events]
   verbs: [create, patch]
+# spec.trafficRouting.gatewayAPI: read the user's HTTPRoute, server-side apply its backend weights.
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [httproutes]
+  verbs: [get, patch]
 {{- end }}
 
 {{/* Leader election: asked for, or forced by more than one replica. */}}

@@ -57,16 +57,20 @@ def plan(spec: RolloutSpec, status: RolloutStatus, obs: Observations, now: datet
                 break
     elif change.status.phase == Phase.PROMOTING:
         promote_if_ready(change, spec, obs)
-    return StrategyPlan(status=change.status, events=tuple(change.events), traffic=traffic(change.status),
+    return StrategyPlan(status=change.status, events=tuple(change.events), traffic=traffic(spec, change.status),
                         wake_at=tuple(change.wake_at))
 
 
-def traffic(st: RolloutStatus) -> TrafficIntent:
-    """The desired weight while stepping, everything once Promoting, the stable version alone otherwise."""
+def traffic(spec: RolloutSpec, st: RolloutStatus) -> TrafficIntent:
+    """The desired weight while stepping, everything once Promoting, the stable version alone otherwise;
+    with the canary's header route and pod floor, which routers that split by request honour."""
     if st.canary_model is None or st.stable_version is None:
         return TrafficIntent(stable=st.stable_version)
+    assert isinstance(spec.strategy, CanaryStrategy)
     weight = 100 if st.phase == Phase.PROMOTING else st.desired_weight or 0
-    return TrafficIntent(stable=st.stable_version, canary=st.canary_model.version, canary_weight=weight)
+    return TrafficIntent(stable=st.stable_version, canary=st.canary_model.version, canary_weight=weight,
+                         canary_header=spec.strategy.header_route,
+                         canary_pods_floor=spec.strategy.canary_replicas or 0)
 
 
 def entry_services(spec: RolloutSpec) -> tuple[str, ...]:
@@ -122,7 +126,7 @@ def _advance_once(change: Change, spec: RolloutSpec, obs: Observations, router: 
 def _set_weight_done(change: Change, spec: RolloutSpec, obs: Observations, router: TrafficRouter) -> bool:
     st = change.status
     assert st.canary_model is not None and st.stable_version is not None and st.step_started_at
-    wanted = router.pods(spec, traffic(st))
+    wanted = router.pods(spec, traffic(spec, st))
     canary_pods, stable_pods = wanted.get(st.canary_model.version, 0), wanted.get(st.stable_version, 0)
     version = st.canary_model.version
     if not obs.is_version_ready(version, canary_pods):
@@ -135,6 +139,13 @@ def _set_weight_done(change: Change, spec: RolloutSpec, obs: Observations, route
             return False
         wait_for_pods(change, obs, version, f"weight {st.desired_weight}%: waiting for {canary_pods} canary "
                       f"pod(s) to be Ready ({obs.ready_pods(version)} ready)")
+        return False
+    if not router.is_routed(spec, traffic(spec, st), obs):
+        # A route (gatewayAPI) carries the weight only once the gateway took it in: measure after that.
+        change.move(Phase.PROGRESSING, "AwaitingRoute",
+                    f"weight {st.desired_weight}%: canary pods Ready, waiting for the traffic router "
+                    "to carry the weight (spec.trafficRouting)")
+        change.wake_at.append(change.now + POLL)
         return False
     start_analysis(change, spec)
     stable_seen = obs.deployments.get(st.stable_version)

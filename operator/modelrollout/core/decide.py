@@ -25,11 +25,12 @@ from modelrollout.core.routers import TrafficRouter
 from modelrollout.core.spec import RolloutSpec
 from modelrollout.core.status import RolloutStatus
 from modelrollout.core.steps import POLL
-from modelrollout.core.strategies import router_for, strategy_for
+from modelrollout.core.strategies import router_for, router_name, strategy_for
 from modelrollout.core.verdicts import needs_analysis, record_outcome
 from modelrollout.durations import format_duration
 
 IDLE = timedelta(seconds=60)  # a settled rollout is looked at again this often
+ROUTE_POLL = timedelta(seconds=1)
 
 
 def decide(spec: RolloutSpec, status: RolloutStatus, obs: Observations, now: datetime) -> Decision:
@@ -152,10 +153,28 @@ def hold_capacity(replicas: Mapping[str, int], obs: Observations, cut_at_once: b
     return {v: max(n, obs.deployments[v].replicas) if v in obs.deployments else n for v, n in wanted.items()}
 
 
+def hold_until_routed(replicas: Mapping[str, int], obs: Observations, routed: bool) -> dict[str, int]:
+    """A router that writes a route (gatewayAPI) may still send traffic to a version the plan scales
+    down, until the gateway has accepted the new route: keep every version's pods until then.
+
+    >>> from modelrollout.core.observations import DeploymentObservation as D
+    >>> obs = Observations("r", 1, deployments={"1": D(4, 4, 4, 4), "2": D(2, 2, 2, 2)})
+    >>> hold_until_routed({"1": 4, "2": 0}, obs, routed=False), hold_until_routed({"1": 4, "2": 0}, obs, routed=True)
+    ({'1': 4, '2': 2}, {'1': 4, '2': 0})
+    """
+    if routed:
+        return dict(replicas)
+    return {v: max(n, obs.deployments[v].replicas) if v in obs.deployments else n for v, n in replicas.items()}
+
+
 def _decision(change: Change, spec: RolloutSpec, obs: Observations, plan: StrategyPlan,
               router: TrafficRouter) -> Decision:
     st = change.status
     replicas = hold_capacity(router.pods(spec, plan.traffic), obs, cut_at_once=st.phase == Phase.ROLLED_BACK)
+    routed = obs.route is None or router.is_routed(spec, plan.traffic, obs)
+    replicas = hold_until_routed(replicas, obs, routed)
+    routable = router.routable(spec, plan.traffic, obs)
+    st.traffic_router = router_name(spec)
     models = {m.version: m for m in (st.stable_model, st.canary_model) if m is not None}
     doomed = tuple(sorted(
         v for v, n in replicas.items()
@@ -172,7 +191,10 @@ def _decision(change: Change, spec: RolloutSpec, obs: Observations, plan: Strate
         wake = min(wake, change.now + POLL)
     if obs.analysis is None and needs_analysis(spec, st, change.now):
         wake = min(wake, change.now + POLL)  # due (or no baseline yet) but not measured: soon
+    if not routed:
+        wake = min(wake, change.now + ROUTE_POLL)  # a gateway takes a route in within a second or two
     return Decision(
         status=st, deployments=intents, delete_versions=doomed,
-        selectors=router.selectors(spec, obs.name, plan.traffic), events=tuple(change.events), next_tick_at=wake,
+        selectors=router.selectors(spec, obs.name, routable), events=tuple(change.events), next_tick_at=wake,
+        route=router.route(spec, routable, obs),
     )

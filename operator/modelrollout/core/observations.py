@@ -71,6 +71,24 @@ class AnalysisObservation:
 
 
 @dataclass(frozen=True)
+class RouteObservation:
+    """A user's HTTPRoute as read: its rules unchanged (the router rewrites only their backend weights),
+    and whether the gateway has taken in the current generation (a parent's Accepted condition)."""
+
+    namespace: str
+    name: str
+    rules: tuple[Mapping[str, Any], ...]
+    resource_version: str
+    rollout_namespace: str  # where the rollout's Services are (backendRefs without a namespace: the route's)
+    generation: int = 0
+    accepted_generation: int | None = None  # None: no gateway has reported on this route yet
+
+    @property
+    def is_current(self) -> bool:
+        return self.accepted_generation is not None and self.accepted_generation >= self.generation
+
+
+@dataclass(frozen=True)
 class Observations:
     name: str  # the ModelRollout's name: the value of LABEL_ROLLOUT
     generation: int
@@ -81,6 +99,7 @@ class Observations:
     analysis: AnalysisObservation | None = None  # None when no analysis tick was due (or no baseline yet)
     # Why pods are not Ready, by version; a version whose pods are Ready or just starting is absent.
     pod_problems: Mapping[str, tuple[PodProblem, ...]] = field(default_factory=dict)
+    route: RouteObservation | None = None  # the HTTPRoute of spec.trafficRouting.gatewayAPI; None: absent/unused
 
     def is_version_ready(self, version: str, count: int) -> bool:
         """Whether `version` runs exactly `count` Ready pods (0 pods: no Deployment also counts)."""
@@ -132,6 +151,14 @@ class Preview:
 
 
 @dataclass(frozen=True)
+class HeaderMatch:
+    """An HTTP header (exact value) that marks a request for the canary."""
+
+    name: str
+    value: str
+
+
+@dataclass(frozen=True)
 class TrafficIntent:
     """Where traffic should go, said without naming a mechanism: a strategy states it, a router
     (modelrollout.core.routers) realises it with replica counts, a Service selector, or later a route.
@@ -144,6 +171,20 @@ class TrafficIntent:
     canary: str | None = None
     canary_weight: int = 0
     preview: Preview | None = None
+    # Routers that split by request (gatewayAPI) also honour these; replica and selector routers cannot.
+    canary_header: HeaderMatch | None = None  # requests with this header go to the canary at every step
+    canary_pods_floor: int = 0  # keep at least this many canary pods, whatever the weight
+
+
+@dataclass(frozen=True)
+class RouteIntent:
+    """The rules an HTTPRoute should have (the observed rules with the router's weights and header rule),
+    applied only over the resourceVersion they were computed from, so a concurrent user edit wins."""
+
+    namespace: str
+    name: str
+    rules: tuple[Mapping[str, Any], ...]
+    resource_version: str
 
 
 @dataclass(frozen=True)
@@ -151,6 +192,7 @@ class Decision:
     """Everything one tick decided. deployments None means: leave the workloads alone.
 
     selectors: the pod selector each Service should have, by Service name (the router's output).
+    route: the HTTPRoute rules to apply (gatewayAPI router), None: no route to change.
     """
 
     status: RolloutStatus
@@ -159,6 +201,7 @@ class Decision:
     selectors: Mapping[str, Mapping[str, str]]
     events: tuple[Event, ...]
     next_tick_at: datetime
+    route: RouteIntent | None = None
 
 
 def selector(rollout: str, version: str | None) -> dict[str, str]:

@@ -18,12 +18,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelrollout.analysis.config import AnalysisConfig
+from modelrollout.core.observations import HeaderMatch
 from modelrollout.core.serving import ServingSpec, parse_serving
 from modelrollout.durations import parse_duration
 
 DIGEST_PATTERN = r"^sha256:[a-f0-9]{64}$"
 # A model version becomes a label value on pods, so it must be one.
 VERSION_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$"
+DNS_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+HEADER_NAME_PATTERN = r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$"  # the Gateway API's HTTPHeaderName
 SERVICE_NAME_PATTERN = r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"  # a DNS-1035 label, as Services need
 
 
@@ -56,6 +60,23 @@ class CanaryStep:
 @dataclass(frozen=True)
 class CanaryStrategy:
     steps: tuple[CanaryStep, ...]
+    # With a router that splits by weight (gatewayAPI) the canary's pods need not follow the weight:
+    # None scales them by it (at least one), a number keeps at least that many while a canary runs.
+    canary_replicas: int | None = None
+    header_route: HeaderMatch | None = None  # requests with it go to the canary at every step
+
+
+@dataclass(frozen=True)
+class TrafficRouting:
+    """Which router realises the strategy's traffic (modelrollout.core.routers.ROUTERS), and its target.
+
+    router: "replicas", "service" or "gatewayAPI"; http_route / namespace name the user's HTTPRoute
+    (namespace None: the rollout's own) and are set only for gatewayAPI.
+    """
+
+    router: str
+    http_route: str | None = None
+    namespace: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +95,7 @@ class RolloutSpec:
     serving: ServingSpec = field(default_factory=ServingSpec)
     analysis: AnalysisConfig | None = None  # None: no metrics, steps advance on pod readiness alone
     progress_deadline_seconds: float = 600.0
+    traffic_routing: TrafficRouting | None = None  # None: the strategy's own router (strategies.py)
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> RolloutSpec:
@@ -84,6 +106,10 @@ class RolloutSpec:
         analysis = spec.get("analysis")
         service = _service(_mapping(spec.get("service"), "spec.service"))
         strategy = _strategy(_mapping(spec.get("strategy"), "spec.strategy"))
+        routing = _routing(spec)
+        if routing is not None and routing.router == "gatewayAPI" and len(service.name) > 56:
+            raise ValueError("spec.service.name: at most 56 characters with spec.trafficRouting.gatewayAPI "
+                             "(the canary Service is <name>-canary)")
         if getattr(strategy, "preview_service", None) == service.name:
             # As at admission: one Service patched to both versions served the unpromoted one.
             raise ValueError("spec.strategy.blueGreen.previewService: must differ from spec.service.name")
@@ -95,6 +121,7 @@ class RolloutSpec:
             serving=parse_serving(_mapping(spec.get("serving", {}), "spec.serving")),
             analysis=None if analysis is None else AnalysisConfig.from_spec(_mapping(analysis, "spec.analysis")),
             progress_deadline_seconds=float(deadline),
+            traffic_routing=routing,
         )
 
 
@@ -158,7 +185,14 @@ def _strategy(d: Mapping[str, Any]) -> CanaryStrategy | BlueGreenStrategy:
             raise ValueError("spec.strategy.canary.steps: needs at least one step")
         parsed = tuple(_step(s, f"spec.strategy.canary.steps[{i}]") for i, s in enumerate(steps))
         _check_rising(parsed)
-        return CanaryStrategy(steps=parsed)
+        header = canary.get("headerRoute")
+        extra = canary.get("canaryReplicas")
+        return CanaryStrategy(
+            steps=parsed,
+            canary_replicas=None if extra is None else _int(extra, "spec.strategy.canary.canaryReplicas", low=1),
+            header_route=None if header is None else _header_route(
+                _mapping(header, "spec.strategy.canary.headerRoute")),
+        )
     bg = _mapping(d["blueGreen"], "spec.strategy.blueGreen")
     where = "spec.strategy.blueGreen"
     auto = bg.get("autoPromotionSeconds")
@@ -188,3 +222,47 @@ def _check_rising(steps: tuple[CanaryStep, ...]) -> None:
         raise ValueError(f"spec.strategy.canary.steps: setWeight values must rise, got {weights}")
     if 100 in weights and steps[-1].set_weight != 100:
         raise ValueError("spec.strategy.canary.steps: setWeight 100 (the promotion) must be the last step")
+
+
+def _routing(spec: Mapping[str, Any]) -> TrafficRouting | None:
+    """Without spec.trafficRouting a canary's header route or replica floor would be silently ignored."""
+    strategy = spec["strategy"]
+    if "trafficRouting" in spec:
+        return _traffic_routing(_mapping(spec["trafficRouting"], "spec.trafficRouting"), strategy)
+    canary = strategy.get("canary") or {}
+    if "headerRoute" in canary or "canaryReplicas" in canary:
+        raise ValueError("spec.strategy.canary: headerRoute and canaryReplicas need spec.trafficRouting.gatewayAPI")
+    return None
+
+
+def _header_route(d: Mapping[str, Any]) -> HeaderMatch:
+    where = "spec.strategy.canary.headerRoute"
+    return HeaderMatch(name=_str(d.get("name"), f"{where}.name", HEADER_NAME_PATTERN),
+                       value=_str(d.get("value"), f"{where}.value"))
+
+
+# Each router serves one kind of strategy (the key under spec.strategy): replica weights and a route
+# split a canary, selectors switch whole versions (blue-green).
+ROUTER_STRATEGIES = {"replicas": "canary", "gatewayAPI": "canary", "service": "blueGreen"}
+
+
+def _traffic_routing(d: Mapping[str, Any], strategy: Mapping[str, Any]) -> TrafficRouting:
+    named = [k for k in ROUTER_STRATEGIES if k in d]
+    if len(named) != 1:
+        raise ValueError("spec.trafficRouting: set exactly one of replicas, service or gatewayAPI")
+    router = named[0]
+    if ROUTER_STRATEGIES[router] not in strategy:
+        raise ValueError(f"spec.trafficRouting.{router}: needs spec.strategy.{ROUTER_STRATEGIES[router]}")
+    canary = strategy.get("canary") or {}
+    if router != "gatewayAPI" and ("headerRoute" in canary or "canaryReplicas" in canary):
+        raise ValueError("spec.strategy.canary: headerRoute and canaryReplicas need spec.trafficRouting.gatewayAPI")
+    if router != "gatewayAPI":
+        return TrafficRouting(router=router)
+    gw = _mapping(d["gatewayAPI"], "spec.trafficRouting.gatewayAPI")
+    namespace = gw.get("namespace")
+    return TrafficRouting(
+        router=router,
+        http_route=_str(gw.get("httpRoute"), "spec.trafficRouting.gatewayAPI.httpRoute", DNS_NAME_PATTERN),
+        namespace=None if namespace is None else _str(namespace, "spec.trafficRouting.gatewayAPI.namespace",
+                                                      DNS_LABEL_PATTERN),
+    )

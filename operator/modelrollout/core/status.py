@@ -18,7 +18,7 @@ HISTORY_LIMIT = 10
 OWNED_KEYS = frozenset({
     "phase", "reason", "message", "stableVersion", "canaryVersion", "stableModel", "canaryModel",
     "currentStepIndex", "stepStartedAt", "desiredWeight", "effectiveWeight", "rejectedVersion", "lastCommandId",
-    "scaleDownAt", "observedGeneration", "conditions", "analysis", "history",
+    "scaleDownAt", "observedGeneration", "conditions", "analysis", "history", "trafficRouter",
 })
 
 
@@ -190,6 +190,7 @@ class RolloutStatus:
     step_started_at: datetime | None = None
     desired_weight: int | None = None
     effective_weight: float | None = None
+    traffic_router: str | None = None  # the router in use (replicas, service, gatewayAPI)
     rejected_version: str | None = None  # rolled back/aborted/undone: re-applying it needs `retry`
     last_command_id: str | None = None
     scale_down_at: datetime | None = None  # blue-green: when the old version goes to 0
@@ -219,6 +220,7 @@ class RolloutStatus:
             "canaryModel": None if self.canary_model is None else self.canary_model.to_dict(),
             "currentStepIndex": self.current_step_index, "stepStartedAt": _opt_time(self.step_started_at),
             "desiredWeight": self.desired_weight, "effectiveWeight": self.effective_weight,
+            "trafficRouter": self.traffic_router,
             "rejectedVersion": self.rejected_version, "lastCommandId": self.last_command_id,
             "scaleDownAt": _opt_time(self.scale_down_at), "observedGeneration": self.observed_generation,
             "conditions": [c.to_dict() for c in self.conditions], "analysis": self.analysis.to_dict(),
@@ -236,6 +238,7 @@ class RolloutStatus:
             canary_model=ModelRecord.from_dict(d.get("canaryModel")),
             current_step_index=d.get("currentStepIndex"), step_started_at=parse_time(d.get("stepStartedAt")),
             desired_weight=d.get("desiredWeight"), effective_weight=d.get("effectiveWeight"),
+            traffic_router=d.get("trafficRouter"),
             rejected_version=d.get("rejectedVersion"), last_command_id=d.get("lastCommandId"),
             scale_down_at=parse_time(d.get("scaleDownAt")), observed_generation=d.get("observedGeneration"),
             conditions=[Condition.from_dict(c) for c in d.get("conditions", [])],

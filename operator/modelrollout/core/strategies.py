@@ -23,7 +23,7 @@ from modelrollout.core.status import RolloutStatus
 
 
 class Strategy(Protocol):
-    # The router this strategy uses unless the spec names one (spec.trafficRouting, later).
+    # The router this strategy uses unless spec.trafficRouting names one.
     ROUTER: str
 
     def plan(self, spec: RolloutSpec, status: RolloutStatus, obs: Observations, now: datetime,
@@ -47,5 +47,10 @@ def strategy_for(spec: RolloutSpec) -> Strategy:
     return STRATEGIES[type(spec.strategy)]
 
 
+def router_name(spec: RolloutSpec) -> str:
+    """spec.trafficRouting's router, else the strategy's own (the CRD allows only matching pairs)."""
+    return spec.traffic_routing.router if spec.traffic_routing is not None else strategy_for(spec).ROUTER
+
+
 def router_for(spec: RolloutSpec) -> TrafficRouter:
-    return ROUTERS[strategy_for(spec).ROUTER]
+    return ROUTERS[router_name(spec)]

@@ -6,9 +6,11 @@ the adapter (kube.py) applies what it returns. Routers are chosen from `ROUTERS`
 - `replicas`: weights as replica counts behind one Service that selects every version (canary).
 - `service`: every version at full size; the main Service pins one version, a preview Service
   another, and a switch is one selector patch (blue-green).
+- `gatewayAPI`: exact weights on the backendRefs of a user's HTTPRoute, and a header rule.
 
-Adding a router (e.g. the Gateway API): one module here implementing the protocol, one line in
-ROUTERS, and in kube.py the apply step for any new kind of object it returns.
+`spec.trafficRouting` names the router; without it the strategy's own (`Strategy.ROUTER`) is used.
+Adding a router: one module here implementing the protocol, one line in ROUTERS, and in kube.py the
+read and apply of any new kind of object it returns.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from modelrollout.core.observations import Observations, TrafficIntent
-from modelrollout.core.routers import replicas, service
+from modelrollout.core.observations import Observations, RouteIntent, TrafficIntent
+from modelrollout.core.routers import gateway, replicas, service
 from modelrollout.core.spec import RolloutSpec
 
 
@@ -34,5 +36,13 @@ class TrafficRouter(Protocol):
         """Whether the observed objects already send the main traffic where `traffic` says."""
         ...
 
+    def routable(self, spec: RolloutSpec, traffic: TrafficIntent, obs: Observations) -> TrafficIntent:
+        """The part of `traffic` the Ready pods can take now (what selectors and routes are set to)."""
+        ...
 
-ROUTERS: dict[str, TrafficRouter] = {"replicas": replicas, "service": service}
+    def route(self, spec: RolloutSpec, traffic: TrafficIntent, obs: Observations) -> RouteIntent | None:
+        """The HTTPRoute rules to write for `traffic`; None: this router writes no route, or no change."""
+        ...
+
+
+ROUTERS: dict[str, TrafficRouter] = {"replicas": replicas, "service": service, "gatewayAPI": gateway}

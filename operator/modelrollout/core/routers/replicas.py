@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from modelrollout.core.observations import Observations, TrafficIntent, selector
+from modelrollout.core.observations import Observations, RouteIntent, TrafficIntent, selector
 from modelrollout.core.spec import RolloutSpec
 
 
@@ -63,3 +63,12 @@ def selectors(spec: RolloutSpec, rollout: str, traffic: TrafficIntent) -> dict[s
 def is_routed(spec: RolloutSpec, traffic: TrafficIntent, obs: Observations) -> bool:
     """The Service selects every version, so the weight is whatever the Ready pods make it."""
     return obs.selectors.get(spec.service.name) == selector(obs.name, None)
+
+
+def routable(spec: RolloutSpec, traffic: TrafficIntent, obs: Observations) -> TrafficIntent:
+    """Pods are the weight here, so whatever runs is routable."""
+    return traffic
+
+
+def route(spec: RolloutSpec, traffic: TrafficIntent, obs: Observations) -> RouteIntent | None:
+    return None  # no HTTPRoute: Services carry the traffic

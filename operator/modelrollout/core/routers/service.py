@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from modelrollout.core.observations import Observations, TrafficIntent, selector
+from modelrollout.core.observations import Observations, RouteIntent, TrafficIntent, selector
 from modelrollout.core.spec import RolloutSpec
 
 
@@ -31,3 +31,12 @@ def selectors(spec: RolloutSpec, rollout: str, traffic: TrafficIntent) -> dict[s
 
 def is_routed(spec: RolloutSpec, traffic: TrafficIntent, obs: Observations) -> bool:
     return obs.selectors.get(spec.service.name) == selector(obs.name, active_version(traffic))
+
+
+def routable(spec: RolloutSpec, traffic: TrafficIntent, obs: Observations) -> TrafficIntent:
+    """The strategy switches only to Ready pods itself (blue-green waits for them)."""
+    return traffic
+
+
+def route(spec: RolloutSpec, traffic: TrafficIntent, obs: Observations) -> RouteIntent | None:
+    return None  # no HTTPRoute: Services carry the traffic

@@ -1,0 +1,210 @@
+"""The gatewayAPI router: exact weights on the user's HTTPRoute, a header rule for testers, pods that
+need not follow the weight, and no version losing pods while the gateway may still send it traffic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pytest
+
+from modelrollout.core import decide
+from modelrollout.core.observations import (
+    Decision,
+    HeaderMatch,
+    Observations,
+    RouteObservation,
+    TrafficIntent,
+    selector,
+)
+from modelrollout.core.phases import Phase
+from modelrollout.core.routers import gateway
+from modelrollout.core.spec import RolloutSpec
+from modelrollout.core.status import RolloutStatus
+
+from .builders import at, healthy_status, make_spec, ready, spec_dict
+
+pytestmark = pytest.mark.unit
+
+EDIT = {"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": "a", "value": "b"}]}}
+USER_RULE = {"matches": [{"path": {"type": "PathPrefix", "value": "/v2"}}], "filters": [EDIT],
+             "backendRefs": [{"name": "fraud", "port": 80}]}
+OTHER_RULE = {"matches": [{"path": {"type": "PathPrefix", "value": "/docs"}}],
+              "backendRefs": [{"name": "docs", "port": 80}]}
+HEADER = HeaderMatch("X-Canary", "always")
+
+
+def gateway_spec(replicas: int = 2, canary_replicas: int | None = None, header: bool = False,
+                 **kwargs: Any) -> RolloutSpec:
+    d = spec_dict(replicas=replicas, analysis=None, trafficRouting={"gatewayAPI": {"httpRoute": "web"}}, **kwargs)
+    if canary_replicas is not None:
+        d["strategy"]["canary"]["canaryReplicas"] = canary_replicas
+    if header:
+        d["strategy"]["canary"]["headerRoute"] = {"name": HEADER.name, "value": HEADER.value}
+    return RolloutSpec.from_dict(d)
+
+
+def seen(*rules: dict[str, Any], generation: int = 1, accepted: int | None = 1) -> RouteObservation:
+    return RouteObservation("ml", "web", tuple(rules), "7", rollout_namespace="ml", generation=generation,
+                            accepted_generation=accepted)
+
+
+def weights(rule: dict[str, Any]) -> dict[str, int]:
+    return {r["name"]: r["weight"] for r in rule["backendRefs"]}
+
+
+@pytest.mark.parametrize(("replicas", "weight"), [(2, 5), (4, 5), (1, 1), (10, 33), (3, 99)])
+def test_the_route_carries_exactly_the_weight_at_any_replica_count(replicas: int, weight: int) -> None:
+    spec = gateway_spec(replicas=replicas)
+    [rule] = gateway.desired_rules(spec, TrafficIntent("1", "2", weight), seen(USER_RULE))
+    assert weights(rule) == {"fraud": 100 - weight, "fraud-canary": weight}
+
+
+def test_only_the_weights_change_and_the_users_rules_stay_as_they_are() -> None:
+    spec = gateway_spec()
+    other_rule, rule = gateway.desired_rules(spec, TrafficIntent("1", "2", 25), seen(OTHER_RULE, USER_RULE))
+    assert other_rule == OTHER_RULE
+    assert {k: v for k, v in rule.items() if k != "backendRefs"} == {k: v for k, v in USER_RULE.items()
+                                                                      if k != "backendRefs"}
+    assert rule["backendRefs"] == [{"name": "fraud", "port": 80, "weight": 75},
+                                   {"name": "fraud-canary", "port": 80, "weight": 25}]
+
+
+def test_a_header_rule_sends_marked_requests_to_the_canary_only_while_one_runs() -> None:
+    spec = gateway_spec(header=True)
+    intent = TrafficIntent("1", "2", 5, canary_header=HEADER)
+    marked, rule = gateway.desired_rules(spec, intent, seen(USER_RULE))
+    assert marked["name"] == gateway.HEADER_RULE
+    assert marked["matches"] == [{"path": {"type": "PathPrefix", "value": "/v2"},
+                                  "headers": [{"type": "Exact", "name": "X-Canary", "value": "always"}]}]
+    assert marked["filters"] == USER_RULE["filters"] and weights(marked) == {"fraud-canary": 1}
+    assert weights(rule) == {"fraud": 95, "fraud-canary": 5}
+    # Once no canary runs the operator's rule goes, and applying twice changes nothing
+    [after] = gateway.desired_rules(spec, TrafficIntent("2"), seen(marked, rule))
+    assert weights(after) == {"fraud": 100, "fraud-canary": 0}
+    assert gateway.desired_rules(spec, intent, seen(marked, rule)) == [marked, rule]
+
+
+@pytest.mark.parametrize(
+    ("canary_replicas", "header", "weight", "pods"),
+    [(None, False, 5, {"2": 1, "1": 2}), (2, False, 5, {"2": 2, "1": 2}), (None, True, 0, {"2": 1, "1": 2}),
+     (None, False, 0, {"2": 0, "1": 2}), (None, False, 60, {"2": 2, "1": 2}), (3, False, 100, {"2": 2, "1": 2})],
+)
+def test_canary_pods_follow_the_weight_or_a_floor_and_the_stable_version_keeps_all_its_pods(
+        canary_replicas: int | None, header: bool, weight: int, pods: dict[str, int]) -> None:
+    spec = gateway_spec(replicas=2, canary_replicas=canary_replicas, header=header)
+    intent = TrafficIntent("1", "2", weight, canary_header=HEADER if header else None,
+                           canary_pods_floor=canary_replicas or 0)
+    assert gateway.pods(spec, intent) == pods
+    assert gateway.selectors(spec, "fraud", intent) == {"fraud": selector("fraud", "1"),
+                                                        "fraud-canary": selector("fraud", "2")}
+
+
+@pytest.mark.parametrize(
+    ("canary_ready", "route_weight", "routable_weight"),
+    [(0, 0, None), (1, 5, 5), (1, 0, 0), (2, 5, 25)],
+)
+def test_a_weight_rises_only_once_the_canary_pods_for_it_are_ready(
+        canary_ready: int, route_weight: int, routable_weight: int | None) -> None:
+    spec = gateway_spec(replicas=4)  # weight 25 of 4 replicas: 1 pod; asked for 2 here by the floor
+    intent = TrafficIntent("1", "2", 25, canary_pods_floor=2)
+    route = gateway.desired_rules(spec, TrafficIntent("1", "2", route_weight), seen(USER_RULE))
+    obs = Observations("fraud", 1, deployments={"1": ready(4), "2": ready(2, canary_ready)}, route=seen(*route))
+    got = gateway.routable(spec, intent, obs)
+    assert (got.canary_weight if got.canary else None) == routable_weight
+
+
+def test_routed_only_once_the_gateway_accepted_the_current_generation() -> None:
+    spec = gateway_spec()
+    intent = TrafficIntent("1", "2", 5)
+    rules = gateway.desired_rules(spec, intent, seen(USER_RULE))
+    pinned = {"fraud": selector("fraud", "1")}
+    assert gateway.is_routed(spec, intent, Observations("fraud", 1, selectors=pinned, route=seen(*rules)))
+    stale = seen(*rules, generation=2, accepted=1)
+    assert not gateway.is_routed(spec, intent, Observations("fraud", 1, selectors=pinned, route=stale))
+    assert not gateway.is_routed(spec, intent, Observations("fraud", 1, selectors=pinned, route=seen(USER_RULE)))
+
+
+@dataclass
+class GatewayWorld:
+    """Deployments, Service selectors and one HTTPRoute, as the cluster and a gateway would keep them."""
+
+    spec: RolloutSpec
+    deployments: dict[str, Any] = field(default_factory=dict)
+    selectors: dict[str, Any] = field(default_factory=dict)
+    route: RouteObservation = field(default_factory=lambda: seen(USER_RULE))
+
+    def observe(self) -> Observations:
+        return Observations("fraud", 1, deployments=dict(self.deployments), selectors=dict(self.selectors),
+                            route=self.route)
+
+    def apply(self, d: Decision, accept: bool) -> None:
+        for version, intent in (d.deployments or {}).items():
+            self.deployments[version] = ready(intent.replicas)
+        self.selectors.update(d.selectors)
+        if d.route is not None:
+            generation = self.route.generation + 1
+            self.route = replace(self.route, rules=d.route.rules, generation=generation)
+        if accept:
+            self.route = replace(self.route, accepted_generation=self.route.generation)
+
+
+def test_a_rollback_writes_weight_zero_at_once_and_keeps_the_canary_pods_until_the_gateway_took_it() -> None:
+    spec = gateway_spec(replicas=2, canary_replicas=2, steps=[{"setWeight": 5}, {"pause": {}}])
+    world = GatewayWorld(spec, deployments={"1": ready(2)})
+    status: RolloutStatus = healthy_status("1")
+    for i in range(6):
+        d = decide(spec, status, world.observe(), at(i))
+        world.apply(d, accept=True)
+        status = d.status
+    assert status.phase == Phase.PAUSED and weights(dict(world.route.rules[0])) == {"fraud": 95, "fraud-canary": 5}
+    assert status.traffic_router == "gatewayAPI"
+    # When the canary is rolled back (abort) and the gateway has not yet taken the new route in
+    aborted = decide(spec, status, replace(world.observe(), annotations={
+        "modelrollout.dev/command": "abort", "modelrollout.dev/command-id": "a1"}), at(10))
+    assert aborted.status.phase == Phase.ROLLED_BACK
+    assert aborted.route is not None and weights(dict(aborted.route.rules[0])) == {"fraud": 100, "fraud-canary": 0}
+    assert aborted.deployments is not None and aborted.deployments["2"].replicas == 2  # still reachable
+    assert aborted.selectors["fraud-canary"] == selector("fraud", "1")  # and its Service already on stable
+    world.apply(aborted, accept=False)
+    held = decide(spec, aborted.status, world.observe(), at(11))
+    assert held.deployments is not None and held.deployments["2"].replicas == 2
+    # Then once the gateway accepted it, the canary goes to 0 pods
+    world.apply(held, accept=True)
+    cut = decide(spec, held.status, world.observe(), at(12))
+    assert cut.deployments is not None and cut.deployments["2"].replicas == 0
+
+
+def test_a_step_completes_only_after_the_gateway_accepted_its_weight() -> None:
+    spec = gateway_spec(replicas=2, steps=[{"setWeight": 5}, {"setWeight": 50}, {"pause": {}}])
+    world = GatewayWorld(spec, deployments={"1": ready(2)})
+    status = healthy_status("1")
+    for i in range(4):
+        d = decide(spec, status, world.observe(), at(i))
+        world.apply(d, accept=False)
+        status = d.status
+    assert status.current_step_index == 0 and status.reason == "AwaitingRoute", status.message
+    d = decide(spec, status, world.observe(), at(5))
+    world.apply(d, accept=True)
+    d = decide(spec, d.status, world.observe(), at(6))
+    assert d.status.current_step_index == 1
+
+
+@pytest.mark.parametrize(
+    ("extra", "field_named"),
+    [({"trafficRouting": {"gatewayAPI": {}}}, "spec.trafficRouting.gatewayAPI.httpRoute"),
+     ({"trafficRouting": {}}, "spec.trafficRouting"),
+     ({"trafficRouting": {"service": {}}}, "spec.trafficRouting.service"),
+     ({"trafficRouting": {"gatewayAPI": {"httpRoute": "Web_Route"}}}, "spec.trafficRouting.gatewayAPI.httpRoute")],
+)
+def test_a_bad_traffic_routing_names_the_field(extra: dict[str, Any], field_named: str) -> None:
+    with pytest.raises(ValueError, match=field_named.replace(".", r"\.")):
+        RolloutSpec.from_dict(spec_dict(**extra))
+
+
+def test_a_header_route_without_the_gateway_router_is_refused_rather_than_ignored() -> None:
+    d = spec_dict()
+    d["strategy"]["canary"]["headerRoute"] = {"name": "X-Canary", "value": "always"}
+    with pytest.raises(ValueError, match=r"spec\.strategy\.canary: headerRoute"):
+        RolloutSpec.from_dict(d)
+    assert make_spec().traffic_routing is None
