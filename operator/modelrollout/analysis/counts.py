@@ -68,7 +68,8 @@ class Judgement:
     e_value: float
 
 
-def _add_counts(state: CriterionState, obs: CountObservation) -> CriterionState:
+def add_counts(state: CriterionState, obs: CountObservation) -> CriterionState:
+    """Both versions' events and trials of one tick added to a criterion's running sums."""
     return replace(
         state,
         canary_events=state.canary_events + obs.canary_events,
@@ -96,7 +97,7 @@ def update_bound(state: CriterionState, obs: CountObservation, bound: float, alp
     extra = min(max(obs.canary_extra_events, 0.0), obs.canary_trials - events)
     tick_lr = tick_log_likelihood_ratios(events, obs.canary_trials, bound)
     log_lr = tuple(float(a + b) for a, b in zip(state.log_lr, tick_lr, strict=True))
-    updated = _add_counts(replace(state, log_lr=log_lr), replace(obs, canary_events=events))
+    updated = add_counts(replace(state, log_lr=log_lr), replace(obs, canary_events=events))
     updated = replace(updated, pass_extra_events=state.pass_extra_events + extra)
     low, high = binomial_rate_interval(updated.canary_events, updated.canary_trials, alpha)
     if updated.pass_extra_events > 0:  # the upper end (Pass) counts the requests between the bounds as slower
@@ -120,7 +121,7 @@ def update_comparison(state: CriterionState, obs: CountObservation, alpha: float
     """
     total = obs.canary_trials + obs.stable_trials
     if obs.canary_trials <= 0 or obs.stable_trials <= 0:
-        return _add_counts(state, obs)  # one version had no traffic: nothing to compare in this tick
+        return add_counts(state, obs)  # one version had no traffic: nothing to compare in this tick
     share = obs.canary_trials / total
     canary_events = min(max(obs.canary_events, 0.0), obs.canary_trials)
     stable_events = min(max(obs.stable_events, 0.0), obs.stable_trials)
@@ -140,7 +141,7 @@ def update_comparison(state: CriterionState, obs: CountObservation, alpha: float
         upper=running_end(state.upper, high, min),
     )
     clean = CountObservation(canary_events, obs.canary_trials, stable_events, obs.stable_trials)
-    return _with_difference_ends(_add_counts(updated, clean), alpha)
+    return _with_difference_ends(add_counts(updated, clean), alpha)
 
 
 def _with_difference_ends(state: CriterionState, alpha: float) -> CriterionState:

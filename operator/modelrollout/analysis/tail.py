@@ -41,7 +41,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from modelrollout.analysis.config import MetricConfig
-from modelrollout.analysis.counts import CountObservation, Judgement, running_end, verdict_for
+from modelrollout.analysis.counts import CountObservation, Judgement, add_counts, running_end, verdict_for
 from modelrollout.analysis.inversion import LATTICE, log_e_value_at_one, log_ratio_interval, tick_log_likelihood
 from modelrollout.analysis.latency import Buckets, bound_at_or_below, share_slower, slower_than, total_count
 from modelrollout.analysis.sequential import running_p_value
@@ -123,7 +123,7 @@ def plan_tail(metric: MetricConfig, criterion: str, stable_history: Buckets) -> 
 def update_tail(previous: CriterionState, obs: CountObservation, plan: TailPlan, alpha: float) -> CriterionState:
     """Fold one tick's requests above the plan's bound into the test of "excess at most 1"."""
     if obs.canary_trials <= 0 or obs.stable_trials <= 0:
-        untested = _add(previous, obs)
+        untested = add_counts(previous, obs)
         return replace(untested, threshold=plan.bound, canary_bound=plan.canary_bound, tolerance=plan.tolerance)
     share = obs.canary_trials / (obs.canary_trials + obs.stable_trials)
     canary = min(max(obs.canary_events, 0.0), obs.canary_trials)
@@ -147,7 +147,7 @@ def update_tail(previous: CriterionState, obs: CountObservation, plan: TailPlan,
         canary_bound=plan.canary_bound,
         tolerance=plan.tolerance,
     )
-    return _add(updated, CountObservation(canary, obs.canary_trials, stable, obs.stable_trials))
+    return add_counts(updated, CountObservation(canary, obs.canary_trials, stable, obs.stable_trials))
 
 
 def tail_observation(canary: Buckets, stable: Buckets, plan: TailPlan) -> CountObservation:
@@ -169,15 +169,6 @@ def without_legacy(state: CriterionState) -> CriterionState:
     """
     return CriterionState() if state.tolerance is None and state.canary_trials > 0 else state
 
-
-def _add(state: CriterionState, obs: CountObservation) -> CriterionState:
-    return replace(
-        state,
-        canary_events=state.canary_events + obs.canary_events,
-        canary_trials=state.canary_trials + obs.canary_trials,
-        stable_events=state.stable_events + obs.stable_events,
-        stable_trials=state.stable_trials + obs.stable_trials,
-    )
 
 
 def judge_tail(state: CriterionState) -> Judgement:
