@@ -44,26 +44,58 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def histogram(url: str) -> dict[str, float]:
-    """Cumulative bucket counts by `le`, plus _sum and _count, from the operator's /metrics."""
-    out: dict[str, float] = {}
+BREAKDOWN = ("modelrollout_api_request_duration_seconds", "modelrollout_api_queue_wait_seconds",
+             "modelrollout_event_loop_lag_seconds", "modelrollout_scrape_duration_seconds")
+Series = dict[str, dict[str, float]]  # "name{labels but le}" -> {le: cumulative count, "_sum", "_count"}
+
+
+def histograms(url: str) -> Series:
+    """Every histogram series of the operator's /metrics, bucket counts keyed by `le`."""
+    out: Series = {}
     with urllib.request.urlopen(url, timeout=10) as response:
         for line in response.read().decode().splitlines():
-            if line.startswith(f"{METRIC}_bucket"):
-                le = line.split('le="', 1)[1].split('"', 1)[0]
-                out[le] = float(line.rsplit(" ", 1)[1])
-            elif line.startswith((f"{METRIC}_sum", f"{METRIC}_count")):
-                out[line.split(" ", 1)[0].removeprefix(METRIC)] = float(line.rsplit(" ", 1)[1])
+            if line.startswith("#") or not line.startswith(("modelrollout_",)):
+                continue
+            series, value = line.rsplit(" ", 1)
+            name, _, labels = series.partition("{")
+            for suffix in ("_bucket", "_sum", "_count"):
+                if name.endswith(suffix):
+                    base = name.removesuffix(suffix)
+                    break
+            else:
+                continue
+            kept = [part for part in labels.rstrip("}").split(",") if part and not part.startswith("le=")]
+            key = base + ("{" + ",".join(kept) + "}" if kept else "")
+            field = labels.split('le="', 1)[1].split('"', 1)[0] if suffix == "_bucket" else suffix
+            out.setdefault(key, {})[field] = float(value)
     return out
 
 
+def histogram(url: str) -> dict[str, float]:
+    return histograms(url).get(METRIC, {})
+
+
+def breakdown(before: Series, after: Series) -> dict[str, dict[str, Any]]:
+    """Per series of the timing metrics: how many, the mean and the p99 bucket in this phase."""
+    rows: dict[str, dict[str, Any]] = {}
+    for key, now in sorted(after.items()):
+        if not key.startswith(BREAKDOWN):
+            continue
+        then = before.get(key, {})
+        count = now.get("_count", 0) - then.get("_count", 0)
+        if count:
+            rows[key] = {"count": int(count), "mean_seconds": round((now["_sum"] - then.get("_sum", 0)) / count, 4),
+                         "p99": quantile_bound(then, now, 0.99)}
+    return rows
+
+
 def quantile_bound(before: dict[str, float], after: dict[str, float], q: float) -> str:
-    """The smallest bucket bound under which a fraction q of this phase's ticks fell."""
+    """The smallest bucket bound under which a fraction q of this phase's observations fell."""
     total = after["_count"] - before.get("_count", 0)
     bounds = sorted((k for k in after if not k.startswith("_")), key=lambda k: float(k.replace("+Inf", "inf")))
     for le in bounds:
         if after[le] - before.get(le, 0) >= q * total:
-            return f"<= {le} s" if le != "+Inf" else "> 10 s"
+            return f"<= {le} s" if le != "+Inf" else f"> {bounds[-2]} s"
     return "?"
 
 
@@ -83,7 +115,8 @@ def rollout(name: str, version: str, model: dict[str, Any], store: str) -> dict[
 
 def phase(api: kubernetes.client.CustomObjectsApi, names: list[str], version: str, metrics: str, pid: int,
           apply: Any, timeout: float) -> dict[str, Any]:
-    before, cpu0, started = histogram(metrics), cpu_seconds(pid), time.monotonic()
+    all_before, cpu0, started = histograms(metrics), cpu_seconds(pid), time.monotonic()
+    before = all_before.get(METRIC, {})
     for name in names:
         apply(name)
 
@@ -94,12 +127,14 @@ def phase(api: kubernetes.client.CustomObjectsApi, names: list[str], version: st
         return len(done) == len(names)
 
     wait_until(all_healthy, timeout, f"{len(names)} rollouts Healthy on version {version}", interval=1)
-    after = histogram(metrics)
+    all_after = histograms(metrics)
+    after = all_after.get(METRIC, {})
     ticks = after["_count"] - before.get("_count", 0)
     return {"version": version, "wall_seconds": round(time.monotonic() - started, 1), "ticks": int(ticks),
             "mean_seconds": round((after["_sum"] - before.get("_sum", 0)) / ticks, 3) if ticks else None,
             "p50": quantile_bound(before, after, 0.5), "p99": quantile_bound(before, after, 0.99),
-            "operator_cpu_seconds": round(cpu_seconds(pid) - cpu0, 1)}
+            "operator_cpu_seconds": round(cpu_seconds(pid) - cpu0, 1),
+            "where_the_time_goes": breakdown(all_before, all_after)}
 
 
 def run(n: int, workdir: Path) -> dict[str, Any]:
@@ -118,7 +153,7 @@ def run(n: int, workdir: Path) -> dict[str, Any]:
              "127.0.0.1", "--liveness", f"http://127.0.0.1:{free_port()}/healthz"],
             stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, KUBECONFIG=str(cluster.kubeconfig)))
         metrics = f"http://127.0.0.1:{metrics_port}/metrics"
-        wait_until(lambda: histogram(metrics) is not None, 60, "the operator's metrics")
+        wait_until(lambda: METRIC in histograms(metrics), 60, "the operator's metrics")
         api = kubernetes.client.CustomObjectsApi(api_client)
         names = [f"model-{i:03d}" for i in range(n)]
 

@@ -19,7 +19,7 @@ from typing import Any
 import kopf
 import kubernetes
 
-from modelrollout import opmetrics
+from modelrollout import blocking, opmetrics
 from modelrollout.core.phases import Event
 from modelrollout.kube import GROUP, PLURAL, VERSION, KubeAdapter, OwnershipConflictError, PermissionDeniedError
 from modelrollout.reconcile import Context, is_due, tick
@@ -28,6 +28,7 @@ from modelrollout.sources import all_sources
 log = logging.getLogger(__name__)
 PREFIX = "modelrollout.dev"
 TICK_SECONDS = 1.0
+WATCH_NAMESPACES: tuple[str, ...] = ()  # set by main from --namespace; empty: all namespaces
 API_WORKERS = 32  # blocking Kubernetes calls in flight at once (a tick makes about five)
 
 
@@ -48,7 +49,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # for seconds while the operator used little CPU. Size it, and the connection pool, for I/O.
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=API_WORKERS, thread_name_prefix="kube-api"))
-    memo.ctx = Context(kube=KubeAdapter(_api_client()), source=all_sources())
+    kube = KubeAdapter(_api_client())
+    kube.start_cache(WATCH_NAMESPACES)
+    memo.ctx = Context(kube=kube, source=all_sources())
+    memo.lag_watch = asyncio.get_running_loop().create_task(blocking.watch_loop_lag())  # held: not collected
 
 
 def _api_client() -> kubernetes.client.ApiClient:
@@ -118,9 +122,9 @@ async def _report_problem(ctx: Context, body: dict[str, Any], reason: str, messa
         return
     ctx.reported[meta["uid"]] = message
     with contextlib.suppress(PermissionDeniedError, kubernetes.client.ApiException):
-        await asyncio.to_thread(ctx.kube.post_event, body, Event("Warning", reason, message))
+        await blocking.run(ctx.kube.post_event, body, Event("Warning", reason, message))
     with contextlib.suppress(PermissionDeniedError, kubernetes.client.ApiException):
-        await asyncio.to_thread(ctx.kube.patch_status, meta["namespace"], meta["name"], {"message": message})
+        await blocking.run(ctx.kube.patch_status, meta["namespace"], meta["name"], {"message": message})
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, id="release-services")
@@ -129,7 +133,7 @@ async def release_services(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger
     holds it until then); the Services it created go with it by garbage collection."""
     ctx: Context = memo.ctx
     try:
-        released = await asyncio.to_thread(ctx.kube.release_services, copy.deepcopy(dict(body)))
+        released = await blocking.run(ctx.kube.release_services, copy.deepcopy(dict(body)))
     except PermissionDeniedError as exc:
         logger.error("%s", exc)
         raise kopf.TemporaryError(str(exc), delay=10) from None

@@ -7,13 +7,16 @@ loop never waits on the network. Nothing here decides anything.
 from __future__ import annotations
 
 import base64
+import datetime as dt
+import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import kubernetes
 from kubernetes.client import ApiException
 
-from modelrollout import ownership, workloads
+from modelrollout import opmetrics, ownership, workloads
 from modelrollout.core.observations import (
     LABEL_ROLLOUT,
     LABEL_VERSION,
@@ -24,6 +27,7 @@ from modelrollout.core.observations import (
 )
 from modelrollout.core.phases import Event
 from modelrollout.core.spec import RolloutSpec
+from modelrollout.kubecache import Cache, Reflector
 from modelrollout.kubeevents import EventRecorder
 from modelrollout.managedfields import applied_by
 from modelrollout.ownership import OwnershipConflictError as OwnershipConflictError
@@ -71,18 +75,31 @@ def ready_targets(pods: list[PodState]) -> list[PodTarget]:
             if p.ready and p.ip and not p.deleting]
 
 
-def _pod_state(pod: Any) -> PodState:
-    status = pod.status
-    containers = status.container_statuses or []
-    waiting = next(((c.state.waiting.reason or "", c.state.waiting.message or "") for c in containers
-                    if c.state and c.state.waiting), None)
-    last = next((c.last_state.terminated for c in containers if c.last_state and c.last_state.terminated), None)
+def _pod_state(pod: dict[str, Any]) -> PodState:
+    """From the pod as the API server sends it (camelCase JSON)."""
+    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+    containers = status.get("containerStatuses") or []
+    waiting = next(((w.get("reason") or "", w.get("message") or "") for c in containers
+                    if (w := (c.get("state") or {}).get("waiting")) is not None), None)
+    last = next((t for c in containers if (t := (c.get("lastState") or {}).get("terminated"))), None)
+    started = status.get("startTime")
     return PodState(
-        name=pod.metadata.name, version=(pod.metadata.labels or {}).get(LABEL_VERSION, ""), ip=status.pod_ip,
-        ready=any(c.type == "Ready" and c.status == "True" for c in status.conditions or []),
-        deleting=pod.metadata.deletion_timestamp is not None, restarts=sum(c.restart_count or 0 for c in containers),
-        waiting=waiting, last_exit=None if last is None else f"{last.reason or 'exited'}, exit code {last.exit_code}",
-        uid=pod.metadata.uid or "", started_at=status.start_time.isoformat() if status.start_time else None,
+        name=meta.get("name", ""), version=(meta.get("labels") or {}).get(LABEL_VERSION, ""), ip=status.get("podIP"),
+        ready=any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []),
+        deleting=meta.get("deletionTimestamp") is not None,
+        restarts=sum(c.get("restartCount") or 0 for c in containers), waiting=waiting,
+        last_exit=None if last is None else f"{last.get('reason') or 'exited'}, exit code {last.get('exitCode')}",
+        uid=meta.get("uid") or "",
+        started_at=None if not started else dt.datetime.fromisoformat(started).isoformat(),
+    )
+
+
+def _deployment_observation(d: dict[str, Any]) -> DeploymentObservation:
+    meta, spec, st = d["metadata"], d.get("spec") or {}, d.get("status") or {}
+    return DeploymentObservation(
+        replicas=spec.get("replicas") or 0, ready_replicas=st.get("readyReplicas") or 0,
+        updated_replicas=st.get("updatedReplicas") or 0, available_replicas=st.get("availableReplicas") or 0,
+        up_to_date=(st.get("observedGeneration") or 0) >= (meta.get("generation") or 0),
     )
 
 
@@ -93,9 +110,16 @@ def _forbidden(exc: ApiException, verb: str, what: str, namespace: str) -> Permi
     )
 
 
+def _timed(kind: str) -> Any:
+    def record(verb: str, seconds: float) -> None:
+        opmetrics.API_SECONDS.labels(verb, kind).observe(seconds)
+    return record
+
+
 class KubeAdapter:
-    def __init__(self, api: kubernetes.client.ApiClient) -> None:
+    def __init__(self, api: kubernetes.client.ApiClient, cache: Cache | None = None) -> None:
         self.api = api
+        self.cache = cache  # watch-fed copies of pods, Deployments, Services (kubecache); None: read the API
         self.apps = kubernetes.client.AppsV1Api(api)
         self.core = kubernetes.client.CoreV1Api(api)
         self.custom = kubernetes.client.CustomObjectsApi(api)
@@ -103,56 +127,81 @@ class KubeAdapter:
         self.policy = kubernetes.client.PolicyV1Api(api)
 
     def _call(self, verb: str, what: str, namespace: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        started = time.monotonic()
         try:
             return fn(*args, **kwargs)
         except ApiException as exc:
             if exc.status == 403:
                 raise _forbidden(exc, verb, what, namespace) from None
             raise
+        finally:
+            opmetrics.API_SECONDS.labels(verb, what).observe(time.monotonic() - started)
+
+    def start_cache(self, namespaces: tuple[str, ...]) -> Cache:
+        """Watch pods, Deployments and Services with the rollout label in `namespaces` (empty: all)."""
+        kinds = {"pods": (self.core.list_namespaced_pod, self.core.list_pod_for_all_namespaces),
+                 "deployments.apps": (self.apps.list_namespaced_deployment,
+                                      self.apps.list_deployment_for_all_namespaces),
+                 "services": (self.core.list_namespaced_service, self.core.list_service_for_all_namespaces)}
+        reflectors = [Reflector(kind, namespaced if ns else everywhere, ns, LABEL_ROLLOUT, _timed(kind))
+                      for kind, (namespaced, everywhere) in kinds.items() for ns in (namespaces or (None,))]
+        self.cache = Cache(reflectors)
+        self.cache.start()
+        return self.cache
+
+    def _raw(self, verb: str, what: str, namespace: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """The API's JSON answer as dicts, like the cache holds (and cheaper than the client's models)."""
+        return json.loads(self._call(verb, what, namespace, fn, *args, _preload_content=False, **kwargs).data)
+
+    def _labelled(self, kind: str, namespace: str, labels: dict[str, str], fn: Any) -> list[dict[str, Any]]:
+        cached = None if self.cache is None else self.cache.select(kind, namespace, labels)
+        if cached is not None:
+            return cached
+        selector = ",".join(f"{k}={v}" for k, v in labels.items())
+        return list(self._raw("list", kind, namespace, fn, namespace, label_selector=selector)["items"])
 
     def observe_deployments(self, namespace: str, rollout: str) -> dict[str, DeploymentObservation]:
-        items = self._call("list", "deployments.apps", namespace, self.apps.list_namespaced_deployment,
-                           namespace, label_selector=f"{LABEL_ROLLOUT}={rollout}").items
-        seen: dict[str, DeploymentObservation] = {}
-        for d in items:
-            version = (d.metadata.labels or {}).get(LABEL_VERSION)
-            if version is None or d.metadata.deletion_timestamp:
-                continue
-            st = d.status
-            seen[version] = DeploymentObservation(
-                replicas=d.spec.replicas or 0, ready_replicas=st.ready_replicas or 0,
-                updated_replicas=st.updated_replicas or 0, available_replicas=st.available_replicas or 0,
-                up_to_date=(st.observed_generation or 0) >= (d.metadata.generation or 0),
-            )
-        return seen
+        items = self._labelled("deployments.apps", namespace, {LABEL_ROLLOUT: rollout},
+                               self.apps.list_namespaced_deployment)
+        return {version: _deployment_observation(d) for d in items
+                if (version := (d["metadata"].get("labels") or {}).get(LABEL_VERSION)) is not None
+                and not d["metadata"].get("deletionTimestamp")}
 
     def pod_states(self, namespace: str, rollout: str) -> list[PodState]:
-        pods = self._call("list", "pods", namespace, self.core.list_namespaced_pod, namespace,
-                          label_selector=f"{LABEL_ROLLOUT}={rollout}").items
-        return [_pod_state(p) for p in pods]
+        return [_pod_state(p) for p in self._labelled("pods", namespace, {LABEL_ROLLOUT: rollout},
+                                                      self.core.list_namespaced_pod)]
+
+    def _read(self, kind: str, ns: str, name: str, fn: Any) -> dict[str, Any] | None:
+        """One object by name: the cache's copy when it holds it, else the API's (None: absent).
+        Absent from the cache proves nothing (it holds labelled objects only), so that is asked."""
+        if self.cache is not None:
+            synced, found = self.cache.get(kind, ns, name)
+            if synced and found is not None:
+                return found
+        try:
+            return dict(self._raw("get", kind, ns, fn, name, ns))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
 
 
-    def _version_deployment(self, ns: str, rollout: str, version: str) -> Any | None:
+    def _version_deployment(self, ns: str, rollout: str, version: str) -> dict[str, Any] | None:
         """The live Deployment running `version`, by its name if it carries that version's label,
         else by labels (a Deployment created before the naming rule changed keeps its old name)."""
         name = workloads.deployment_name(rollout, version)
-        try:
-            current = self._call("get", "deployments.apps", ns, self.apps.read_namespaced_deployment, name, ns)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            current = None
+        current = self._read("deployments.apps", ns, name, self.apps.read_namespaced_deployment)
         if current is not None:
-            labels = current.metadata.labels or {}
+            labels = current["metadata"].get("labels") or {}
             if labels.get(LABEL_ROLLOUT) != rollout or labels.get(LABEL_VERSION) != version:
                 raise OwnershipConflictError(
                     f"Deployment {ns}/{name} exists but does not run version {version} of rollout {rollout} "
                     f"(labels {LABEL_ROLLOUT}={labels.get(LABEL_ROLLOUT)}, {LABEL_VERSION}="
                     f"{labels.get(LABEL_VERSION)}); rename or delete it")
             return current
-        selector = f"{LABEL_ROLLOUT}={rollout},{LABEL_VERSION}={version}"
-        found = [d for d in self._call("list", "deployments.apps", ns, self.apps.list_namespaced_deployment, ns,
-                                       label_selector=selector).items if not d.metadata.deletion_timestamp]
+        found = [d for d in self._labelled("deployments.apps", ns, {LABEL_ROLLOUT: rollout, LABEL_VERSION: version},
+                                           self.apps.list_namespaced_deployment)
+                 if not d["metadata"].get("deletionTimestamp")]
         return found[0] if found else None
 
     def _apply(self, what: str, ns: str, fn: Any, body: dict[str, Any], *, force: bool, creates: bool = False) -> None:
@@ -177,9 +226,9 @@ class KubeAdapter:
                 return  # nothing to run, or no model to build it from
             body = workloads.deployment(rollout, spec, intent.model, intent.replicas)
         else:
-            ours = workloads.identity(applied_by(self.api.sanitize_for_serialization(current), FIELD_MANAGER),
-                                      "apps/v1", "Deployment", current.metadata.name, ns)
-            body = workloads.merged(ours, workloads.deployment_scale(rollout, current.metadata.name, version,
+            ours = workloads.identity(applied_by(current, FIELD_MANAGER),
+                                      "apps/v1", "Deployment", current["metadata"]["name"], ns)
+            body = workloads.merged(ours, workloads.deployment_scale(rollout, current["metadata"]["name"], version,
                                                                      intent.replicas))
             if body == ours:
                 return
@@ -197,28 +246,22 @@ class KubeAdapter:
             return
         # The uid precondition: only the object just checked is deleted, never one that replaced it.
         options = kubernetes.client.V1DeleteOptions(propagation_policy="Background",
-                                                    preconditions={"uid": current.metadata.uid})
+                                                    preconditions={"uid": current["metadata"]["uid"]})
         try:
             self._call("delete", "deployments.apps", ns, self.apps.delete_namespaced_deployment,
-                       current.metadata.name, ns, body=options)
+                       current["metadata"]["name"], ns, body=options)
         except ApiException as exc:
             if exc.status not in (404, 409):
                 raise
         try:  # its PodDisruptionBudget, if spec ever asked for one (named as the Deployment)
             self._call("delete", "poddisruptionbudgets.policy", ns,
-                       self.policy.delete_namespaced_pod_disruption_budget, current.metadata.name, ns)
+                       self.policy.delete_namespaced_pod_disruption_budget, current["metadata"]["name"], ns)
         except ApiException as exc:
             if exc.status != 404:
                 raise
 
     def _read_service(self, ns: str, name: str) -> dict[str, Any] | None:
-        try:
-            svc = self._call("get", "services", ns, self.core.read_namespaced_service, name, ns)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return dict(self.api.sanitize_for_serialization(svc))
+        return self._read("services", ns, name, self.core.read_namespaced_service)
 
     def service_selector(self, rollout: dict[str, Any], name: str) -> dict[str, str] | None:
         """The selector of Service `name` (None: absent); OwnershipConflictError when it belongs to

@@ -29,7 +29,7 @@ import kopf
 from aiohttp import web
 from prometheus_client import start_http_server
 
-import modelrollout.handlers  # noqa: F401 - registers the handlers with kopf
+import modelrollout.handlers  # registers the handlers with kopf; main also sets its watch scope
 from modelrollout import leader
 from modelrollout.kubelease import Elector, LeaseStore
 
@@ -87,6 +87,7 @@ class Health:
 
 
 def _kopf_options(args: argparse.Namespace, stop: asyncio.Event, ready: asyncio.Event) -> dict[str, Any]:
+    modelrollout.handlers.WATCH_NAMESPACES = tuple(args.namespace or ())  # the adapter's watch cache covers the same
     # standalone: kopf's peering is not leader election; the Lease below is.
     return {"standalone": True, "clusterwide": not args.namespace, "namespaces": args.namespace or (),
             "stop_flag": stop, "ready_flag": ready}

@@ -16,7 +16,7 @@ from typing import Any
 
 from kubernetes.client import ApiException
 
-from modelrollout import opmetrics
+from modelrollout import blocking, opmetrics
 from modelrollout.analysis.engine import assess_tick
 from modelrollout.analysis.sourceconfig import PrometheusConfig, SecretKeyRef
 from modelrollout.analysis.state import AnalysisState
@@ -59,8 +59,8 @@ async def gather(ctx: Context, body: dict[str, Any], spec: RolloutSpec, pods: li
     ns, name = meta["namespace"], meta["name"]
     services = strategy_for(spec).entry_services(spec)
     deployments, selectors, problems, route = await asyncio.gather(
-        asyncio.to_thread(ctx.kube.observe_deployments, ns, name),
-        asyncio.gather(*(asyncio.to_thread(ctx.kube.service_selector, body, service) for service in services)),
+        blocking.run(ctx.kube.observe_deployments, ns, name),
+        asyncio.gather(*(blocking.run(ctx.kube.service_selector, body, service) for service in services)),
         pod_problems(pods, spec.serving.port),
         _route(ctx, ns, spec),
     )
@@ -74,7 +74,7 @@ async def _route(ctx: Context, ns: str, spec: RolloutSpec) -> RouteObservation |
     routing = spec.traffic_routing
     if routing is None or routing.http_route is None:
         return None
-    return await asyncio.to_thread(ctx.kube.observe_route, routing.namespace or ns, routing.http_route, ns)
+    return await blocking.run(ctx.kube.observe_route, routing.namespace or ns, routing.http_route, ns)
 
 
 def _scrape_request(body: dict[str, Any], spec: RolloutSpec, status: RolloutStatus,
@@ -89,7 +89,7 @@ def _scrape_request(body: dict[str, Any], spec: RolloutSpec, status: RolloutStat
 
 
 async def _secret(ctx: Context, ns: str, ref: SecretKeyRef | None) -> str | None:
-    return None if ref is None else await asyncio.to_thread(ctx.kube.secret_value, ns, ref.name, ref.key)
+    return None if ref is None else await blocking.run(ctx.kube.secret_value, ns, ref.name, ref.key)
 
 
 async def prometheus_access(ctx: Context, ns: str, config: PrometheusConfig) -> PrometheusAccess:
@@ -113,7 +113,8 @@ async def _observe(ctx: Context, body: dict[str, Any], spec: RolloutSpec, status
     if spec.analysis is not None and spec.analysis.prometheus is not None:
         ns = body["metadata"]["namespace"]
         request = replace(request, prometheus=await prometheus_access(ctx, ns, spec.analysis.prometheus))
-    return await ctx.source.observe(request)
+    with opmetrics.SCRAPE_SECONDS.time():
+        return await ctx.source.observe(request)
 
 
 async def analyse(ctx: Context, body: dict[str, Any], spec: RolloutSpec, status: RolloutStatus,
@@ -145,20 +146,20 @@ async def act(ctx: Context, body: dict[str, Any], spec: RolloutSpec | None, deci
     """Apply the decision; spec None (it was invalid): only the status and events are written."""
     kube = ctx.kube
     if spec is not None and decision.deployments is not None:
-        await asyncio.gather(*(asyncio.to_thread(kube.apply_deployment, body, spec, v, intent)
+        await asyncio.gather(*(blocking.run(kube.apply_deployment, body, spec, v, intent)
                                for v, intent in decision.deployments.items()))
     for version in decision.delete_versions:
-        await asyncio.to_thread(kube.delete_version, body, version)
+        await blocking.run(kube.delete_version, body, version)
     if spec is not None:
         await _apply_services(kube, body, spec, decision)
     if spec is not None and decision.route is not None and decision.deployments:
         # After the Services: the route may name the canary Service for the first time.
-        await asyncio.to_thread(kube.apply_route, decision.route)
+        await blocking.run(kube.apply_route, decision.route)
     # Events before the status: a restart between the two replays this tick under the same event
     # names (kubeevents.tick_event_names), so nothing is lost and nothing is shown twice.
     names = tick_event_names(body, _stored_status(body), list(decision.events))
     for event, name in zip(decision.events, names, strict=True):
-        await asyncio.to_thread(kube.post_event, body, event, name)
+        await blocking.run(kube.post_event, body, event, name)
     await _write_status(ctx, body, decision.status)
 
 
@@ -167,7 +168,7 @@ async def _apply_services(kube: KubeAdapter, body: dict[str, Any], spec: Rollout
     if not decision.deployments:
         return
     for service, selector in decision.selectors.items():
-        await asyncio.to_thread(kube.ensure_service, body, service, spec.service.port, spec.serving.port,
+        await blocking.run(kube.ensure_service, body, service, spec.service.port, spec.serving.port,
                                 dict(selector))
 
 
@@ -175,7 +176,7 @@ async def _write_status(ctx: Context, body: dict[str, Any], status: RolloutStatu
     patch = status_patch(body.get("status"), status)
     if patch:
         meta = body["metadata"]
-        await asyncio.to_thread(ctx.kube.patch_status, meta["namespace"], meta["name"], patch)
+        await blocking.run(ctx.kube.patch_status, meta["namespace"], meta["name"], patch)
 
 
 def is_due(ctx: Context, body: dict[str, Any], now: datetime) -> bool:
@@ -198,7 +199,7 @@ async def _decide(ctx: Context, body: dict[str, Any], spec: RolloutSpec, status:
     decide once."""
     meta = body["metadata"]
     # One list of the rollout's pods per tick serves both the pod problems and the metric source.
-    pods = await asyncio.to_thread(ctx.kube.pod_states, meta["namespace"], meta["name"])
+    pods = await blocking.run(ctx.kube.pod_states, meta["namespace"], meta["name"])
     measure = (analyse(ctx, body, spec, status, pods) if needs_analysis(spec, status, now)
                else _prime_baseline(ctx, body, spec, status, pods))
     obs, seen = await asyncio.gather(gather(ctx, body, spec, pods), measure)

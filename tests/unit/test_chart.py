@@ -130,8 +130,14 @@ def test_every_api_call_of_the_adapter_is_granted() -> None:
     """Each `_call(verb, resource...)` in kube.py (the only module calling the API) is in the table,
     so a new call without its RBAC rule fails here, not on a cluster."""
     source = (ROOT / "operator" / "modelrollout" / "kube.py").read_text()
-    calls = re.findall(r'_call\(\s*"(\w+)",\s*"([\w./]+)"', source)
-    assert len(calls) >= 10
+    calls = re.findall(r'_(?:call|raw)\(\s*"(\w+)",\s*"([\w./]+)"', source)
+    calls += [("list", what) for what in re.findall(r'_labelled\(\s*"([\w./]+)"', source)]
+    calls += [("get", what) for what in re.findall(r'_read\(\s*"([\w./]+)"', source)]
+    # start_cache: each watched kind is listed, then watched.
+    watched = re.findall(r'"([\w./]+)": \(self\.\w+\.list_namespaced_', source)
+    assert sorted(watched) == ["deployments.apps", "pods", "services"]
+    calls += [(verb, what) for what in watched for verb in ("list", "watch")]
+    assert len(calls) >= 15
     for verb, what in calls:
         resource, _, group = what.partition(".")
         if resource.startswith("modelrollouts"):
