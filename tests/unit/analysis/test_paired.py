@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
-from modelrollout.analysis import paired
+from modelrollout.analysis import paired, pairedconfig
 from modelrollout.analysis.paired import (
     BET_WEIGHTS,
     BETS,
-    PairedConfig,
     PairedCounts,
     PairedState,
     RunningInterval,
@@ -24,6 +23,7 @@ from modelrollout.analysis.paired import (
     log_e_value_above,
     log_e_value_below,
 )
+from modelrollout.analysis.pairedconfig import PairedConfig
 from modelrollout.analysis.types import Verdict
 
 pytestmark = pytest.mark.unit
@@ -43,6 +43,7 @@ def _counts(pairs: float, stable_only: float, candidate_only: float, disagree: f
 
 def test_the_module_examples_hold() -> None:
     assert doctest.testmod(paired).failed == 0
+    assert doctest.testmod(pairedconfig).failed == 0
 
 
 def test_at_zero_the_test_is_mcnemars_likelihood_ratio_on_the_discordant_pairs() -> None:
