@@ -7,12 +7,14 @@ vectorised over rollouts), a threshold rule per window as Flagger and Argo Rollo
 z-test on cumulative counts checked at every tick. Every rule waits for 200 canary requests, as the operator does.
 Part 2 (replay.py) feeds request streams tick by tick through `assess_tick` for every metric type, with the
 docs' settings and with the examples' settings: promoted / rolled back / paused, Pass-then-Fail flips, and the
-canary requests an equal canary needs to pass, per margin and base error rate.
+canary requests an equal canary needs to pass, per margin and base error rate. Part 3 (shadow.py) judges a shadow
+stage on the same requests with the paired test of `modelrollout.analysis.paired`, beside the unpaired canary test.
 
-    .venv/bin/python bench/decisions/run.py          # bounded (a minute or two): 200 + 50 rollouts per cell, prints
-    .venv/bin/python bench/decisions/run.py --full   # 2,000 + 300 per cell (several minutes), writes docs/analysis.md
+    .venv/bin/python bench/decisions/run.py          # bounded (a few minutes): 200 + 50 + 100 rollouts per cell, prints
+    .venv/bin/python bench/decisions/run.py --full   # 2,000 + 300 + 1,000 per cell (over an hour), writes the docs
     .venv/bin/python bench/decisions/run.py --full --seed 7 --no-docs   # a second seed, prints only
     .venv/bin/python bench/decisions/run.py --full --only Ratio   # part 2, metrics containing "Ratio", prints only
+    .venv/bin/python bench/decisions/run.py --full --table bench-shadow   # part 3 only, rewrites only its table
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from scipy.stats import norm
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "operator"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from replay import margin_table, outcome_table, projection_table
+from shadow import shadow_table
 from streams import ERROR_STREAMS, REQUESTS_PER_TICK, Cell, accuracy_cell, error_cell, latency_cell, mae_cell
 
 from modelrollout.analysis.counts import fails_comparison
@@ -116,6 +119,11 @@ RULES: tuple[tuple[str, Callable[[Cell], np.ndarray], int], ...] = (
 )
 
 
+def canary_rollback(cell: Cell) -> np.ndarray:
+    """The engine's rollback tick per rollout (-1: none), failureLimit 1: part 3's unpaired canary column."""
+    return rollback_tick(engine_fails(cell), cell.canary_requests, 1)
+
+
 def rollback_tick(fails: np.ndarray, canary_requests: np.ndarray, failure_limit: int) -> np.ndarray:
     """First tick at which `failure_limit` consecutive failed checks end, after 200 canary requests; else -1."""
     fails = fails & (np.cumsum(canary_requests, axis=1) >= MIN_CANARY_REQUESTS)
@@ -165,33 +173,41 @@ def table(runs: int, seed: int) -> str:
 
 
 MARGINS, BASE_RATES = (0.005, 0.01, 0.02), (0.005, 0.01, 0.02)
+TABLES = ("bench-decisions", "bench-replay", "bench-margins", "bench-projection", "bench-shadow")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--full", action="store_true", help="the big run (2,000 + 300 per cell), writes the docs")
+    parser.add_argument("--full", action="store_true", help="the big run (2,000 / 300 / 1,000 per cell), writes docs")
     parser.add_argument("--runs", type=int, help="rollouts per cell of part 1 (default 200, --full 2,000)")
     parser.add_argument("--replay-runs", type=int, help="rollouts per cell of part 2 (default 50, --full 300)")
+    parser.add_argument("--shadow-runs", type=int, help="rollouts per cell of part 3 (default 100, --full 1,000)")
     parser.add_argument("--seed", type=int, default=20240607)
     parser.add_argument("--no-docs", action="store_true", help="print only, also with --full")
     parser.add_argument("--only", default="", help="only part 2's cells whose metric contains this text (prints only)")
+    parser.add_argument(
+        "--table", action="append", choices=TABLES, help="only this table (repeatable); --full then rewrites only it"
+    )
     args = parser.parse_args()
     runs = args.runs or (2000 if args.full else 200)
     replay_runs = args.replay_runs or (300 if args.full else 50)
+    shadow_runs = args.shadow_runs or (1000 if args.full else 100)
     sections = {}
     builders: tuple[tuple[str, Callable[[], str]], ...] = (
         ("bench-decisions", lambda: table(runs, args.seed)),
         ("bench-replay", lambda: outcome_table(replay_runs, args.seed, args.only)),
         ("bench-margins", lambda: margin_table(replay_runs, args.seed, MARGINS, BASE_RATES)),
         ("bench-projection", lambda: projection_table(replay_runs, args.seed, MARGINS)),
+        ("bench-shadow", lambda: shadow_table(shadow_runs, args.seed, canary_rollback)),
     )
+    runs_of = {"bench-decisions": runs, "bench-shadow": shadow_runs}
     for name, build in builders:
-        if args.only and name != "bench-replay":
+        if (args.only and name != "bench-replay") or (args.table and name not in args.table):
             continue
         started = time.perf_counter()
         text = build()
         elapsed = time.perf_counter() - started
-        rollouts = runs if name == "bench-decisions" else replay_runs
+        rollouts = runs_of.get(name, replay_runs)
         sections[name] = (
             f"{rollouts:,} rollouts per cell, seed {args.seed}, run on {date.today().isoformat()} on "
             f"{platform.machine()} {platform.system()} with {_cpus()} CPUs, Python {platform.python_version()}, "
