@@ -24,8 +24,9 @@ IMAGE = "localcluster/prometheus:v3.16.0"
 ROLLOUT_LABEL = "modelrollout.dev/rollout"
 
 
-def scrape_config(scrape_namespace: str, scrape_interval: str) -> dict[str, Any]:
-    return {
+def scrape_config(scrape_namespace: str, scrape_interval: str,
+                  operator_targets: tuple[str, ...] = ()) -> dict[str, Any]:
+    config: dict[str, Any] = {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
         "scrape_configs": [{
             "job_name": "modelrollout-serving",
@@ -40,9 +41,14 @@ def scrape_config(scrape_namespace: str, scrape_interval: str) -> dict[str, Any]
             ],
         }],
     }
+    if operator_targets:  # the operator's own /metrics (host:port), for its dashboard panels
+        config["scrape_configs"].append({"job_name": "modelrollout-operator",
+                                         "static_configs": [{"targets": list(operator_targets)}]})
+    return config
 
 
-def manifests(namespace: str, scrape_interval: str = "1s", scrape_namespace: str | None = None) -> list[dict[str, Any]]:
+def manifests(namespace: str, scrape_interval: str = "1s", scrape_namespace: str | None = None,
+              operator_targets: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """ServiceAccount, Role + RoleBinding (pods: get, list, watch in the scraped namespace), config,
     Deployment and Service, in `namespace`; the pods scraped are those of `scrape_namespace` (default: the same)."""
     scraped = scrape_namespace or namespace
@@ -50,7 +56,7 @@ def manifests(namespace: str, scrape_interval: str = "1s", scrape_namespace: str
     meta = {"name": NAME, "namespace": namespace, "labels": labels}
     # The Role lives where the pods are: it grants reading pods there and nowhere else.
     access = {"name": f"{NAME}-{namespace}" if scraped != namespace else NAME, "namespace": scraped, "labels": labels}
-    config = yaml.safe_dump(scrape_config(scraped, scrape_interval), sort_keys=False)
+    config = yaml.safe_dump(scrape_config(scraped, scrape_interval, operator_targets), sort_keys=False)
     container = {
         "name": NAME, "image": IMAGE,
         "args": ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=data",

@@ -19,10 +19,12 @@ from tests.conftest import ClusterHandle
 class PrometheusPod:
     """The Prometheus Deployment of one namespace; `address` is its Service's cluster IP URL."""
 
-    def __init__(self, cluster: ClusterHandle, namespace: str, scrape_namespace: str | None = None) -> None:
+    def __init__(self, cluster: ClusterHandle, namespace: str, scrape_namespace: str | None = None,
+                 operator_targets: tuple[str, ...] = ()) -> None:
         prometheus_binary("prometheus")  # a missing build fails here, saying `make prom-bins`
         self.cluster, self.namespace = cluster, namespace
-        for obj in local_prometheus.manifests(namespace, scrape_namespace=scrape_namespace):
+        for obj in local_prometheus.manifests(namespace, scrape_namespace=scrape_namespace,
+                                              operator_targets=operator_targets):
             apply_manifest(cluster.api, obj, obj["metadata"]["namespace"])
         svc = kubernetes.client.CoreV1Api(cluster.api).read_namespaced_service(local_prometheus.NAME, namespace)
         self.address = f"http://{svc.spec.cluster_ip}:{local_prometheus.PORT}"

@@ -13,6 +13,7 @@ import pytest
 
 from localcluster.testing import wait_until
 from localcluster.traffic import read_metrics
+from modelrollout import dashboard
 from tests.conftest import ClusterHandle
 from tests.e2e.prometheus import PrometheusPod, promtool_check_metrics
 from tests.e2e.rollouts import OperatorProcess, Scenario, Traffic, make_rollout
@@ -26,8 +27,9 @@ SLOW_STEPS = [{"setWeight": 25}, {"pause": {"duration": "60s"}}, {"setWeight": 1
 
 
 @pytest.fixture
-def prometheus(cluster: ClusterHandle, namespace: str) -> Iterator[PrometheusPod]:
-    yield PrometheusPod(cluster, namespace)
+def prometheus(cluster: ClusterHandle, namespace: str, operator: OperatorProcess) -> Iterator[PrometheusPod]:
+    # The operator runs as a process in the cluster's network namespace: scraped as a static target.
+    yield PrometheusPod(cluster, namespace, operator_targets=(f"127.0.0.1:{operator.metrics_port}",))
 
 
 def _analysis(prom: PrometheusPod, *metrics: dict[str, Any], inconclusive_limit: int = 30) -> dict[str, Any]:
@@ -65,7 +67,15 @@ def test_good_canary_is_promoted_on_counts_from_prometheus(
     assert series and all(x["metric"]["pod"].startswith(f"{s.name}-") for x in series), series
 
 
-def test_promtool_accepts_the_model_servers_and_the_operators_metrics(
+def _panel_query(expr: str, namespace: str, name: str) -> str:
+    """A dashboard expression as Grafana sends it with this rollout chosen."""
+    for variable, value in (("$namespace", namespace), ("$rollout", name), ("$model", name),
+                            ("$__rate_interval", "30s")):
+        expr = expr.replace(variable, value)
+    return expr
+
+
+def test_promtool_accepts_the_metrics_and_no_dashboard_panel_is_empty_during_a_rollout(
         cluster: ClusterHandle, namespace: str, operator: OperatorProcess, prometheus: PrometheusPod,
         models: dict[str, Any], model_store: str) -> None:
     # Given a rollout that served traffic with feedback, so every family of both pages has samples
@@ -75,6 +85,10 @@ def test_promtool_accepts_the_model_servers_and_the_operators_metrics(
         s.apply(make_rollout(s.name, "2", models["models"]["lr"], model_store, steps=FAST_STEPS,
                              analysis=_analysis(prometheus, ERRORS)))
         s.wait_phase("Healthy", 180)
+        # Every panel of the chart's Grafana dashboard, evaluated by this Prometheus, has data.
+        empty = {expr for expr in dashboard.expressions()
+                 if not prometheus.query(_panel_query(expr, namespace, s.name))}
+    assert not empty, empty
     assert traffic.stats.by_version["2"].ok > 0
     pod = next(p for p in prometheus.query(f'up{{namespace="{namespace}"}}') if p["value"][1] == "1")
     pages = {"model server": read_metrics(pod["metric"]["instance"].split(":")[0], 8080),
