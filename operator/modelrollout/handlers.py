@@ -22,6 +22,7 @@ import kubernetes
 from modelrollout import blocking, opmetrics
 from modelrollout.core.phases import Event
 from modelrollout.kube import GROUP, PLURAL, VERSION, KubeAdapter, OwnershipConflictError, PermissionDeniedError
+from modelrollout.notify import Notifier
 from modelrollout.reconcile import Context, is_due, tick
 from modelrollout.sources import all_sources
 
@@ -51,7 +52,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         ThreadPoolExecutor(max_workers=API_WORKERS, thread_name_prefix="kube-api"))
     kube = KubeAdapter(_api_client())
     kube.start_cache(WATCH_NAMESPACES)
-    memo.ctx = Context(kube=kube, source=all_sources())
+    memo.ctx = Context(kube=kube, source=all_sources(), notifier=Notifier(
+        lambda ns, ref: blocking.run(kube.secret_value, ns, ref.name, ref.key)))
     memo.lag_watch = asyncio.get_running_loop().create_task(blocking.watch_loop_lag())  # held: not collected
 
 

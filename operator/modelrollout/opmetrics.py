@@ -26,6 +26,8 @@ VERDICTS = Counter("modelrollout_analysis_verdicts_total", "Analysis verdicts pe
 RECONCILE_SECONDS = Histogram("modelrollout_reconcile_duration_seconds", "Duration of one reconcile tick",
                               buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 RECONCILE_ERRORS = Counter("modelrollout_reconcile_errors_total", "Reconcile ticks that raised", ["reason"])
+NOTIFICATIONS = Counter("modelrollout_notifications_total", "Webhook messages by outcome (sent, failed, dropped)",
+                        ["outcome"])
 
 # Where a tick's time goes: the API server's answer, the wait for a free worker thread, the wait for
 # the event loop, the pods' /metrics. Verbs and resources are the adapter's own constants.

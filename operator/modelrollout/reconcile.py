@@ -9,6 +9,7 @@ Kubernetes calls go to threads; scraping is asyncio.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -31,6 +32,7 @@ from modelrollout.core.strategies import strategy_for
 from modelrollout.core.verdicts import needs_analysis
 from modelrollout.kube import KubeAdapter, PermissionDeniedError, PodState, ready_targets
 from modelrollout.kubeevents import tick_event_names
+from modelrollout.notify import Notifier, notices
 from modelrollout.podstates import pod_problems
 from modelrollout.sources import MetricSource, PrometheusAccess, ScrapeRequest
 
@@ -45,6 +47,7 @@ class Context:
     source: MetricSource
     next_tick: dict[str, datetime] = field(default_factory=dict)  # by rollout uid (memory only)
     reported: dict[str, str] = field(default_factory=dict)  # last error shown in status/Event, by uid
+    notifier: Notifier | None = None  # spec.notifications; None: not delivered (tests without a loop)
 
 
 def rollout_key(body: dict[str, Any]) -> str:
@@ -161,6 +164,10 @@ async def act(ctx: Context, body: dict[str, Any], spec: RolloutSpec | None, deci
     for event, name in zip(decision.events, names, strict=True):
         await blocking.run(kube.post_event, body, event, name)
     await _write_status(ctx, body, decision.status)
+    if ctx.notifier is not None and spec is not None and spec.notifications and decision.events:
+        # Queued only: delivery (with its retries) never holds the tick.
+        ctx.notifier.submit(notices(body, spec.notifications, zip(decision.events, names, strict=True),
+                                    decision.status, dt.datetime.now(dt.UTC)))
 
 
 async def _apply_services(kube: KubeAdapter, body: dict[str, Any], spec: RolloutSpec, decision: Decision) -> None:

@@ -280,6 +280,18 @@ INVALID = [
     ("service name too long for its canary Service", make_rollout(
         service={"name": "s" * 57}, trafficRouting={"gatewayAPI": {"httpRoute": "web"}}),
      "spec.service.name: at most 56 characters"),
+    ("webhook without a url", make_rollout(notifications=[{"name": "team"}]),
+     "spec.notifications[]: set exactly one of url and urlFrom"),
+    ("webhook with a url and urlFrom", make_rollout(notifications=[{
+        "name": "team", "url": "http://hooks", "urlFrom": {"secretKeyRef": {"name": "s", "key": "url"}}}]),
+     "spec.notifications[]: set exactly one of url and urlFrom"),
+    ("webhook url not http", make_rollout(notifications=[{"name": "team", "url": "ftp://hooks/x"}]),
+     "spec.notifications[0].url"),
+    ("webhook format unknown", make_rollout(notifications=[{"name": "team", "url": "http://h", "format": "teams"}]),
+     "spec.notifications[0].format"),
+    ("two webhooks with one name", make_rollout(notifications=[{"name": "team", "url": "http://a"},
+                                                               {"name": "team", "url": "http://b"}]),
+     "spec.notifications[1]"),
 ]
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelrollout.analysis.config import AnalysisConfig
+from modelrollout.core.notifications import Webhook, parse_notifications
 from modelrollout.core.observations import HeaderMatch
 from modelrollout.core.serving import ServingSpec, parse_serving
 from modelrollout.durations import parse_duration
@@ -96,6 +97,7 @@ class RolloutSpec:
     analysis: AnalysisConfig | None = None  # None: no metrics, steps advance on pod readiness alone
     progress_deadline_seconds: float = 600.0
     traffic_routing: TrafficRouting | None = None  # None: the strategy's own router (strategies.py)
+    notifications: tuple[Webhook, ...] = ()
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> RolloutSpec:
@@ -122,6 +124,7 @@ class RolloutSpec:
             analysis=None if analysis is None else AnalysisConfig.from_spec(_mapping(analysis, "spec.analysis")),
             progress_deadline_seconds=float(deadline),
             traffic_routing=routing,
+            notifications=parse_notifications(spec.get("notifications")),
         )
 
 
