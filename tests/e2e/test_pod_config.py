@@ -139,3 +139,35 @@ def test_a_pod_template_reaches_the_pods_of_both_versions(
         return names if names == [deployment_name("gpu", "2")] else None
 
     wait_until(budgets, 90, "only version 2's PodDisruptionBudget left", describe=s.describe)
+
+
+def test_a_job_runs_to_completion_and_its_termination_message_is_kept(cluster: ClusterHandle,
+                                                                       namespace: str) -> None:
+    """The validation gate reads a Job's result from its container's termination message."""
+    batch = kubernetes.client.BatchV1Api(cluster.api)
+    core = kubernetes.client.CoreV1Api(cluster.api)
+    script = "import pathlib; pathlib.Path('/dev/termination-log').write_text('{\"passed\": true}'); print('done')"
+    failing = "import sys; print('first words'); print('last words'); sys.exit(3)"
+    for name, args, policy in (("ok", script, "File"), ("bad", failing, "FallbackToLogsOnError")):
+        batch.create_namespaced_job(namespace, {"metadata": {"name": name}, "spec": {
+            "backoffLimit": 0, "activeDeadlineSeconds": 60, "template": {"spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "c", "image": "localcluster/python:test", "args": ["-c", args],
+                                "terminationMessagePolicy": policy}]}}}})
+
+    def terminated(job: str) -> Any:
+        pods = core.list_namespaced_pod(namespace, label_selector=f"job-name={job}").items
+        states = [s.state.terminated for p in pods for s in (p.status.container_statuses or [])]
+        return next((t for t in states if t is not None), None)
+
+    def pods() -> str:
+        return "\n".join(f"{p.metadata.name}: {p.status.phase} {p.status.container_statuses}"
+                         for p in core.list_namespaced_pod(namespace).items)
+
+    wait_until(lambda: (batch.read_namespaced_job_status("ok", namespace).status.succeeded or 0) == 1, 90,
+               "job ok succeeds", describe=pods)
+    assert json.loads(terminated("ok").message) == {"passed": True}
+    wait_until(lambda: (batch.read_namespaced_job_status("bad", namespace).status.failed or 0) == 1, 90,
+               "job bad fails", describe=pods)
+    bad = terminated("bad")
+    assert bad.exit_code == 3 and bad.message.endswith("first words\nlast words")
