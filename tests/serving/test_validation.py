@@ -15,10 +15,12 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
 from modelserver.validation.cli import main, modelrollout_main
-from modelserver.validation.config import ValidationConfig
+from modelserver.validation.config import KNOWN_FIELDS, SCORES, ValidationConfig
 from modelserver.validation.report import TERMINATION_MESSAGE_BYTES, Check, Report
 from modelserver.validation.run import ModelRef, validate
 from modelserver.validation.scores import prediction_shift, scores
+from tests.e2e.test_crd_validation import INVALID_CHECKS
+from tests.unit.test_defaults import CRD_FILES, defaults_in, spec_schema
 
 from .conftest import ExampleModels
 
@@ -62,6 +64,21 @@ def test_bad_config_names_the_field(spec: dict[str, Any], field: str) -> None:
     with pytest.raises(ValueError) as raised:
         ValidationConfig.from_dict(spec, where="config")
     assert str(raised.value).startswith(f"{field}:")
+
+
+@pytest.mark.parametrize(("case", "body", "field"), INVALID_CHECKS, ids=[c[0] for c in INVALID_CHECKS])
+def test_the_jobs_parser_refuses_what_the_crd_refuses(case: str, body: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValueError) as raised:
+        ValidationConfig.from_dict(body["spec"]["validation"]["checks"])
+    assert str(raised.value).startswith(f"{field}:"), f"{case}: {raised.value}"
+
+
+def test_the_crd_declares_exactly_the_fields_the_parser_knows() -> None:
+    for path in CRD_FILES:
+        checks = spec_schema(path)["properties"]["validation"]["properties"]["checks"]
+        assert not list(defaults_in(checks)), "defaults of checks live in ValidationConfig only (docs/validation.md)"
+        assert set(checks["properties"]) == KNOWN_FIELDS
+        assert set(checks["properties"]["maxRegression"]["properties"]) == set(SCORES)
 
 
 def _write_csv(path: Path, x: list[list[Any]], y: list[Any], names: list[str] | None = None) -> Path:

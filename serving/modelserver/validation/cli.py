@@ -33,7 +33,9 @@ def parser(prog: str, json_default: str | None) -> argparse.ArgumentParser:
         p.add_argument(f"--{role}", required=True, help=f"the {role} model file: path, file:// or http(s):// URL")
         p.add_argument(f"--{role}-digest", default="", help="its expected sha256:<hex> (required for joblib)")
         p.add_argument(f"--{role}-format", default="auto", help="auto (from the extension), joblib, pickle, skops")
-    p.add_argument("--allow-pickle", action="store_true", help="open joblib/pickle files (they run code when loaded)")
+        p.add_argument(f"--{role}-allow-pickle", action="store_true", help="open it if it is a joblib/pickle file")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="open joblib/pickle files, which run code when loaded (both models)")
     p.add_argument("--trusted-types", default="", help="comma-separated extra types a skops file may contain")
     p.add_argument("--data", required=True, help="holdout: .csv with a label column or .npz with X and y")
     p.add_argument("--data-sha256", default=None, help="expected sha256 of the holdout (required for a URL)")
@@ -49,7 +51,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "modelrollout validate",
          json_default: str | None = "validation-report.json") -> int:
     args = parser(prog, json_default).parse_args(argv)  # exits 2 on bad flags
     try:
-        config = ValidationConfig.from_dict(_config_mapping(args), where="config")
+        # --config-json is how the operator's Job passes spec.validation.checks: errors name that field.
+        where = "spec.validation.checks" if args.config_json is not None else "config"
+        config = ValidationConfig.from_dict(_config_mapping(args), where=where)
     except (OSError, ValueError, yaml.YAMLError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return USAGE_ERROR
@@ -73,7 +77,8 @@ def _config_mapping(args: argparse.Namespace) -> dict[str, Any]:
 
 def _ref(args: argparse.Namespace, role: str) -> ModelRef:
     return ModelRef(uri=getattr(args, role), digest=getattr(args, f"{role}_digest"),
-                    format=getattr(args, f"{role}_format"), allow_pickle=args.allow_pickle,
+                    format=getattr(args, f"{role}_format"),
+                    allow_pickle=args.allow_pickle or getattr(args, f"{role}_allow_pickle"),
                     trusted_types=args.trusted_types)
 
 

@@ -17,6 +17,8 @@ SCORES = ("accuracy", "precision", "recall", "f1")
 # camelCase minimum keys of the spec, per score name.
 MIN_KEYS = {"accuracy": "minAccuracy", "precision": "minPrecision", "recall": "minRecall", "f1": "minF1"}
 DTYPES = ("float", "int")
+KNOWN_FIELDS = frozenset({"labelColumn", "features", "allowMissing", "maxDuplicateFraction", "maxRegression",
+                          "perClass", "maxPredictionShift", *MIN_KEYS.values()})
 
 
 @dataclass(frozen=True)
@@ -42,11 +44,9 @@ class ValidationConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "spec.validation.checks") -> ValidationConfig:
-        known = {"labelColumn", "features", "allowMissing", "maxDuplicateFraction", "maxRegression", "perClass",
-                 "maxPredictionShift", *MIN_KEYS.values()}
-        unknown = sorted(set(d) - known)
+        unknown = sorted(set(d) - KNOWN_FIELDS)
         if unknown:
-            raise ValueError(f"{where}.{unknown[0]}: unknown field (known: {', '.join(sorted(known))})")
+            raise ValueError(f"{where}.{unknown[0]}: unknown field (known: {', '.join(sorted(KNOWN_FIELDS))})")
         label = d.get("labelColumn", cls.label_column)
         if not isinstance(label, str) or not label:
             raise ValueError(f"{where}.labelColumn: must be a non-empty string")
