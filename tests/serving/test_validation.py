@@ -206,6 +206,9 @@ def test_cli_exit_codes_report_and_json(models: ExampleModels, holdout: Path, tm
     config.write_text("minAccuracy: 2\n")
     assert main([*base, "--candidate", str(models.directory / "rf.skops")]) == 2
     assert "config.minAccuracy" in capsys.readouterr().err
+    config.write_text("minAccuracy: 0.5\n")
+    assert main([*base[:2], "--data", str(tmp_path / "absent.csv"), *base[4:], "--candidate", "x"]) == 2
+    assert "absent.csv: no such file" in capsys.readouterr().err
     assert modelrollout_main(["promote"]) == 2
     with pytest.raises(SystemExit) as exited:
         main(["--candidate", "x"])

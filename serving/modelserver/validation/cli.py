@@ -4,7 +4,8 @@
     python -m modelserver validate ... --config-json '{...}' --termination-log /dev/termination-log
 
 prints the Markdown report, writes the JSON report (--json), and exits 0 when every check passed,
-1 when one failed or the data or a model could not be read, 2 for a usage error (bad flags or config).
+1 when one failed or the data or a model could not be read, 2 for a usage error (bad flags or config,
+a --data path that does not exist).
 The operator's Job uses the second form: the result goes to the container's termination message.
 """
 
@@ -56,6 +57,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "modelrollout validate",
         config = ValidationConfig.from_dict(_config_mapping(args), where=where)
     except (OSError, ValueError, yaml.YAMLError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    if "://" not in args.data and not Path(args.data).is_file():
+        print(f"{prog}: --data {args.data}: no such file", file=sys.stderr)
         return USAGE_ERROR
     report = validate(_ref(args, "baseline"), _ref(args, "candidate"), args.data, config, args.data_sha256)
     return _emit(report, args)

@@ -8,6 +8,7 @@ model's classes, zero_division=0): tests/serving/validation pins each against sk
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -56,7 +57,8 @@ def prediction_shift(a: Sequence[str], b: Sequence[str]) -> float:
     >>> prediction_shift(["x", "x", "y", "y"], ["x", "y", "y", "y"])
     0.25
     """
-    labels = sorted(set(a) | set(b))
-    share_a = np.array([list(a).count(c) for c in labels], dtype=np.float64) / max(len(a), 1)
-    share_b = np.array([list(b).count(c) for c in labels], dtype=np.float64) / max(len(b), 1)
+    count_a, count_b = Counter(a), Counter(b)
+    labels = sorted(set(count_a) | set(count_b))
+    share_a = np.array([count_a[c] for c in labels], dtype=np.float64) / max(len(a), 1)
+    share_b = np.array([count_b[c] for c in labels], dtype=np.float64) / max(len(b), 1)
     return float(0.5 * np.abs(share_a - share_b).sum())
