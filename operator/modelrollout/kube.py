@@ -368,6 +368,16 @@ class KubeAdapter:
             if exc.status != 409:
                 raise
 
+    def delete_validation_job(self, namespace: str, name: str) -> None:
+        """Stop a validation run nothing waits for; its pod goes with it (Background propagation)."""
+        options = kubernetes.client.V1DeleteOptions(propagation_policy="Background")
+        try:
+            self._call("delete", "jobs.batch", namespace, self.batch.delete_namespaced_job, name, namespace,
+                       body=options)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
     def observe_validation_job(self, namespace: str, name: str) -> ValidationJobObservation:
         try:
             job = self._call("get", "jobs.batch", namespace, self.batch.read_namespaced_job, name, namespace)

@@ -168,6 +168,8 @@ async def act(ctx: Context, body: dict[str, Any], spec: RolloutSpec | None, deci
         await blocking.run(kube.delete_version, body, version)
     if spec is not None and decision.validation_job is not None:
         await blocking.run(kube.ensure_validation_job, body, spec, decision.validation_job)
+    if decision.cancel_validation_job is not None:
+        await blocking.run(kube.delete_validation_job, body["metadata"]["namespace"], decision.cancel_validation_job)
     if spec is not None:
         await _apply_services(kube, body, spec, decision)
     if spec is not None and decision.route is not None and decision.deployments:

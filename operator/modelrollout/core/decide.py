@@ -13,6 +13,7 @@ nothing: commands are keyed by id, analysis by nextTickAt, and steps by stepStar
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -51,7 +52,8 @@ def decide(spec: RolloutSpec, status: RolloutStatus, obs: Observations, now: dat
     change.status = plan.status
     change.events.extend(plan.events)
     change.wake_at.extend(plan.wake_at)
-    return _decision(change, spec, obs, plan, router)
+    return replace(_decision(change, spec, obs, plan, router),
+                   cancel_validation_job=validation.cancel_stale_run(status, change))
 
 
 def decide_from_dicts(spec: Mapping[str, Any], status: Mapping[str, Any] | None, obs: Observations,

@@ -227,6 +227,7 @@ class Decision:
     next_tick_at: datetime
     route: RouteIntent | None = None
     validation_job: ValidationJobIntent | None = None  # a validation gate is running: its Job
+    cancel_validation_job: str | None = None  # the Job of a run nothing waits for any more: delete it
 
 
 def selector(rollout: str, version: str | None) -> dict[str, str]:

@@ -33,9 +33,9 @@ from modelrollout.core.observations import (
 )
 from modelrollout.core.phases import Phase
 from modelrollout.core.spec import RolloutSpec
-from modelrollout.core.status import ValidationStatus, format_time
+from modelrollout.core.status import RolloutStatus, ValidationStatus, format_time
 
-RUNNING, PASSED, FAILED = "Running", "Passed", "Failed"
+RUNNING, PASSED, FAILED, CANCELLED = "Running", "Passed", "Failed", "Cancelled"
 POLL = timedelta(seconds=2)
 # Beyond the Job's own activeDeadlineSeconds: time for the Job controller to create the pod and report.
 GRACE = timedelta(seconds=60)
@@ -165,3 +165,20 @@ def job_intent(spec: RolloutSpec, change: Change) -> ValidationJobIntent | None:
     if st.stable_model is None or run.version != st.canary_model.version:
         return None
     return ValidationJobIntent(name=run.job, stable=st.stable_model, candidate=st.canary_model)
+
+
+def cancel_stale_run(before: RolloutStatus, change: Change) -> str | None:
+    """The Job of a run that was Running when the tick started and that no gate waits for any more (its
+    version was superseded, aborted, or promoted by hand): that run is marked Cancelled and its Job is
+    returned, for the adapter to delete instead of letting it work on until its deadline."""
+    old = before.validation
+    if old is None or old.state != RUNNING:
+        return None
+    st = change.status
+    run = st.validation
+    if run is not None and run.job == old.job:
+        waited_for = st.canary_model is not None and st.canary_model.version == run.version
+        if run.state != RUNNING or (waited_for and st.phase in GATED_PHASES):
+            return None
+        run.state, run.message = CANCELLED, f"cancelled: version {run.version} no longer waits for it ({st.reason})"
+    return old.job

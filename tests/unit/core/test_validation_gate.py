@@ -26,8 +26,8 @@ FAILED = {"passed": False, "message": "minAccuracy failed: candidate accuracy (o
                                    "candidate": 0.48, "stable": 0.9, "threshold": 0.9}]}
 
 
-def gated(**extra: Any) -> RolloutSpec:
-    return make_spec(version="2", analysis=None, steps=[{"setWeight": 50}], validation=HOLDOUT, **extra)
+def gated(version: str = "2") -> RolloutSpec:
+    return make_spec(version=version, analysis=None, steps=[{"setWeight": 50}], validation=HOLDOUT)
 
 
 def finish(run: Run, result: dict[str, Any] | str | None, failure: str = "") -> None:
@@ -127,3 +127,20 @@ def test_without_validation_nothing_changes() -> None:
     run = run_from_healthy(make_spec(version="2", analysis=None, steps=[{"setWeight": 50}]))
     decision = run.tick()
     assert decision.validation_job is None and run.status.validation is None and candidate_pods(run) == 2
+
+
+def test_a_run_nothing_waits_for_is_cancelled_and_its_job_deleted() -> None:
+    run = run_from_healthy(gated())
+    first = run.tick().validation_job
+    assert first is not None
+    # Superseded by version 3: a new run, the old Job deleted
+    run.spec = gated("3")
+    decision = run.tick(after=2)
+    assert decision.cancel_validation_job == first.name
+    assert decision.validation_job is not None and decision.validation_job.candidate.version == "3"
+    # Aborted: the run is marked Cancelled, its Job deleted, and nothing more is asked for
+    run.world.command("abort", "a1")
+    decision = run.tick(after=2)
+    assert run.status.validation is not None and run.status.validation.state == "Cancelled"
+    assert run.phase == Phase.ROLLED_BACK and decision.cancel_validation_job == run.status.validation.job
+    assert run.tick(after=2).cancel_validation_job is None
