@@ -1,4 +1,5 @@
-"""The validation gate on the local cluster, under continuous traffic: a holdout with a missing value and a
+"""The validation gate on the local cluster, under continuous traffic: a missing holdout is named while the gate
+waits (and the run is cancelled when a newer version supersedes it); a holdout with a missing value and a
 candidate below minAccuracy are both rolled back having served nothing (no pod of theirs ever existed, so none
 was ever an endpoint of the users' Service); a good candidate passes and goes on to its canary."""
 
@@ -13,6 +14,7 @@ from typing import Any
 import kubernetes
 import pytest
 
+from localcluster.testing import wait_until
 from tests.conftest import ClusterHandle
 from tests.e2e.rollouts import OperatorProcess, Scenario, Traffic, make_rollout
 
@@ -60,6 +62,14 @@ def never_runs(s: Scenario, version: str) -> Any:
     return check
 
 
+def job_gone(s: Scenario, name: str) -> bool:
+    try:
+        kubernetes.client.BatchV1Api(s.cluster.api).read_namespaced_job(name, s.namespace)
+    except kubernetes.client.ApiException as exc:
+        return exc.status == 404
+    return False
+
+
 def cli_status(s: Scenario) -> str:
     out = subprocess.run([sys.executable, "-m", "modelrollout.cli", "status", s.name, "-n", s.namespace,
                           "--kubeconfig", str(s.cluster.kubeconfig)], capture_output=True, text=True)
@@ -75,19 +85,28 @@ def test_bad_data_and_a_weak_model_are_rolled_back_with_zero_candidate_responses
     s.apply(make_rollout(s.name, "1", models["models"]["lr"], model_store, steps=STEPS))
     s.wait_phase("Healthy", 90)
     with Traffic(s.service_url(), "fraud", models["holdout"], burst=1) as traffic:
-        # When a candidate is checked on a holdout with a missing value
-        s.apply(gated(s, "2", models["models"]["rf"], model_store, "gaps.csv"))
-        stopped = s.wait_phase("RolledBack", 150, check=never_runs(s, "2"))
+        # When the holdout's ConfigMap does not exist, the status says so while the Job's pod waits
+        absent = gated(s, "2", models["models"]["rf"], model_store, "good.csv")
+        absent["spec"]["validation"]["data"]["configMap"]["name"] = "absent"
+        s.apply(absent)
+        waiting = wait_until(lambda: "absent" in (s.status().get("validation") or {}).get("message", "")
+                             and s.status(), 90, "the gate to say what it waits for", describe=s.describe)
+        assert waiting["reason"] == "Validating" and pods_of(s, "2") == 0, waiting
+        # and a newer version supersedes it: that run's Job is deleted
+        s.apply(gated(s, "3", models["models"]["rf"], model_store, "gaps.csv"))
+        wait_until(lambda: job_gone(s, waiting["validation"]["job"]), 60, "the superseded run's Job to go")
+        # When the candidate is checked on a holdout with a missing value
+        stopped = s.wait_phase("RolledBack", 150, check=never_runs(s, "3"))
         # Then it is stopped naming the column, before any model is judged
         assert stopped["reason"] == "ValidationFailed", stopped
         assert "missingValues failed: column f3: 1 of 500 values are missing" in stopped["message"]
         assert stopped["validation"]["state"] == "Failed"
         assert not any(c["name"] == "minAccuracy" for c in stopped["validation"]["checks"])
         # When a candidate at chance accuracy is checked on good data
-        s.apply(gated(s, "3", models["models"]["lr-bad"], model_store, "good.csv"))
-        rolled = s.wait_phase("RolledBack", 150, check=never_runs(s, "3"))
+        s.apply(gated(s, "4", models["models"]["lr-bad"], model_store, "good.csv"))
+        rolled = s.wait_phase("RolledBack", 150, check=never_runs(s, "4"))
     # Then it is rolled back naming the check, with both versions' values in status and the plugin's table
-    assert rolled["rejectedVersion"] == "3" and "minAccuracy failed" in rolled["message"], rolled
+    assert rolled["rejectedVersion"] == "4" and "minAccuracy failed" in rolled["message"], rolled
     accuracy = next(c for c in rolled["validation"]["checks"] if c["name"] == "minAccuracy")
     assert accuracy["verdict"] == "Fail" and accuracy["candidate"] < 0.6 and accuracy["stable"] > 0.85
     table = cli_status(s)
