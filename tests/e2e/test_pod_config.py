@@ -23,7 +23,7 @@ PRINTER = """
 import os, pathlib
 for key in ("FROM_CM", "FROM_SECRET", "PREFIX_color", "MY_NS", "MY_APP", "EXPANDED"):
     print(f"{key}={os.environ.get(key)}")
-for path in ("/etc/cfg/color", "/etc/secret/token", "/etc/info/labels", "/scratch"):
+for path in ("/etc/cfg/color", "/etc/cfg/blob", "/etc/secret/token", "/etc/info/labels", "/scratch"):
     p = pathlib.Path(path)
     print(f"{path}=" + (p.read_text().strip() if p.is_file() else str(p.is_dir())))
 """
@@ -32,7 +32,8 @@ for path in ("/etc/cfg/color", "/etc/secret/token", "/etc/info/labels", "/scratc
 def test_env_and_volumes_come_from_configmaps_secrets_and_the_downward_api(
         cluster: ClusterHandle, namespace: str) -> None:
     core = kubernetes.client.CoreV1Api(cluster.api)
-    core.create_namespaced_config_map(namespace, {"metadata": {"name": "cfg"}, "data": {"color": "blue"}})
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "cfg"}, "data": {"color": "blue"},
+                                                  "binaryData": {"blob": base64.b64encode(b"bytes").decode()}})
     core.create_namespaced_secret(namespace, {"metadata": {"name": "sec"},
                                               "data": {"token": base64.b64encode(b"s3cret").decode()}})
     core.create_namespaced_pod(namespace, {"metadata": {"name": "env", "labels": {"app": "env-test"}}, "spec": {
@@ -56,7 +57,8 @@ def test_env_and_volumes_come_from_configmaps_secrets_and_the_downward_api(
                describe=lambda: pod_log(cluster.workdir / "kubelet", namespace, "env", "c"))
     out = pod_log(cluster.workdir / "kubelet", namespace, "env", "c")
     for line in ("FROM_CM=blue", "FROM_SECRET=s3cret", "PREFIX_color=blue", f"MY_NS={namespace}",
-                 "MY_APP=env-test", f"EXPANDED=ns-{namespace}", "/etc/cfg/color=blue", "/etc/secret/token=s3cret",
+                 "MY_APP=env-test", f"EXPANDED=ns-{namespace}", "/etc/cfg/color=blue", "/etc/cfg/blob=bytes",
+                 "/etc/secret/token=s3cret",
                  '/etc/info/labels=app="env-test"', "/scratch=True"):
         assert line in out, out
 
