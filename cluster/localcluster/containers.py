@@ -22,6 +22,18 @@ from localcluster.procs import _die_with_parent
 # Shorter than the kubelet's 10s..300s so crash-loop tests finish in seconds; same doubling shape.
 BACKOFF_BASE = 1.0
 BACKOFF_MAX = 20.0
+# As the kubelet: a file the container may write its last words to, bound at terminationMessagePath, and
+# read into state.terminated.message (at most 4096 bytes) when the container exits.
+TERMINATION_MESSAGE_PATH = "/dev/termination-log"
+TERMINATION_MESSAGE_BYTES = 4096
+FALLBACK_LOG_BYTES, FALLBACK_LOG_LINES = 2048, 80  # FallbackToLogsOnError: the log's tail, as the kubelet
+
+
+def termination_log(path: Path) -> Path:
+    """An empty host file for one container's termination message."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    return path
 
 
 def now_rfc3339() -> str:
@@ -81,6 +93,7 @@ class Container:
     readiness: ProbeState = field(default_factory=ProbeState)
     liveness: ProbeState = field(default_factory=ProbeState)
     stopping: bool = False
+    termination_log: Path | None = None
 
     @property
     def name(self) -> str:
@@ -91,6 +104,8 @@ class Container:
 
     async def start(self, loop_time: float) -> None:
         self.cwd.mkdir(parents=True, exist_ok=True)
+        if self.termination_log is not None:
+            self.termination_log.write_bytes(b"")  # each run of the container has its own last words
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             log.write(f"--- start {now_rfc3339()}: {shlex.join(self.argv)}\n".encode())
@@ -121,6 +136,9 @@ class Container:
             "reason": "Completed" if code == 0 else "Error",
             "startedAt": self.started_at, "finishedAt": now_rfc3339(),
         }
+        message = self._termination_message(code)
+        if message:
+            record["message"] = message
         self.proc, self.ready = None, False
         if self.stopping:
             self.terminated = record
@@ -134,6 +152,16 @@ class Container:
             self.waiting = ("CrashLoopBackOff", f"back-off {delay:.0f}s restarting failed container {self.name}")
         else:
             self.terminated = record
+
+    def _termination_message(self, code: int) -> str:
+        written = b""
+        if self.termination_log is not None and self.termination_log.is_file():
+            written = self.termination_log.read_bytes()[:TERMINATION_MESSAGE_BYTES]
+        if not written and code != 0 and self.spec.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+            with contextlib.suppress(OSError):
+                tail = self.log_path.read_bytes()[-FALLBACK_LOG_BYTES * 4:].splitlines()[-FALLBACK_LOG_LINES:]
+                written = b"\n".join(tail)[-FALLBACK_LOG_BYTES:]
+        return written.decode("utf-8", errors="replace")
 
     async def restart_if_due(self, loop_time: float) -> None:
         if self.restart_at is not None and loop_time >= self.restart_at and not self.stopping:

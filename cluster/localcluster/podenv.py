@@ -69,6 +69,17 @@ class PodResources:
                 return {}
             raise PodConfigError(f'configmap "{name}" not found') from None
 
+    def _configmap_files(self, name: str, optional: bool = False) -> dict[str, str | bytes]:
+        """A ConfigMap as volume files: `data` as text and `binaryData` (base64 in the API) as bytes."""
+        try:
+            found = self.core.read_namespaced_config_map(name, self.ns)
+        except kubernetes.client.ApiException as exc:
+            if exc.status == 404 and optional:
+                return {}
+            raise PodConfigError(f'configmap "{name}" not found') from None
+        binary = {k: base64.b64decode(v) for k, v in (found.binary_data or {}).items()}
+        return {**(found.data or {}), **binary}
+
     def _secret(self, name: str, optional: bool = False) -> dict[str, bytes]:
         try:
             data = self.core.read_namespaced_secret(name, self.ns).data or {}
@@ -138,8 +149,8 @@ class PodResources:
             return
         if "configMap" in volume:
             src = volume["configMap"]
-            data = self._configmap(src["name"], src.get("optional", False))
-            _write_items(folder, data, src.get("items"))
+            files = self._configmap_files(src["name"], src.get("optional", False))
+            _write_items(folder, files, src.get("items"))
         elif "secret" in volume:
             src = volume["secret"]
             secret = self._secret(src["secretName"], src.get("optional", False))

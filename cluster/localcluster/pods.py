@@ -14,7 +14,7 @@ import aiohttp
 import kubernetes
 
 from localcluster import images
-from localcluster.containers import Container, now_rfc3339
+from localcluster.containers import TERMINATION_MESSAGE_PATH, Container, now_rfc3339, termination_log
 from localcluster.controlplane import NODE_IP
 from localcluster.dns import resolv_conf
 from localcluster.podenv import Mount, PodConfigError, PodResources, base_env, expand, mounts_for
@@ -106,10 +106,14 @@ class PodWorker:
             env = base_env(self.ip, venv_bin)
             env.update(resources.env(spec))
             argv = [expand(a, env) for a in argv]
+            termination = termination_log(self.root / "termination" / spec["name"])
             built.append(Container(
                 spec=spec, argv=argv, env=env,
-                mounts=[*mounts_for(spec, folders), Mount(resolv, "/etc/resolv.conf", read_only=True)],
+                mounts=[*mounts_for(spec, folders), Mount(resolv, "/etc/resolv.conf", read_only=True),
+                        Mount(termination, spec.get("terminationMessagePath", TERMINATION_MESSAGE_PATH),
+                              read_only=False)],
                 log_path=self.root / "logs" / f"{spec['name']}.log", cwd=self.root / "containers" / spec["name"],
+                termination_log=termination,
             ))
         return built
 

@@ -11,7 +11,8 @@ and for make_regression(2000, 20, noise=10, random_state=42):
   ridge     Ridge regressor                            (joblib)
 plus `manifest.json` (name, version, file, format, digest, n_features, accuracy or mae on the held-out
 quarter) and `holdout-classification.json` (the held-out rows and labels, for sending traffic and
-feedback). Fixed seeds: the same files every run with the same library versions.
+feedback), the same rows as `holdout-classification.csv` (for spec.validation). Fixed seeds: the same
+files every run with the same library versions.
 """
 
 from __future__ import annotations
@@ -70,7 +71,16 @@ def _classification_models(outdir: Path) -> list[dict[str, Any]]:
             entries.append(_entry(_write(model, outdir, name, fmt), name, fmt, 20, {"accuracy": accuracy}))
     holdout = {"X": x_test.tolist(), "y": y_test.tolist()}
     (outdir / "holdout-classification.json").write_text(json.dumps(holdout))
+    _write_holdout_csv(outdir / "holdout-classification.csv", holdout)
     return entries
+
+
+def _write_holdout_csv(path: Path, holdout: dict[str, Any]) -> None:
+    """The same rows as CSV (columns f0..f19, label) for spec.validation and `modelrollout validate`."""
+    lines = [",".join([*(f"f{i}" for i in range(len(holdout["X"][0]))), "label"])]
+    lines += [",".join([*(repr(v) for v in row), str(label)]) for row, label in zip(holdout["X"], holdout["y"],
+                                                                                     strict=True)]
+    path.write_text("\n".join(lines) + "\n")
 
 
 def _regression_models(outdir: Path) -> list[dict[str, Any]]:

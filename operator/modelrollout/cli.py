@@ -89,9 +89,36 @@ def render_status(obj: dict[str, Any]) -> str:
             lines.append(f"  {r['verdict']:<12} {r['name']}: {r.get('message', '')}")
     if analysis.get("sampleRatioWarning"):
         lines.append(f"  warning: {analysis['sampleRatioWarning']}")
+    lines += render_validation(st.get("validation"))
     for h in (st.get("history") or [])[-5:]:
         lines.append(f"History:     v{h['version']} {h['outcome']} at {h.get('finishedAt')}: {h.get('reason', '')}")
     return "\n".join(lines)
+
+
+def _num(value: Any) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def render_validation(run: dict[str, Any] | None) -> list[str]:
+    """status.validation as a table: each check with candidate, stable, threshold and verdict.
+
+    >>> for line in render_validation({"version": "2", "state": "Failed", "job": "j", "message": "m",
+    ...     "checks": [{"name": "minAccuracy", "subject": "overall", "verdict": "Fail", "candidate": 0.48,
+    ...                 "stable": 0.9, "threshold": 0.8}]}): print(line)
+    Validation:  v2 Failed (Job j): m
+      CHECK                  SUBJECT          CANDIDATE  STABLE     THRESHOLD  VERDICT
+      minAccuracy            overall          0.48       0.9        0.8        Fail
+    """
+    if not run:
+        return []
+    lines = [f"Validation:  v{run.get('version')} {run.get('state')} (Job {run.get('job')}): {run.get('message', '')}"]
+    checks = run.get("checks") or []
+    if checks:
+        lines.append(f"  {'CHECK':<22} {'SUBJECT':<16} {'CANDIDATE':<10} {'STABLE':<10} {'THRESHOLD':<10} VERDICT")
+    for c in checks:
+        lines.append(f"  {c.get('name', ''):<22} {c.get('subject', ''):<16} {_num(c.get('candidate')):<10} "
+                     f"{_num(c.get('stable')):<10} {_num(c.get('threshold')):<10} {c.get('verdict', '')}")
+    return lines
 
 
 def _age(stamp: str | None) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 import kubernetes
 from kubernetes.client import ApiException
 
-from modelrollout import opmetrics, ownership, workloads
+from modelrollout import opmetrics, ownership, validationjob, workloads
 from modelrollout.core.observations import (
     LABEL_ROLLOUT,
     LABEL_VERSION,
@@ -24,6 +24,8 @@ from modelrollout.core.observations import (
     DeploymentObservation,
     RouteIntent,
     RouteObservation,
+    ValidationJobIntent,
+    ValidationJobObservation,
 )
 from modelrollout.core.phases import Event
 from modelrollout.core.spec import RolloutSpec
@@ -125,6 +127,7 @@ class KubeAdapter:
         self.custom = kubernetes.client.CustomObjectsApi(api)
         self.recorder = EventRecorder(api)
         self.policy = kubernetes.client.PolicyV1Api(api)
+        self.batch = kubernetes.client.BatchV1Api(api)
 
     def _call(self, verb: str, what: str, namespace: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         started = time.monotonic()
@@ -354,6 +357,37 @@ class KubeAdapter:
         except ApiException as exc:
             if exc.status != 409:
                 raise
+
+    def ensure_validation_job(self, rollout: dict[str, Any], spec: RolloutSpec, intent: ValidationJobIntent) -> None:
+        """Create the validation Job once; each run has its own name, so an existing one is that run's."""
+        ns = rollout["metadata"]["namespace"]
+        body = validationjob.validation_job(rollout, spec, intent)
+        try:
+            self._call("create", "jobs.batch", ns, self.batch.create_namespaced_job, ns, body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+
+    def delete_validation_job(self, namespace: str, name: str) -> None:
+        """Stop a validation run nothing waits for; its pod goes with it (Background propagation)."""
+        options = kubernetes.client.V1DeleteOptions(propagation_policy="Background")
+        try:
+            self._call("delete", "jobs.batch", namespace, self.batch.delete_namespaced_job, name, namespace,
+                       body=options)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def observe_validation_job(self, namespace: str, name: str) -> ValidationJobObservation:
+        try:
+            job = self._call("get", "jobs.batch", namespace, self.batch.read_namespaced_job, name, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            return validationjob.job_observation(name, None, [])
+        pods = self._call("list", "pods", namespace, self.core.list_namespaced_pod, namespace,
+                          label_selector=f"job-name={name}").items
+        return validationjob.job_observation(name, job, pods)
 
     def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         self._call("patch", "modelrollouts/status", namespace, self.custom.patch_namespaced_custom_object_status,

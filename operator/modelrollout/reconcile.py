@@ -24,7 +24,13 @@ from modelrollout.analysis.state import AnalysisState
 from modelrollout.analysis.types import Tick
 from modelrollout.core.commands import COMMAND_ID_ANNOTATION
 from modelrollout.core.decide import decide, refuse_spec
-from modelrollout.core.observations import AnalysisObservation, Decision, Observations, RouteObservation
+from modelrollout.core.observations import (
+    AnalysisObservation,
+    Decision,
+    Observations,
+    RouteObservation,
+    ValidationJobObservation,
+)
 from modelrollout.core.phases import Phase
 from modelrollout.core.spec import RolloutSpec
 from modelrollout.core.status import RolloutStatus, status_patch
@@ -61,15 +67,25 @@ async def gather(ctx: Context, body: dict[str, Any], spec: RolloutSpec, pods: li
     meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
     services = strategy_for(spec).entry_services(spec)
-    deployments, selectors, problems, route = await asyncio.gather(
+    deployments, selectors, problems, route, validation = await asyncio.gather(
         blocking.run(ctx.kube.observe_deployments, ns, name),
         asyncio.gather(*(blocking.run(ctx.kube.service_selector, body, service) for service in services)),
         pod_problems(pods, spec.serving.port),
         _route(ctx, ns, spec),
+        _validation_job(ctx, ns, body),
     )
     seen = {service: sel for service, sel in zip(services, selectors, strict=True) if sel is not None}
     return Observations(name=name, generation=meta.get("generation", 0), annotations=dict(meta.get("annotations")
-                        or {}), deployments=deployments, selectors=seen, pod_problems=problems, route=route)
+                        or {}), deployments=deployments, selectors=seen, pod_problems=problems, route=route,
+                        validation=validation)
+
+
+async def _validation_job(ctx: Context, ns: str, body: dict[str, Any]) -> ValidationJobObservation | None:
+    """The Job of a running validation gate (status.validation), None when no gate runs."""
+    run = (body.get("status") or {}).get("validation") or {}
+    if run.get("state") != "Running" or not run.get("job"):
+        return None
+    return await blocking.run(ctx.kube.observe_validation_job, ns, run["job"])
 
 
 async def _route(ctx: Context, ns: str, spec: RolloutSpec) -> RouteObservation | None:
@@ -153,6 +169,10 @@ async def act(ctx: Context, body: dict[str, Any], spec: RolloutSpec | None, deci
                                for v, intent in decision.deployments.items()))
     for version in decision.delete_versions:
         await blocking.run(kube.delete_version, body, version)
+    if spec is not None and decision.validation_job is not None:
+        await blocking.run(kube.ensure_validation_job, body, spec, decision.validation_job)
+    if decision.cancel_validation_job is not None:
+        await blocking.run(kube.delete_validation_job, body["metadata"]["namespace"], decision.cancel_validation_job)
     if spec is not None:
         await _apply_services(kube, body, spec, decision)
     if spec is not None and decision.route is not None and decision.deployments:

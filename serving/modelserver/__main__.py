@@ -14,10 +14,18 @@ from modelserver.settings import read_settings
 def main(argv: Sequence[str] | None = None) -> int:
     """0 after a graceful stop; 2 for a bad flag or setting, 1 when the port cannot be bound.
 
+    `modelserver validate ...` instead runs one validation of a candidate model on a holdout and exits
+    (modelserver/validation/cli.py): what the operator's validation Job runs.
+
     A model that fails to load does not end the process: the server stays live and unready, retries
     what may heal (a missing or unreadable file), and reports the reason in its log and metrics.
     """
-    settings = read_settings(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["validate"]:
+        from modelserver.validation.cli import main as validate_main  # only validation Jobs pay for it
+
+        return validate_main(args[1:], prog="modelserver validate", json_default=None)
+    settings = read_settings(args)
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -292,10 +292,37 @@ INVALID = [
     ("two webhooks with one name", make_rollout(notifications=[{"name": "team", "url": "http://a"},
                                                                {"name": "team", "url": "http://b"}]),
      "spec.notifications[1]"),
+    ("validation without data", make_rollout(validation={"checks": {"minAccuracy": 0.9}}), "spec.validation.data"),
+    ("validation with a ConfigMap and a URL", make_rollout(validation={"data": {
+        "configMap": {"name": "h", "key": "h.csv"}, "url": "https://d/h.csv", "sha256": "a" * 64}}),
+     "spec.validation.data: set exactly one of configMap or url"),
+    ("validation URL without sha256", make_rollout(validation={"data": {"url": "https://d/h.csv"}}),
+     "spec.validation.data.sha256: required"),
+    ("validation data neither csv nor npz", make_rollout(validation={"data": {
+        "configMap": {"name": "h", "key": "h.txt"}}}), "spec.validation.data.configMap.key"),
+    ("validation timeout too short", make_rollout(validation={"data": {
+        "configMap": {"name": "h", "key": "h.csv"}}, "timeoutSeconds": 5}), "spec.validation.timeoutSeconds"),
 ]
 
 
-@pytest.mark.parametrize(("case", "body", "field"), INVALID, ids=[c[0] for c in INVALID])
+def _checks(**checks: Any) -> dict[str, Any]:
+    return make_rollout(validation={"data": {"configMap": {"name": "h", "key": "h.csv"}}, "checks": checks})
+
+
+# Refused at admission, and by the one parser of spec.validation.checks, which the validation Job runs
+# (tests/serving/test_validation.py checks it refuses these too, naming the same field).
+INVALID_CHECKS = [
+    ("minAccuracy above 1", _checks(minAccuracy=1.5), "spec.validation.checks.minAccuracy"),
+    ("negative regression", _checks(maxRegression={"f1": -1}), "spec.validation.checks.maxRegression.f1"),
+    ("unknown dtype", _checks(features=[{"name": "x", "dtype": "text"}]), "spec.validation.checks.features[0].dtype"),
+    ("feature min above max", _checks(features=[{"name": "x", "min": 2, "max": 1}]),
+     "spec.validation.checks.features[0]"),
+    ("shift above 1", _checks(maxPredictionShift=2), "spec.validation.checks.maxPredictionShift"),
+]
+
+
+@pytest.mark.parametrize(("case", "body", "field"), INVALID + INVALID_CHECKS,
+                         ids=[c[0] for c in INVALID + INVALID_CHECKS])
 def test_invalid_rollout_is_rejected_naming_the_field(
     api: kubernetes.client.CustomObjectsApi, namespace: str, case: str, body: dict[str, Any], field: str
 ) -> None:

@@ -9,6 +9,7 @@ names as kind's does.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import re
 import subprocess
@@ -32,7 +33,8 @@ pytestmark = pytest.mark.e2e
 
 EXAMPLES = ROOT / "examples"
 PUBLISH = EXAMPLES / "models" / "publish.py"
-ROLLOUTS = ("baseline.yaml", "canary.yaml", "bad-model.yaml", "blue-green.yaml", "prometheus-canary.yaml")
+ROLLOUTS = ("baseline.yaml", "canary.yaml", "bad-model.yaml", "blue-green.yaml", "prometheus-canary.yaml",
+            "validation-gate.yaml")
 
 
 def publish(*args: str) -> str:
@@ -114,6 +116,9 @@ def test_canary_example_is_promoted_with_the_published_models(
     for name in ROLLOUTS:  # the committed digests are the real ones (pinned library versions)
         model = yaml.safe_load((EXAMPLES / name).read_text())["spec"]["model"]
         assert examples.served[model["uri"].rsplit("/", 1)[1]] == model["digest"], name
+    holdout = yaml.safe_load((EXAMPLES / "validation-gate.yaml").read_text())["spec"]["validation"]["data"]
+    with urllib.request.urlopen(holdout["url"].replace("http://model-store", examples.store), timeout=5) as response:
+        assert hashlib.sha256(response.read()).hexdigest() == holdout["sha256"]
 
     # When the baseline runs and the canary example is applied under traffic from traffic.py
     s = Scenario(cluster, namespace, "fraud")

@@ -23,7 +23,7 @@ PRINTER = """
 import os, pathlib
 for key in ("FROM_CM", "FROM_SECRET", "PREFIX_color", "MY_NS", "MY_APP", "EXPANDED"):
     print(f"{key}={os.environ.get(key)}")
-for path in ("/etc/cfg/color", "/etc/secret/token", "/etc/info/labels", "/scratch"):
+for path in ("/etc/cfg/color", "/etc/cfg/blob", "/etc/secret/token", "/etc/info/labels", "/scratch"):
     p = pathlib.Path(path)
     print(f"{path}=" + (p.read_text().strip() if p.is_file() else str(p.is_dir())))
 """
@@ -32,7 +32,8 @@ for path in ("/etc/cfg/color", "/etc/secret/token", "/etc/info/labels", "/scratc
 def test_env_and_volumes_come_from_configmaps_secrets_and_the_downward_api(
         cluster: ClusterHandle, namespace: str) -> None:
     core = kubernetes.client.CoreV1Api(cluster.api)
-    core.create_namespaced_config_map(namespace, {"metadata": {"name": "cfg"}, "data": {"color": "blue"}})
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "cfg"}, "data": {"color": "blue"},
+                                                  "binaryData": {"blob": base64.b64encode(b"bytes").decode()}})
     core.create_namespaced_secret(namespace, {"metadata": {"name": "sec"},
                                               "data": {"token": base64.b64encode(b"s3cret").decode()}})
     core.create_namespaced_pod(namespace, {"metadata": {"name": "env", "labels": {"app": "env-test"}}, "spec": {
@@ -56,7 +57,8 @@ def test_env_and_volumes_come_from_configmaps_secrets_and_the_downward_api(
                describe=lambda: pod_log(cluster.workdir / "kubelet", namespace, "env", "c"))
     out = pod_log(cluster.workdir / "kubelet", namespace, "env", "c")
     for line in ("FROM_CM=blue", "FROM_SECRET=s3cret", "PREFIX_color=blue", f"MY_NS={namespace}",
-                 "MY_APP=env-test", f"EXPANDED=ns-{namespace}", "/etc/cfg/color=blue", "/etc/secret/token=s3cret",
+                 "MY_APP=env-test", f"EXPANDED=ns-{namespace}", "/etc/cfg/color=blue", "/etc/cfg/blob=bytes",
+                 "/etc/secret/token=s3cret",
                  '/etc/info/labels=app="env-test"', "/scratch=True"):
         assert line in out, out
 
@@ -139,3 +141,35 @@ def test_a_pod_template_reaches_the_pods_of_both_versions(
         return names if names == [deployment_name("gpu", "2")] else None
 
     wait_until(budgets, 90, "only version 2's PodDisruptionBudget left", describe=s.describe)
+
+
+def test_a_job_runs_to_completion_and_its_termination_message_is_kept(cluster: ClusterHandle,
+                                                                       namespace: str) -> None:
+    """The validation gate reads a Job's result from its container's termination message."""
+    batch = kubernetes.client.BatchV1Api(cluster.api)
+    core = kubernetes.client.CoreV1Api(cluster.api)
+    script = "import pathlib; pathlib.Path('/dev/termination-log').write_text('{\"passed\": true}'); print('done')"
+    failing = "import sys; print('first words'); print('last words'); sys.exit(3)"
+    for name, args, policy in (("ok", script, "File"), ("bad", failing, "FallbackToLogsOnError")):
+        batch.create_namespaced_job(namespace, {"metadata": {"name": name}, "spec": {
+            "backoffLimit": 0, "activeDeadlineSeconds": 60, "template": {"spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "c", "image": "localcluster/python:test", "args": ["-c", args],
+                                "terminationMessagePolicy": policy}]}}}})
+
+    def terminated(job: str) -> Any:
+        pods = core.list_namespaced_pod(namespace, label_selector=f"job-name={job}").items
+        states = [s.state.terminated for p in pods for s in (p.status.container_statuses or [])]
+        return next((t for t in states if t is not None), None)
+
+    def pods() -> str:
+        return "\n".join(f"{p.metadata.name}: {p.status.phase} {p.status.container_statuses}"
+                         for p in core.list_namespaced_pod(namespace).items)
+
+    wait_until(lambda: (batch.read_namespaced_job_status("ok", namespace).status.succeeded or 0) == 1, 90,
+               "job ok succeeds", describe=pods)
+    assert json.loads(terminated("ok").message) == {"passed": True}
+    wait_until(lambda: (batch.read_namespaced_job_status("bad", namespace).status.failed or 0) == 1, 90,
+               "job bad fails", describe=pods)
+    bad = terminated("bad")
+    assert bad.exit_code == 3 and bad.message.endswith("first words\nlast words")

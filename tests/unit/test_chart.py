@@ -35,6 +35,7 @@ EXPECTED_RULES = {
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
     ("gateway.networking.k8s.io", "httproutes"): {"get", "patch"},
+    ("batch", "jobs"): {"get", "create", "delete"},  # spec.validation's Job (KubeAdapter.ensure_validation_job)
 }
 
 

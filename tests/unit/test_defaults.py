@@ -28,7 +28,8 @@ MODEL = {"name": "fraud", "version": "2", "uri": "http://store/fraud/2/model.job
 MINIMAL_SPECS = {
     "canary": {"model": MODEL, "service": {"name": "fraud"}, "serving": {},
                "strategy": {"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}},
-               "analysis": {"metrics": [METRIC], "timeout": {}}},
+               "analysis": {"metrics": [METRIC], "timeout": {}},
+               "validation": {"data": {"configMap": {"name": "holdout", "key": "holdout.csv"}}}},
     "blue-green": {"model": MODEL, "service": {"name": "fraud"}, "serving": {},
                    "strategy": {"blueGreen": {"previewService": "fraud-preview"}}},
     "prometheus": {"model": MODEL, "service": {"name": "fraud"},

@@ -55,6 +55,9 @@ What the operator does, and nothing more (rendered into the ClusterRole or each 
 - poddisruptionbudgets: one per version when spec.serving.podDisruptionBudget asks (apply, delete).
 - pods: read only, to find the ready serving pods whose /metrics the analysis scrapes.
 - events: the verdicts and phase changes users see in `kubectl describe` (core and events.k8s.io).
+- jobs: spec.validation's Job, created once per run and read back (its pod's termination message is read
+  through the pods rule); deleted when its version no longer waits for it (superseded, aborted); finished
+  ones are removed by their ttlSecondsAfterFinished.
 */}}
 {{- define "modelrollout.rules" -}}
 - apiGroups: [modelrollout.dev]
@@ -89,6 +92,9 @@ What the operator does, and nothing more (rendered into the ClusterRole or each 
 - apiGroups: [gateway.networking.k8s.io]
   resources: [httproutes]
   verbs: [get, patch]
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, create, delete]
 {{- end }}
 
 {{/* Leader election: asked for, or forced by more than one replica. */}}

@@ -13,9 +13,11 @@ nothing: commands are keyed by id, analysis by nextTickAt, and steps by stepStar
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from modelrollout.core import validation
 from modelrollout.core.change import Change, clear_canary, model_record, start_canary
 from modelrollout.core.commands import apply_command, pending_command
 from modelrollout.core.conditions import update_conditions
@@ -43,11 +45,15 @@ def decide(spec: RolloutSpec, status: RolloutStatus, obs: Observations, now: dat
     _follow_spec(change, spec)
     _settle_first_version(change, spec, obs)
     router = router_for(spec)
-    plan = strategy_for(spec).plan(spec, change.status, obs, now, router)
+    if validation.run_gate(change, spec, obs):
+        plan = validation.holding_plan(change)
+    else:
+        plan = strategy_for(spec).plan(spec, change.status, obs, now, router)
     change.status = plan.status
     change.events.extend(plan.events)
     change.wake_at.extend(plan.wake_at)
-    return _decision(change, spec, obs, plan, router)
+    return replace(_decision(change, spec, obs, plan, router),
+                   cancel_validation_job=validation.cancel_stale_run(status, change))
 
 
 def decide_from_dicts(spec: Mapping[str, Any], status: Mapping[str, Any] | None, obs: Observations,
@@ -196,5 +202,5 @@ def _decision(change: Change, spec: RolloutSpec, obs: Observations, plan: Strate
     return Decision(
         status=st, deployments=intents, delete_versions=doomed,
         selectors=router.selectors(spec, obs.name, routable), events=tuple(change.events), next_tick_at=wake,
-        route=router.route(spec, routable, obs),
+        route=router.route(spec, routable, obs), validation_job=validation.job_intent(spec, change),
     )

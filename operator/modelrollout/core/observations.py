@@ -89,6 +89,29 @@ class RouteObservation:
 
 
 @dataclass(frozen=True)
+class ValidationJobObservation:
+    """The validation Job named in status.validation, as read back: `result` is its container's termination
+    message (the JSON the Job wrote, or the tail of its log when it failed without one); `waiting` why its
+    pod has not started (e.g. a missing ConfigMap); `failure` the Job's own reason (DeadlineExceeded)."""
+
+    name: str
+    exists: bool = True
+    finished: bool = False
+    result: str | None = None
+    waiting: str = ""
+    failure: str = ""
+
+
+@dataclass(frozen=True)
+class ValidationJobIntent:
+    """The validation Job this tick wants to exist (created once; an existing one is left alone)."""
+
+    name: str
+    stable: ModelRecord
+    candidate: ModelRecord
+
+
+@dataclass(frozen=True)
 class Observations:
     name: str  # the ModelRollout's name: the value of LABEL_ROLLOUT
     generation: int
@@ -100,6 +123,7 @@ class Observations:
     # Why pods are not Ready, by version; a version whose pods are Ready or just starting is absent.
     pod_problems: Mapping[str, tuple[PodProblem, ...]] = field(default_factory=dict)
     route: RouteObservation | None = None  # the HTTPRoute of spec.trafficRouting.gatewayAPI; None: absent/unused
+    validation: ValidationJobObservation | None = None  # the Job of a running validation gate
 
     def is_version_ready(self, version: str, count: int) -> bool:
         """Whether `version` runs exactly `count` Ready pods (0 pods: no Deployment also counts)."""
@@ -202,6 +226,8 @@ class Decision:
     events: tuple[Event, ...]
     next_tick_at: datetime
     route: RouteIntent | None = None
+    validation_job: ValidationJobIntent | None = None  # a validation gate is running: its Job
+    cancel_validation_job: str | None = None  # the Job of a run nothing waits for any more: delete it
 
 
 def selector(rollout: str, version: str | None) -> dict[str, str]:

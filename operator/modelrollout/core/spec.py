@@ -88,6 +88,25 @@ class BlueGreenStrategy:
 
 
 @dataclass(frozen=True)
+class ValidationSpec:
+    """spec.validation: the holdout (a ConfigMap key, or a URL with its sha256) and the checks a validation
+    Job runs on it before the candidate takes any traffic. `checks` is handed to the Job as it is: the
+    serving image's parser (modelserver.validation.config) is its one parser, the CRD its admission check."""
+
+    config_map: str | None = None
+    key: str | None = None
+    url: str | None = None
+    sha256: str | None = None
+    checks: Mapping[str, Any] = field(default_factory=dict)
+    timeout_seconds: int = 300  # the Job's activeDeadlineSeconds: bad data never hangs a rollout
+
+    @property
+    def data_file(self) -> str:
+        """The holdout's file name, whose extension (.csv / .npz) says how to read it."""
+        return self.key if self.key is not None else (self.url or "").rsplit("/", 1)[-1].split("?", 1)[0]
+
+
+@dataclass(frozen=True)
 class RolloutSpec:
     model: ModelSpec
     service: ServiceSpec
@@ -98,6 +117,7 @@ class RolloutSpec:
     progress_deadline_seconds: float = 600.0
     traffic_routing: TrafficRouting | None = None  # None: the strategy's own router (strategies.py)
     notifications: tuple[Webhook, ...] = ()
+    validation: ValidationSpec | None = None  # None: no validation gate
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> RolloutSpec:
@@ -125,6 +145,8 @@ class RolloutSpec:
             progress_deadline_seconds=float(deadline),
             traffic_routing=routing,
             notifications=parse_notifications(spec.get("notifications")),
+            validation=None if spec.get("validation") is None else _validation(
+                _mapping(spec["validation"], "spec.validation")),
         )
 
 
@@ -269,3 +291,30 @@ def _traffic_routing(d: Mapping[str, Any], strategy: Mapping[str, Any]) -> Traff
         namespace=None if namespace is None else _str(namespace, "spec.trafficRouting.gatewayAPI.namespace",
                                                       DNS_LABEL_PATTERN),
     )
+
+
+SHA256_HEX_PATTERN = r"^[a-f0-9]{64}$"
+DATA_FILE_PATTERN = r"^[A-Za-z0-9._-]+\.(csv|npz)$"
+
+
+def _validation(d: Mapping[str, Any]) -> ValidationSpec:
+    where = "spec.validation"
+    data = _mapping(d.get("data"), f"{where}.data")
+    if ("configMap" in data) == ("url" in data):
+        raise ValueError(f"{where}.data: set exactly one of configMap or url")
+    checks = d.get("checks", {})
+    if not isinstance(checks, Mapping):
+        raise ValueError(f"{where}.checks: must be an object")
+    timeout = _int(d.get("timeoutSeconds", ValidationSpec.timeout_seconds), f"{where}.timeoutSeconds",
+                   low=10, high=3600)
+    if "configMap" in data:
+        ref = _mapping(data["configMap"], f"{where}.data.configMap")
+        return ValidationSpec(config_map=_str(ref.get("name"), f"{where}.data.configMap.name", DNS_NAME_PATTERN),
+                              key=_str(ref.get("key"), f"{where}.data.configMap.key", DATA_FILE_PATTERN),
+                              checks=dict(checks), timeout_seconds=timeout)
+    url = _str(data.get("url"), f"{where}.data.url", r"^https?://.+")
+    name = url.rsplit("/", 1)[-1].split("?", 1)[0]
+    if not re.fullmatch(DATA_FILE_PATTERN, name):
+        raise ValueError(f"{where}.data.url: the file name must end in .csv or .npz, got {name!r}")
+    return ValidationSpec(url=url, sha256=_str(data.get("sha256"), f"{where}.data.sha256", SHA256_HEX_PATTERN),
+                          checks=dict(checks), timeout_seconds=timeout)

@@ -18,7 +18,7 @@ HISTORY_LIMIT = 10
 OWNED_KEYS = frozenset({
     "phase", "reason", "message", "stableVersion", "canaryVersion", "stableModel", "canaryModel",
     "currentStepIndex", "stepStartedAt", "desiredWeight", "effectiveWeight", "rejectedVersion", "lastCommandId",
-    "scaleDownAt", "observedGeneration", "conditions", "analysis", "history", "trafficRouter",
+    "scaleDownAt", "observedGeneration", "conditions", "analysis", "history", "trafficRouter", "validation",
 })
 
 
@@ -159,6 +159,34 @@ class AnalysisStatus:
 
 
 @dataclass
+class ValidationStatus:
+    """The validation gate of one candidate version (spec.validation): its Job and, once done, each check
+    with the candidate's value, the stable version's, the threshold and the verdict."""
+
+    version: str
+    state: str  # Running, Passed, Failed
+    job: str
+    started_at: datetime
+    message: str = ""
+    rows: int | None = None
+    checks: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none({"version": self.version, "state": self.state, "job": self.job,
+                           "startedAt": format_time(self.started_at), "message": self.message, "rows": self.rows,
+                           "checks": [dict(c) for c in self.checks]})
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> ValidationStatus | None:
+        if not d:
+            return None
+        started = parse_time(d.get("startedAt"))
+        assert started is not None
+        return cls(version=d["version"], state=d["state"], job=d["job"], started_at=started,
+                   message=d.get("message", ""), rows=d.get("rows"), checks=[dict(c) for c in d.get("checks", [])])
+
+
+@dataclass
 class HistoryEntry:
     """A version that finished: Deployed/Promoted (became stable), RolledBack, Aborted, Superseded."""
 
@@ -198,6 +226,7 @@ class RolloutStatus:
     conditions: list[Condition] = field(default_factory=list)
     analysis: AnalysisStatus = field(default_factory=AnalysisStatus)
     history: list[HistoryEntry] = field(default_factory=list)
+    validation: ValidationStatus | None = None  # the last validation gate run (spec.validation)
 
     @property
     def stable_version(self) -> str | None:
@@ -225,6 +254,7 @@ class RolloutStatus:
             "scaleDownAt": _opt_time(self.scale_down_at), "observedGeneration": self.observed_generation,
             "conditions": [c.to_dict() for c in self.conditions], "analysis": self.analysis.to_dict(),
             "history": [h.to_dict() for h in self.history],
+            "validation": None if self.validation is None else self.validation.to_dict(),
         })
 
     @classmethod
@@ -244,6 +274,7 @@ class RolloutStatus:
             conditions=[Condition.from_dict(c) for c in d.get("conditions", [])],
             analysis=AnalysisStatus.from_dict(d.get("analysis")),
             history=[HistoryEntry.from_dict(h) for h in d.get("history", [])],
+            validation=ValidationStatus.from_dict(d.get("validation")),
         )
 
 

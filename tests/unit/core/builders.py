@@ -23,7 +23,7 @@ from modelrollout.core import (
     decide_from_dicts,
 )
 from modelrollout.core.commands import COMMAND_ANNOTATION, COMMAND_ID_ANNOTATION
-from modelrollout.core.observations import PodProblem
+from modelrollout.core.observations import PodProblem, ValidationJobObservation
 from modelrollout.core.phases import Phase
 from modelrollout.core.status import HistoryEntry, ModelRecord
 
@@ -109,11 +109,12 @@ class World:
     annotations: dict[str, str] = field(default_factory=dict)
     generation: int = 1
     pod_problems: dict[str, tuple[PodProblem, ...]] = field(default_factory=dict)  # by version
+    validation: ValidationJobObservation | None = None  # the validation Job, as read back
 
     def observe(self, analysis: AnalysisObservation | None = None) -> Observations:
         return Observations(name="fraud", generation=self.generation, annotations=dict(self.annotations),
                             deployments=dict(self.deployments), selectors=copy.deepcopy(self.selectors),
-                            analysis=analysis, pod_problems=dict(self.pod_problems))
+                            analysis=analysis, pod_problems=dict(self.pod_problems), validation=self.validation)
 
     def apply(self, decision: Decision, pods_ready: bool = True) -> None:
         """Scale as decided; new pods become Ready at once unless pods_ready is False."""
