@@ -29,7 +29,7 @@ MINIMAL_SPECS = {
     "canary": {"model": MODEL, "service": {"name": "fraud"}, "serving": {},
                "strategy": {"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}},
                "analysis": {"metrics": [METRIC], "timeout": {}}},
-    "blue-green": {"model": MODEL, "service": {"name": "fraud"}, "serving": {},
+    "blue-green": {"model": MODEL, "service": {"name": "fraud"}, "serving": {"metrics": {}},
                    "strategy": {"blueGreen": {"previewService": "fraud-preview"}}},
     "prometheus": {"model": MODEL, "service": {"name": "fraud"},
                    "strategy": {"canary": {"steps": [{"setWeight": 50}]}},
