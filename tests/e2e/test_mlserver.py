@@ -1,6 +1,7 @@
 """Rollouts of scikit-learn models served by MLServer 1.7.1 (`serving.metrics.preset: mlserver`), judged
-on MLServer's own metrics scraped from its pods, under continuous traffic: a good version is promoted, a
-version whose model fails on part of the inputs is rolled back on its error rate."""
+on MLServer's own metrics under continuous traffic: a good version is promoted on counts scraped from its
+pods, a version whose model fails on part of the inputs is rolled back on its error rate as a real
+Prometheus counts it."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 
 from localcluster.binaries import mlserver_binary
 from tests.conftest import ClusterHandle
+from tests.e2e.prometheus import PrometheusPod
 from tests.e2e.rollouts import GROUP, VERSION, OperatorProcess, Scenario, Traffic
 
 pytestmark = pytest.mark.e2e
@@ -46,7 +48,7 @@ def failing_model(models: dict[str, Any]) -> Path:
     return path
 
 
-def mlserver_rollout(name: str, version: str, model_path: Path) -> dict[str, Any]:
+def mlserver_rollout(name: str, version: str, model_path: Path, analysis: dict[str, Any] = ANALYSIS) -> dict[str, Any]:
     """As examples/mlserver-canary.yaml: MLServer configured by its MLSERVER_MODEL_* variables, which
     take the operator's per-version MODEL_* values by $(VAR) reference."""
     env = {"MLSERVER_MODEL_NAME": "$(MODEL_NAME)", "MLSERVER_MODEL_VERSION": "$(MODEL_VERSION)",
@@ -59,7 +61,7 @@ def mlserver_rollout(name: str, version: str, model_path: Path) -> dict[str, Any
                     "env": [{"name": k, "value": v} for k, v in env.items()]},
         "service": {"name": name, "port": 80},
         "strategy": {"canary": {"steps": [{"setWeight": 50}, {"pause": {"duration": "6s"}}, {"setWeight": 100}]}},
-        "analysis": ANALYSIS,
+        "analysis": analysis,
     }}
 
 
@@ -67,6 +69,8 @@ def test_mlserver_versions_good_promoted_failing_rolled_back(
         cluster: ClusterHandle, namespace: str, operator: OperatorProcess, models: dict[str, Any]) -> None:
     mlserver_binary()  # missing: fails here saying `make mlserver-bins`, never a skip
     good, failing = Path(models["dir"]) / "lr.joblib", failing_model(models)
+    prometheus = PrometheusPod(cluster, namespace)  # scrapes the pods' metrics port, attaching rollout_version
+    by_prometheus = {**ANALYSIS, "source": "prometheus", "prometheus": {"address": prometheus.address, "timeout": "2s"}}
     s = Scenario(cluster, namespace, "iris")
     s.apply(mlserver_rollout(s.name, "1", good))
     s.wait_phase("Healthy", 120)
@@ -75,9 +79,14 @@ def test_mlserver_versions_good_promoted_failing_rolled_back(
         s.apply(mlserver_rollout(s.name, "2", good))
         promoted = s.wait_phase("Healthy", 240)
         assert promoted["stableVersion"] == "2", promoted.get("message")
-        assert traffic.stats.by_version["2"].ok > 40 and traffic.stats.failures == 0, traffic.stats.statuses
-        # When version 3 fails on some inputs (HTTP 500, MLServer's failure counter), then it is rolled back.
-        s.apply(mlserver_rollout(s.name, "3", failing))
+        stats = traffic.stats
+        assert stats.by_version["2"].ok > 40 and not [code for code in stats.statuses if code >= 500], stats.statuses
+        # MLServer stops at SIGTERM without draining (this project's server keeps serving, unready, for a
+        # moment), so a request racing a scaled-down pod's exit may be cut: a few, never a pattern.
+        assert sum(stats.transport_errors.values()) <= 0.01 * sum(stats.statuses.values()), stats.transport_errors
+        # When version 3 fails on some inputs (HTTP 500, MLServer's failure counter), judged this time on
+        # MLServer's counters in Prometheus, then it is rolled back.
+        s.apply(mlserver_rollout(s.name, "3", failing, by_prometheus))
         rolled_back = s.wait_phase("RolledBack", 240)
     assert rolled_back["stableVersion"] == "2"
     assert "error-rate" in (rolled_back.get("message") or ""), rolled_back.get("message")
@@ -85,3 +94,8 @@ def test_mlserver_versions_good_promoted_failing_rolled_back(
     # client (a V2 JSON client) records as an unparsable answer rather than by version.
     print("rolled back:", rolled_back.get("message"), traffic.stats.statuses, traffic.stats.transport_errors)
     assert traffic.stats.transport_errors["JSONDecodeError"] + traffic.stats.statuses[500] > 0
+    # Prometheus saw version 3's failures by the label its scrape job attached (its pods are gone by now,
+    # so over a range, not at this instant).
+    failures = prometheus.query(
+        f'max_over_time(model_infer_request_failure_total{{namespace="{namespace}",rollout_version="3"}}[10m])')
+    assert failures and sum(float(x["value"][1]) for x in failures) > 0, failures

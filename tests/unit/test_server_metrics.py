@@ -150,8 +150,9 @@ def test_mlserver_promql_selects_the_version_by_the_rollout_version_target_label
                                               ServerMetrics.from_spec({"preset": "mlserver"}))}
     assert list(queries) == ["requests", "errors", "latencyBuckets"]
     rendered = render(queries["requests"].template, version="2", namespace="ml", window_seconds=3)
-    assert rendered == ('sum(increase({namespace="ml",rollout_version="2",model="iris",'
-                        '__name__=~"model_infer_request_success_total|model_infer_request_failure_total"}[3000ms]))')
+    selector = '{namespace="ml",rollout_version="2",model="iris"}[3000ms]'
+    assert rendered == (f"sum(increase(model_infer_request_success_total{selector})) + "
+                        f"sum(increase(model_infer_request_failure_total{selector}))")
     assert render(queries["latencyBuckets"].template, version="2", namespace="ml", window_seconds=3) == (
         'sum by (le) (increase(rest_server_request_duration_seconds_bucket{namespace="ml",rollout_version="2",'
         'path=~".*/infer"}[3000ms]))')

@@ -22,6 +22,7 @@ def _quote(value: str) -> str:
 
 
 def _selector(m: ServerMetrics, extra: dict[str, str], regex: dict[str, str] | None = None) -> str:
+    """`{namespace="{{namespace}}",<versionLabel>="{{version}}",...}` with exact and regex matchers."""
     parts = [f'{NAMESPACE_LABEL}="{{{{namespace}}}}"', f'{m.version_label}="{{{{version}}}}"']
     parts += [f"{k}={_quote(v)}" for k, v in extra.items()]
     parts += [f"{k}=~{_quote(v)}" for k, v in (regex or {}).items()]
@@ -33,11 +34,12 @@ def server_queries(model: str, m: ServerMetrics) -> dict[str, Query]:
     own = {m.model_label: model} if m.model_label else {}
     queries: dict[str, Query] = {}
     if m.success_counter is not None and m.failure_counter is not None:
-        both = {"__name__": f"{m.success_counter}|{m.failure_counter}"}
-        queries["requests"] = Query("requests", Shape.COUNT,
-                                    f"sum(increase({_selector(m, own, both)}[{{{{interval}}}}]))", "requests")
-        queries["errors"] = Query("errors", Shape.COUNT,
-                                  f"sum(increase({m.failure_counter}{_selector(m, own)}[{{{{interval}}}}]))", "errors")
+        # Two sums added, not one {__name__=~"a|b"} selector: increase() drops the names, and the
+        # success and failure series of one pod would then collide as one labelset.
+        ok, failed = (f"sum(increase({name}{_selector(m, own)}[{{{{interval}}}}]))"
+                      for name in (m.success_counter, m.failure_counter))
+        queries["requests"] = Query("requests", Shape.COUNT, f"{ok} + {failed}", "requests")
+        queries["errors"] = Query("errors", Shape.COUNT, failed, "errors")
     elif m.error_code_label is not None:
         queries["requests"] = Query(
             "requests", Shape.BY_CODE,
