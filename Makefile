@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export MODELROLLOUT_CACHE ?= $(HOME)/.cache/modelrollout
 PYTEST_ARGS ?=
 
-.PHONY: help venv k8s-bins prom-bins gateway-bins lint test test-unit test-e2e chaos soak demo cluster-up cluster-down cluster-shell bench-serving bench-decisions bench-reconcile images kind-up kind-e2e kind-down clean
+.PHONY: help venv k8s-bins prom-bins gateway-bins mlserver-bins lint test test-unit test-e2e chaos soak demo cluster-up cluster-down cluster-shell bench-serving bench-decisions bench-reconcile images kind-up kind-e2e kind-down clean
 
 help:
 	@echo "make demo        - the main job on the built-in local cluster"
@@ -43,6 +43,11 @@ prom-bins:
 gateway-bins:
 	@hack/build-gateway.sh >/dev/null
 
+# MLServer 1.7.1 + mlserver-sklearn in a virtualenv of their own under $(MODELROLLOUT_CACHE)/mlserver-<version>:
+# the local cluster's seldonio/mlserver image (the serving.metrics mlserver preset's e2e test).
+mlserver-bins:
+	@hack/build-mlserver.sh >/dev/null
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
@@ -52,10 +57,10 @@ test-unit: venv
 
 # e2e tests run inside a private network + PID namespace (hack/in-netns): pods get 10.244.x
 # addresses, no packet leaves the machine, and no process outlives the run.
-test-e2e: venv k8s-bins prom-bins gateway-bins
+test-e2e: venv k8s-bins prom-bins gateway-bins mlserver-bins
 	hack/in-netns $(BIN)/pytest -m e2e $(PYTEST_ARGS)
 
-test: venv k8s-bins prom-bins gateway-bins lint
+test: venv k8s-bins prom-bins gateway-bins mlserver-bins lint
 	hack/in-netns $(BIN)/pytest $(PYTEST_ARGS)
 
 # The operator SIGKILLed at 20 seeded random moments across canary, blue-green and rollback under traffic

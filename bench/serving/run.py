@@ -1,9 +1,10 @@
 """`make bench-serving`: this model server against MLServer 1.7.1 on the same model files.
 
-Creates (once) a separate virtualenv for MLServer under ~/.cache/modelrollout/bench/, trains the example
-models, starts every server on 127.0.0.1, drives them with wrk (or the Python generator when wrk cannot be
-had; see loadgen.py) in a second process, interleaves rounds with alternating server order, and writes
-the medians into the generated section of docs/benchmarks.md (BENCH_NO_DOCS=1 only prints them).
+Installs (once) MLServer in a virtualenv of its own (hack/build-mlserver.sh, shared with the local
+cluster's seldonio/mlserver image), trains the example models, starts every server on 127.0.0.1,
+drives them with wrk (or the Python generator when wrk cannot be had; see loadgen.py) in a second
+process, interleaves rounds with alternating server order, and writes the medians into the generated
+section of docs/benchmarks.md (BENCH_NO_DOCS=1 only prints them).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from report import Scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("MODELROLLOUT_CACHE", Path.home() / ".cache/modelrollout")) / "bench"
-MLSERVER_VENV = CACHE / "mlserver-venv"
 MODELS = CACHE / "models"
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 DURATION_S = float(os.environ.get("BENCH_DURATION_S", "3"))
@@ -62,13 +62,9 @@ MLSERVER_TARGETS = {"lr": [("MLServer", "lr")],
 
 
 def ensure_mlserver() -> Path:
-    mlserver = MLSERVER_VENV / "bin/mlserver"
-    if not mlserver.exists():
-        print("[bench] creating MLServer virtualenv (once)...", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(MLSERVER_VENV)], check=True)
-        subprocess.run([str(MLSERVER_VENV / "bin/pip"), "install", "-q", "mlserver==1.7.1",
-                        "mlserver-sklearn==1.7.1", "uvloop<0.22"], check=True)
-    return mlserver
+    """The same MLServer 1.7.1 virtualenv the local cluster's seldonio/mlserver image runs (built once)."""
+    out = subprocess.run([str(ROOT / "hack" / "build-mlserver.sh")], check=True, capture_output=True, text=True)
+    return Path(out.stdout.strip().splitlines()[-1]) / "mlserver"
 
 
 def prepare_models() -> list[dict[str, Any]]:

@@ -83,3 +83,20 @@ def gateway_crds() -> Path:
     if not any(folder.glob("gateway.networking.k8s.io_*.yaml")):
         raise MissingBinaryError(f"Gateway API CRDs missing in {folder}: run `make gateway-bins`")
     return folder
+
+
+MLSERVER_VERSION = os.environ.get("MLSERVER_VERSION", "1.7.1")  # keep equal to hack/build-mlserver.sh
+
+
+def mlserver_path() -> Path:
+    """Where hack/build-mlserver.sh installs MLServer's `mlserver` command (nothing is checked here)."""
+    return cache_root() / f"mlserver-{MLSERVER_VERSION}" / "venv" / "bin" / "mlserver"
+
+
+def mlserver_binary() -> Path:
+    """The `mlserver` command, or MissingBinaryError saying how to install it."""
+    path = mlserver_path()
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        raise MissingBinaryError(f"{path} is missing. Run `make mlserver-bins` (installs MLServer "
+                                 f"{MLSERVER_VERSION} and mlserver-sklearn into a virtualenv of their own).")
+    return path

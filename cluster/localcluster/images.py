@@ -11,6 +11,7 @@ repository path without registry host and tag, so `ghcr.io/modelrollout/modelser
 | localcluster/python        | python                             | - (tests pass -c / -m)            |
 | localcluster/prometheus    | prometheus (hack/build-prometheus.sh) | - (localcluster.prometheus passes them) |
 | traefik (Docker Hub)       | traefik, built by hack/build-gateway.sh | - (pods pass flags)          |
+| seldonio/mlserver          | mlserver (hack/build-mlserver.sh), on the pod IP | start . (MLSERVER_MODEL_* env) |
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from localcluster.binaries import prometheus_bin_dir, traefik_path
+from localcluster.binaries import mlserver_path, prometheus_bin_dir, traefik_path
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,11 @@ REGISTRY: dict[str, Image] = {
     # The Gateway API data plane (a pod whose process is the cached build; absent until built).
     "traefik": Image((str(traefik_path()),)),
     "library/traefik": Image((str(traefik_path()),)),
+    # MLServer 1.7.1 from its own virtualenv. All pods share one network namespace here, so it binds the
+    # pod's IP (HOST), as the real image binds 0.0.0.0 in a namespace of its own; `start .` with no
+    # model-settings.json in the working folder loads the model its MLSERVER_MODEL_* variables describe.
+    "seldonio/mlserver": Image(("/bin/sh", "-c", 'export MLSERVER_HOST="${MLSERVER_HOST:-$HOST}"; exec "$0" "$@"',
+                                str(mlserver_path())), ("start", ".")),
 }
 
 

@@ -32,12 +32,17 @@ def scrape_config(scrape_namespace: str, scrape_interval: str,
             "job_name": "modelrollout-serving",
             "kubernetes_sd_configs": [{"role": "pod", "namespaces": {"names": [scrape_namespace]}}],
             "relabel_configs": [
-                # Pods of a ModelRollout only, and only their serving port (named http by the operator).
+                # Pods of a ModelRollout only, and only their serving port (named http by the operator) or
+                # a server's own metrics port (named metrics: MLServer's 8082, Triton's 8002).
                 {"source_labels": ["__meta_kubernetes_pod_label_modelrollout_dev_rollout"], "regex": ".+",
                  "action": "keep"},
-                {"source_labels": ["__meta_kubernetes_pod_container_port_name"], "regex": "http", "action": "keep"},
+                {"source_labels": ["__meta_kubernetes_pod_container_port_name"], "regex": "http|metrics",
+                 "action": "keep"},
                 {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
                 {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+                # Other servers' presets select a version by it (their own version labels do not name it).
+                {"source_labels": ["__meta_kubernetes_pod_label_modelrollout_dev_version"],
+                 "target_label": "rollout_version"},
             ],
         }],
     }

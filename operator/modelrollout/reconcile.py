@@ -102,9 +102,10 @@ def _scrape_request(body: dict[str, Any], spec: RolloutSpec, status: RolloutStat
     if not canary or not stable:
         return None
     return ScrapeRequest(key=rollout_key(body), model=spec.model.name, canary_version=canary,
-                         stable_version=stable, port=spec.serving.port,
+                         stable_version=stable, port=spec.serving.metrics_port,
                          pods=[p for p in pods if p.version in (canary, stable)],
-                         namespace=body["metadata"]["namespace"], analysis=spec.analysis)
+                         namespace=body["metadata"]["namespace"], analysis=spec.analysis,
+                         server=spec.serving.metrics)
 
 
 async def _secret(ctx: Context, ns: str, ref: SecretKeyRef | None) -> str | None:

@@ -66,6 +66,20 @@ def _model_env(name: str, model: ModelRecord, port: int) -> list[dict[str, Any]]
     return env
 
 
+def _ports(serving: ServingSpec) -> list[dict[str, Any]]:
+    """The serving port, and a server's own metrics port (MLServer 8082, Triton 8002) named `metrics`
+    so that a PodMonitor or kubernetes_sd job can select it.
+
+    >>> from modelrollout.core.servermetrics import ServerMetrics
+    >>> _ports(ServingSpec(metrics=ServerMetrics.from_spec({"preset": "mlserver"})))
+    [{'name': 'http', 'containerPort': 8080}, {'name': 'metrics', 'containerPort': 8082}]
+    """
+    ports = [{"name": "http", "containerPort": serving.port}]
+    if serving.metrics_port != serving.port:
+        ports.append({"name": "metrics", "containerPort": serving.metrics_port})
+    return ports
+
+
 def serving_container(spec: RolloutSpec, model: ModelRecord) -> dict[str, Any]:
     serving = spec.serving
     port = serving.port
@@ -79,7 +93,7 @@ def serving_container(spec: RolloutSpec, model: ModelRecord) -> dict[str, Any]:
         "name": "modelserver",
         "image": serving.image or DEFAULT_SERVING_IMAGE,
         "env": _model_env(spec.model.name, model, port) + extra,
-        "ports": [{"name": "http", "containerPort": port}],
+        "ports": _ports(serving),
         "readinessProbe": {"httpGet": probe, "periodSeconds": 1, "failureThreshold": 2},
         "livenessProbe": {"httpGet": {"port": "http", "path": "/v2/health/live"}, "periodSeconds": 5,
                           "failureThreshold": 6},

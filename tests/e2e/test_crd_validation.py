@@ -152,6 +152,19 @@ def _queries(**queries: str) -> dict[str, Any]:
     return _prometheus(queries={"requests": COUNT, "errors": COUNT + " or vector(0)", **queries})
 
 
+ERROR_RATE = {"name": "error-rate", "type": "errorRate", "max": 0.01}
+LATENCY = {"name": "latency-p99", "type": "latency", "quantile": 0.99, "maxRatioToStable": 1.25}
+
+
+def _server(metrics: dict[str, Any], *analysis_metrics: dict[str, Any]) -> dict[str, Any]:
+    """A rollout whose pods are another server (spec.serving.metrics), with these analysis metrics."""
+    return make_rollout(serving=_serving(metrics=metrics),
+                        analysis=_analysis(metrics=list(analysis_metrics or [ERROR_RATE])))
+
+
+OWN_SERVER_ONLY = "need this project's model server"
+
+
 INVALID = [
     ("missing model", _without("model"), "spec.model"),
     ("missing version", _without("model.version"), "spec.model.version"),
@@ -302,6 +315,29 @@ INVALID = [
         "configMap": {"name": "h", "key": "h.txt"}}}), "spec.validation.data.configMap.key"),
     ("validation timeout too short", make_rollout(validation={"data": {
         "configMap": {"name": "h", "key": "h.csv"}}, "timeoutSeconds": 5}), "spec.validation.timeoutSeconds"),
+    ("accuracy with the mlserver preset", make_rollout(serving=_serving(metrics={"preset": "mlserver"})),
+     OWN_SERVER_ONLY),
+    ("meanAbsoluteError with explicit names", _server(
+        {"requestCounter": "http_requests_total", "errorCodeLabel": "status"},
+        {"name": "mae", "type": "meanAbsoluteError", "max": 3.0}),
+     OWN_SERVER_ONLY),
+    ("errorRate with the kserve preset", _server({"preset": "kserve"}), "errorRate needs errors"),
+    ("latency with the triton preset", _server({"preset": "triton"}, ERROR_RATE, LATENCY),
+     "latency needs spec.serving.metrics.latencyHistogram"),
+    ("unknown server preset", _server({"preset": "torchserve"}), "spec.serving.metrics.preset"),
+    ("success counter without failures", _server({"successCounter": "ok_total"}),
+     "spec.serving.metrics.failureCounter: successCounter and failureCounter go together"),
+    ("request and success counters", _server({"requestCounter": "r_total", "successCounter": "ok_total",
+                                              "failureCounter": "failed_total"}),
+     "spec.serving.metrics: set requestCounter or successCounter"),
+    ("error code label with success counters", _server({"successCounter": "ok_total", "failureCounter": "failed_total",
+                                                        "errorCodeLabel": "code"}),
+     "spec.serving.metrics.errorCodeLabel: only with requestCounter"),
+    ("a histogram name with a dash", _server({"preset": "mlserver", "latencyHistogram": "rest-latency"}),
+     "spec.serving.metrics.latencyHistogram"),
+    ("latencyMatch without a histogram", _server({"preset": "kserve", "requestCounter": "r_total",
+                                                  "errorCodeLabel": "code", "latencyMatch": {"path": ".*"}}),
+     "spec.serving.metrics.latencyHistogram: required with latencyMatch"),
 ]
 
 
@@ -347,3 +383,20 @@ def test_prometheus_source_with_every_accepted_query_shape_is_stored_with_defaul
     assert stored["prometheus"]["queries"] == analysis["prometheus"]["queries"]
     default = api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, make_rollout(name="pods"))
     assert default["spec"]["analysis"]["source"] == "pods"
+
+
+def test_a_foreign_server_mapping_is_stored_and_its_preset_defaulted(
+    api: kubernetes.client.CustomObjectsApi, namespace: str
+) -> None:
+    # errorRate and latency are what MLServer's metrics give; accuracy from the user's own PromQL is allowed.
+    analysis = _queries(feedbackCorrect=COUNT, feedbackIncorrect=COUNT)
+    analysis["metrics"] = [ERROR_RATE, LATENCY, {"name": "accuracy", "type": "accuracy", "minRatioToStable": 0.98}]
+    api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, make_rollout(
+        serving=_serving(metrics={"preset": "mlserver", "port": 9000}), analysis=analysis))
+    api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, make_rollout(
+        name="named", serving=_serving(metrics={
+            "requestCounter": "http_requests_total", "errorCodeLabel": "status",
+            "latencyHistogram": "http_seconds", "latencyMatch": {"path": "/predict"}}),
+        analysis=_analysis(metrics=[ERROR_RATE, LATENCY])))
+    stored = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "named")["spec"]["serving"]["metrics"]
+    assert stored["preset"] == "modelserver" and stored["latencyMatch"] == {"path": "/predict"}

@@ -35,6 +35,8 @@ EXAMPLES = ROOT / "examples"
 PUBLISH = EXAMPLES / "models" / "publish.py"
 ROLLOUTS = ("baseline.yaml", "canary.yaml", "bad-model.yaml", "blue-green.yaml", "prometheus-canary.yaml",
             "validation-gate.yaml")
+# Served by MLServer from a volume (no model store, no digest); rolled out by tests/e2e/test_mlserver.py.
+OTHER_SERVERS = ("mlserver-canary.yaml",)
 
 
 def publish(*args: str) -> str:
@@ -64,7 +66,7 @@ def start_store(cluster: ClusterHandle, namespace: str) -> str:
 
 def test_every_example_manifest_passes_server_side_dry_run(cluster: ClusterHandle, namespace: str,
                                                            apply_crds: None) -> None:
-    for name in ROLLOUTS:
+    for name in ROLLOUTS + OTHER_SERVERS:
         assert "modelrollout.modelrollout.dev/fraud serverside-applied" in dry_run(
             cluster, namespace, (EXAMPLES / name).read_text()), name
     applied = dry_run(cluster, namespace, publish("store") + "---\n" + publish("traffic", "--service", "fraud",

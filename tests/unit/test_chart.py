@@ -175,6 +175,10 @@ def test_monitors_are_off_by_default_and_select_operator_and_serving_pods() -> N
     assert pods["selector"]["matchExpressions"] == [{"key": "modelrollout.dev/rollout", "operator": "Exists"}]
     assert pods["namespaceSelector"] == {"any": True}
     assert pods["podMetricsEndpoints"][0]["port"] == "http"  # the serving container's port name
+    # Another server's own metrics port (spec.serving.metrics), and the version its presets select by.
+    assert [e["port"] for e in pods["podMetricsEndpoints"]] == ["http", "metrics"]
+    assert all(e["relabelings"] == [{"sourceLabels": ["__meta_kubernetes_pod_label_modelrollout_dev_version"],
+                                     "targetLabel": "rollout_version"}] for e in pods["podMetricsEndpoints"])
 
 
 @pytest.mark.parametrize(("flag", "complaint"), [

@@ -30,7 +30,7 @@ MINIMAL_SPECS = {
                "strategy": {"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}},
                "analysis": {"metrics": [METRIC], "timeout": {}},
                "validation": {"data": {"configMap": {"name": "holdout", "key": "holdout.csv"}}}},
-    "blue-green": {"model": MODEL, "service": {"name": "fraud"}, "serving": {},
+    "blue-green": {"model": MODEL, "service": {"name": "fraud"}, "serving": {"metrics": {}},
                    "strategy": {"blueGreen": {"previewService": "fraud-preview"}}},
     "prometheus": {"model": MODEL, "service": {"name": "fraud"},
                    "strategy": {"canary": {"steps": [{"setWeight": 50}]}},

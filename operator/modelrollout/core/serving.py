@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelrollout.core.observations import LABEL_ROLLOUT, LABEL_VERSION
+from modelrollout.core.servermetrics import ServerMetrics
 
 # The pod spec fields a user may set; anything else (containers, securityContext, hostNetwork...) is the operator's.
 POD_SPEC_FIELDS = ("nodeSelector", "tolerations", "affinity", "topologySpreadConstraints", "imagePullSecrets",
@@ -55,6 +56,12 @@ class ServingSpec:
     volume_mounts: tuple[Mapping[str, Any], ...] = ()
     pod_template: PodTemplate = PodTemplate()
     disruption_budget: DisruptionBudget | None = None
+    metrics: ServerMetrics = field(default_factory=ServerMetrics)  # the metric names the analysis reads
+
+    @property
+    def metrics_port(self) -> int:
+        """The port the pods expose /metrics on (MLServer and Triton use one of their own)."""
+        return self.metrics.port if self.metrics.port is not None else self.port
 
 
 def parse_serving(d: Mapping[str, Any]) -> ServingSpec:
@@ -74,6 +81,7 @@ def parse_serving(d: Mapping[str, Any]) -> ServingSpec:
         resources=dict(d["resources"]) if d.get("resources") is not None else dict(DEFAULT_RESOURCES),
         env=tuple(d.get("env") or ()), volume_mounts=mounts, pod_template=template,
         disruption_budget=None if budget is None else _budget(_object(budget, f"{where}.podDisruptionBudget")),
+        metrics=ServerMetrics.from_spec(d.get("metrics"), f"{where}.metrics"),
     )
 
 

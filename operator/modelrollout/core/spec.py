@@ -20,6 +20,7 @@ from typing import Any
 from modelrollout.analysis.config import AnalysisConfig
 from modelrollout.core.notifications import Webhook, parse_notifications
 from modelrollout.core.observations import HeaderMatch
+from modelrollout.core.servermetrics import check_analysis_fits
 from modelrollout.core.serving import ServingSpec, parse_serving
 from modelrollout.durations import parse_duration
 
@@ -135,13 +136,17 @@ class RolloutSpec:
         if getattr(strategy, "preview_service", None) == service.name:
             # As at admission: one Service patched to both versions served the unpromoted one.
             raise ValueError("spec.strategy.blueGreen.previewService: must differ from spec.service.name")
+        model = _model(_mapping(spec.get("model"), "spec.model"))
+        serving = parse_serving(_mapping(spec.get("serving", {}), "spec.serving"))
+        parsed_analysis = None if analysis is None else AnalysisConfig.from_spec(_mapping(analysis, "spec.analysis"))
+        check_analysis_fits(serving.metrics, parsed_analysis)  # as at admission: no metric silently unread
         return cls(
             replicas=replicas,
-            model=_model(_mapping(spec.get("model"), "spec.model")),
+            model=model,
             service=service,
             strategy=strategy,
-            serving=parse_serving(_mapping(spec.get("serving", {}), "spec.serving")),
-            analysis=None if analysis is None else AnalysisConfig.from_spec(_mapping(analysis, "spec.analysis")),
+            serving=serving,
+            analysis=parsed_analysis,
             progress_deadline_seconds=float(deadline),
             traffic_routing=routing,
             notifications=parse_notifications(spec.get("notifications")),

@@ -8,12 +8,13 @@ needed; `prometheus` queries a Prometheus server for the same counts.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from modelrollout.analysis.config import AnalysisConfig
 from modelrollout.analysis.sourceconfig import PrometheusConfig, SourceName
 from modelrollout.analysis.types import Tick
+from modelrollout.core.servermetrics import ServerMetrics
 from modelrollout.kube import PodTarget
 
 
@@ -35,11 +36,12 @@ class ScrapeRequest:
     model: str
     canary_version: str
     stable_version: str
-    port: int
+    port: int  # where the pods expose their metrics (spec.serving.metrics.port, else the serving port)
     pods: Sequence[PodTarget]  # the ready pods of both versions
     namespace: str = ""
     analysis: AnalysisConfig | None = None  # which metrics (so which counts) the tick needs
     prometheus: PrometheusAccess | None = None  # with source prometheus
+    server: ServerMetrics = field(default_factory=ServerMetrics)  # the pods' metric names (spec.serving.metrics)
 
     @property
     def source(self) -> SourceName:

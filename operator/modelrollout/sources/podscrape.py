@@ -20,6 +20,7 @@ import aiohttp
 from modelrollout.analysis.types import Tick, VersionCounts
 from modelrollout.kube import PodTarget
 from modelrollout.sources import ScrapeRequest
+from modelrollout.sources.foreignmetrics import pod_metrics as foreign_pod_metrics
 from modelrollout.sources.increments import pod_increment, sum_counts
 from modelserver.contract_parse import ModelMetrics, parse_pod_metrics
 
@@ -60,8 +61,9 @@ class PodScrapeSource:
     async def _read(self, session: aiohttp.ClientSession, req: ScrapeRequest,
                     pod: PodTarget) -> ModelMetrics | str:
         try:
-            text = await scrape(session, f"http://{pod.ip}:{req.port}/metrics", self.timeout)
-            found = parse_pod_metrics(text).model(req.model, pod.version)
+            text = await scrape(session, f"http://{pod.ip}:{req.port}{req.server.path}", self.timeout)
+            found = (parse_pod_metrics(text).model(req.model, pod.version) if req.server.is_own_server
+                     else foreign_pod_metrics(text, req.server, req.model, pod.version))
             return found if found is not None else f"pod {pod.name}: no series for model {req.model} v{pod.version}"
         except (aiohttp.ClientError, OSError, TimeoutError, RuntimeError, ValueError) as exc:
             return f"pod {pod.name}: scrape failed ({type(exc).__name__}: {exc or 'timeout'})"

@@ -89,7 +89,7 @@ class PrometheusSource:
 
     async def _ask(self, req: ScrapeRequest, access: PrometheusAccess, now: float, window: float) -> list[_Answer]:
         assert req.analysis is not None
-        queries = queries_for(req.analysis, req.model)
+        queries = queries_for(req.analysis, req.model, req.server)
         jobs = [(version, q) for version in (req.canary_version, req.stable_version) for q in queries]
         async with aiohttp.ClientSession() as session:
             return list(await asyncio.gather(*(

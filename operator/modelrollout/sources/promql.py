@@ -22,6 +22,7 @@ from typing import Any
 
 from modelrollout.analysis.config import AnalysisConfig, MetricType
 from modelrollout.analysis.sourceconfig import CountQuery
+from modelrollout.core.servermetrics import ServerMetrics
 from modelserver import contract as c
 
 NAMESPACE_LABEL = "namespace"  # the target label holding the pod's namespace
@@ -39,12 +40,14 @@ class Shape(enum.Enum):
 
 @dataclass(frozen=True)
 class Query:
-    """One PromQL template; `count` names the VersionCounts field a COUNT shape fills."""
+    """One PromQL template; `count` names the VersionCounts field a COUNT shape fills, `label` the
+    grouping label of a BY_CODE shape when it is not the contract's `code`."""
 
     name: str
     shape: Shape
     template: str
     count: str = ""
+    label: str = ""
 
 
 def _quote(value: str) -> str:
@@ -85,20 +88,26 @@ def _user(name: CountQuery, text: str) -> Query:
     return Query(name.value, Shape.COUNT, text, _USER_COUNT_FIELDS[name])
 
 
-def queries_for(config: AnalysisConfig, model: str) -> list[Query]:
+def queries_for(config: AnalysisConfig, model: str, server: ServerMetrics | None = None) -> list[Query]:
     """The queries one version needs each tick: its requests always, the rest by the metrics' types.
 
     A user query replaces the built-in one for the same counts; predictionShift and meanAbsoluteError
-    are read from the model server's metrics only.
+    are read from the model server's metrics only. Another server's names (`server`) give the built-in
+    requests and latency queries (foreignpromql.py); the spec parser refused the other types for it.
     """
     user = dict(config.prometheus.queries) if config.prometheus else {}
     builtin = builtin_queries(model)
+    if server is not None and not server.is_own_server:
+        from modelrollout.sources.foreignpromql import server_queries  # it imports Query from here
+
+        builtin.pop("latencyBuckets")
+        builtin.update(server_queries(model, server))
     types = {m.type for m in config.metrics}
     chosen: list[Query] = []
     if CountQuery.REQUESTS in user:
         chosen += [_user(CountQuery.REQUESTS, user["requests"]), _user(CountQuery.ERRORS, user["errors"])]
     else:
-        chosen.append(builtin["requests"])
+        chosen += [builtin[name] for name in ("requests", "errors") if name in builtin]
     if MetricType.LATENCY in types:
         chosen.append(_user(CountQuery.LATENCY_BUCKETS, user["latencyBuckets"]) if "latencyBuckets" in user
                       else builtin["latencyBuckets"])
@@ -147,8 +156,8 @@ def counts_of(query: Query, samples: list[Mapping[str, Any]]) -> dict[str, Any]:
         if len(samples) != 1:
             raise ValueError(f"{len(samples)} series, expected one count")
         return {query.count: _value(samples[0])}
-    label = {Shape.BY_CODE: c.CODE, Shape.BY_LE: "le", Shape.BY_OUTCOME: c.OUTCOME,
-             Shape.BY_CLASS: c.CLASS}[query.shape]
+    label = query.label or {Shape.BY_CODE: c.CODE, Shape.BY_LE: "le", Shape.BY_OUTCOME: c.OUTCOME,
+                             Shape.BY_CLASS: c.CLASS}[query.shape]
     by: dict[str, float] = {}
     for sample in samples:
         key = (sample.get("metric") or {}).get(label)
@@ -158,12 +167,20 @@ def counts_of(query: Query, samples: list[Mapping[str, Any]]) -> dict[str, Any]:
     return _grouped(query.shape, by)
 
 
+def requests_and_errors(by_code: Mapping[str, float]) -> dict[str, float]:
+    """The server's rule (contract): 5xx are the model's errors; 499 (client gone) is no request at all.
+
+    >>> requests_and_errors({"200": 8.0, "500": 1.0, "400": 1.0, "499": 3.0})
+    {'requests': 10.0, 'errors': 1.0}
+    """
+    answered = {code: n for code, n in by_code.items() if code != str(c.CLIENT_CLOSED_REQUEST)}
+    errors = sum(n for code, n in answered.items() if code.isdigit() and c.is_model_error(int(code)))
+    return {"requests": sum(answered.values()), "errors": errors}
+
+
 def _grouped(shape: Shape, by: dict[str, float]) -> dict[str, Any]:
     if shape is Shape.BY_CODE:
-        # The server's rule (contract): 5xx are the model's errors; 499 (client gone) is no request at all.
-        answered = {code: n for code, n in by.items() if code != str(c.CLIENT_CLOSED_REQUEST)}
-        errors = sum(n for code, n in answered.items() if code.isdigit() and c.is_model_error(int(code)))
-        return {"requests": sum(answered.values()), "errors": errors}
+        return requests_and_errors(by)
     if shape is Shape.BY_LE:
         buckets = sorted((math.inf if le in ("+Inf", "Inf", "inf") else float(le), n) for le, n in by.items())
         return {"latency_buckets": tuple(buckets)}
