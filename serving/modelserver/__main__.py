@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from modelserver.server import CannotListen, serve
 from modelserver.settings import read_settings
+from modelserver.tokens import read_key
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -18,6 +19,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     what may heal (a missing or unreadable file), and reports the reason in its log and metrics.
     """
     settings = read_settings(argv)
+    if settings.feedback_key_file:
+        try:
+            read_key(settings.feedback_key_file)
+        except (OSError, ValueError) as exc:
+            print(f"modelserver: error: MODELSERVER_FEEDBACK_KEY_FILE: {exc}", file=sys.stderr)
+            return 2
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
