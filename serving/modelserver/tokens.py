@@ -1,6 +1,7 @@
 """Prediction tokens: feedback that any pod of a rollout can score, without shared storage.
 
-Every answer carries a token, `<payload>.<mac>`: the payload (zlib-compressed JSON, base64url) names the
+Every answer carries a token, `<payload>.<mac>`: the payload (JSON, base64url; zlib-compressed and
+marked with a leading `z` when long) names the
 model, the version, what was predicted (class keys or values, one per row), when (wall clock, so pods
 agree) and the prediction id; the mac is HMAC-SHA256 of the payload with the rollout's key, which the
 operator provisions in a Secret mounted by every pod of the rollout. A pod receiving the token with a
@@ -43,6 +44,9 @@ MIN_KEY_BYTES = 16
 # is refused as `too_many_versions`, so the `version` label stays bounded even if the key leaked.
 MAX_VERSIONS = 16
 MAX_TOKEN_CHARS = 1_000_000
+# zlib's set-up costs ~0.2 ms a call, more than the whole of a one-row prediction: only long payloads (many
+# rows, where repeated class keys shrink several-fold) are compressed.
+COMPRESS_ABOVE = 512
 MAX_TOKEN_HEADER_CHARS = 4096  # longer tokens travel in the answer's body only (proxies limit header sizes)
 
 
@@ -90,7 +94,8 @@ class TokenSigner:
         classifier = all(isinstance(p, str) for p in predicted)
         body = {"m": model, "v": version, "c": classifier, "p": list(predicted), "t": round(now, 3),
                 "i": prediction_id}
-        payload = _b64(zlib.compress(orjson.dumps(body), 6))
+        raw = orjson.dumps(body)
+        payload = "z" + _b64(zlib.compress(raw, 6)) if len(raw) > COMPRESS_ABOVE else "j" + _b64(raw)
         return f"{payload}.{_b64(self._mac(payload))}"
 
     def verify(self, token: Any, model: str, now: float) -> VerifiedToken | FeedbackRefusal:
@@ -116,7 +121,8 @@ class TokenSigner:
 
 def _decode(payload: str, mac: bytes) -> VerifiedToken | None:
     try:
-        body = orjson.loads(zlib.decompress(_unb64(payload)))
+        raw = _unb64(payload[1:])
+        body = orjson.loads(zlib.decompress(raw) if payload.startswith("z") else raw)
         predicted = tuple(str(p) if body["c"] else float(p) for p in body["p"])
         return VerifiedToken(str(body["m"]), str(body["v"]), predicted, bool(body["c"]), float(body["t"]),
                              str(body["i"]), mac)
