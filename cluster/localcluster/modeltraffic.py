@@ -2,9 +2,10 @@
 and the demo.
 
 Simulated clients each keep one keep-alive connection for a burst of requests, then send the
-labels of that burst as one feedback batch on the same connection - so the feedback reaches the
-pod that made the predictions (each pod remembers its own) - and reconnect, so the Service
-balances the next burst afresh. Results are counted per model version (from the response body).
+labels of that burst as one feedback batch with the answers' prediction tokens, on a fresh
+connection - so the Service may hand it to any pod of the rollout, and the token still counts
+each label for the version that predicted - and reconnect, so the Service balances the next
+burst afresh. Results are counted per model version (from the response body).
 With `abort_fraction`, that share of requests is abandoned mid-upload instead (headers and half the
 body, then the connection closes), as a client behind a timing-out load balancer would.
 
@@ -42,6 +43,7 @@ class TrafficStats:
     statuses: Counter[int] = field(default_factory=Counter)
     timeline: list[tuple[float, str, bool]] = field(default_factory=list)  # (t, version, ok)
     aborted_uploads: int = 0  # requests abandoned mid-body on purpose (abort_fraction)
+    feedback_refused: int = 0  # labels of feedback batches answered 4xx (a refused token)
 
     @property
     def failures(self) -> int:
@@ -78,6 +80,7 @@ class ModelTraffic:
         return {"inputs": [{"name": "input-0", "shape": [1, len(row)], "datatype": "FP64", "data": row}]}
 
     async def _infer(self, session: aiohttp.ClientSession, index: int) -> tuple[str, str] | None:
+        """(version, prediction token) of an answered request."""
         started = time.monotonic()
         try:
             async with session.post(f"{self.url}/v2/models/{self.model}/infer", json=self._body(index)) as resp:
@@ -97,7 +100,8 @@ class ModelTraffic:
         self.stats.timeline.append((time.monotonic(), version, ok))
         if resp.status == 200 and isinstance(payload, dict):
             stats.correct += _first_prediction(payload) == self.labels[index]
-            return version, str(payload.get("id"))
+            token = (payload.get("parameters") or {}).get("prediction_token")
+            return (version, token) if isinstance(token, str) else None
         return None
 
     async def _abort_upload(self, index: int) -> None:
@@ -134,20 +138,25 @@ class ModelTraffic:
                     elif (result := await self._infer(s, index)) is not None:
                         answered.append((*result, self.labels[index]))
                     await asyncio.sleep(interval * self.random.uniform(0.5, 1.5))
-                await self._feedback(s, answered)
+            await self._feedback(answered)
 
-    async def _feedback(self, session: aiohttp.ClientSession, answered: list[tuple[str, str, Any]]) -> None:
-        items = [{"id": pid, "label": label} for _v, pid, label in answered
-                 if self.random.random() < self.label_fraction]
-        if not items:
+    async def _feedback(self, answered: list[tuple[str, str, Any]]) -> None:
+        """The burst's labels by token, on a new connection: whichever pod gets them counts them."""
+        chosen = [(v, token, label) for v, token, label in answered if self.random.random() < self.label_fraction]
+        if not chosen:
             return
+        items = [{"token": token, "label": label} for _v, token, label in chosen]
+        url = f"{self.url}/v2/models/{self.model}/feedback"
         try:
-            async with session.post(f"{self.url}/v2/models/{self.model}/feedback",
-                                    json={"feedback": items}) as resp:
+            async with (aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10), headers=self.headers) as s,
+                        s.post(url, json={"feedback": items}) as resp):
                 await resp.read()
+                if resp.status != 200:
+                    self.stats.feedback_refused += len(items)
+                    return
         except (aiohttp.ClientError, OSError, TimeoutError):
             return
-        for version, _pid, _label in answered:
+        for version, _token, _label in chosen:
             self.stats.by_version[version].feedback_sent += 1
 
     async def run(self, stop: asyncio.Event, max_seconds: float) -> TrafficStats:

@@ -4,9 +4,11 @@
         --holdout http://model-store/holdout-classification.json --rate 20 --seconds 600
 
 The analysis of a rollout needs requests (error rate, latency) and labels (accuracy): this sends
-both, from the held-out rows train.py wrote, and prints one line of per-version counts every
---report seconds. Runs in a pod (examples/models/publish.py traffic) or from a shell that can
-reach the Service. Exits 0 after --seconds, 1 if no request succeeded.
+both, from the held-out rows train.py wrote (each burst's labels with the answers' prediction tokens,
+on a new connection, so whichever pod receives them counts them for the version that predicted),
+and prints one line of per-version counts every --report seconds. Runs in a pod
+(examples/models/publish.py traffic) or from a shell that can reach the Service. Exits 0 after
+--seconds, 1 if no request succeeded.
 """
 
 from __future__ import annotations

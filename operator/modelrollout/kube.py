@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -128,6 +129,8 @@ class KubeAdapter:
         self.recorder = EventRecorder(api)
         self.policy = kubernetes.client.PolicyV1Api(api)
         self.batch = kubernetes.client.BatchV1Api(api)
+        # Both versions' Deployments may be created in one tick, in two threads: one key, not two.
+        self._feedback_key_lock = threading.Lock()
 
     def _call(self, verb: str, what: str, namespace: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         started = time.monotonic()
@@ -227,6 +230,7 @@ class KubeAdapter:
         if current is None:
             if intent.model is None or intent.replicas == 0:
                 return  # nothing to run, or no model to build it from
+            self.ensure_feedback_key(rollout)  # its pods mount it: it exists before they are scheduled
             body = workloads.deployment(rollout, spec, intent.model, intent.replicas)
         else:
             ours = workloads.identity(applied_by(current, FIELD_MANAGER),
@@ -241,6 +245,32 @@ class KubeAdapter:
         if budget is not None:  # applied with its Deployment: a spec change reaches it at the next scale
             self._apply("poddisruptionbudgets.policy", ns, self.policy.patch_namespaced_pod_disruption_budget,
                         budget, force=True, creates=current is None)
+
+    def ensure_feedback_key(self, rollout: dict[str, Any]) -> None:
+        """Create the rollout's prediction-token key Secret if it is missing; an existing one is kept as is.
+
+        Never rotated: every token handed out so far must keep verifying. A Secret of that name that is not
+        this rollout's (no owner reference to it) is a conflict, not something to overwrite."""
+        with self._feedback_key_lock:
+            self._ensure_feedback_key(rollout)
+
+    def _ensure_feedback_key(self, rollout: dict[str, Any]) -> None:
+        ns, name = rollout["metadata"]["namespace"], rollout["metadata"]["name"]
+        secret_name = workloads.feedback_key_secret_name(name)
+        try:
+            current = self._call("get", "secrets", ns, self.core.read_namespaced_secret, secret_name, ns)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            current = None
+        if current is None:
+            self._apply("secrets", ns, self.core.patch_namespaced_secret, workloads.feedback_key_secret(rollout),
+                        force=False, creates=True)
+            return
+        owners = {ref.uid for ref in current.metadata.owner_references or ()}
+        if rollout["metadata"]["uid"] not in owners:
+            raise OwnershipConflictError(f"Secret {ns}/{secret_name} exists but is not rollout {name}'s "
+                                         "prediction-token key; rename or delete it")
 
     def delete_version(self, rollout: dict[str, Any], version: str) -> None:
         ns, rollout_name = rollout["metadata"]["namespace"], rollout["metadata"]["name"]

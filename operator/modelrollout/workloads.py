@@ -7,7 +7,9 @@ Deployment of the canary simply becomes the stable one.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import os
 import re
 from typing import Any
 
@@ -27,6 +29,35 @@ CONTAINER_SECURITY = {
     "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]},
     "seccompProfile": {"type": "RuntimeDefault"},
 }
+
+
+# The rollout's prediction-token key (docs/metrics.md): one Secret per rollout, mounted read-only by the
+# pods of every version, so a label is verified and counted on whichever pod of the rollout receives it.
+FEEDBACK_KEY_VOLUME = "modelrollout-feedback-key"
+FEEDBACK_KEY_DIR = "/var/run/modelrollout/feedback-key"
+FEEDBACK_KEY_ITEM = "key"
+
+
+def feedback_key_secret_name(rollout: str) -> str:
+    """`fraud` -> `fraud-feedback-key` (Secret names may be 253 characters; rollout names are DNS-1123)."""
+    return f"{rollout}-feedback-key"
+
+
+def feedback_key_secret(rollout: dict[str, Any], key: bytes | None = None) -> dict[str, Any]:
+    """The Secret holding a fresh random 32-byte key, owned (and garbage-collected) by the rollout.
+
+    Applied once, when it is missing: a key is never rotated under a running rollout, as tokens already
+    handed out must keep verifying.
+    """
+    meta = rollout["metadata"]
+    raw = key if key is not None else os.urandom(32)
+    return {
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": feedback_key_secret_name(meta["name"]), "namespace": meta["namespace"],
+                     "labels": {LABEL_ROLLOUT: meta["name"], **MANAGED_BY},
+                     "ownerReferences": [owner_reference(rollout)]},
+        "data": {FEEDBACK_KEY_ITEM: base64.b64encode(raw).decode()},
+    }
 
 
 def deployment_name(rollout: str, version: str) -> str:
@@ -85,6 +116,7 @@ def serving_container(spec: RolloutSpec, model: ModelRecord) -> dict[str, Any]:
     port = serving.port
     extra = [dict(e) for e in serving.env if e.get("name") not in {"MODEL_NAME", "MODEL_VERSION"}]
     extra.append({"name": "TMPDIR", "value": SCRATCH_PATH})
+    extra.append({"name": "MODELSERVER_FEEDBACK_KEY_FILE", "value": f"{FEEDBACK_KEY_DIR}/{FEEDBACK_KEY_ITEM}"})
     # The feature names describe the model spec names; an older version keeps its own input shape.
     if spec.model.features and spec.model.version == model.version:
         extra.append({"name": "MODEL_FEATURES", "value": str(len(spec.model.features))})
@@ -101,6 +133,7 @@ def serving_container(spec: RolloutSpec, model: ModelRecord) -> dict[str, Any]:
         "securityContext": CONTAINER_SECURITY,
         # The root filesystem is read-only; a model fetched over HTTP is downloaded here first.
         "volumeMounts": [{"name": SCRATCH_VOLUME, "mountPath": SCRATCH_PATH},
+                         {"name": FEEDBACK_KEY_VOLUME, "mountPath": FEEDBACK_KEY_DIR, "readOnly": True},
                          *(dict(m) for m in serving.volume_mounts)],
     }
 
@@ -120,15 +153,17 @@ def deployment(rollout: dict[str, Any], spec: RolloutSpec, model: ModelRecord, r
             "selector": {"matchLabels": labels},
             # Within one version, capacity never dips during its own updates either.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-            "template": pod_template(spec.serving, labels, serving_container(spec, model)),
+            "template": pod_template(spec.serving, labels, serving_container(spec, model),
+                                     feedback_key_secret_name(meta["name"])),
         },
     }
 
 
-def pod_template(serving: ServingSpec, labels: dict[str, str], container: dict[str, Any]) -> dict[str, Any]:
+def pod_template(serving: ServingSpec, labels: dict[str, str], container: dict[str, Any],
+                 key_secret: str | None = None) -> dict[str, Any]:
     """`serving.podTemplate` with the operator's part on top: its labels (the selectors depend on
     them), its container (the model env, the read-only root) and the pod security settings win;
-    the user's volumes come after the scratch volume.
+    the user's volumes come after the scratch volume and the rollout's feedback-key Secret.
 
     >>> from modelrollout.core.serving import PodTemplate
     >>> t = pod_template(ServingSpec(pod_template=PodTemplate(labels={"team": "ml"},
@@ -140,8 +175,12 @@ def pod_template(serving: ServingSpec, labels: dict[str, str], container: dict[s
     metadata: dict[str, Any] = {"labels": {**user.labels, **labels}}
     if user.annotations:
         metadata["annotations"] = dict(user.annotations)
-    volumes = [{"name": SCRATCH_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}}, *(dict(v) for v in
-                                                                          user.spec.get("volumes") or ())]
+    volumes = [{"name": SCRATCH_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}}]
+    if key_secret is not None:
+        volumes.append({"name": FEEDBACK_KEY_VOLUME, "secret": {
+            "secretName": key_secret, "defaultMode": 0o444,
+            "items": [{"key": FEEDBACK_KEY_ITEM, "path": FEEDBACK_KEY_ITEM}]}})
+    volumes += [dict(v) for v in user.spec.get("volumes") or ()]
     return {"metadata": metadata, "spec": {
         **{k: v for k, v in user.spec.items() if k != "volumes"},
         "containers": [container],

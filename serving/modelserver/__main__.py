@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from modelserver.server import CannotListen, serve
 from modelserver.settings import read_settings
+from modelserver.tokens import read_key
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -26,6 +27,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return validate_main(args[1:], prog="modelserver validate", json_default=None)
     settings = read_settings(args)
+    if settings.feedback_key_file:
+        try:
+            read_key(settings.feedback_key_file)
+        except (OSError, ValueError) as exc:
+            print(f"modelserver: error: MODELSERVER_FEEDBACK_KEY_FILE: {exc}", file=sys.stderr)
+            return 2
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -18,10 +18,16 @@ Exposed series (all on the serving port, path `/metrics`):
     modelserver_rows_predicted_total{model,version}               rows passed to predict()
     modelserver_feedback_total{model,version,outcome}             ground-truth feedback by outcome
     modelserver_feedback_absolute_error{model,version}            summary (_sum, _count) for regressors
+    modelserver_feedback_refused_total{model,version,reason}      feedback tokens refused, by reason
     modelserver_model_info{model,version,digest,format}           1 for the model this pod serves
     modelserver_model_ready{model,version}                        1 when loaded, validated and warmed up
     modelserver_model_load_failures_total{model,version,reason}   failed load attempts by reason
     modelserver_unknown_model_requests_total                      requests naming a model not served here
+
+Feedback carrying a prediction token is counted under the `version` the verified token names (the
+version that made the prediction, on whichever pod of the rollout the label arrives): only versions
+this rollout's key signed, at most tokens.MAX_VERSIONS per pod. Every other series' `version` is the
+pod's own. The operator sums the feedback series of a version over all pods of the rollout.
 
 Label values never come from request content: `model` and `version` are the configured ones, `class`
 values are the model's own `classes_`, `code`, `outcome` and `reason` come from fixed sets. A request
@@ -118,7 +124,13 @@ ROWS_PREDICTED = MetricSpec(
 )
 FEEDBACK = MetricSpec(
     "modelserver_feedback", Kind.COUNTER,
-    "Ground-truth feedback joined to remembered predictions, by outcome.", (MODEL, VERSION, OUTCOME),
+    "Ground-truth feedback by outcome, under the version that made the prediction (from its token).",
+    (MODEL, VERSION, OUTCOME),
+)
+FEEDBACK_REFUSED = MetricSpec(
+    "modelserver_feedback_refused", Kind.COUNTER,
+    "Feedback refused because its prediction token was malformed, forged, expired or replayed.",
+    (MODEL, VERSION, REASON),
 )
 FEEDBACK_ABSOLUTE_ERROR = MetricSpec(
     "modelserver_feedback_absolute_error", Kind.SUMMARY,
@@ -143,7 +155,7 @@ UNKNOWN_MODEL_REQUESTS = MetricSpec(
 
 ALL_METRICS: tuple[MetricSpec, ...] = (
     REQUESTS, REQUEST_DURATION, PREDICTIONS, PREDICTION_VALUE, PREDICTION_CONFIDENCE, ROWS_PREDICTED,
-    FEEDBACK, FEEDBACK_ABSOLUTE_ERROR, MODEL_INFO, MODEL_READY, LOAD_FAILURES, UNKNOWN_MODEL_REQUESTS,
+    FEEDBACK, FEEDBACK_ABSOLUTE_ERROR, FEEDBACK_REFUSED, MODEL_INFO, MODEL_READY, LOAD_FAILURES, UNKNOWN_MODEL_REQUESTS,
 )
 
 
@@ -159,6 +171,24 @@ class FeedbackOutcome(StrEnum):
     UNKNOWN_ID = "unknown_id"  # never seen, or evicted from the bounded store
     EXPIRED_ID = "expired_id"  # seen, but older than the store's time to live
     INVALID = "invalid"  # per item: a label not a class / not a number, or the wrong count; entry kept
+
+
+class FeedbackRefusal(StrEnum):
+    """Why a feedback item's prediction token was refused (the whole request is answered 4xx)."""
+
+    MALFORMED = "malformed"  # not a token of this server's format
+    BAD_SIGNATURE = "bad_signature"  # not signed with this rollout's key: forged, altered, another rollout
+    WRONG_MODEL = "wrong_model"  # signed for another model than the URL's
+    EXPIRED = "expired"  # older than MODELSERVER_FEEDBACK_TTL_S (or from the future beyond clock skew)
+    REPLAYED = "replayed"  # already scored by this pod (or twice in one request)
+    TOO_MANY_VERSIONS = "too_many_versions"  # a version beyond the bounded set this pod counts under
+
+
+# The HTTP status a request gets for its first refused item.
+REFUSAL_STATUS: dict[FeedbackRefusal, int] = {
+    FeedbackRefusal.MALFORMED: 400, FeedbackRefusal.BAD_SIGNATURE: 403, FeedbackRefusal.WRONG_MODEL: 403,
+    FeedbackRefusal.EXPIRED: 410, FeedbackRefusal.REPLAYED: 409, FeedbackRefusal.TOO_MANY_VERSIONS: 422,
+}
 
 
 class LoadFailure(StrEnum):

@@ -13,14 +13,16 @@ import logging
 import os
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from modelserver import contract as c
 from modelserver.batching import AdaptiveBatcher
-from modelserver.contract import ModelState
+from modelserver.contract import REFUSAL_STATUS, FeedbackRefusal, ModelState
 from modelserver.feedback import (
     FeedbackItem,
     FeedbackStore,
@@ -34,6 +36,7 @@ from modelserver.metrics import ServerMetrics
 from modelserver.prediction import Outputs, Predictor
 from modelserver.settings import Settings
 from modelserver.tensors import BadInput, InferRequest, InputSpec, datatype_of
+from modelserver.tokens import MAX_VERSIONS, ReplayGuard, TokenSigner, VerifiedToken, random_key, read_key
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +49,30 @@ class ChaosFailure(Exception):
     """An injected failure (MODELSERVER_CHAOS_ERROR_RATE): answered 500 and counted as an error."""
 
 
+class FeedbackRefused(Exception):
+    """Feedback with a refused token: nothing of the request was counted; answered 4xx naming the items."""
+
+    def __init__(self, refusals: dict[int, FeedbackRefusal]) -> None:
+        self.refusals = refusals
+        first = refusals[min(refusals)]
+        self.status = REFUSAL_STATUS[first]
+        super().__init__(f"{len(refusals)} feedback item(s) refused, nothing counted; first: item {min(refusals)} "
+                         f"({first.value})")
+
+    def as_json(self) -> dict[str, Any]:
+        return {"error": str(self), "refused": {str(i): r.value for i, r in sorted(self.refusals.items())}}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    prediction_id: str
+    token: str  # signed summary of the prediction: feedback with it counts on any pod of the rollout
+    outputs: Outputs
+
+
 class DataPlane:
     def __init__(self, settings: Settings, metrics: ServerMetrics,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.metrics = metrics
         self.state = ModelState.LOADING
@@ -63,6 +87,12 @@ class DataPlane:
         self._clock = clock
         self._chaos = random.Random(settings.chaos_seed)
         self._ids_in_flight: set[str] = set()  # client-chosen ids of requests not yet remembered
+        # Tokens are timed by the wall clock: they are checked on other pods, whose monotonic clocks differ.
+        self._wall = wall
+        key = read_key(settings.feedback_key_file) if settings.feedback_key_file else random_key()
+        self.signer = TokenSigner(key, settings.feedback_ttl_s)
+        self._replays = ReplayGuard(settings.feedback_store_size, settings.feedback_ttl_s)
+        self._token_versions: set[str] = set()  # versions feedback was counted under (bounded)
 
     # --- lifecycle -------------------------------------------------------------------------------
     async def load(self) -> None:
@@ -153,8 +183,8 @@ class DataPlane:
         return self.predictor
 
     # --- inference --------------------------------------------------------------------------------
-    async def infer(self, request: InferRequest) -> tuple[str, Outputs]:
-        """Predict a validated request; returns (prediction id, outputs) and records its metrics."""
+    async def infer(self, request: InferRequest) -> Prediction:
+        """Predict a validated request and record its metrics."""
         predictor = self.require_loaded()
         if request.request_id is None:
             # 32 random hex digits like uuid4().hex, without building a UUID object per request.
@@ -175,7 +205,7 @@ class DataPlane:
                            "feedback; use a new id per request", status=409)
         self._ids_in_flight.add(prediction_id)
 
-    async def _predict(self, predictor: Predictor, request: InferRequest, prediction_id: str) -> tuple[str, Outputs]:
+    async def _predict(self, predictor: Predictor, request: InferRequest, prediction_id: str) -> Prediction:
         if self.settings.chaos_latency_ms > 0:
             await asyncio.sleep(self.settings.chaos_latency_ms / 1000)
         if self.settings.chaos_error_rate > 0 and self._chaos.random() < self.settings.chaos_error_rate:
@@ -193,29 +223,83 @@ class DataPlane:
             self.metrics.record_values(outputs.predict)
         if outputs.proba is not None:
             self.metrics.record_confidence(outputs.proba)
-        return prediction_id, outputs
+        s = self.settings
+        token = self.signer.sign(s.model_name, s.model_version, remembered, prediction_id, self._wall())
+        return Prediction(prediction_id, token, outputs)
 
     def feedback(self, items: list[FeedbackItem]) -> FeedbackTally:
-        """Join labels to remembered predictions; every item lands in exactly one outcome per row."""
+        """Score labels: by token (any pod's prediction) or by id (this pod's store); every item lands in
+        exactly one outcome per row. Raises FeedbackRefused, counting nothing, if any token is refused."""
+        now, wall = self._clock(), self._wall()
+        verified = self._verify_tokens(items, wall)
         tally = FeedbackTally()
-        now = self._clock()
-        for item in items:
-            self._join(item, now, tally)
-        for outcome, count in tally.counts.items():
+        for index, item in enumerate(items):
+            if item.token is None:
+                self._join(item, now, tally)
+            else:
+                self._score_token(verified[index], item.label, wall, tally)
+        for (version, outcome), count in tally.counts.items():
             if count:
-                self.metrics.record_feedback(outcome, count)
-        for error in tally.absolute_errors:
-            self.metrics.record_absolute_error(error)
+                self.metrics.record_feedback(outcome, count, version)
+        for version, error in tally.absolute_errors:
+            self.metrics.record_absolute_error(error, version)
         return tally
+
+    def _verify_tokens(self, items: list[FeedbackItem], wall: float) -> dict[int, VerifiedToken]:
+        """Every token of the request verified, or FeedbackRefused (refusals counted) before anything is scored:
+        a client then knows that none of its batch counted and can resend the good items."""
+        refusals: dict[int, FeedbackRefusal] = {}
+        verified: dict[int, VerifiedToken] = {}
+        in_request: set[bytes] = set()
+        versions = set(self._token_versions)
+        for index, item in enumerate(items):
+            if item.token is None:
+                continue
+            found = self.signer.verify(item.token, self.settings.model_name, wall)
+            if isinstance(found, VerifiedToken):
+                if found.mac in in_request or self._replays.seen(found.mac, wall):
+                    found = FeedbackRefusal.REPLAYED
+                elif found.version not in versions and len(versions) >= MAX_VERSIONS:
+                    found = FeedbackRefusal.TOO_MANY_VERSIONS
+            if isinstance(found, FeedbackRefusal):
+                refusals[index] = found
+                continue
+            in_request.add(found.mac)
+            versions.add(found.version)
+            verified[index] = found
+        if refusals:
+            for reason, count in Counter(refusals.values()).items():
+                self.metrics.count_refusal(reason, count)
+            raise FeedbackRefused(refusals)
+        self._token_versions = versions
+        return verified
+
+    def _score_token(self, token: VerifiedToken, label: Any, wall: float, tally: FeedbackTally) -> None:
+        """Count under the token's version. Labels are checked against this pod's classes: the versions of a
+        rollout share their label set. An invalid label leaves the token usable for the corrected one."""
+        predictor = self.predictor
+        classes = frozenset(predictor.class_keys) if predictor is not None and predictor.is_classifier else None
+        labels = None
+        if predictor is not None and token.classifier == (classes is not None):
+            labels = usable_labels(label, len(token.predicted), classes)
+        if labels is None:
+            tally.add(c.FeedbackOutcome.INVALID, 1, token.version)
+            return
+        self._replays.remember(token.mac, token.issued_at, wall)
+        if classes is not None:
+            score_classifier(token.predicted, labels, tally, token.version)
+        else:
+            score_regressor(token.predicted, labels, tally, token.version)
 
     def _join(self, item: FeedbackItem, now: float, tally: FeedbackTally) -> None:
         """Score one item; the prediction is consumed only once it has been scored (or has expired)."""
-        remembered = self._store.get(item.prediction_id, now)
+        prediction_id = item.prediction_id or ""  # parse_feedback gives an item without a token an id
+        remembered = self._store.get(prediction_id, now)
         if remembered is None:
             tally.add(c.FeedbackOutcome.UNKNOWN_ID)
             return
         if remembered == "expired":
-            self._store.forget(item.prediction_id)
+            self._store.forget(prediction_id)
             tally.add(c.FeedbackOutcome.EXPIRED_ID)
             return
         predictor = self.predictor
@@ -225,7 +309,7 @@ class DataPlane:
             # A typo must not cost the real label: the client can still send it for this prediction.
             tally.add(c.FeedbackOutcome.INVALID)
             return
-        self._store.forget(item.prediction_id)
+        self._store.forget(prediction_id)
         if classes is not None:
             score_classifier(remembered, labels, tally)
         else:

@@ -82,27 +82,34 @@ def class_key(value: Any) -> str:
 
 @dataclass(frozen=True)
 class FeedbackItem:
-    prediction_id: str
+    prediction_id: str | None  # joined with this pod's own store (the id path) when there is no token
     label: Any  # scalar for a one-row prediction, or a list with one label per row
+    token: str | None = None  # the prediction token of the answer: scored on any pod of the rollout
 
 
 @dataclass
 class FeedbackTally:
-    counts: dict[FeedbackOutcome, int] = field(default_factory=dict)
-    absolute_errors: list[float] = field(default_factory=list)
+    """Outcome counts per version: None is this pod's own (the id path), a string a token's version."""
 
-    def add(self, outcome: FeedbackOutcome, count: int = 1) -> None:
-        self.counts[outcome] = self.counts.get(outcome, 0) + count
+    counts: dict[tuple[str | None, FeedbackOutcome], int] = field(default_factory=dict)
+    absolute_errors: list[tuple[str | None, float]] = field(default_factory=list)
+
+    def add(self, outcome: FeedbackOutcome, count: int = 1, version: str | None = None) -> None:
+        self.counts[version, outcome] = self.counts.get((version, outcome), 0) + count
 
     def as_json(self) -> dict[str, int]:
-        return {o.value: self.counts.get(o, 0) for o in FeedbackOutcome}
+        totals = {o.value: 0 for o in FeedbackOutcome}
+        for (_version, outcome), count in self.counts.items():
+            totals[outcome.value] += count
+        return totals
 
 
 def parse_feedback(body: Any) -> list[FeedbackItem]:
-    """Accept {"id", "label"}, {"feedback": [...]} or a bare list of such objects.
+    """Accept {"token" or "id", "label"}, {"feedback": [...]} or a bare list of such objects.
 
-    >>> [i.prediction_id for i in parse_feedback({"feedback": [{"id": "a", "label": 1}]})]
-    ['a']
+    >>> [(i.prediction_id, i.token) for i in parse_feedback({"feedback": [{"id": "a", "label": 1},
+    ...                                                                   {"token": "t.m", "label": 0}]})]
+    [('a', None), (None, 't.m')]
     """
     raw_items = body.get("feedback") if isinstance(body, dict) and "feedback" in body else body
     if isinstance(raw_items, dict):
@@ -112,7 +119,13 @@ def parse_feedback(body: Any) -> list[FeedbackItem]:
     items = []
     for index, raw in enumerate(raw_items):
         if not isinstance(raw, dict) or "label" not in raw:
-            raise BadInput(f"feedback item {index} must be an object with 'id' and 'label'")
+            raise BadInput(f"feedback item {index} must be an object with 'token' (or 'id') and 'label'")
+        if "token" in raw:
+            token = raw["token"]
+            if not isinstance(token, str) or not token:
+                raise BadInput(f"feedback item {index}: 'token' must be the non-empty string an answer carried")
+            items.append(FeedbackItem(None, raw["label"], token))
+            continue
         prediction_id = raw.get("id")
         if not isinstance(prediction_id, str) or not 0 < len(prediction_id) <= MAX_ID_LENGTH:
             raise BadInput(f"feedback item {index}: 'id' must be a non-empty string of at most "
@@ -148,10 +161,11 @@ def usable_labels(label: Any, rows: int, classes: frozenset[str] | None) -> list
     return [float(v) for v in labels] if all(_is_finite_number(v) for v in labels) else None
 
 
-def score_classifier(remembered: Remembered, keys: list[str], tally: FeedbackTally) -> None:
+def score_classifier(remembered: Remembered, keys: list[str], tally: FeedbackTally,
+                     version: str | None = None) -> None:
     correct = sum(1 for key, predicted in zip(keys, remembered, strict=True) if key == predicted)
-    tally.add(FeedbackOutcome.CORRECT, correct)
-    tally.add(FeedbackOutcome.INCORRECT, len(keys) - correct)
+    tally.add(FeedbackOutcome.CORRECT, correct, version)
+    tally.add(FeedbackOutcome.INCORRECT, len(keys) - correct, version)
 
 
 def _is_finite_number(value: Any) -> bool:
@@ -163,7 +177,8 @@ def _is_finite_number(value: Any) -> bool:
         return False
 
 
-def score_regressor(remembered: Remembered, labels: list[float], tally: FeedbackTally) -> None:
-    tally.add(FeedbackOutcome.SCORED, len(labels))
-    tally.absolute_errors.extend(abs(label - predicted) for label, predicted in
+def score_regressor(remembered: Remembered, labels: list[float], tally: FeedbackTally,
+                    version: str | None = None) -> None:
+    tally.add(FeedbackOutcome.SCORED, len(labels), version)
+    tally.absolute_errors.extend((version, abs(label - predicted)) for label, predicted in
                                  zip(labels, remembered, strict=True))

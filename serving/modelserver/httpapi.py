@@ -21,21 +21,25 @@ from aiohttp import web
 
 from modelserver.binary import HEADER_LENGTH, split_body
 from modelserver.contract import CLIENT_CLOSED_REQUEST, Protocol
-from modelserver.dataplane import ChaosFailure, DataPlane, NotReady
-from modelserver.prediction import ModelRejectedInput, Outputs
+from modelserver.dataplane import ChaosFailure, DataPlane, NotReady, Prediction
+from modelserver.prediction import ModelRejectedInput
 from modelserver.tensors import BadInput, InferRequest, InputSpec
+from modelserver.tokens import MAX_TOKEN_HEADER_CHARS
 
 log = logging.getLogger(__name__)
 
 PLANE = web.AppKey("plane", DataPlane)
 PREDICTION_ID_HEADER = "X-Prediction-Id"
+# The prediction token, also in the body (V2 `parameters.prediction_token`, V1 `prediction_token`); a header
+# only while it is short, as proxies limit header sizes (a many-row regressor's token is long).
+PREDICTION_TOKEN_HEADER = "X-Prediction-Token"
 # On every inference answer, errors included, so a client (or a rollout test) can tell which version
 # failed it. The values come from the server's settings, never from the request.
 MODEL_VERSION_HEADER = "X-Model-Version"
 
 Decoder = Callable[[Any, bytes, InputSpec], InferRequest]  # (JSON body, binary tensor data, spec)
 # The JSON answer and the raw bytes of outputs answered in binary, in the order the JSON lists them.
-Encoder = Callable[[DataPlane, InferRequest, str, Outputs], tuple[dict[str, Any], list[bytes]]]
+Encoder = Callable[[DataPlane, InferRequest, Prediction], tuple[dict[str, Any], list[bytes]]]
 
 
 class ClientGone(Exception):
@@ -139,9 +143,12 @@ async def _answer(request: web.Request, plane: DataPlane, decode: Decoder, encod
         plane.require_loaded()
         head, binary = split_body(await read_body(request), request.headers.get(HEADER_LENGTH))
         infer_request = decode(parse_json(head), binary, plane.input_spec)
-        prediction_id, outputs = await plane.infer(infer_request)
-        payload, binary_outputs = encode(plane, infer_request, prediction_id, outputs)
-        return 200, payload, {PREDICTION_ID_HEADER: prediction_id}, binary_outputs
+        prediction = await plane.infer(infer_request)
+        payload, binary_outputs = encode(plane, infer_request, prediction)
+        headers = {PREDICTION_ID_HEADER: prediction.prediction_id}
+        if len(prediction.token) <= MAX_TOKEN_HEADER_CHARS:
+            headers[PREDICTION_TOKEN_HEADER] = prediction.token
+        return 200, payload, headers, binary_outputs
     except BadInput as exc:
         return exc.status, {"error": str(exc)}, None, []
     except ModelRejectedInput as exc:

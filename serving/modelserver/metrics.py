@@ -46,6 +46,7 @@ class ServerMetrics:
         self._rows = m[c.ROWS_PREDICTED.name].labels(model, version)
         self._feedback = m[c.FEEDBACK.name]
         self._abs_error = m[c.FEEDBACK_ABSOLUTE_ERROR.name]
+        self._refused = m[c.FEEDBACK_REFUSED.name]
         self._info = m[c.MODEL_INFO.name]
         self._ready = m[c.MODEL_READY.name].labels(model, version)
         self._load_failures = m[c.LOAD_FAILURES.name]
@@ -97,11 +98,15 @@ class ServerMetrics:
         for value in proba.max(axis=1).tolist():
             child.observe(value)
 
-    def record_feedback(self, outcome: c.FeedbackOutcome, count: int = 1) -> None:
-        self._feedback.labels(self._model, self._version, outcome.value).inc(count)
+    def record_feedback(self, outcome: c.FeedbackOutcome, count: int = 1, version: str | None = None) -> None:
+        """`version`: the one a verified token names (bounded by the caller), else this pod's own."""
+        self._feedback.labels(self._model, version or self._version, outcome.value).inc(count)
 
-    def record_absolute_error(self, error: float) -> None:
-        self._abs_error.labels(self._model, self._version).observe(error)
+    def record_absolute_error(self, error: float, version: str | None = None) -> None:
+        self._abs_error.labels(self._model, version or self._version).observe(error)
+
+    def count_refusal(self, reason: c.FeedbackRefusal, count: int = 1) -> None:
+        self._refused.labels(self._model, self._version, reason.value).inc(count)
 
     def set_model_info(self, digest: str, fmt: str) -> None:
         self._info.labels(self._model, self._version, digest, fmt).set(1)

@@ -22,8 +22,9 @@ from typing import Any
 
 import modelserver
 from modelserver.binary import DTYPES, EXTENSION, HEADER_LENGTH
-from modelserver.contract import FeedbackOutcome, LoadFailure, ModelState
+from modelserver.contract import REFUSAL_STATUS, FeedbackOutcome, FeedbackRefusal, LoadFailure, ModelState
 from modelserver.tensors import KNOWN_TYPES, MAX_ID_LENGTH, OUTPUT_NAMES
+from modelserver.tokens import MAX_TOKEN_HEADER_CHARS
 
 OPENAPI_PATH = "/openapi.json"
 V2_MODEL_BASES = ("/v2/models/{name}", "/v2/models/{name}/versions/{version}")
@@ -31,6 +32,8 @@ _JSON = "application/json"
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _OBJECT: dict[str, Any] = {"type": "object"}
 _ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}
+_TOKEN = {"type": "string", "minLength": 1,
+          "description": "Signed prediction token: send it with the label to any pod of the rollout."}
 # A request's optional id: null is taken as no id (a fresh one is generated), as clients that serialize
 # an unset field send it.
 _REQUEST_ID = {**_ID, "nullable": True, "description": "Echoed; null or absent: the server generates one."}
@@ -170,22 +173,26 @@ def _inference_schemas() -> dict[str, Any]:
         "InferenceResponse": {
             "type": "object", "required": ["model_name", "model_version", "id", "outputs"],
             "properties": {"model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": _ID,
+                           "parameters": {"type": "object", "required": ["prediction_token"],
+                                          "properties": {"prediction_token": _TOKEN}},
                            "outputs": {"type": "array", "minItems": 1,
                                        "items": {"$ref": "#/components/schemas/ResponseOutput"}}}},
         "V1PredictRequest": {
             "type": "object", "required": ["instances"],
             "properties": {"id": _REQUEST_ID, "instances": {"type": "array", "minItems": 1,
                                                     "items": {"type": "array", "items": number_or_bool}}}},
-        "V1PredictResponse": {"type": "object", "required": ["predictions"],
-                              "properties": {"predictions": {"type": "array", "items": scalar}}},
+        "V1PredictResponse": {"type": "object", "required": ["predictions", "prediction_token"],
+                              "properties": {"predictions": {"type": "array", "items": scalar},
+                                             "prediction_token": _TOKEN}},
     }
 
 
 def _feedback_schemas() -> dict[str, Any]:
     return {
         "FeedbackItem": {
-            "type": "object", "required": ["id", "label"],
-            "properties": {"id": _ID, "label": {
+            "type": "object", "required": ["label"], "anyOf": [{"required": ["token"]}, {"required": ["id"]}],
+            "description": "`token` (scored by any pod of the rollout) or `id` (only the pod that predicted).",
+            "properties": {"token": _TOKEN, "id": _ID, "label": {
                 "description": "The true class (classifiers) or value (regressors); a list with one label per "
                                "row for a multi-row prediction. One that is not usable counts as `invalid` and "
                                "leaves the prediction for a corrected label."}}},
@@ -195,6 +202,11 @@ def _feedback_schemas() -> dict[str, Any]:
                 {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/FeedbackItem"}},
                 {"$ref": "#/components/schemas/FeedbackItem"}]}}},
             {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/FeedbackItem"}}]},
+        "FeedbackRefused": {
+            "type": "object", "required": ["error", "refused"],
+            "properties": {"error": {"type": "string"}, "refused": {
+                "type": "object", "description": "Item index -> reason; nothing of the request was counted.",
+                "additionalProperties": {"type": "string", "enum": [r.value for r in FeedbackRefusal]}}}},
         "FeedbackTally": {
             "type": "object", "required": ["model_name", "model_version", *(o.value for o in FeedbackOutcome)],
             "properties": {"model_name": {"type": "string"}, "model_version": {"type": "string"},
@@ -221,6 +233,9 @@ def _components(model_name: str, model_version: str) -> dict[str, Any]:
         },
         "headers": {
             "ModelVersion": version_header,
+            "PredictionToken": {"description": "The prediction token (also in the body), when under "
+                                               f"{MAX_TOKEN_HEADER_CHARS} characters.",
+                                "required": False, "schema": _TOKEN},
             "PredictionId": {"description": "The prediction id to send feedback for (the request's `id` if given).",
                              "required": True, "schema": _ID},
             "HeaderLength": {"description": "Length of the JSON part; only on an application/octet-stream answer.",
@@ -259,7 +274,8 @@ def _infer_examples(n_features: int | None) -> dict[str, Any]:
 
 def _infer_operation(params: tuple[str, ...], n_features: int | None) -> dict[str, Any]:
     headers = {"X-Model-Version": {"$ref": "#/components/headers/ModelVersion"},
-               "X-Prediction-Id": {"$ref": "#/components/headers/PredictionId"}}
+               "X-Prediction-Id": {"$ref": "#/components/headers/PredictionId"},
+               "X-Prediction-Token": {"$ref": "#/components/headers/PredictionToken"}}
     ok = {"200": {"description": "Predicted. application/octet-stream when an output was asked in binary: the "
                                  f"JSON part ({HEADER_LENGTH} bytes) then the outputs' raw bytes.",
                   "headers": {**headers, HEADER_LENGTH: {"$ref": "#/components/headers/HeaderLength"}},
@@ -269,9 +285,10 @@ def _infer_operation(params: tuple[str, ...], n_features: int | None) -> dict[st
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
     ok["200"]["links"] = {"feedback": {
         "operationId": operation_id("post", V2_MODEL_BASES[0] + "/feedback"),
-        "description": "The true labels of this prediction, joined by its id (a JSON answer's `predict` output).",
+        "description": "The true labels of this prediction, by its token (a JSON answer's `predict` output).",
         "parameters": {"name": "$request.path.name"},
-        "requestBody": {"id": "$response.body#/id", "label": "$response.body#/outputs/0/data"}}}
+        "requestBody": {"token": "$response.body#/parameters/prediction_token",
+                        "label": "$response.body#/outputs/0/data"}}}
     return _operation("Predict (Open Inference Protocol), JSON or binary tensor data",
                       _inference_responses(ok), (*params, "headerLength"), body)
 
@@ -287,9 +304,21 @@ def _model_operations(params: tuple[str, ...], n_features: int | None) -> dict[s
             "$ref": "#/components/schemas/Readiness"}), **ready_503, **not_found}, params)},
         "/infer": {"post": _infer_operation(params, n_features)},
         "/feedback": {"post": _operation("Delayed ground truth for earlier predictions (this server's extension)",
-                                         {**feedback_ok, **_errors(*_BODY_ERRORS, 404)}, params,
+                                         {**feedback_ok, **_errors(*_BODY_ERRORS, 404), **_refusals()}, params,
                                          _json({"$ref": "#/components/schemas/Feedback"}))},
     }
+
+
+def _refusals() -> dict[str, Any]:
+    """A refused token's statuses (contract.REFUSAL_STATUS), each with the refused items."""
+    refused = _json({"$ref": "#/components/schemas/FeedbackRefused"})
+    out: dict[str, Any] = {}
+    for reason, status in REFUSAL_STATUS.items():
+        entry = out.setdefault(str(status), {"description": "A prediction token was refused:", "content": refused})
+        entry["description"] += f" {reason.value}"
+    # 400 also answers a malformed body with the plain Error: either shape.
+    out["400"]["content"] = _json({"anyOf": [_ERROR, {"$ref": "#/components/schemas/FeedbackRefused"}]})
+    return out
 
 
 def _paths(n_features: int | None) -> dict[str, Any]:
@@ -307,7 +336,8 @@ def _paths(n_features: int | None) -> dict[str, Any]:
             paths[base + suffix] = operations
     v1_ok = _ok("Predicted.", {"$ref": "#/components/schemas/V1PredictResponse"}, {
         "X-Model-Version": {"$ref": "#/components/headers/ModelVersion"},
-        "X-Prediction-Id": {"$ref": "#/components/headers/PredictionId"}})
+        "X-Prediction-Id": {"$ref": "#/components/headers/PredictionId"},
+        "X-Prediction-Token": {"$ref": "#/components/headers/PredictionToken"}})
     paths["/v1/models/{name}"] = {"get": _operation("Model status (KServe V1)", {**_ok("Status.", {
         "$ref": "#/components/schemas/V1ModelStatus"}), **_errors(404)}, ("name",), tag="v1")}
     v1_body: dict[str, Any] = {"schema": {"$ref": "#/components/schemas/V1PredictRequest"}}

@@ -1,7 +1,8 @@
 """KServe V1 REST endpoints: `GET /v1/models/{name}` and `POST /v1/models/{name}:predict`.
 
-The predict body is {"instances": [[...], ...]} and the answer {"predictions": [...]}; the prediction
-id for feedback comes back in the X-Prediction-Id header (send "id" in the body to choose it; an id
+The predict body is {"instances": [[...], ...]} and the answer {"predictions": [...], "prediction_token":
+"..."}: the token to send feedback with (to any pod of the rollout). The prediction id comes back in the
+X-Prediction-Id header (send "id" in the body to choose it; an id
 still awaiting feedback for an earlier prediction is refused with 409).
 """
 
@@ -12,9 +13,8 @@ from typing import Any
 from aiohttp import web
 
 from modelserver.contract import Protocol
-from modelserver.dataplane import DataPlane
+from modelserver.dataplane import DataPlane, Prediction
 from modelserver.httpapi import PLANE, json_response, measured_inference, unknown_model
-from modelserver.prediction import Outputs
 from modelserver.tensors import BadInput, InferRequest, InputSpec, decode_v1
 
 # aiohttp's default {name} would swallow ":predict"; model names here never contain a colon.
@@ -27,9 +27,9 @@ def decode_v1_body(body: Any, binary: bytes, spec: InputSpec) -> InferRequest:
     return decode_v1(body, spec)
 
 
-def encode_v1(plane: DataPlane, request: InferRequest, prediction_id: str,
-              outputs: Outputs) -> tuple[dict[str, Any], list[bytes]]:
-    return {"predictions": outputs.predict.tolist()}, []
+def encode_v1(plane: DataPlane, request: InferRequest,
+              prediction: Prediction) -> tuple[dict[str, Any], list[bytes]]:
+    return {"predictions": prediction.outputs.predict.tolist(), "prediction_token": prediction.token}, []
 
 
 async def model_status(request: web.Request) -> web.Response:

@@ -2,10 +2,13 @@
 
 Feedback (an extension of this server, not part of the protocol):
     POST /v2/models/{name}[/versions/{version}]/feedback
-    {"id": "<prediction id>", "label": 1}                  one prediction
-    {"id": "...", "label": [1, 0, 2]}                     a multi-row prediction, one label per row
-    {"feedback": [{"id": ..., "label": ...}, ...]}        a batch (a bare JSON list works too)
-answers 200 {"correct": n, "incorrect": n, "scored": n, "unknown_id": n, "expired_id": n, "invalid": n}.
+    {"token": "<the answer's prediction token>", "label": 1}   one prediction, to any pod of the rollout
+    {"token": "...", "label": [1, 0, 2]}                  a multi-row prediction, one label per row
+    {"feedback": [{"token": ..., "label": ...}, ...]}     a batch (a bare JSON list works too)
+    {"id": "<prediction id>", "label": 1}                 the same pod only, while it remembers the id
+answers 200 {"correct": n, "incorrect": n, "scored": n, "unknown_id": n, "expired_id": n, "invalid": n};
+a refused token (malformed, forged, expired, replayed) refuses the whole request with 4xx
+{"error": ..., "refused": {"<item index>": "<reason>"}} and counts nothing.
 """
 
 from __future__ import annotations
@@ -17,10 +20,9 @@ from aiohttp import web
 import modelserver
 from modelserver.binary import EXTENSION, attach_binary_inputs, encode_binary
 from modelserver.contract import Protocol
-from modelserver.dataplane import DataPlane
+from modelserver.dataplane import DataPlane, FeedbackRefused, Prediction
 from modelserver.feedback import parse_feedback
 from modelserver.httpapi import PLANE, json_response, measured_inference, read_json, unknown_model
-from modelserver.prediction import Outputs
 from modelserver.tensors import InferRequest, InputSpec, datatype_of, decode_v2, encode_v2_output
 
 
@@ -29,8 +31,9 @@ def decode_v2_body(body: Any, binary: bytes, spec: InputSpec) -> InferRequest:
     return decode_v2(body, spec)
 
 
-def encode_v2(plane: DataPlane, request: InferRequest, prediction_id: str,
-              outputs: Outputs) -> tuple[dict[str, Any], list[bytes]]:
+def encode_v2(plane: DataPlane, request: InferRequest,
+              prediction: Prediction) -> tuple[dict[str, Any], list[bytes]]:
+    outputs = prediction.outputs
     tensors, binary = [], []
     for name in request.outputs:
         array = outputs.predict if name == "predict" else outputs.proba
@@ -44,7 +47,8 @@ def encode_v2(plane: DataPlane, request: InferRequest, prediction_id: str,
         else:
             tensors.append(encode_v2_output(name, array))
     return {"model_name": plane.settings.model_name, "model_version": plane.settings.model_version,
-            "id": prediction_id, "outputs": tensors}, binary
+            "id": prediction.prediction_id, "parameters": {"prediction_token": prediction.token},
+            "outputs": tensors}, binary
 
 
 async def live(request: web.Request) -> web.Response:
@@ -86,7 +90,10 @@ async def feedback(request: web.Request) -> web.Response:
     name, version = request.match_info["name"], request.match_info.get("version")
     if not plane.serves(name, version):
         return unknown_model(plane, name, version)
-    tally = plane.feedback(parse_feedback(await read_json(request)))
+    try:
+        tally = plane.feedback(parse_feedback(await read_json(request)))
+    except FeedbackRefused as exc:
+        return json_response(exc.as_json(), exc.status)
     return json_response({"model_name": name, "model_version": plane.settings.model_version,
                           **tally.as_json()})
 

@@ -49,6 +49,9 @@ class Settings:
     max_batch_wait_ms: float = 2.0
     feedback_store_size: int = 100_000
     feedback_ttl_s: float = 3600.0
+    # The rollout's prediction-token key (a mounted Secret); without one a random per-process key is made,
+    # so tokens verify on this process only.
+    feedback_key_file: str = ""
     drain_delay_s: float = 3.0  # keep serving after SIGTERM while endpoints stop routing here
     shutdown_timeout_s: float = 25.0
     load_retry_max_s: float = 60.0
@@ -83,7 +86,9 @@ _ENV: dict[str, tuple[str, str]] = {
     "max_batch_rows": ("MODELSERVER_MAX_BATCH_ROWS", "rows merged into one predict() at most"),
     "max_batch_wait_ms": ("MODELSERVER_MAX_BATCH_WAIT_MS", "longest wait for a batch to fill"),
     "feedback_store_size": ("MODELSERVER_FEEDBACK_STORE_SIZE", "predictions remembered for feedback"),
-    "feedback_ttl_s": ("MODELSERVER_FEEDBACK_TTL_S", "seconds a prediction stays joinable"),
+    "feedback_ttl_s": ("MODELSERVER_FEEDBACK_TTL_S", "seconds a prediction (and its token) stays joinable"),
+    "feedback_key_file": ("MODELSERVER_FEEDBACK_KEY_FILE", "file holding the key that signs prediction tokens "
+                                                           "(shared by every pod of a rollout)"),
     "drain_delay_s": ("MODELSERVER_DRAIN_DELAY_S", "seconds to keep serving, unready, after SIGTERM"),
     "shutdown_timeout_s": ("MODELSERVER_SHUTDOWN_TIMEOUT_S", "longest wait for in-flight requests"),
     "load_retry_max_s": ("MODELSERVER_LOAD_RETRY_MAX_S", "longest pause between model fetch retries"),

@@ -23,7 +23,10 @@ def _run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize(("args", "fragment"), [(["--bogus"], "unrecognized arguments: --bogus"),
                                                 (["--port", "eighty"], "--port / PORT"),
-                                                (["--batching", "sometimes"], "batching must be one of")])
+                                                (["--batching", "sometimes"], "batching must be one of"),
+                                                (["--feedback-key-file", "/nonexistent/key"],
+                                                 "MODELSERVER_FEEDBACK_KEY_FILE: [Errno 2]"),
+                                                (["--feedback-key-file", "/dev/null"], "holds 0 bytes")])
 def test_a_bad_flag_is_one_line_and_exit_2(args: list[str], fragment: str) -> None:
     done = _run(*args)
     assert done.returncode == 2

@@ -74,7 +74,8 @@ def test_v1_status_and_predict(lr_server: RunningServer) -> None:
     response = lr_server.post("/v1/models/lr:predict", {"instances": [ONE_ROW, ONE_ROW]})
     assert response.status_code == 200
     v2 = lr_server.infer([ONE_ROW]).json()["outputs"][0]["data"]
-    assert response.json() == {"predictions": v2 * 2}
+    assert response.json()["predictions"] == v2 * 2
+    assert response.json()["prediction_token"] == response.headers["X-Prediction-Token"]
     assert response.headers["X-Prediction-Id"]
 
 

@@ -31,7 +31,8 @@ EXPECTED_RULES = {
     ("", "services"): {"get", "list", "watch", "create", "patch"},
     ("policy", "poddisruptionbudgets"): {"create", "patch", "delete"},
     ("", "pods"): {"get", "list", "watch"},
-    ("", "secrets"): {"get"},  # KubeAdapter.secret_value: analysis.prometheus's CA and bearer token
+    # KubeAdapter.secret_value (analysis.prometheus's CA and bearer token) and ensure_feedback_key.
+    ("", "secrets"): {"get", "create", "patch"},
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
     ("gateway.networking.k8s.io", "httproutes"): {"get", "patch"},

@@ -3,6 +3,7 @@ and merged into every version's pods with the operator's part winning."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from modelrollout.core import RolloutSpec
 from modelrollout.core.change import model_record
 from modelrollout.core.serving import DEFAULT_RESOURCES
-from modelrollout.workloads import deployment, disruption_budget
+from modelrollout.workloads import deployment, disruption_budget, feedback_key_secret
 
 from .core.builders import spec_dict
 
@@ -37,9 +38,28 @@ def test_every_field_of_the_fragment_reaches_the_pods() -> None:
     for key, value in TEMPLATE["spec"].items():
         if key != "volumes":
             assert template["spec"][key] == value, key
-    assert [v["name"] for v in template["spec"]["volumes"]] == ["scratch", "ca"]
+    assert [v["name"] for v in template["spec"]["volumes"]] == ["scratch", "modelrollout-feedback-key", "ca"]
     [container] = template["spec"]["containers"]
-    assert [m["name"] for m in container["volumeMounts"]] == ["scratch", "ca"]
+    assert [m["name"] for m in container["volumeMounts"]] == ["scratch", "modelrollout-feedback-key", "ca"]
+
+
+def test_every_version_mounts_the_rollout_s_feedback_key_read_only() -> None:
+    template = pod({})
+    [volume] = [v for v in template["spec"]["volumes"] if v["name"] == "modelrollout-feedback-key"]
+    assert volume["secret"]["secretName"] == "fraud-feedback-key"
+    [container] = template["spec"]["containers"]
+    [mount] = [m for m in container["volumeMounts"] if m["name"] == "modelrollout-feedback-key"]
+    assert mount["readOnly"] is True
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["MODELSERVER_FEEDBACK_KEY_FILE"] == mount["mountPath"] + "/" + volume["secret"]["items"][0]["path"]
+
+
+def test_the_feedback_key_secret_is_random_and_owned_by_the_rollout() -> None:
+    first, second = feedback_key_secret(ROLLOUT), feedback_key_secret(ROLLOUT)
+    assert first["metadata"]["name"] == "fraud-feedback-key" and first["metadata"]["namespace"] == "ml"
+    assert first["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+    assert len(base64.b64decode(first["data"]["key"])) == 32
+    assert first["data"] != second["data"]
 
 
 def test_the_operators_part_wins() -> None:

@@ -81,10 +81,11 @@ What the operator does, and nothing more (rendered into the ClusterRole or each 
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch]
-# Only `get` by name: the Secrets a rollout's analysis.prometheus names (CA bundle, bearer token).
+# By name only, never listed: `get` the Secrets a rollout's analysis.prometheus names (CA bundle, bearer
+# token); `get` and server-side apply (create, patch) each rollout's own prediction-token key Secret.
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get]
+  verbs: [get, create, patch]
 - apiGroups: ["", events.k8s.io]
   resources: [events]
   verbs: [create, patch]

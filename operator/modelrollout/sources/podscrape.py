@@ -6,14 +6,21 @@ count requests twice. A pod first seen later contributes everything only if it s
 previous look (its counters began at zero since then); otherwise its first scrape is a baseline.
 A failed scrape keeps the old baseline, so the next success covers the gap; a version any of whose
 ready pods could not be read is missing from that tick (Inconclusive), never judged on the rest.
+
+Feedback is counted for the version that made the prediction, on whichever pod the label arrived
+(prediction tokens, docs/metrics.md): a version's feedback is the sum of its feedback series over the
+pods of *both* versions. Those series appear in a pod only with its first such label, so one first seen
+in a pod that already had a baseline started from zero since the previous look and counts in full.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 
 import aiohttp
 
@@ -22,14 +29,15 @@ from modelrollout.kube import PodTarget
 from modelrollout.sources import ScrapeRequest
 from modelrollout.sources.foreignmetrics import pod_metrics as foreign_pod_metrics
 from modelrollout.sources.increments import pod_increment, sum_counts
-from modelserver.contract_parse import ModelMetrics, parse_pod_metrics
+from modelserver.contract_parse import ModelMetrics, PodMetrics, parse_pod_metrics
 
 SCRAPE_TIMEOUT = 2.0
 
 
 @dataclass
 class _Baselines:
-    pods: dict[str, ModelMetrics] = field(default_factory=dict)  # pod uid -> last counters
+    # (pod uid, version) -> last counters; a pod's other version has its feedback series only
+    pods: dict[tuple[str, str], ModelMetrics] = field(default_factory=dict)
     last_look: float | None = None  # wall-clock seconds of the previous look
     last_look_mono: float | None = None
 
@@ -47,6 +55,12 @@ def _started_after(pod: PodTarget, moment: float | None) -> bool:
     return datetime.fromisoformat(pod.started_at).timestamp() >= moment
 
 
+def _foreign(text: str, req: ScrapeRequest, pod: PodTarget) -> PodMetrics:
+    """Another server's page as PodMetrics of the pod's own version (it has no feedback from tokens)."""
+    own = foreign_pod_metrics(text, req.server, req.model, pod.version)
+    return PodMetrics(models=MappingProxyType({} if own is None else {(req.model, pod.version): own}))
+
+
 class PodScrapeSource:
     def __init__(self, timeout: float = SCRAPE_TIMEOUT) -> None:
         self.timeout = timeout
@@ -59,12 +73,13 @@ class PodScrapeSource:
         return key in self.state
 
     async def _read(self, session: aiohttp.ClientSession, req: ScrapeRequest,
-                    pod: PodTarget) -> ModelMetrics | str:
+                    pod: PodTarget) -> PodMetrics | str:
         try:
             text = await scrape(session, f"http://{pod.ip}:{req.port}{req.server.path}", self.timeout)
-            found = (parse_pod_metrics(text).model(req.model, pod.version) if req.server.is_own_server
-                     else foreign_pod_metrics(text, req.server, req.model, pod.version))
-            return found if found is not None else f"pod {pod.name}: no series for model {req.model} v{pod.version}"
+            found = parse_pod_metrics(text) if req.server.is_own_server else _foreign(text, req, pod)
+            if found.model(req.model, pod.version) is None:
+                return f"pod {pod.name}: no series for model {req.model} v{pod.version}"
+            return found
         except (aiohttp.ClientError, OSError, TimeoutError, RuntimeError, ValueError) as exc:
             return f"pod {pod.name}: scrape failed ({type(exc).__name__}: {exc or 'timeout'})"
 
@@ -82,21 +97,36 @@ class PodScrapeSource:
         for pod, result in zip(req.pods, results, strict=True):
             if isinstance(result, str) or pod.version in blind:
                 continue
-            before = base.pods.get(pod.uid)
-            base.pods[pod.uid] = result
-            if before is None and not _started_after(pod, base.last_look):
-                continue  # baseline only: its history may be counted already
-            parts.setdefault(pod.version, []).append(pod_increment(before, result))
+            self._add_pod(req, base, pod, result, parts)
         now_mono = time.monotonic()
         duration = None if base.last_look_mono is None else now_mono - base.last_look_mono
         base.last_look, base.last_look_mono = time.time(), now_mono
         for version in blind:
             parts[version] = []
         seen = {p.uid for p in req.pods}
-        base.pods = {uid: m for uid, m in base.pods.items() if uid in seen}
+        base.pods = {key: m for key, m in base.pods.items() if key[0] in seen}
         if first_look:
             return None
         return self._tick(req, parts, errors, duration)
+
+    @staticmethod
+    def _add_pod(req: ScrapeRequest, base: _Baselines, pod: PodTarget, metrics: PodMetrics,
+                 parts: dict[str, list[VersionCounts]]) -> None:
+        """The pod's increments: all of its own version's, and the feedback it scored for the other one."""
+        known_pod = (pod.uid, pod.version) in base.pods
+        fresh = _started_after(pod, base.last_look)
+        for version in {pod.version, req.canary_version, req.stable_version}:
+            now = metrics.model(req.model, version)
+            if now is None:
+                continue
+            before = base.pods.get((pod.uid, version))
+            base.pods[pod.uid, version] = now
+            if before is None and not fresh and (version == pod.version or not known_pod):
+                continue  # baseline only: its history may be counted already
+            increment = pod_increment(before, now)
+            # Only the feedback a pod scored for another version is that version's; it is not its pod.
+            parts.setdefault(version, []).append(increment if version == pod.version else
+                                                 dataclasses.replace(increment, pods=0))
 
     @staticmethod
     def _tick(req: ScrapeRequest, parts: dict[str, list[VersionCounts]], errors: list[str],

@@ -55,6 +55,9 @@ def _quote(value: str) -> str:
 
 
 def _increase(sample: str, model: str, by: str = "") -> str:
+    # No pod or workload label in the selector, on purpose: a version's feedback series are exposed by the
+    # pods of both versions (a label counts where it lands, for the version its token names), so the sum
+    # must take every series of that `version`. increase() handles each series' counter resets.
     selector = (f'{NAMESPACE_LABEL}="{{{{namespace}}}}",{c.MODEL}={_quote(model)},'
                 f'{c.VERSION}="{{{{version}}}}"')
     grouping = f" by ({by})" if by else ""
