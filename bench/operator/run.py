@@ -137,7 +137,7 @@ def phase(api: kubernetes.client.CustomObjectsApi, names: list[str], version: st
             "where_the_time_goes": breakdown(all_before, all_after)}
 
 
-def run(n: int, workdir: Path) -> dict[str, Any]:
+def run(n: int, workdir: Path, cache: bool) -> dict[str, Any]:
     cluster = LocalCluster(workdir).start()
     operator = None
     try:
@@ -149,7 +149,8 @@ def run(n: int, workdir: Path) -> dict[str, Any]:
         metrics_port = free_port()
         log = open(workdir / "operator.log", "wb")  # noqa: SIM115 - the child's
         operator = subprocess.Popen(
-            [sys.executable, "-m", "modelrollout", "--metrics-port", str(metrics_port), "--metrics-address",
+            [sys.executable, "-m", "modelrollout", *(["--watch-cache"] if cache else []),
+             "--metrics-port", str(metrics_port), "--metrics-address",
              "127.0.0.1", "--liveness", f"http://127.0.0.1:{free_port()}/healthz"],
             stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, KUBECONFIG=str(cluster.kubeconfig)))
         metrics = f"http://127.0.0.1:{metrics_port}/metrics"
@@ -177,12 +178,13 @@ def run(n: int, workdir: Path) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rollouts", type=int, default=30)
+    parser.add_argument("--watch-cache", action="store_true", help="run the operator with its watch cache")
     args = parser.parse_args()
     if not netns.is_inside():
         sys.exit("run through `make bench-reconcile` (it needs the cluster's network namespace)")
     workdir = Path(tempfile.mkdtemp(prefix="bench-reconcile-"))
     try:
-        result = run(args.rollouts, workdir)
+        result = run(args.rollouts, workdir, args.watch_cache)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(json.dumps(result, indent=2))

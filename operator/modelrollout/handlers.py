@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 PREFIX = "modelrollout.dev"
 TICK_SECONDS = 1.0
 WATCH_NAMESPACES: tuple[str, ...] = ()  # set by main from --namespace; empty: all namespaces
+WATCH_CACHE = False  # set by main from --watch-cache (experimental, see kubecache)
 API_WORKERS = 32  # blocking Kubernetes calls in flight at once (a tick makes about five)
 
 
@@ -51,7 +52,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=API_WORKERS, thread_name_prefix="kube-api"))
     kube = KubeAdapter(_api_client())
-    kube.start_cache(WATCH_NAMESPACES)
+    if WATCH_CACHE:
+        kube.start_cache(WATCH_NAMESPACES)
     memo.ctx = Context(kube=kube, source=all_sources(), notifier=Notifier(
         lambda ns, ref: blocking.run(kube.secret_value, ns, ref.name, ref.key)))
     memo.lag_watch = asyncio.get_running_loop().create_task(blocking.watch_loop_lag())  # held: not collected

@@ -58,6 +58,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
     parser.add_argument("--identity", default=identity,
                         help="this replica's name in the Lease (default: the pod name)")
+    parser.add_argument("--watch-cache", action="store_true",
+                        default=os.environ.get("WATCH_CACHE", "").lower() == "true",
+                        help="experimental: read pods, Deployments and Services from a watch-fed cache "
+                             "(docs/architecture.md, 'Reads'); off by default until a capacity dip seen "
+                             "with it in a long test run is explained")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     args.namespace = args.namespace or env_ns
@@ -88,6 +93,7 @@ class Health:
 
 def _kopf_options(args: argparse.Namespace, stop: asyncio.Event, ready: asyncio.Event) -> dict[str, Any]:
     modelrollout.handlers.WATCH_NAMESPACES = tuple(args.namespace or ())  # the adapter's watch cache covers the same
+    modelrollout.handlers.WATCH_CACHE = args.watch_cache
     # standalone: kopf's peering is not leader election; the Lease below is.
     return {"standalone": True, "clusterwide": not args.namespace, "namespaces": args.namespace or (),
             "stop_flag": stop, "ready_flag": ready}
