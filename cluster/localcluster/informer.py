@@ -20,6 +20,70 @@ def _sanitize(api: kubernetes.client.ApiClient, obj: Any) -> dict[str, Any]:
     return obj if isinstance(obj, dict) else api.sanitize_for_serialization(obj)
 
 
+def _key(obj: dict[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return meta.get("namespace") or "", meta.get("name") or ""
+
+
+class _Informer:
+    """List, then watch and resume the watch from the last resourceVersion seen (bookmarks included),
+    re-listing only when the server says that version is gone (410) or the stream breaks. A re-list
+    reports every object that vanished meanwhile as DELETED: a Service or Pod deleted between two
+    watches must not live on in the proxy or the kubelet (a stale listener on a reused cluster IP)."""
+
+    def __init__(self, api: kubernetes.client.ApiClient, list_fn: Callable[..., Any], handler: Handler,
+                 stop: threading.Event, list_kwargs: dict[str, Any]) -> None:
+        self.api, self.list_fn, self.handler, self.stop = api, list_fn, handler, stop
+        self.list_kwargs = list_kwargs
+        self.known: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def relist(self) -> str:
+        listing = self.list_fn(**self.list_kwargs)
+        current = {_key(obj): obj for obj in (_sanitize(self.api, item) for item in listing.items)}
+        # Deletions first: a new Service may hold the cluster IP a vanished one listened on.
+        for key in self.known.keys() - current.keys():
+            self.handler("DELETED", self.known[key])
+        for obj in current.values():
+            self.handler("SYNC", obj)
+        self.known = current
+        return str(listing.metadata.resource_version)
+
+    def watch(self, version: str) -> str:
+        """Watch from `version` until the server ends the stream; returns the last version seen."""
+        watcher = kubernetes.watch.Watch()
+        for event in watcher.stream(self.list_fn, resource_version=version, timeout_seconds=60,
+                                    allow_watch_bookmarks=True, **self.list_kwargs):
+            if self.stop.is_set():
+                watcher.stop()
+                break
+            raw = event.get("raw_object") or {}
+            version = (raw.get("metadata") or {}).get("resourceVersion") or version
+            kind = event["type"]  # an ERROR (410 Gone) is raised by the client as an ApiException
+            if kind not in ("ADDED", "MODIFIED", "DELETED"):
+                continue
+            obj = _sanitize(self.api, event["object"])
+            if kind == "DELETED":
+                self.known.pop(_key(obj), None)
+            else:
+                self.known[_key(obj)] = obj
+            self.handler(kind, obj)
+        return version
+
+    def run(self) -> None:
+        version: str | None = None
+        while not self.stop.is_set():
+            try:
+                if version is None:
+                    version = self.relist()
+                version = self.watch(version)
+            except Exception as exc:
+                if self.stop.is_set():
+                    return
+                log.info("watch %s restarting after %s", getattr(self.list_fn, "__name__", "?"), exc)
+                version = None  # 410 Gone or a broken stream: list again (vanished objects become DELETED)
+                time.sleep(0.5)
+
+
 def run_informer(
     api: kubernetes.client.ApiClient,
     list_fn: Callable[..., Any],
@@ -28,27 +92,8 @@ def run_informer(
     **list_kwargs: Any,
 ) -> threading.Thread:
     """Start a daemon thread that keeps `handler` fed with the objects `list_fn` lists."""
-
-    def loop() -> None:
-        while not stop.is_set():
-            try:
-                listing = list_fn(**list_kwargs)
-                for item in listing.items:
-                    handler("SYNC", _sanitize(api, item))
-                version = listing.metadata.resource_version
-                watcher = kubernetes.watch.Watch()
-                for event in watcher.stream(list_fn, resource_version=version, timeout_seconds=60,
-                                            allow_watch_bookmarks=True, **list_kwargs):
-                    if stop.is_set():
-                        watcher.stop()
-                        return
-                    if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
-                        handler(event["type"], _sanitize(api, event["object"]))
-            except Exception as exc:
-                if not stop.is_set():
-                    log.info("watch %s restarting after %s", getattr(list_fn, "__name__", "?"), exc)
-                    time.sleep(0.5)
-
-    thread = threading.Thread(target=loop, daemon=True, name=f"informer-{getattr(list_fn, '__name__', '?')}")
+    informer = _Informer(api, list_fn, handler, stop, list_kwargs)
+    thread = threading.Thread(target=informer.run, daemon=True,
+                              name=f"informer-{getattr(list_fn, '__name__', '?')}")
     thread.start()
     return thread

@@ -94,6 +94,7 @@ class ServiceProxy:
             if entry:
                 await self._close(entry, list(entry.ports))
                 self.services.pop(key, None)
+                await self._listen_unbound()  # a new Service may have been given this one's cluster IP
             return
         if entry is None or entry.cluster_ip != ip:
             if entry:
@@ -106,8 +107,15 @@ class ServiceProxy:
             target = port.get("targetPort", number)
             if current is None:
                 current = entry.ports[number] = ServicePort(port.get("name") or "", number, target)
-                await self._listen(key, entry, current)
             current.name, current.target = port.get("name") or "", target
+            if current.server is None:
+                await self._listen(key, entry, current)
+
+    async def _listen_unbound(self) -> None:
+        for key, entry in list(self.services.items()):
+            for port in list(entry.ports.values()):
+                if port.server is None:
+                    await self._listen(key, entry, port)
 
     async def _listen(self, key: ServiceKey, entry: ServiceEntry, port: ServicePort) -> None:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
