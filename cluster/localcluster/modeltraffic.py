@@ -44,10 +44,19 @@ class TrafficStats:
     timeline: list[tuple[float, str, bool]] = field(default_factory=list)  # (t, version, ok)
     aborted_uploads: int = 0  # requests abandoned mid-body on purpose (abort_fraction)
     feedback_refused: int = 0  # labels of feedback batches answered 4xx (a refused token)
+    not_json: Counter[str] = field(default_factory=Counter)  # "status first-bytes" of answers not from a server
+    error_times: list[tuple[float, str]] = field(default_factory=list)  # (t, what) of every failure
 
     @property
     def failures(self) -> int:
-        return sum(self.transport_errors.values()) + sum(n for s, n in self.statuses.items() if s >= 500)
+        statuses = sum(n for s, n in self.statuses.items() if s >= 500)
+        return sum(self.transport_errors.values()) + statuses + sum(
+            n for key, n in self.not_json.items() if int(key.split()[0]) < 500)
+
+    def explain(self) -> str:
+        """What failed, for an assertion message: statuses, transport errors, answers that were not JSON."""
+        return (f"statuses {dict(self.statuses)}, transport errors {dict(self.transport_errors)}, "
+                f"not JSON {dict(self.not_json)}, first failures at {self.error_times[:5]}")
 
     def share(self, version: str, since: float = 0.0) -> float:
         window = [v for t, v, _ in self.timeline if t >= since]
@@ -84,10 +93,19 @@ class ModelTraffic:
         started = time.monotonic()
         try:
             async with session.post(f"{self.url}/v2/models/{self.model}/infer", json=self._body(index)) as resp:
-                payload = await resp.json(content_type=None)
                 self.stats.statuses[resp.status] += 1
-        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+                body = await resp.read()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             self.stats.transport_errors[type(exc).__name__] += 1
+            self.stats.error_times.append((time.monotonic(), type(exc).__name__))
+            return None
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            # Not the model server's answer (a gateway's or proxy's own page): a failure, kept with its
+            # status and first bytes so a failed test says who answered.
+            self.stats.not_json[f"{resp.status} {body[:40]!r}"] += 1
+            self.stats.error_times.append((time.monotonic(), f"{resp.status} not JSON"))
             return None
         # The server names its version on every answer, failures included.
         version = resp.headers.get("X-Model-Version") or (

@@ -142,7 +142,7 @@ def test_chart_operator_promotes_a_canary_under_its_own_rbac(
 
     # Then the chart's operator promoted it, with no failed request and no permission error
     assert final["stableVersion"] == "2" and "canaryVersion" not in final, final
-    assert traffic.stats.failures == 0, (traffic.stats.statuses, traffic.stats.transport_errors)
+    assert traffic.stats.failures == 0, traffic.stats.explain()
     assert traffic.stats.by_version["2"].ok > 0
     assert "forbidden" not in release.log().lower(), release.log()[-3000:]
 

@@ -35,5 +35,5 @@ def test_rollout_completes_across_an_apiserver_restart_without_a_failed_request(
     assert final["stableVersion"] == "2"
     completed = [m for _, reason, m in s.events() if reason == "StepCompleted"]
     assert completed == sorted(set(completed)) and len(completed) == len(STEPS) - 1, completed
-    assert traffic.stats.failures == 0, (traffic.stats.statuses, traffic.stats.transport_errors)
+    assert traffic.stats.failures == 0, traffic.stats.explain()
     cluster.cluster.check_alive()  # the node and the service proxy survived it too

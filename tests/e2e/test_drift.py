@@ -54,4 +54,4 @@ def test_scaled_deployment_and_rewritten_selector_are_restored_without_a_failed_
         s.command("promote")
         final = s.wait_phase("Healthy", 120)
     assert final["stableVersion"] == "2"
-    assert traffic.stats.failures == 0, (traffic.stats.statuses, traffic.stats.transport_errors)
+    assert traffic.stats.failures == 0, traffic.stats.explain()

@@ -85,7 +85,7 @@ def test_exact_weights_header_route_and_a_user_edit_through_a_full_rollout(
         marked_answers = {v: st.ok for v, st in marked.stats.by_version.items()}
         assert set(marked_answers) == {"2"} and marked_answers["2"] > 50, (
             marked_answers, json.dumps(gateway.route(ROUTE)["spec"], indent=1), gateway.routers())
-        assert marked.stats.failures == 0, (marked.stats.statuses, marked.stats.transport_errors)
+        assert marked.stats.failures == 0, marked.stats.explain()
         status = s.status()
         assert status["trafficRouter"] == "gatewayAPI" and status.get("effectiveWeight") is not None, status
 
@@ -94,7 +94,7 @@ def test_exact_weights_header_route_and_a_user_edit_through_a_full_rollout(
         s.command("promote")
         final = s.wait_phase("Healthy", 240, check=note_weight)
     assert final["stableVersion"] == "2", final
-    assert traffic.stats.failures == 0, (traffic.stats.statuses, traffic.stats.transport_errors)
+    assert traffic.stats.failures == 0, traffic.stats.explain()
     # Then the route stepped 5 -> 25 -> 50, and at 100 the stable Service (now version 2) carries it all
     assert [w for w in seen_weights if w in (5, 25, 50)] == [5, 25, 50], seen_weights
     when_the_route_carries(gateway, "fraud", 0)
@@ -136,7 +136,7 @@ def test_a_rollback_sets_the_canary_weight_to_zero_at_once_without_a_failed_requ
         wait_until(lambda: traffic.stats.by_version["1"].ok > served + 200, 60, "200 more answers from version 1")
     # Then the weight went to 0 within a few seconds (one tick and the gateway's reload), and no request failed
     assert took < 10, took
-    assert traffic.stats.failures == 0, (traffic.stats.statuses, traffic.stats.transport_errors)
+    assert traffic.stats.failures == 0, traffic.stats.explain()
     assert traffic.stats.by_version["2"].ok > 0
 
 

@@ -36,7 +36,7 @@ def test_good_model_is_promoted_with_no_failed_request(
         s.apply(make_rollout(s.name, "2", models["models"]["lr"], model_store, analysis=ANALYSIS))
         final = s.wait_phase("Healthy", 240)
     assert final["stableVersion"] == "2" and "canaryVersion" not in final
-    assert traffic.stats.failures == 0, (traffic.stats.statuses, traffic.stats.transport_errors)
+    assert traffic.stats.failures == 0, traffic.stats.explain()
     assert traffic.stats.by_version["2"].ok > 100
     # effectiveWeight (measured from request counters) stays within 10 points of the share of ready
     # pods, for every analysis tick whose whole window saw one replica share.

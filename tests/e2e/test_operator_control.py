@@ -42,7 +42,7 @@ def test_blue_green_waits_for_promote_then_switches_without_a_failed_request(
         switched_at = time.monotonic()
         wait_until(lambda: traffic.stats.share("2", since=switched_at + 1) > 0.99, 20, "all traffic on v2")
     assert paused["stableVersion"] == "1"
-    assert traffic.stats.failures == 0, (traffic.stats.statuses, traffic.stats.transport_errors)
+    assert traffic.stats.failures == 0, traffic.stats.explain()
     wait_until(lambda: len(s.deployments()) == 1, 30, "old version removed after scaleDownDelaySeconds")
 
 
@@ -72,7 +72,7 @@ def test_operator_killed_mid_canary_finishes_without_repeating_or_skipping(
     assert most_deployments <= 2
     completed = [m for _, reason, m in s.events() if reason == "StepCompleted"]
     assert completed == sorted(set(completed)) and len(completed) == len(steps) - 1, completed
-    assert traffic.stats.failures == 0, (traffic.stats.statuses, traffic.stats.transport_errors)
+    assert traffic.stats.failures == 0, traffic.stats.explain()
 
 
 def test_abort_retry_pause_resume_and_undo(
@@ -106,4 +106,4 @@ def test_abort_retry_pause_resume_and_undo(
         undone = wait_until(lambda: (st := s.status()).get("phase") == "Healthy" and st.get("stableVersion") == "1"
                             and st, 120, "undo back to version 1", describe=s.describe)
     assert undone["stableVersion"] == "1"
-    assert traffic.stats.failures == 0, (traffic.stats.statuses, traffic.stats.transport_errors)
+    assert traffic.stats.failures == 0, traffic.stats.explain()

@@ -68,7 +68,7 @@ def test_standby_takes_over_from_a_killed_leader_mid_canary(
         assert final["stableVersion"] == "2"
         completed = [m for _, reason, m in s.events() if reason == "StepCompleted"]
         assert completed == sorted(set(completed)) and len(completed) == len(STEPS) - 1, completed
-        assert traffic.stats.failures == 0, (traffic.stats.statuses, traffic.stats.transport_errors)
+        assert traffic.stats.failures == 0, traffic.stats.explain()
 
         # A clean stop releases the Lease: the restarted op-a takes over at its next retry.
         a.start()

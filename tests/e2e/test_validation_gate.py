@@ -113,7 +113,7 @@ def test_bad_data_and_a_weak_model_are_rolled_back_with_zero_candidate_responses
     assert "CHECK" in table and "minAccuracy" in table and "Fail" in table, table
     # And no user ever got an answer from either candidate, nor an error
     assert set(traffic.stats.by_version) == {"1"}, dict(traffic.stats.by_version)
-    assert traffic.stats.failures == 0, (traffic.stats.statuses, traffic.stats.transport_errors)
+    assert traffic.stats.failures == 0, traffic.stats.explain()
     assert any(reason == "ValidationFailed" for _, reason, _ in s.events())
 
 
