@@ -173,12 +173,38 @@ def hold_until_routed(replicas: Mapping[str, int], obs: Observations, routed: bo
     return {v: max(n, obs.deployments[v].replicas) if v in obs.deployments else n for v, n in replicas.items()}
 
 
+def route_settled_at(spec: RolloutSpec, st: RolloutStatus, obs: Observations, routed: bool,
+                     now: datetime) -> datetime:
+    """When the pods a route no longer sends traffic to may go: scaleDownDelaySeconds after the gateway
+    was first seen accepting the current route (kept in status.routeAcceptedAt, so a restart keeps it).
+    A gateway applies an accepted route a moment later, and until then it still sends those pods requests.
+
+    >>> from modelrollout.core.observations import RouteObservation
+    >>> spec = RolloutSpec.from_dict({"model": {"name": "m", "version": "2", "uri": "http://s/m.joblib"},
+    ...     "service": {"name": "m"}, "strategy": {"canary": {"steps": [{"setWeight": 50}]}},
+    ...     "trafficRouting": {"gatewayAPI": {"httpRoute": "web", "scaleDownDelaySeconds": 10}}})
+    >>> obs = Observations("m", 1, route=RouteObservation("ns", "web", (), "7", "ns"))
+    >>> st, t = RolloutStatus(), datetime(2026, 1, 1)
+    >>> route_settled_at(spec, st, obs, routed=False, now=t) == t, st.route_accepted_at
+    (True, None)
+    >>> [route_settled_at(spec, st, obs, routed=True, now=t + timedelta(seconds=s)).second for s in (1, 5)]
+    [11, 11]
+    """
+    if obs.route is None or not routed:
+        st.route_accepted_at = None
+        return now
+    st.route_accepted_at = st.route_accepted_at or now
+    delay = spec.traffic_routing.scale_down_delay_seconds if spec.traffic_routing is not None else 0.0
+    return st.route_accepted_at + timedelta(seconds=delay)
+
+
 def _decision(change: Change, spec: RolloutSpec, obs: Observations, plan: StrategyPlan,
               router: TrafficRouter) -> Decision:
     st = change.status
     replicas = hold_capacity(router.pods(spec, plan.traffic), obs, cut_at_once=st.phase == Phase.ROLLED_BACK)
     routed = obs.route is None or router.is_routed(spec, plan.traffic, obs)
-    replicas = hold_until_routed(replicas, obs, routed)
+    settled_at = route_settled_at(spec, st, obs, routed, change.now)
+    replicas = hold_until_routed(replicas, obs, routed and settled_at <= change.now)
     routable = router.routable(spec, plan.traffic, obs)
     st.traffic_router = router_name(spec)
     models = {m.version: m for m in (st.stable_model, st.canary_model) if m is not None}
@@ -199,6 +225,8 @@ def _decision(change: Change, spec: RolloutSpec, obs: Observations, plan: Strate
         wake = min(wake, change.now + POLL)  # due (or no baseline yet) but not measured: soon
     if not routed:
         wake = min(wake, change.now + ROUTE_POLL)  # a gateway takes a route in within a second or two
+    elif settled_at > change.now:
+        wake = min(wake, settled_at)
     return Decision(
         status=st, deployments=intents, delete_versions=doomed,
         selectors=router.selectors(spec, obs.name, routable), events=tuple(change.events), next_tick_at=wake,

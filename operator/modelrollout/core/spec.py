@@ -79,6 +79,10 @@ class TrafficRouting:
     router: str
     http_route: str | None = None
     namespace: str | None = None
+    # gatewayAPI: a version a new route stops sending traffic to keeps its pods this long after the
+    # gateway accepted that route. A gateway applies an accepted route a moment later (Traefik batches
+    # configuration changes for 2 s); a pod gone before that answers its last requests with 502.
+    scale_down_delay_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -295,6 +299,9 @@ def _traffic_routing(d: Mapping[str, Any], strategy: Mapping[str, Any]) -> Traff
         http_route=_str(gw.get("httpRoute"), "spec.trafficRouting.gatewayAPI.httpRoute", DNS_NAME_PATTERN),
         namespace=None if namespace is None else _str(namespace, "spec.trafficRouting.gatewayAPI.namespace",
                                                       DNS_LABEL_PATTERN),
+        scale_down_delay_seconds=float(_int(
+            gw.get("scaleDownDelaySeconds", int(TrafficRouting.scale_down_delay_seconds)),
+            "spec.trafficRouting.gatewayAPI.scaleDownDelaySeconds", low=0, high=3600)),
     )
 
 

@@ -222,6 +222,7 @@ class RolloutStatus:
     rejected_version: str | None = None  # rolled back/aborted/undone: re-applying it needs `retry`
     last_command_id: str | None = None
     scale_down_at: datetime | None = None  # blue-green: when the old version goes to 0
+    route_accepted_at: datetime | None = None  # gatewayAPI: since when the gateway accepted the current route
     observed_generation: int | None = None
     conditions: list[Condition] = field(default_factory=list)
     analysis: AnalysisStatus = field(default_factory=AnalysisStatus)
@@ -252,6 +253,7 @@ class RolloutStatus:
             "trafficRouter": self.traffic_router,
             "rejectedVersion": self.rejected_version, "lastCommandId": self.last_command_id,
             "scaleDownAt": _opt_time(self.scale_down_at), "observedGeneration": self.observed_generation,
+            "routeAcceptedAt": _opt_time(self.route_accepted_at),
             "conditions": [c.to_dict() for c in self.conditions], "analysis": self.analysis.to_dict(),
             "history": [h.to_dict() for h in self.history],
             "validation": None if self.validation is None else self.validation.to_dict(),
@@ -271,6 +273,7 @@ class RolloutStatus:
             traffic_router=d.get("trafficRouter"),
             rejected_version=d.get("rejectedVersion"), last_command_id=d.get("lastCommandId"),
             scale_down_at=parse_time(d.get("scaleDownAt")), observed_generation=d.get("observedGeneration"),
+            route_accepted_at=parse_time(d.get("routeAcceptedAt")),
             conditions=[Condition.from_dict(c) for c in d.get("conditions", [])],
             analysis=AnalysisStatus.from_dict(d.get("analysis")),
             history=[HistoryEntry.from_dict(h) for h in d.get("history", [])],

@@ -169,9 +169,32 @@ def test_a_rollback_writes_weight_zero_at_once_and_keeps_the_canary_pods_until_t
     world.apply(aborted, accept=False)
     held = decide(spec, aborted.status, world.observe(), at(11))
     assert held.deployments is not None and held.deployments["2"].replicas == 2
-    # Then once the gateway accepted it, the canary goes to 0 pods
+    # Then once the gateway accepted it, the canary keeps its pods scaleDownDelaySeconds (30 s) more,
+    # because the gateway applies an accepted route a moment later, and then goes to 0 pods
     world.apply(held, accept=True)
-    cut = decide(spec, held.status, world.observe(), at(12))
+    accepted = decide(spec, held.status, world.observe(), at(12))
+    assert accepted.deployments is not None and accepted.deployments["2"].replicas == 2
+    assert accepted.next_tick_at == at(42) and accepted.status.route_accepted_at == at(12)
+    world.apply(accepted, accept=True)
+    still = decide(spec, accepted.status, world.observe(), at(41))
+    assert still.deployments is not None and still.deployments["2"].replicas == 2
+    cut = decide(spec, still.status, world.observe(), at(42))
+    assert cut.deployments is not None and cut.deployments["2"].replicas == 0
+
+
+def test_with_no_scale_down_delay_the_canary_goes_as_soon_as_the_gateway_accepted_the_route() -> None:
+    spec = gateway_spec(replicas=2, canary_replicas=2, steps=[{"setWeight": 5}, {"pause": {}}])
+    spec = replace(spec, traffic_routing=replace(spec.traffic_routing, scale_down_delay_seconds=0.0))
+    world = GatewayWorld(spec, deployments={"1": ready(2)})
+    status: RolloutStatus = healthy_status("1")
+    for i in range(6):
+        d = decide(spec, status, world.observe(), at(i))
+        world.apply(d, accept=True)
+        status = d.status
+    aborted = decide(spec, status, replace(world.observe(), annotations={
+        "modelrollout.dev/command": "abort", "modelrollout.dev/command-id": "a1"}), at(10))
+    world.apply(aborted, accept=True)
+    cut = decide(spec, aborted.status, world.observe(), at(11))
     assert cut.deployments is not None and cut.deployments["2"].replicas == 0
 
 
