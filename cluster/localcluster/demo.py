@@ -190,8 +190,42 @@ def reached(st: dict[str, Any], version: str, phases: tuple[str, ...]) -> bool:
     return st.get("stableVersion") == version
 
 
+class Wakeups:
+    """Why the view wakes before its next second: a resize (redraw now) or Ctrl-C (stop now).
+
+    Ctrl-C is a flag checked at every redraw as well as a cancellation of the main task: Python 3.11's
+    asyncio.wait_for can swallow a cancellation that lands as its timeout fires, and the demo then
+    ran on to its end with the person's Ctrl-C ignored."""
+
+    def __init__(self, tty: bool) -> None:
+        self.redraw, self.interrupted = asyncio.Event(), False
+        self.task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, self.interrupt)
+        if tty:
+            loop.add_signal_handler(signal.SIGWINCH, self.redraw.set)
+
+    def interrupt(self) -> None:
+        self.interrupted = True
+        self.redraw.set()
+        if self.task is not None:
+            self.task.cancel()
+
+    def check(self) -> None:
+        if self.interrupted:
+            raise KeyboardInterrupt
+
+    async def wait(self, seconds: float) -> None:
+        self.check()
+        self.redraw.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self.redraw.wait()
+        self.check()
+
+
 async def watch_until(view: View, version: str, phases: tuple[str, ...], timeout: float,
-                      redraw: asyncio.Event) -> dict[str, Any]:
+                      wake: Wakeups) -> dict[str, Any]:
     """Redraw every second (at once after a resize) until `version` settles in one of `phases`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -199,18 +233,24 @@ async def watch_until(view: View, version: str, phases: tuple[str, ...], timeout
         view.draw(snap)
         if reached(snap.status, version, phases):
             return snap.status
-        redraw.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(redraw.wait(), 1)
+        await wake.wait(1)
     raise DemoFailed(f"version {version} did not reach {' or '.join(phases)} within {timeout:.0f}s")
 
 
 async def run_rollouts(api: kubernetes.client.ApiClient, models: Models, holdout: dict[str, Any],
                        store: str, tty: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    wake = Wakeups(tty)
+    try:
+        return await rollouts(api, models, holdout, store, tty, wake)
+    except asyncio.CancelledError:
+        if wake.interrupted:
+            raise KeyboardInterrupt from None
+        raise
+
+
+async def rollouts(api: kubernetes.client.ApiClient, models: Models, holdout: dict[str, Any],
+                   store: str, tty: bool, wake: Wakeups) -> tuple[dict[str, Any], dict[str, Any]]:
     custom = kubernetes.client.CustomObjectsApi(api)
-    redraw = asyncio.Event()
-    if tty:
-        asyncio.get_running_loop().add_signal_handler(signal.SIGWINCH, redraw.set)
     await asyncio.to_thread(custom.create_namespaced_custom_object, GROUP, VERSION, NS, PLURAL,
                             rollout("1", models[("lr", "joblib")], store))
     service_ip = await asyncio.to_thread(
@@ -219,7 +259,7 @@ async def run_rollouts(api: kubernetes.client.ApiClient, models: Models, holdout
     traffic = ModelTraffic(f"http://{service_ip}", NAME, holdout["X"], holdout["y"], rate=60, clients=12, burst=3)
     view = View(api, traffic, tty)
     view.note("version 1 (LogisticRegression, joblib) deploying")
-    await watch_until(view, "1", ("Healthy",), 120, redraw)
+    await watch_until(view, "1", ("Healthy",), 120, wake)
     stop = asyncio.Event()
     load = asyncio.ensure_future(traffic.run(stop, max_seconds=900))
     view.note("traffic: 60 requests/s with delayed feedback labels")
@@ -231,10 +271,10 @@ async def run_rollouts(api: kubernetes.client.ApiClient, models: Models, holdout
 
     await asyncio.to_thread(apply, "2", models[("lr", "skops")])
     view.note("version 2 (same quality, skops) rolling out: canary 25% -> 50% -> 100%")
-    good = await watch_until(view, "2", ("Healthy", "RolledBack"), 300, redraw)
+    good = await watch_until(view, "2", ("Healthy", "RolledBack"), 300, wake)
     await asyncio.to_thread(apply, "3", models[("lr-bad", "joblib")])
     view.note("version 3 (trained on shuffled labels) rolling out")
-    bad = await watch_until(view, "3", ("RolledBack", "Healthy"), 300, redraw)
+    bad = await watch_until(view, "3", ("RolledBack", "Healthy"), 300, wake)
     stop.set()
     await load
     view.draw(await asyncio.to_thread(view.snapshot))

@@ -65,6 +65,8 @@ def test_live_view_in_a_terminal_shows_the_rollouts_and_survives_a_resize_to_80_
         term.wait_for(watch(seen_wide, stage(2)), 420, "version 2's canary")
         term.wait_for(watch(seen_wide, re.compile(r"weight desired [1-9]\d*% / effective [1-9]")), 180,
                       "version 2 receiving traffic")
+        # The first verdict comes an analysis interval after the canary takes traffic: see it wide too.
+        term.wait_for(watch(seen_wide, FEATURES["a verdict with its numbers"]), 120, "a verdict at 160x50")
         resized_at = len(term.raw)
         term.resize(80, 24)
         term.wait_for(watch(seen_narrow, stage(3)), 300, "version 3's canary")
