@@ -229,3 +229,33 @@ def test_leader_election_can_be_asked_for_at_one_replica() -> None:
     [container] = only(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
     assert "--leader-elect" in container["args"]
     assert not [d for d in docs if d["kind"] == "PodDisruptionBudget"]
+
+
+def test_modelrollouts_join_the_built_in_view_edit_and_admin_roles() -> None:
+    docs = render()
+    view = only(docs, "ClusterRole", "rel-modelrollout-aggregate-to-view")
+    edit = only(docs, "ClusterRole", "rel-modelrollout-aggregate-to-edit")
+    assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert {edit["metadata"]["labels"][f"rbac.authorization.k8s.io/aggregate-to-{r}"] for r in ("edit", "admin")} \
+        == {"true"}
+    assert rule_table(view["rules"]) == {("modelrollout.dev", "modelrollouts"): {"get", "list", "watch"},
+                                         ("modelrollout.dev", "modelrollouts/status"): {"get", "list", "watch"}}
+    granted = rule_table(edit["rules"])
+    assert {"create", "patch", "delete"} <= granted[("modelrollout.dev", "modelrollouts")]
+    # Status is the operator's: people read it, they never write it.
+    assert granted[("modelrollout.dev", "modelrollouts/status")] == {"get", "list", "watch"}
+    assert not [d for d in render("rbac.aggregateToDefaultRoles=false") if "aggregate" in d["metadata"]["name"]]
+
+
+def test_network_policy_is_off_by_default_and_opens_only_the_metrics_and_health_ports() -> None:
+    assert not [d for d in render() if d["kind"] == "NetworkPolicy"]
+    docs = render("networkPolicy.enabled=true", "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.team=obs")
+    policy = only(docs, "NetworkPolicy")["spec"]
+    deployment = only(docs, "Deployment")
+    assert policy["podSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    assert policy["policyTypes"] == ["Ingress"]  # egress depends on addresses only the installer knows
+    [rule] = policy["ingress"]
+    assert sorted(p["port"] for p in rule["ports"]) == [8080, 8081]
+    assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"team": "obs"}}}]
+    egress = render("networkPolicy.enabled=true", "networkPolicy.egress[0].ports[0].port=6443")
+    assert only(egress, "NetworkPolicy")["spec"]["policyTypes"] == ["Ingress", "Egress"]
