@@ -23,7 +23,7 @@ from typing import Any
 import modelserver
 from modelserver.binary import DTYPES, EXTENSION, HEADER_LENGTH
 from modelserver.contract import REFUSAL_STATUS, FeedbackOutcome, FeedbackRefusal, LoadFailure, ModelState
-from modelserver.tensors import KNOWN_TYPES, MAX_ID_LENGTH, OUTPUT_NAMES
+from modelserver.tensors import ID_PATTERN, KNOWN_TYPES, MAX_ID_LENGTH, OUTPUT_NAMES
 from modelserver.tokens import MAX_TOKEN_HEADER_CHARS
 
 OPENAPI_PATH = "/openapi.json"
@@ -31,7 +31,7 @@ V2_MODEL_BASES = ("/v2/models/{name}", "/v2/models/{name}/versions/{version}")
 _JSON = "application/json"
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _OBJECT: dict[str, Any] = {"type": "object"}
-_ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}
+_ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH, "pattern": ID_PATTERN}
 _TOKEN = {"type": "string", "minLength": 1,
           "description": "Signed prediction token: send it with the label to any pod of the rollout."}
 # A request's optional id: null is taken as no id (a fresh one is generated), as clients that serialize

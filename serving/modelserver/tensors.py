@@ -14,6 +14,7 @@ modelserver.tensors.BadInput: input 'x' has 3 features per row; the model expect
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,9 @@ INT_TYPES = frozenset({"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UI
 KNOWN_TYPES = FLOAT_TYPES | INT_TYPES | {"BOOL", "BYTES"}
 OUTPUT_NAMES = ("predict", "predict_proba")
 MAX_ID_LENGTH = 256
+# The id comes back in the X-Prediction-Id header: printable ASCII only, or a CR/LF in it would cut
+# the answer after the metrics had counted it as a 200.
+ID_PATTERN = r"^[\x20-\x7e]+$"
 # Tree models cast to float32; a larger magnitude would become infinity inside sklearn and fail there.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 FP16_MAX = float(np.finfo(np.float16).max)  # 65504: a larger FP16 value cannot have been meant
@@ -199,6 +203,8 @@ def request_id_of(body: dict[str, Any]) -> str | None:
         return None
     _require(isinstance(raw, str) and 0 < len(raw) <= MAX_ID_LENGTH,
              f"'id' must be a non-empty string of at most {MAX_ID_LENGTH} characters")
+    _require(re.fullmatch(ID_PATTERN, str(raw)) is not None,
+             "'id' must be printable ASCII (it is echoed in the X-Prediction-Id header)")
     return str(raw)
 
 

@@ -41,6 +41,8 @@ BAD_V2: list[tuple[str, Any, int, str]] = [
     ("beyond float32", _tensor(data=[1e300] * 20), 400, "finite"),
     ("unknown output", {**_tensor(), "outputs": [{"name": "explain"}]}, 400, "unknown output"),
     ("id not a string", {**_tensor(), "id": 5}, 400, "'id'"),
+    ("id with a line break", {**_tensor(), "id": "a\r\nX-Injected: 1"}, 400, "'id' must be printable ASCII"),
+    ("id not ASCII", {**_tensor(), "id": "caf\u00e9"}, 400, "'id' must be printable ASCII"),
     ("too many rows", _tensor(shape=[20_000, 20], data=ONE_ROW), 413, "at most"),
     ("request parameters not an object", {**_tensor(), "parameters": [1]}, 400, "'parameters'"),
     ("input parameters not an object", _tensor(parameters="binary"), 400, "input 'x': 'parameters'"),
