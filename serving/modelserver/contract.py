@@ -25,6 +25,7 @@ Exposed series (all on the serving port, path `/metrics`):
     modelserver_unknown_model_requests_total                      requests naming a model not served here
     modelserver_mirror_requests_total{model,version,outcome}      copies of requests sent to a shadow candidate
     modelserver_mirror_percent{model,version,target_version}      the mirror configuration in force (0: off)
+    modelserver_mirror_pending{model,version}                     copies queued or being sent
     modelserver_mirror_config_loads_total{model,version,outcome}  mirror configuration (re)reads by outcome
     modelserver_shadow_pairs_total{model,version,primary_class,candidate_class}
                                                                   on a candidate: rows of mirrored copies by
@@ -177,6 +178,12 @@ MIRROR_PERCENT = MetricSpec(
     "when mirroring is off); exactly one series.",
     (MODEL, VERSION, TARGET_VERSION),
 )
+MIRROR_PENDING = MetricSpec(
+    "modelserver_mirror_pending", Kind.GAUGE,
+    "Copies for the shadow candidate queued or being sent (at most MODELSERVER_MIRROR_QUEUE_SIZE); each then "
+    "ends in one modelserver_mirror_requests_total outcome.",
+    (MODEL, VERSION),
+)
 MIRROR_CONFIG_LOADS = MetricSpec(
     "modelserver_mirror_config_loads", Kind.COUNTER,
     "Changes of the mirror configuration file seen by the server, by outcome (on, off, missing, invalid); "
@@ -198,7 +205,7 @@ SHADOW_REFUSED = MetricSpec(
 ALL_METRICS: tuple[MetricSpec, ...] = (
     REQUESTS, REQUEST_DURATION, PREDICTIONS, PREDICTION_VALUE, PREDICTION_CONFIDENCE, ROWS_PREDICTED,
     FEEDBACK, FEEDBACK_ABSOLUTE_ERROR, FEEDBACK_REFUSED, MODEL_INFO, MODEL_READY, LOAD_FAILURES, UNKNOWN_MODEL_REQUESTS,
-    MIRROR_REQUESTS, MIRROR_PERCENT, MIRROR_CONFIG_LOADS, SHADOW_PAIRS, SHADOW_REFUSED,
+    MIRROR_REQUESTS, MIRROR_PERCENT, MIRROR_PENDING, MIRROR_CONFIG_LOADS, SHADOW_PAIRS, SHADOW_REFUSED,
 )
 
 
@@ -239,7 +246,7 @@ class MirrorOutcome(StrEnum):
 
     SENT = "sent"  # the candidate answered 2xx
     FAILED = "failed"  # connection error, timeout, or a non-2xx answer
-    DROPPED = "dropped"  # the bounded queue was full: never sent
+    DROPPED = "dropped"  # the bounded queue was full (or the server stopping): never sent
 
 
 class MirrorConfigOutcome(StrEnum):

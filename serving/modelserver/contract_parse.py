@@ -63,6 +63,7 @@ class ModelMetrics:
     mirror_failed: float = 0.0
     mirror_dropped: float = 0.0
     mirror_percent: float = 0.0
+    mirror_pending: float = 0.0  # queued or being sent: not yet in any outcome
     mirror_target_version: str = ""  # "" while off
     # On a shadow candidate: {(primary class, candidate class): rows} and refused copies by reason.
     shadow_pairs: MappingProxyType[tuple[str, str], float] = field(default_factory=lambda: MappingProxyType({}))
@@ -138,6 +139,8 @@ def _add_sample(acc: dict[str, Any], name: str, labels: dict[str, str], value: f
 def _add_mirror_sample(acc: dict[str, Any], name: str, labels: dict[str, str], value: float) -> None:
     if name == c.MIRROR_REQUESTS.sample and labels.get(c.OUTCOME) in _MIRROR_FIELDS:
         acc[_MIRROR_FIELDS[labels[c.OUTCOME]]] += value
+    elif name == c.MIRROR_PENDING.name:
+        acc["mirror_pending"] = value
     elif name == c.MIRROR_PERCENT.name:
         acc["mirror_percent"] = value
         acc["mirror_target_version"] = labels.get(c.TARGET_VERSION, "")

@@ -26,11 +26,11 @@ from modelserver.mirror import (
     PRIMARY_PREDICTION_HEADER,
     REQUEST_ID_HEADER,
     SHADOW_OF_VERSION_HEADER,
-    Copy,
     Mirror,
     copy_path,
 )
 from modelserver.mirror_config import MirrorConfig
+from modelserver.mirror_send import Copy
 from modelserver.prediction import ModelRejectedInput
 from modelserver.tensors import BadInput, InferRequest, InputSpec
 from modelserver.tokens import MAX_TOKEN_HEADER_CHARS
@@ -213,14 +213,15 @@ async def _mirror_after_answering(request: web.Request, response: web.Response, 
     except ConnectionError:  # the client left: it got no answer, so there is nothing to compare with
         return
     plane = request.app[PLANE]
-    headers = {SHADOW_OF_VERSION_HEADER: plane.settings.model_version,
-               REQUEST_ID_HEADER: answer_headers[PREDICTION_ID_HEADER]}
-    token = answer_headers.get(PREDICTION_TOKEN_HEADER)  # absent when too long for a header
-    if token is not None:
-        headers[PRIMARY_PREDICTION_HEADER] = token
-    for name in ("Content-Type", HEADER_LENGTH):
-        if name in request.headers:
-            headers[name] = request.headers[name]
+    values = {SHADOW_OF_VERSION_HEADER: plane.settings.model_version,
+              REQUEST_ID_HEADER: answer_headers[PREDICTION_ID_HEADER],  # may be the client's own `id`
+              PRIMARY_PREDICTION_HEADER: answer_headers.get(PREDICTION_TOKEN_HEADER),  # absent when too long
+              "Content-Type": request.headers.get("Content-Type"), HEADER_LENGTH: request.headers.get(HEADER_LENGTH)}
+    # Printable ASCII only: a client's id with a line break must not write headers into the copy.
+    headers = {name: value for name, value in values.items()
+               if value is not None and value.isascii() and value.isprintable()}
+    if SHADOW_OF_VERSION_HEADER not in headers:  # an unmarked copy could be mirrored on and on
+        return
     # The body was read once by the handler; aiohttp keeps it, so this does not wait for the client.
     body = await request.read()
     mirror.offer(Copy(config.target + copy_path(protocol, plane.settings.model_name), body, headers))

@@ -7,7 +7,7 @@ has its own registry, so several servers can live in one test process.
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -64,6 +64,7 @@ class ServerMetrics:
         self._mirror_children = {outcome: m[c.MIRROR_REQUESTS.name].labels(model, version, outcome.value)
                                  for outcome in c.MirrorOutcome}
         self.set_mirror(0.0, "")
+        self._mirror_pending = m[c.MIRROR_PENDING.name].labels(model, version)
 
     def observe_request(self, protocol: c.Protocol, code: int, seconds: float) -> None:
         self._count_request(protocol, code)
@@ -135,6 +136,10 @@ class ServerMetrics:
 
     def count_mirror_config(self, outcome: c.MirrorConfigOutcome) -> None:
         self._mirror_config.labels(self._model, self._version, outcome.value).inc()
+
+    def watch_mirror_pending(self, pending: Callable[[], float]) -> None:
+        """Read at each scrape: nothing on the request path."""
+        self._mirror_pending.set_function(pending)
 
     def set_mirror(self, percent: float, target_version: str) -> None:
         """The configuration in force, as the one series of the gauge (the previous candidate's is removed)."""

@@ -4,8 +4,13 @@ The stable version's pods run the candidate "in the shadow": users only ever get
 a configured percentage of answered requests is copied to the candidate's own Service, so it is judged
 on the same requests (the candidate counts agreement pairs, modelserver/shadow.py). The primary request
 is never delayed or failed by this: the copy is taken only after the answer was written, goes through a
-bounded queue (full: the copy is dropped and counted) to a small pool of workers, each sending with a
-short timeout. A failed copy is counted and forgotten; nothing is retried.
+bounded queue (full: the copy is dropped and counted) to a small pool of sender threads, each sending with
+a short timeout. A failed copy is counted and forgotten; nothing is retried.
+
+Why threads and not tasks on the event loop: sending a copy through aiohttp's client on the serving loop
+cost about 0.13 ms of the loop's time per copy, as much as answering the request itself, and tripled the
+median latency of a server at a third of its capacity (docs/benchmarks.md). A sender thread blocks in
+socket calls, which release the GIL, so the loop's share of a copy is one queue put.
 
 The copy is the client's body as received, sent to the same protocol's path of the same model name (the
 served version's path segment left out: the candidate serves another version), with headers naming the
@@ -26,15 +31,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import queue
 import random
-import time
-from dataclasses import dataclass
-
-import aiohttp
+import threading
 
 from modelserver.contract import MirrorOutcome, Protocol
 from modelserver.metrics import ServerMetrics
 from modelserver.mirror_config import OFF, MirrorConfig, MirrorConfigWatcher
+from modelserver.mirror_send import Copy, Sender
 from modelserver.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,14 +50,6 @@ POLL_S = 1.0  # how often the configuration file is looked at (one stat call)
 # Bodies waiting in the queue at most, whatever the queue's length: 100 copies of a 4 MiB body would be
 # 400 MiB of a pod's memory for requests nobody waits for.
 MAX_QUEUED_BYTES = 32 * 1024 * 1024
-_FAILURE_LOG_EVERY_S = 60.0
-
-
-@dataclass(frozen=True)
-class Copy:
-    url: str
-    body: bytes
-    headers: dict[str, str]
 
 
 def copy_path(protocol: Protocol, model_name: str) -> str:
@@ -66,7 +62,7 @@ def copy_path(protocol: Protocol, model_name: str) -> str:
 
 
 class Mirror:
-    """The sampler, the bounded queue and the workers of one server; configured by `apply`."""
+    """The sampler, the bounded queue and the sender threads of one server; configured by `apply`."""
 
     def __init__(self, settings: Settings, metrics: ServerMetrics, rng: random.Random | None = None,
                  poll_s: float = POLL_S) -> None:
@@ -75,11 +71,14 @@ class Mirror:
         self.config: MirrorConfig = OFF
         self._rng = rng or random.Random()
         self._poll_s = poll_s
-        self._queue: asyncio.Queue[Copy] = asyncio.Queue(settings.mirror_queue_size)
-        self._queued_bytes = 0
-        self._tasks: list[asyncio.Task[None]] = []
-        self._session: aiohttp.ClientSession | None = None
-        self._last_failure_log = -_FAILURE_LOG_EVERY_S
+        # Unbounded itself: the bound is kept by `offer` (copies and bytes), so stop signals always fit.
+        self._queue: queue.SimpleQueue[Copy | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()  # guards the two counters below, shared with the senders
+        self._pending = 0  # offered and not yet counted in an outcome: queued or being sent
+        self._pending_bytes = 0
+        self._senders: list[Sender] = []
+        self._watch_task: asyncio.Task[None] | None = None
+        metrics.watch_mirror_pending(lambda: self._pending)
         self.watcher = (MirrorConfigWatcher(settings.mirror_config_file, self.apply, metrics.count_mirror_config)
                         if settings.mirror_config_file else None)
 
@@ -102,70 +101,57 @@ class Mirror:
         return config
 
     def offer(self, copy: Copy) -> None:
-        """Queue a copy, or drop and count it when the queue (or its byte budget) is full."""
-        if self._session is None or self._queued_bytes + len(copy.body) > MAX_QUEUED_BYTES:
+        """Queue a copy, or drop and count it when the queue (copies or bytes not yet sent) is full."""
+        size = len(copy.body)
+        with self._lock:
+            accepted = bool(self._senders) and self._pending < self.settings.mirror_queue_size \
+                and self._pending_bytes + size <= MAX_QUEUED_BYTES
+            if accepted:
+                self._pending += 1
+                self._pending_bytes += size
+        if accepted:
+            self._queue.put(copy)
+        else:
             self.metrics.count_mirror(MirrorOutcome.DROPPED)
-            return
-        try:
-            self._queue.put_nowait(copy)
-        except asyncio.QueueFull:
-            self.metrics.count_mirror(MirrorOutcome.DROPPED)
-            return
-        self._queued_bytes += len(copy.body)
+
+    @property
+    def pending(self) -> int:
+        """Copies queued or being sent."""
+        return self._pending
+
+    def _finished(self, copy: Copy) -> None:
+        """`copy`'s outcome was counted."""
+        with self._lock:
+            self._pending -= 1
+            self._pending_bytes -= len(copy.body)
 
     # --- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Read the configuration once (so a pod starts mirroring at once), then workers and the watcher."""
+        """Read the configuration once (so a pod starts mirroring at once), then the senders and the watcher."""
         s = self.settings
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=s.mirror_workers),
-            timeout=aiohttp.ClientTimeout(total=s.mirror_timeout_s), auto_decompress=False)
-        loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._work(), name=f"mirror-{i}") for i in range(s.mirror_workers)]
+        self._senders = [Sender(self._queue, self._finished, self.metrics.count_mirror, s.mirror_timeout_s, i)
+                         for i in range(s.mirror_workers)]
+        for sender in self._senders:
+            sender.start()
         if self.watcher is not None:
             self.watcher.poll()
-            self._tasks.append(loop.create_task(self._watch(self.watcher), name="mirror-config"))
+            self._watch_task = asyncio.get_running_loop().create_task(self._watch(self.watcher), name="mirror-config")
 
     async def close(self) -> None:
-        """Stop the workers; copies still queued are never sent, so they count as dropped."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
+        """Stop the watcher and the senders; copies still queued are never sent, so they count as dropped."""
+        if self._watch_task is not None:
+            self._watch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
-        while not self._queue.empty():
-            self._queue.get_nowait()
-            self.metrics.count_mirror(MirrorOutcome.DROPPED)
-        self._queued_bytes = 0
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    # --- the workers -----------------------------------------------------------------------------
-    async def _work(self) -> None:
-        while True:
-            copy = await self._queue.get()
-            self._queued_bytes -= len(copy.body)
-            self.metrics.count_mirror(await self._send(copy))
-
-    async def _send(self, copy: Copy) -> MirrorOutcome:
-        assert self._session is not None
-        try:
-            async with self._session.post(copy.url, data=copy.body, headers=copy.headers) as response:
-                await response.read()  # to reuse the connection
-                if 200 <= response.status < 300:
-                    return MirrorOutcome.SENT
-                self._log_failure(f"{copy.url} answered {response.status}")
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            self._log_failure(f"{copy.url}: {type(exc).__name__} {exc}".rstrip())
-        return MirrorOutcome.FAILED
-
-    def _log_failure(self, detail: str) -> None:
-        """One line a minute at most: a dead candidate must not flood the stable pods' logs."""
-        now = time.monotonic()
-        if now - self._last_failure_log >= _FAILURE_LOG_EVERY_S:
-            self._last_failure_log = now
-            log.warning("mirrored copy failed (counted in modelserver_mirror_requests_total{outcome=\"failed\"}; "
-                        "logged once a minute): %s", detail)
-
+                await self._watch_task
+        senders, self._senders = self._senders, []  # `offer` drops from now on
+        with contextlib.suppress(queue.Empty):
+            while True:
+                left = self._queue.get_nowait()
+                if left is not None:
+                    self.metrics.count_mirror(MirrorOutcome.DROPPED)
+                    self._finished(left)
+        for _ in senders:
+            self._queue.put(None)
+        # A sender in the middle of a copy finishes it within its timeout; it is a daemon thread regardless.
+        for sender in senders:
+            await asyncio.to_thread(sender.join, self.settings.mirror_timeout_s * 3 + 1)

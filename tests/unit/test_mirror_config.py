@@ -8,6 +8,7 @@ import doctest
 import logging
 import os
 import random
+import socket
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from modelserver import mirror_config, shadow
 from modelserver.contract import MirrorConfigOutcome, MirrorOutcome, ShadowRefusal
 from modelserver.contract_parse import parse_pod_metrics
 from modelserver.metrics import ServerMetrics
-from modelserver.mirror import Copy, Mirror
+from modelserver.mirror import Mirror
 from modelserver.mirror_config import (
     OFF,
     MirrorConfig,
@@ -26,12 +27,13 @@ from modelserver.mirror_config import (
     parse_mirror_config,
     read_mirror_config,
 )
+from modelserver.mirror_send import Copy
 from modelserver.settings import Settings, read_settings
 from modelserver.shadow import pairs_of
 from modelserver.tokens import VerifiedToken
 
 pytestmark = pytest.mark.unit
-Outcomes = tuple[float, float, float]  # sent, failed, dropped
+Outcomes = tuple[float, float, float, float]  # sent, failed, dropped, pending
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -168,20 +170,30 @@ def test_sampling_is_the_configured_share_and_repeatable_with_a_seed() -> None:
 
 
 def test_a_full_queue_drops_and_counts_and_close_counts_what_was_never_sent() -> None:
-    async def scenario() -> Outcomes:
-        mirror = _mirror(100, seed=0, mirror_queue_size=3, mirror_workers=1, mirror_timeout_s=5)
-        mirror.offer(Copy("http://c/x", b"{}", {}))  # not started: nowhere to send, dropped
-        await mirror.start()
-        for task in mirror._tasks:  # no worker may take a copy: the queue must fill
-            task.cancel()
-        for _ in range(5):
-            mirror.offer(Copy("http://c/x", b"{}", {}))
-        await mirror.close()  # the 3 queued copies were never sent
+    def outcomes(mirror: Mirror) -> Outcomes:
         m = parse_pod_metrics(mirror.metrics.render().decode()).model("m", "1")
         assert m is not None
-        return m.mirror_sent, m.mirror_failed, m.mirror_dropped
+        return m.mirror_sent, m.mirror_failed, m.mirror_dropped, m.mirror_pending
 
-    assert asyncio.run(scenario()) == (0, 0, 6)
+    async def scenario(listener: socket.socket) -> list[Outcomes]:
+        mirror = _mirror(100, seed=0, mirror_queue_size=3, mirror_workers=1, mirror_timeout_s=0.5)
+        copy = Copy(f"http://127.0.0.1:{listener.getsockname()[1]}/v2/models/m/infer", b"{}", {})
+        mirror.offer(copy)  # not started: nowhere to send, dropped
+        await mirror.start()
+        mirror.offer(copy)
+        connection, _ = listener.accept()  # the sender took the copy; it gets no answer
+        with connection:
+            for _ in range(5):
+                mirror.offer(copy)
+            seen = [outcomes(mirror)]  # one being sent and two queued: the queue of 3 is full, three dropped
+            await mirror.close()  # the queued ones are never sent; the hung one times out
+        return [*seen, outcomes(mirror)]
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        listener.settimeout(10)
+        assert asyncio.run(scenario(listener)) == [(0, 0, 4, 3), (0, 1, 6, 0)]
 
 
 def test_the_gauge_shows_the_configuration_in_force_as_one_series() -> None:
