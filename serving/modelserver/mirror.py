@@ -4,13 +4,14 @@ The stable version's pods run the candidate "in the shadow": users only ever get
 a configured percentage of answered requests is copied to the candidate's own Service, so it is judged
 on the same requests (the candidate counts agreement pairs, modelserver/shadow.py). The primary request
 is never delayed or failed by this: the copy is taken only after the answer was written, goes through a
-bounded queue (full: the copy is dropped and counted) to a small pool of sender threads, each sending with
-a short timeout. A failed copy is counted and forgotten; nothing is retried.
+bounded queue (full: the copy is dropped and counted) to a small pool of senders, each sending with a
+short timeout. A failed copy is counted and forgotten; nothing is retried.
 
-Why threads and not tasks on the event loop: sending a copy through aiohttp's client on the serving loop
-cost about 0.13 ms of the loop's time per copy, as much as answering the request itself, and tripled the
-median latency of a server at a third of its capacity (docs/benchmarks.md). A sender thread blocks in
-socket calls, which release the GIL, so the loop's share of a copy is one queue put.
+The senders run in a process of their own (modelserver/mirror_send.py), started when mirroring is first
+turned on (a server never configured to mirror never starts it): sending a copy is an HTTP request of its
+own, and done by this process (on its event loop, or in threads sharing its GIL) it cost the primary
+requests as much as a second request each. The loop's share of a copy is one message on a Unix socket
+pair, and reading the one-byte outcome back.
 
 The copy is the client's body as received, sent to the same protocol's path of the same model name (the
 served version's path segment left out: the candidate serves another version), with headers naming the
@@ -31,14 +32,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import queue
 import random
-import threading
+import socket
+import subprocess
+import sys
+import time
 
 from modelserver.contract import MirrorOutcome, Protocol
 from modelserver.metrics import ServerMetrics
 from modelserver.mirror_config import OFF, MirrorConfig, MirrorConfigWatcher
-from modelserver.mirror_send import Copy, Sender
+from modelserver.mirror_send import FAILED, SENT, Copy
 from modelserver.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,9 +50,10 @@ SHADOW_OF_VERSION_HEADER = "X-Shadow-Of-Version"
 REQUEST_ID_HEADER = "X-Request-Id"
 PRIMARY_PREDICTION_HEADER = "X-Primary-Prediction"
 POLL_S = 1.0  # how often the configuration file is looked at (one stat call)
-# Bodies waiting in the queue at most, whatever the queue's length: 100 copies of a 4 MiB body would be
-# 400 MiB of a pod's memory for requests nobody waits for.
-MAX_QUEUED_BYTES = 32 * 1024 * 1024
+# The socket pair's buffer (the kernel caps it at net.core.wmem_max): copies queued for the senders, in bytes.
+# A message larger than the buffer can take is refused, so a copy of a body near this size is dropped.
+CHANNEL_BYTES = 4 * 1024 * 1024
+RESTART_AFTER_S = 10.0  # a sender process that died is started again on a copy after this pause
 
 
 def copy_path(protocol: Protocol, model_name: str) -> str:
@@ -62,7 +66,7 @@ def copy_path(protocol: Protocol, model_name: str) -> str:
 
 
 class Mirror:
-    """The sampler, the bounded queue and the sender threads of one server; configured by `apply`."""
+    """The sampler, the bounded queue and the sender process of one server; configured by `apply`."""
 
     def __init__(self, settings: Settings, metrics: ServerMetrics, rng: random.Random | None = None,
                  poll_s: float = POLL_S) -> None:
@@ -71,12 +75,11 @@ class Mirror:
         self.config: MirrorConfig = OFF
         self._rng = rng or random.Random()
         self._poll_s = poll_s
-        # Unbounded itself: the bound is kept by `offer` (copies and bytes), so stop signals always fit.
-        self._queue: queue.SimpleQueue[Copy | None] = queue.SimpleQueue()
-        self._lock = threading.Lock()  # guards the two counters below, shared with the senders
-        self._pending = 0  # offered and not yet counted in an outcome: queued or being sent
-        self._pending_bytes = 0
-        self._senders: list[Sender] = []
+        self._started = False
+        self._channel: socket.socket | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._died_at = -RESTART_AFTER_S
+        self._pending = 0  # handed to the senders, no outcome yet
         self._watch_task: asyncio.Task[None] | None = None
         metrics.watch_mirror_pending(lambda: self._pending)
         self.watcher = (MirrorConfigWatcher(settings.mirror_config_file, self.apply, metrics.count_mirror_config)
@@ -86,6 +89,8 @@ class Mirror:
     def apply(self, config: MirrorConfig) -> None:
         self.config = config
         self.metrics.set_mirror(config.percent, config.version if config.is_on else "")
+        if config.is_on and self._started and self._channel is None:
+            self._start_senders()  # now rather than at the first copy, which would wait for it
 
     async def _watch(self, watcher: MirrorConfigWatcher) -> None:
         while True:
@@ -100,58 +105,119 @@ class Mirror:
             return None
         return config
 
-    def offer(self, copy: Copy) -> None:
-        """Queue a copy, or drop and count it when the queue (copies or bytes not yet sent) is full."""
-        size = len(copy.body)
-        with self._lock:
-            accepted = bool(self._senders) and self._pending < self.settings.mirror_queue_size \
-                and self._pending_bytes + size <= MAX_QUEUED_BYTES
-            if accepted:
-                self._pending += 1
-                self._pending_bytes += size
-        if accepted:
-            self._queue.put(copy)
-        else:
-            self.metrics.count_mirror(MirrorOutcome.DROPPED)
+    @property
+    def sender_pid(self) -> int | None:
+        """The sender process's id while it runs."""
+        return self._process.pid if self._process is not None and self._channel is not None else None
 
     @property
     def pending(self) -> int:
         """Copies queued or being sent."""
         return self._pending
 
-    def _finished(self, copy: Copy) -> None:
-        """`copy`'s outcome was counted."""
-        with self._lock:
-            self._pending -= 1
-            self._pending_bytes -= len(copy.body)
+    def offer(self, copy: Copy) -> None:
+        """Hand a copy to the senders, or drop and count it when the queue is full (or there is no sender)."""
+        channel = self._channel or (self._start_senders() if self._started else None)
+        if channel is None or self._pending >= self.settings.mirror_queue_size:
+            self.metrics.count_mirror(MirrorOutcome.DROPPED)
+            return
+        try:
+            channel.send(copy.encode())
+        except OSError:  # the buffer is full (BlockingIOError), or the message larger than it can ever take
+            self.metrics.count_mirror(MirrorOutcome.DROPPED)
+            return
+        self._pending += 1
+
+    def _on_outcomes(self) -> None:
+        """The senders' answers, one byte per copy, read whenever the socket has some."""
+        channel = self._channel
+        assert channel is not None
+        while True:
+            try:
+                data = channel.recv(4096)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._senders_gone()
+                return
+            sent, failed = data.count(SENT), data.count(FAILED)
+            for outcome, count in ((MirrorOutcome.SENT, sent), (MirrorOutcome.FAILED, failed)):
+                for _ in range(count):
+                    self.metrics.count_mirror(outcome)
+            self._pending -= sent + failed
+
+    # --- the sender process ------------------------------------------------------------------------
+    def _start_senders(self) -> socket.socket | None:
+        """Start the sender process (when mirroring turns on, or again a while after it died); its socket or None."""
+        if time.monotonic() - self._died_at < RESTART_AFTER_S:
+            return None
+        s = self.settings
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        for sock in (ours, theirs):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, CHANNEL_BYTES)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, CHANNEL_BYTES)
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "modelserver.mirror_send", "--fd", str(theirs.fileno()),
+                 "--workers", str(s.mirror_workers), "--timeout", str(s.mirror_timeout_s),
+                 "--max-message", str(s.max_body_bytes + 65536), "--log-level", s.log_level],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
+        except OSError as exc:
+            log.error("cannot start the mirror sender process: %s; copies are dropped", exc)
+            ours.close()
+            self._died_at = time.monotonic()
+            return None
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        asyncio.get_running_loop().add_reader(ours.fileno(), self._on_outcomes)
+        self._channel = ours
+        log.info("mirror sender process %d started (%d senders)", self._process.pid, s.mirror_workers)
+        return ours
+
+    def _senders_gone(self) -> None:
+        """The sender process ended: what it held has no outcome but failed."""
+        log.error("the mirror sender process ended (exit status %s); %d copies in it count as failed",
+                  self._process.poll() if self._process else None, self._pending)
+        for _ in range(self._pending):
+            self.metrics.count_mirror(MirrorOutcome.FAILED)
+        self._pending = 0
+        self._close_channel()
+        self._died_at = time.monotonic()
+
+    def _close_channel(self) -> None:
+        if self._channel is not None:
+            with contextlib.suppress(ValueError, RuntimeError):  # the loop may be closed already
+                asyncio.get_running_loop().remove_reader(self._channel.fileno())
+            self._channel.close()
+            self._channel = None
 
     # --- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Read the configuration once (so a pod starts mirroring at once), then the senders and the watcher."""
-        s = self.settings
-        self._senders = [Sender(self._queue, self._finished, self.metrics.count_mirror, s.mirror_timeout_s, i)
-                         for i in range(s.mirror_workers)]
-        for sender in self._senders:
-            sender.start()
+        """Read the configuration once (so a pod starts mirroring at once), then watch it."""
+        self._started = True
         if self.watcher is not None:
             self.watcher.poll()
             self._watch_task = asyncio.get_running_loop().create_task(self._watch(self.watcher), name="mirror-config")
 
     async def close(self) -> None:
-        """Stop the watcher and the senders; copies still queued are never sent, so they count as dropped."""
+        """Stop watching and stop the senders; copies not answered by then count as dropped."""
+        self._started = False
         if self._watch_task is not None:
             self._watch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch_task
-        senders, self._senders = self._senders, []  # `offer` drops from now on
-        with contextlib.suppress(queue.Empty):
-            while True:
-                left = self._queue.get_nowait()
-                if left is not None:
-                    self.metrics.count_mirror(MirrorOutcome.DROPPED)
-                    self._finished(left)
-        for _ in senders:
-            self._queue.put(None)
-        # A sender in the middle of a copy finishes it within its timeout; it is a daemon thread regardless.
-        for sender in senders:
-            await asyncio.to_thread(sender.join, self.settings.mirror_timeout_s * 3 + 1)
+        process, self._process = self._process, None
+        self._close_channel()
+        if process is not None:
+            process.terminate()
+            try:
+                await asyncio.to_thread(process.wait, 10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                await asyncio.to_thread(process.wait)
+        for _ in range(self._pending):
+            self.metrics.count_mirror(MirrorOutcome.DROPPED)
+        self._pending = 0

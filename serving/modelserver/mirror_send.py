@@ -1,7 +1,14 @@
-"""Sending mirrored copies: sender threads posting over keep-alive HTTP/1.1 connections on blocking sockets.
+"""Sending mirrored copies, in a process of its own: `python -m modelserver.mirror_send` (started by mirror.py).
 
-Each sender keeps one connection to the current target and blocks in its socket calls, which release the
-GIL, so the serving event loop is not the one waiting. The HTTP is the least a POST needs, written here
+Why a process: in the serving process, even sender threads that block in socket calls held the GIL for
+part of each copy and woke up on every answer, and the primary's median latency rose by half at a tenth of
+the server's capacity (docs/benchmarks.md). Here the serving loop hands each copy over as one message on a
+Unix socket pair (SOCK_SEQPACKET: a whole message or nothing, and a full buffer refuses it at once, which
+is the bounded queue's "full"); this process's threads send the copies and answer one byte per copy, "s"
+(sent) or "f" (failed), which the serving loop counts. It ends when its socket closes (the server stopped
+or died) or on SIGTERM.
+
+Each sender thread keeps one connection to the current target. The HTTP is the least a POST needs, written here
 rather than taken from http.client: http.client cost about 0.25 ms of Python per copy (it parses the answer's
 headers with the email package), all of it holding the GIL the serving loop needs; this costs a tenth of that.
 An answer is read to its Content-Length so the connection carries the next copy; an answer without one
@@ -12,15 +19,18 @@ is retried once on a new connection: nothing of that copy reached the target.
 
 from __future__ import annotations
 
+import argparse
 import logging
-import queue
 import socket
 import ssl
+import struct
+import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+import orjson
 
 from modelserver.contract import MirrorOutcome
 
@@ -43,6 +53,24 @@ class Copy:
     url: str
     body: bytes
     headers: dict[str, str]  # printable ASCII only (the caller leaves out any other value)
+
+    def encode(self) -> bytes:
+        """One message: the length of the JSON [url, headers], that JSON, then the body.
+
+        >>> Copy.decode(Copy("http://c/x", b"{}", {"A": "b"}).encode())
+        Copy(url='http://c/x', body=b'{}', headers={'A': 'b'})
+        """
+        meta = orjson.dumps([self.url, self.headers])
+        return struct.pack("!I", len(meta)) + meta + self.body
+
+    @staticmethod
+    def decode(message: bytes) -> Copy:
+        (size,) = struct.unpack_from("!I", message)
+        url, headers = orjson.loads(message[4:4 + size])
+        return Copy(url, message[4 + size:], headers)
+
+
+SENT, FAILED = b"s", b"f"  # the answer per copy, from this process to the server
 
 
 class _FailureLog:
@@ -149,27 +177,13 @@ def request_head(path: str, netloc: str, headers: dict[str, str], length: int) -
     return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
 
 
-class Sender(threading.Thread):
-    """Takes copies off the queue until it gets None, sends each and counts its outcome."""
+class Sender:
+    """Sends copies one at a time over one keep-alive connection to the current target."""
 
-    def __init__(self, copies: queue.SimpleQueue[Copy | None], finished: Callable[[Copy], None],
-                 count: Callable[[MirrorOutcome], None], timeout_s: float, index: int) -> None:
-        super().__init__(name=f"mirror-sender-{index}", daemon=True)
-        self._copies = copies
-        self._finished = finished
-        self._count = count
+    def __init__(self, timeout_s: float) -> None:
         self._timeout_s = timeout_s
         self._connection: Connection | None = None
-        self._origin = ""  # scheme://netloc of the open connection
-
-    def run(self) -> None:
-        while True:
-            copy = self._copies.get()
-            if copy is None:
-                self._close()
-                return
-            self._count(self.send(copy))
-            self._finished(copy)  # after counting: no longer pending means counted
+        self._origin = ""  # scheme://host:port of the open connection
 
     def send(self, copy: Copy) -> MirrorOutcome:
         target = urlsplit(copy.url)
@@ -201,7 +215,51 @@ class Sender(threading.Thread):
             self._close()
         return status
 
+    def close(self) -> None:
+        self._close()
+
     def _close(self) -> None:
         if self._connection is not None:
             self._connection.close()
         self._connection, self._origin = None, ""
+
+
+def serve_copies(channel: socket.socket, timeout_s: float, max_message: int) -> None:
+    """One sender thread's life: copies in from the channel, one answer byte out each, until it closes."""
+    sender = Sender(timeout_s)
+    buffer = bytearray(max_message)
+    try:
+        while True:
+            size = channel.recv_into(buffer)
+            if not size:
+                return  # the server closed its end
+            outcome = sender.send(Copy.decode(bytes(memoryview(buffer)[:size])))
+            channel.send(SENT if outcome is MirrorOutcome.SENT else FAILED)
+    except OSError:
+        return  # the server is gone
+    finally:
+        sender.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m modelserver.mirror_send")
+    parser.add_argument("--fd", type=int, required=True, help="this end of the server's socket pair")
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--timeout", type=float, default=1.0)
+    parser.add_argument("--max-message", type=int, required=True)
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    channel = socket.socket(fileno=args.fd)
+    workers = [threading.Thread(target=serve_copies, args=(channel, args.timeout, args.max_message),
+                                name=f"mirror-sender-{i}", daemon=True) for i in range(args.workers)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

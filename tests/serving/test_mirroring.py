@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import time
 from collections import Counter
@@ -71,8 +72,11 @@ def _candidate(models: ExampleModels, start: Start, key_file: str) -> RunningSer
 
 def _stable(models: ExampleModels, start: Start, key_file: str, configmap: MountedConfigMap,
             **overrides: Any) -> RunningServer:
+    """Lr version 1, mirroring as the configmap says. The queue holds every copy a test makes unless the test
+    sets a smaller one: the candidate, on a thread of this process, answers slower than the primary."""
+    settings = {"mirror_queue_size": 2000, **overrides}
     return start(models.settings("lr.joblib", model_version="1", feedback_key_file=key_file,
-                                 mirror_config_file=configmap.path, **overrides))
+                                 mirror_config_file=configmap.path, **settings))
 
 
 def _metrics(server: RunningServer, version: str) -> ModelMetrics:
@@ -129,14 +133,13 @@ def test_at_100_percent_every_answered_request_reaches_the_candidate_which_count
     primary += v1.json()["predictions"]
     assert stable.infer([[1.0]]).status_code == 400  # a refused request has no prediction to copy
 
-    assert _settled(stable).mirror_sent == 101
+    settled = _settled(stable)
+    assert (settled.mirror_sent, settled.mirror_failed, settled.mirror_dropped) == (101, 0, 0)
     expected = Counter(zip(map(str, primary), map(str, _direct(candidate, rows)), strict=True))
     shadow = _metrics(candidate, "2")
     assert dict(shadow.shadow_pairs) == dict(expected)  # 120 rows: 100 one-row copies and one of 20 rows
     assert sum(shadow.shadow_pairs.values()) == 120 and not shadow.shadow_refused
     assert any(p != c for p, c in expected)  # the shuffled-label model disagrees: pairs off the diagonal
-    stable_metrics = _metrics(stable, "1")
-    assert (stable_metrics.mirror_failed, stable_metrics.mirror_dropped) == (0, 0)
     assert _metrics(candidate, "2").requests_by_code["200"] == 102  # 101 copies + the direct question
 
 
@@ -283,3 +286,21 @@ def test_the_candidate_counts_pairs_only_from_a_verified_token_with_its_own_clas
                                            "not_classifier": 1, "replayed": 1, "missing_token": 1}
     text = candidate.get("/metrics").text
     assert "cat" not in text and "evil" not in text and "id-1" not in text
+
+
+def test_a_dead_sender_process_costs_only_copies_and_is_counted(
+        models: ExampleModels, start_server: Start, key_file: str, configmap: MountedConfigMap,
+        black_hole: str) -> None:
+    configmap.configure(black_hole, 100)  # copies hang there, so some are inside the process when it dies
+    stable = _stable(models, start_server, key_file, configmap, mirror_workers=1, mirror_timeout_s=30.0)
+    row = models.holdout()[0][0]
+    _predict_each(stable, [row] * 3)
+    assert _metrics(stable, "1").mirror_pending == 3
+    pid = stable.server.mirror.sender_pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    m = _settled(stable)  # the server sees the socket close: the three held copies failed
+    assert (m.mirror_failed, m.mirror_sent, m.mirror_dropped) == (3, 0, 0)
+    _predict_each(stable, [row] * 5)  # answered as ever; no sender for a while, so the copies are dropped
+    m = _settled(stable)
+    assert (m.mirror_failed, m.mirror_dropped, m.errors, m.requests_by_code["200"]) == (3, 5, 0, 8)
