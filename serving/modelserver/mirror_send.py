@@ -1,16 +1,16 @@
 """Sending mirrored copies, in a process of its own: `python -m modelserver.mirror_send` (started by mirror.py).
 
-Why a process: in the serving process, even sender threads that block in socket calls held the GIL for
-part of each copy and woke up on every answer, and the primary's median latency rose by half at a tenth of
-the server's capacity (docs/benchmarks.md). Here the serving loop hands each copy over as one message on a
-Unix socket pair (SOCK_SEQPACKET: a whole message or nothing, and a full buffer refuses it at once, which
-is the bounded queue's "full"); this process's threads send the copies and answer one byte per copy, "s"
-(sent) or "f" (failed), which the serving loop counts. It ends when its socket closes (the server stopped
-or died) or on SIGTERM.
+Why a process: in the serving process, even sender threads that block in socket calls held the GIL for part of
+each copy and woke up on every answer: the primary's median latency rose by about half at a quarter of the
+server's capacity (0.41 to 0.60 ms in one run of the benchmark's paced load, docs/benchmarks.md). Here the
+serving loop hands each copy over as one message on a Unix socket pair (SOCK_SEQPACKET: a whole message or
+nothing, and a full buffer refuses it at once, which is the bounded queue's "full"); this process's threads
+send the copies and answer one byte per copy, "s" (sent) or "f" (failed), gathered for 20 ms at a time, which
+the serving loop counts. It ends when its socket closes (the server stopped or died) or on SIGTERM.
 
-Each sender thread keeps one connection to the current target. The HTTP is the least a POST needs, written here
-rather than taken from http.client: http.client cost about 0.25 ms of Python per copy (it parses the answer's
-headers with the email package), all of it holding the GIL the serving loop needs; this costs a tenth of that.
+Each sender thread keeps one connection to the current target. The HTTP is the least a POST needs, written
+here rather than taken from http.client, which cost about twice the CPU per copy (0.21 against 0.10 ms in
+the same benchmark run; it parses an answer's headers with the email package).
 An answer is read to its Content-Length so the connection carries the next copy; an answer without one
 (chunked, or read until close) is judged by its status line and the connection closed. Every socket step
 (connect, send, each read) has the mirror timeout. A kept-alive connection the target closed while idle
@@ -71,6 +71,7 @@ class Copy:
 
 
 SENT, FAILED = b"s", b"f"  # the answer per copy, from this process to the server
+REPORT_EVERY_S = 0.02
 
 
 class _FailureLog:
@@ -224,8 +225,33 @@ class Sender:
         self._connection, self._origin = None, ""
 
 
-def serve_copies(channel: socket.socket, timeout_s: float, max_message: int) -> None:
-    """One sender thread's life: copies in from the channel, one answer byte out each, until it closes."""
+class Outcomes:
+    """The senders' outcomes, sent to the server together every REPORT_EVERY_S: one wake-up of the serving loop
+    for many copies rather than one each (about 10 us of the loop per copy saved)."""
+
+    def __init__(self, channel: socket.socket) -> None:
+        self._channel = channel
+        self._lock = threading.Lock()
+        self._unsent = bytearray()
+
+    def add(self, outcome: MirrorOutcome) -> None:
+        with self._lock:
+            self._unsent += SENT if outcome is MirrorOutcome.SENT else FAILED
+
+    def report_forever(self) -> None:
+        try:
+            while True:
+                time.sleep(REPORT_EVERY_S)
+                with self._lock:
+                    unsent, self._unsent = bytes(self._unsent), bytearray()
+                if unsent:
+                    self._channel.send(unsent)
+        except OSError:
+            return  # the server is gone
+
+
+def serve_copies(channel: socket.socket, outcomes: Outcomes, timeout_s: float, max_message: int) -> None:
+    """One sender thread's life: copies in from the channel, each outcome reported, until the channel closes."""
     sender = Sender(timeout_s)
     buffer = bytearray(max_message)
     try:
@@ -233,8 +259,7 @@ def serve_copies(channel: socket.socket, timeout_s: float, max_message: int) -> 
             size = channel.recv_into(buffer)
             if not size:
                 return  # the server closed its end
-            outcome = sender.send(Copy.decode(bytes(memoryview(buffer)[:size])))
-            channel.send(SENT if outcome is MirrorOutcome.SENT else FAILED)
+            outcomes.add(sender.send(Copy.decode(bytes(memoryview(buffer)[:size]))))
     except OSError:
         return  # the server is gone
     finally:
@@ -252,12 +277,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     channel = socket.socket(fileno=args.fd)
-    workers = [threading.Thread(target=serve_copies, args=(channel, args.timeout, args.max_message),
+    outcomes = Outcomes(channel)
+    threading.Thread(target=outcomes.report_forever, name="mirror-outcomes", daemon=True).start()
+    workers = [threading.Thread(target=serve_copies, args=(channel, outcomes, args.timeout, args.max_message),
                                 name=f"mirror-sender-{i}", daemon=True) for i in range(args.workers)]
     for worker in workers:
         worker.start()
     for worker in workers:
-        worker.join()
+        worker.join()  # all end when the server closes the channel
     return 0
 
 
