@@ -9,8 +9,8 @@ send the copies and answer one byte per copy, "s" (sent) or "f" (failed), gather
 the serving loop counts. It ends when its socket closes (the server stopped or died) or on SIGTERM.
 
 Each sender thread keeps one connection to the current target. The HTTP is the least a POST needs, written
-here rather than taken from http.client, which cost about twice the CPU per copy (0.21 against 0.10 ms in
-the same benchmark run; it parses an answer's headers with the email package).
+here rather than taken from http.client, which cost more than twice the CPU per copy (about 0.25 against
+0.09 ms in two runs of the benchmark's paced load; it parses an answer's headers with the email package).
 An answer is read to its Content-Length so the connection carries the next copy; an answer without one
 (chunked, or read until close) is judged by its status line and the connection closed. Every socket step
 (connect, send, each read) has the mirror timeout. A kept-alive connection the target closed while idle
