@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from localcluster.testing import wait_until
+from modelserver import mirror
 from modelserver.contract_parse import ModelMetrics, parse_pod_metrics
 from modelserver.tokens import TokenSigner
 
@@ -288,9 +289,10 @@ def test_the_candidate_counts_pairs_only_from_a_verified_token_with_its_own_clas
     assert "cat" not in text and "evil" not in text and "id-1" not in text
 
 
-def test_a_dead_sender_process_costs_only_copies_and_is_counted(
+def test_a_dead_sender_process_costs_only_copies_and_is_counted_then_starts_again(
         models: ExampleModels, start_server: Start, key_file: str, configmap: MountedConfigMap,
-        black_hole: str) -> None:
+        black_hole: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mirror, "RESTART_AFTER_S", 2.0)
     configmap.configure(black_hole, 100)  # copies hang there, so some are inside the process when it dies
     stable = _stable(models, start_server, key_file, configmap, mirror_workers=1, mirror_timeout_s=30.0)
     row = models.holdout()[0][0]
@@ -304,3 +306,27 @@ def test_a_dead_sender_process_costs_only_copies_and_is_counted(
     _predict_each(stable, [row] * 5)  # answered as ever; no sender for a while, so the copies are dropped
     m = _settled(stable)
     assert (m.mirror_failed, m.mirror_dropped, m.errors, m.requests_by_code["200"]) == (3, 5, 0, 8)
+
+    candidate = _candidate(models, start_server, key_file)
+    configmap.configure(candidate.url, 100)
+    _wait_percent(stable, 100, "2")
+
+    def copy_sent() -> bool:
+        _predict_each(stable, [row])
+        return _settled(stable).mirror_sent > 0
+
+    wait_until(copy_sent, 15, "a new sender process to send a copy")
+    assert stable.server.mirror.sender_pid not in (None, pid)
+
+
+def test_a_server_that_does_not_mirror_starts_no_sender_process(
+        models: ExampleModels, start_server: Start, key_file: str, configmap: MountedConfigMap) -> None:
+    unconfigured = start_server(models.settings("lr.joblib", model_version="1"))
+    configmap.write('{"percent": 0}')
+    off = _stable(models, start_server, key_file, configmap)
+    row = models.holdout()[0][0]
+    for server in (unconfigured, off):
+        _predict_each(server, [row] * 5)
+        m = _metrics(server, "1")
+        assert (m.mirror_sent, m.mirror_failed, m.mirror_dropped, m.mirror_pending, m.mirror_percent) == (0,) * 5
+        assert server.server.mirror.sender_pid is None
