@@ -86,7 +86,8 @@ cluster-down: venv
 cluster-shell: venv
 	@$(BIN)/python -m localcluster shell --state-dir .local/cluster
 
-# Throughput/latency of the model server beside MLServer on the same models (loopback, bounded runs).
+# Throughput/latency of the model server beside MLServer on the same models, then the cost of mirroring to a
+# shadow candidate (loopback, bounded runs; BENCH_ONLY=mirror runs the second part alone).
 bench-serving: venv
 	$(BIN)/python bench/serving/run.py
 

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -51,31 +52,39 @@ def ensure_wrk() -> str | None:
     return None
 
 
-def run_wrk(wrk: str, url: str, body_file: Path, concurrency: int, duration: float) -> dict[str, float]:
-    """One wrk run (one thread, `concurrency` connections, bounded by `duration`) -> result dict."""
+def run_wrk(wrk: str, url: str, body_file: Path, concurrency: int, duration: float,
+            think_ms: float = 0.0) -> dict[str, float]:
+    """One wrk run (one thread, `concurrency` connections, bounded by `duration`) -> result dict.
+
+    `think_ms`: each connection's mean pause between requests (post.lua), 0 for back-to-back requests."""
     if not url.startswith("http://127.0.0.1:"):
         raise SystemExit("loopback only")
     command = [wrk, "-t1", f"-c{concurrency}", f"-d{duration:g}s", "--timeout", "10s", "-s", str(WRK_SCRIPT),
                url]
     out = subprocess.run(command, check=True, capture_output=True, text=True,
-                         env={**os.environ, "BODY_FILE": str(body_file)}, timeout=duration + 30)
+                         env={**os.environ, "BODY_FILE": str(body_file), "THINK_MS": f"{think_ms:g}"},
+                         timeout=duration + 30)
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
 
-def run_python(url: str, body_file: Path, concurrency: int, duration: float) -> dict[str, float]:
+def run_python(url: str, body_file: Path, concurrency: int, duration: float,
+               think_ms: float = 0.0) -> dict[str, float]:
     """One run of the Python generator below, in a second process."""
     out = subprocess.run([sys.executable, __file__, "--url", url, "--body-file", str(body_file),
-                          "--concurrency", str(concurrency), "--duration", str(duration)],
+                          "--concurrency", str(concurrency), "--duration", str(duration),
+                          "--think-ms", str(think_ms)],
                          check=True, capture_output=True, text=True, timeout=duration + 60)
     result: dict[str, float] = json.loads(out.stdout)
     return result
 
 
 async def _client(session: aiohttp.ClientSession, url: str, body: bytes, stop_at: float, budget: list[int],
-                  latencies: list[float], errors: list[int]) -> None:
+                  latencies: list[float], errors: list[int], think_ms: float) -> None:
     headers = {"Content-Type": "application/json"}
     while time.perf_counter() < stop_at and budget[0] > 0:
+        if think_ms > 0:
+            await asyncio.sleep(random.expovariate(1000 / think_ms))
         budget[0] -= 1
         started = time.perf_counter()
         async with session.post(url, data=body, headers=headers) as response:
@@ -85,7 +94,8 @@ async def _client(session: aiohttp.ClientSession, url: str, body: bytes, stop_at
         latencies.append(time.perf_counter() - started)
 
 
-async def run(url: str, body: bytes, concurrency: int, duration: float, max_requests: int) -> dict[str, float]:
+async def run(url: str, body: bytes, concurrency: int, duration: float, max_requests: int,
+              think_ms: float = 0.0) -> dict[str, float]:
     if not url.startswith("http://127.0.0.1:"):
         raise SystemExit("loopback only")
     latencies: list[float] = []
@@ -96,7 +106,7 @@ async def run(url: str, body: bytes, concurrency: int, duration: float, max_requ
             async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as r:
                 await r.read()
         started = time.perf_counter()
-        await asyncio.gather(*(_client(session, url, body, started + duration, budget, latencies, errors)
+        await asyncio.gather(*(_client(session, url, body, started + duration, budget, latencies, errors, think_ms)
                                for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
     latencies.sort()
@@ -112,10 +122,12 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--duration", type=float, default=4.0)
     parser.add_argument("--max-requests", type=int, default=200_000)
+    parser.add_argument("--think-ms", type=float, default=0.0)
     args = parser.parse_args()
     with open(args.body_file, "rb") as f:
         body = f.read()
-    print(json.dumps(asyncio.run(run(args.url, body, args.concurrency, args.duration, args.max_requests))))
+    print(json.dumps(asyncio.run(run(args.url, body, args.concurrency, args.duration, args.max_requests,
+                                     args.think_ms))))
     return 0
 
 

@@ -25,6 +25,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).parent))
 import loadgen  # a sibling script, not a package
+import mirrorbench
 import report
 from report import Scenario
 
@@ -125,14 +126,21 @@ def body_file(rows: int) -> Path:
     return path
 
 
+def own_cpu_seconds(pid: int) -> float:
+    """User+system CPU of one process (all its threads), without its children (a mirroring server's senders)."""
+    fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def drive(wrk: str | None, url: str, pid: int, scenario: Scenario) -> dict[str, float]:
-    cpu_before = tree_cpu_seconds(pid)
+    cpu_before, own_before = tree_cpu_seconds(pid), own_cpu_seconds(pid)
     body = body_file(scenario.rows)
     if wrk is not None:
-        result = loadgen.run_wrk(wrk, url, body, scenario.concurrency, DURATION_S)
+        result = loadgen.run_wrk(wrk, url, body, scenario.concurrency, DURATION_S, scenario.think_ms)
     else:
-        result = loadgen.run_python(url, body, scenario.concurrency, DURATION_S)
+        result = loadgen.run_python(url, body, scenario.concurrency, DURATION_S, scenario.think_ms)
     result["cpu_ms_per_request"] = (tree_cpu_seconds(pid) - cpu_before) * 1000 / max(1, result["requests"])
+    result["own_cpu_ms_per_request"] = (own_cpu_seconds(pid) - own_before) * 1000 / max(1, result["requests"])
     return result
 
 
@@ -245,22 +253,51 @@ def main() -> int:
     else:
         print(f"[bench] load generator: {wrk}", flush=True)
     manifest = prepare_models()
+    # BENCH_ONLY=mirror runs the mirroring mode alone (about a minute), leaving the main table as it is.
+    if os.environ.get("BENCH_ONLY") != "mirror":
+        compare_with_mlserver(wrk, manifest)
+    measure_mirroring(wrk, manifest)
+    return 0
+
+
+def stop(servers: Servers) -> None:
+    for _, proc in servers.values():
+        proc.terminate()
+    for _, proc in servers.values():
+        proc.wait(30)
+
+
+def publish(section: str, name: str, begin: str, end: str) -> None:
+    (CACHE / name).write_text(section)
+    print(section)
+    if os.environ.get("BENCH_NO_DOCS") != "1":
+        report.write_into(ROOT / "docs/benchmarks.md", section, begin, end)
+        print("[bench] generated section of docs/benchmarks.md updated", flush=True)
+
+
+def compare_with_mlserver(wrk: str | None, manifest: list[dict[str, Any]]) -> None:
     floors = predict_floors()
     servers = start_servers(manifest)
     try:
         results = measure(servers, wrk)
     finally:
-        for _, proc in servers.values():
-            proc.terminate()
-        for _, proc in servers.values():
-            proc.wait(30)
-    section = report.render_section(describe_run(wrk), SCENARIOS, targets_for, results, floors)
-    (CACHE / "last-table.md").write_text(section)
-    print(section)
-    if os.environ.get("BENCH_NO_DOCS") != "1":
-        report.write_into(ROOT / "docs/benchmarks.md", section)
-        print("[bench] generated section of docs/benchmarks.md updated", flush=True)
-    return 0
+        stop(servers)
+    publish(report.render_section(describe_run(wrk), SCENARIOS, targets_for, results, floors), "last-table.md",
+            report.BEGIN, report.END)
+
+
+def measure_mirroring(wrk: str | None, manifest: list[dict[str, Any]]) -> None:
+    """The same server with mirroring at 100 % and off, side by side (mirrorbench.py)."""
+    (CACHE / "logs").mkdir(exist_ok=True)
+    servers = mirrorbench.start(manifest, MODELS, CACHE)
+    try:
+        for url in mirrorbench.ready_urls(servers):
+            wait_ready(url)
+        results = mirrorbench.measure(servers, wrk, drive, ROUNDS)
+    finally:
+        stop(servers)
+    publish(report.render_mirror_section(describe_run(wrk), mirrorbench.SCENARIOS, results, mirrorbench.LABELS),
+            "last-mirror-table.md", report.MIRROR_BEGIN, report.MIRROR_END)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,14 @@ Exposed series (all on the serving port, path `/metrics`):
     modelserver_model_ready{model,version}                        1 when loaded, validated and warmed up
     modelserver_model_load_failures_total{model,version,reason}   failed load attempts by reason
     modelserver_unknown_model_requests_total                      requests naming a model not served here
+    modelserver_mirror_requests_total{model,version,outcome}      copies of requests sent to a shadow candidate
+    modelserver_mirror_percent{model,version,target_version}      the mirror configuration in force (0: off)
+    modelserver_mirror_pending{model,version}                     copies queued or being sent
+    modelserver_mirror_config_loads_total{model,version,outcome}  mirror configuration (re)reads by outcome
+    modelserver_shadow_pairs_total{model,version,primary_class,candidate_class}
+                                                                  on a candidate: rows of mirrored copies by
+                                                                  (the primary's class, this model's class)
+    modelserver_shadow_refused_total{model,version,reason}        copies whose primary prediction was not counted
 
 Feedback carrying a prediction token is counted under the `version` the verified token names (the
 version that made the prediction, on whichever pod of the rollout the label arrives): only versions
@@ -30,7 +38,9 @@ this rollout's key signed, at most tokens.MAX_VERSIONS per pod. Every other seri
 pod's own. The operator sums the feedback series of a version over all pods of the rollout.
 
 Label values never come from request content: `model` and `version` are the configured ones, `class`
-values are the model's own `classes_`, `code`, `outcome` and `reason` come from fixed sets. A request
+values are the model's own `classes_` (`primary_class` and `candidate_class` too: a copy naming a class outside
+them is refused, not counted), `code`, `outcome` and `reason` come from fixed sets; `target_version` is the
+candidate version of the mirror configuration file the operator writes, one series at a time. A request
 for an unknown model only increments the unlabelled `modelserver_unknown_model_requests_total`.
 
 Errors: a 5xx answer of an infer/predict endpoint is a model error. A 4xx is a client's mistake and is
@@ -56,6 +66,9 @@ OUTCOME = "outcome"
 DIGEST = "digest"
 FORMAT = "format"
 REASON = "reason"
+TARGET_VERSION = "target_version"
+PRIMARY_CLASS = "primary_class"
+CANDIDATE_CLASS = "candidate_class"
 
 # Histogram boundaries in seconds for millisecond-scale models: dense from 0.5 ms to 25 ms where a
 # linear model or a small forest answers, sparser up to 5 s to still place a stalled request.
@@ -153,9 +166,46 @@ UNKNOWN_MODEL_REQUESTS = MetricSpec(
     "Requests naming a model or version this pod does not serve (no model label, by design).", (),
 )
 
+MIRROR_REQUESTS = MetricSpec(
+    "modelserver_mirror_requests", Kind.COUNTER,
+    "Copies of answered requests for the shadow candidate: sent (it answered 2xx), failed (error, timeout or "
+    "non-2xx answer) or dropped (the mirror queue was full).",
+    (MODEL, VERSION, OUTCOME),
+)
+MIRROR_PERCENT = MetricSpec(
+    "modelserver_mirror_percent", Kind.GAUGE,
+    "Percentage of answered requests copied to the candidate version target_version (0 and target_version=\"\" "
+    "when mirroring is off); exactly one series.",
+    (MODEL, VERSION, TARGET_VERSION),
+)
+MIRROR_PENDING = MetricSpec(
+    "modelserver_mirror_pending", Kind.GAUGE,
+    "Copies for the shadow candidate queued or being sent (at most MODELSERVER_MIRROR_QUEUE_SIZE); each then "
+    "ends in one modelserver_mirror_requests_total outcome.",
+    (MODEL, VERSION),
+)
+MIRROR_CONFIG_LOADS = MetricSpec(
+    "modelserver_mirror_config_loads", Kind.COUNTER,
+    "Changes of the mirror configuration file seen by the server, by outcome (on, off, missing, invalid); "
+    "missing and invalid turn mirroring off.",
+    (MODEL, VERSION, OUTCOME),
+)
+SHADOW_PAIRS = MetricSpec(
+    "modelserver_shadow_pairs", Kind.COUNTER,
+    "On a shadow candidate: rows of mirrored copies by the primary's predicted class (from its verified "
+    "prediction token) and this model's; both from the model's classes_.",
+    (MODEL, VERSION, PRIMARY_CLASS, CANDIDATE_CLASS),
+)
+SHADOW_REFUSED = MetricSpec(
+    "modelserver_shadow_refused", Kind.COUNTER,
+    "Mirrored copies answered but not counted as pairs, by reason.",
+    (MODEL, VERSION, REASON),
+)
+
 ALL_METRICS: tuple[MetricSpec, ...] = (
     REQUESTS, REQUEST_DURATION, PREDICTIONS, PREDICTION_VALUE, PREDICTION_CONFIDENCE, ROWS_PREDICTED,
     FEEDBACK, FEEDBACK_ABSOLUTE_ERROR, FEEDBACK_REFUSED, MODEL_INFO, MODEL_READY, LOAD_FAILURES, UNKNOWN_MODEL_REQUESTS,
+    MIRROR_REQUESTS, MIRROR_PERCENT, MIRROR_PENDING, MIRROR_CONFIG_LOADS, SHADOW_PAIRS, SHADOW_REFUSED,
 )
 
 
@@ -189,6 +239,34 @@ REFUSAL_STATUS: dict[FeedbackRefusal, int] = {
     FeedbackRefusal.MALFORMED: 400, FeedbackRefusal.BAD_SIGNATURE: 403, FeedbackRefusal.WRONG_MODEL: 403,
     FeedbackRefusal.EXPIRED: 410, FeedbackRefusal.REPLAYED: 409, FeedbackRefusal.TOO_MANY_VERSIONS: 422,
 }
+
+
+class MirrorOutcome(StrEnum):
+    """What became of one copy of a request meant for the shadow candidate."""
+
+    SENT = "sent"  # the candidate answered 2xx
+    FAILED = "failed"  # connection error, timeout, or a non-2xx answer
+    DROPPED = "dropped"  # the bounded queue was full (or the server stopping): never sent
+
+
+class MirrorConfigOutcome(StrEnum):
+    """What a changed mirror configuration file did."""
+
+    ON = "on"  # valid, percentage above 0: mirroring on (or changed)
+    OFF = "off"  # valid, percentage 0
+    MISSING = "missing"  # no file at the path: off
+    INVALID = "invalid"  # unreadable or not a valid configuration: off
+
+
+class ShadowRefusal(StrEnum):
+    """Why a mirrored copy, answered normally, was not counted as (primary, candidate) pairs."""
+
+    MISSING_TOKEN = "missing_token"  # no primary prediction token on the copy
+    BAD_TOKEN = "bad_token"  # malformed, not signed with the rollout's key, another model's, or expired
+    REPLAYED = "replayed"  # this copy's token was already counted by this pod
+    NOT_CLASSIFIER = "not_classifier"  # the primary or this model is a regressor: no classes to pair
+    UNKNOWN_CLASS = "unknown_class"  # the primary predicted a class this model does not have
+    ROW_MISMATCH = "row_mismatch"  # the primary predicted a different number of rows
 
 
 class LoadFailure(StrEnum):

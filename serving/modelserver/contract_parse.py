@@ -58,6 +58,16 @@ class ModelMetrics:
     format: str | None = None
     ready: bool = False
     load_failures: float = 0.0
+    # Mirroring, on a stable pod: copies for the shadow candidate by outcome, and the configuration in force.
+    mirror_sent: float = 0.0
+    mirror_failed: float = 0.0
+    mirror_dropped: float = 0.0
+    mirror_percent: float = 0.0
+    mirror_pending: float = 0.0  # queued or being sent: not yet in any outcome
+    mirror_target_version: str = ""  # "" while off
+    # On a shadow candidate: {(primary class, candidate class): rows} and refused copies by reason.
+    shadow_pairs: MappingProxyType[tuple[str, str], float] = field(default_factory=lambda: MappingProxyType({}))
+    shadow_refused: MappingProxyType[str, float] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,7 @@ class PodMetrics:
         return self.models.get((name, version))
 
 
+_MIRROR_FIELDS = {outcome.value: f"mirror_{outcome.value}" for outcome in c.MirrorOutcome}
 _FEEDBACK_FIELDS = {
     c.FeedbackOutcome.CORRECT.value: "feedback_correct",
     c.FeedbackOutcome.INCORRECT.value: "feedback_incorrect",
@@ -121,28 +132,49 @@ def _add_sample(acc: dict[str, Any], name: str, labels: dict[str, str], value: f
         acc["ready"] = value > 0
     elif name == c.LOAD_FAILURES.sample:
         acc["load_failures"] += value
+    else:
+        _add_mirror_sample(acc, name, labels, value)
+
+
+def _add_mirror_sample(acc: dict[str, Any], name: str, labels: dict[str, str], value: float) -> None:
+    if name == c.MIRROR_REQUESTS.sample and labels.get(c.OUTCOME) in _MIRROR_FIELDS:
+        acc[_MIRROR_FIELDS[labels[c.OUTCOME]]] += value
+    elif name == c.MIRROR_PENDING.name:
+        acc["mirror_pending"] = value
+    elif name == c.MIRROR_PERCENT.name:
+        acc["mirror_percent"] = value
+        acc["mirror_target_version"] = labels.get(c.TARGET_VERSION, "")
+    elif name == c.SHADOW_PAIRS.sample:
+        acc["shadow_pairs"][(labels.get(c.PRIMARY_CLASS, ""), labels.get(c.CANDIDATE_CLASS, ""))] += value
+    elif name == c.SHADOW_REFUSED.sample:
+        acc["shadow_refused"][labels.get(c.REASON, "")] += value
 
 
 def _le(labels: dict[str, str]) -> float:
     return math.inf if labels.get("le") in ("+Inf", "Inf", "inf") else float(labels.get("le", "nan"))
 
 
+_MAPPINGS = ("requests_by_code", "latency", "predicted_classes", "values", "shadow_pairs", "shadow_refused")
+
+
 def _new_accumulator() -> dict[str, Any]:
     acc: dict[str, Any] = defaultdict(float)
-    for key in ("requests_by_code", "latency", "predicted_classes", "values"):
+    for key in _MAPPINGS:
         acc[key] = defaultdict(float)
     acc["digest"] = acc["format"] = None
+    acc["mirror_target_version"] = ""
     acc["ready"] = False
     return acc
 
 
 def _freeze(model: str, version: str, acc: dict[str, Any]) -> ModelMetrics:
-    plain = {k: v for k, v in acc.items() if k not in ("latency", "values", "requests_by_code",
-                                                        "predicted_classes")}
+    plain = {k: v for k, v in acc.items() if k not in _MAPPINGS}
     return ModelMetrics(
         model=model, version=version,
         requests_by_code=MappingProxyType(dict(acc["requests_by_code"])),
         predicted_classes=MappingProxyType(dict(acc["predicted_classes"])),
+        shadow_pairs=MappingProxyType(dict(acc["shadow_pairs"])),
+        shadow_refused=MappingProxyType(dict(acc["shadow_refused"])),
         latency_buckets=tuple(sorted(acc["latency"].items())),
         value_buckets=tuple(sorted(acc["values"].items())),
         **plain,

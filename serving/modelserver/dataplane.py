@@ -22,7 +22,7 @@ import numpy as np
 
 from modelserver import contract as c
 from modelserver.batching import AdaptiveBatcher
-from modelserver.contract import REFUSAL_STATUS, FeedbackRefusal, ModelState
+from modelserver.contract import REFUSAL_STATUS, FeedbackRefusal, ModelState, ShadowRefusal
 from modelserver.feedback import (
     FeedbackItem,
     FeedbackStore,
@@ -35,6 +35,7 @@ from modelserver.loading import LoadError, load_model
 from modelserver.metrics import ServerMetrics
 from modelserver.prediction import Outputs, Predictor
 from modelserver.settings import Settings
+from modelserver.shadow import pairs_of
 from modelserver.tensors import BadInput, InferRequest, InputSpec, datatype_of
 from modelserver.tokens import MAX_VERSIONS, ReplayGuard, TokenSigner, VerifiedToken, random_key, read_key
 
@@ -68,6 +69,7 @@ class Prediction:
     prediction_id: str
     token: str  # signed summary of the prediction: feedback with it counts on any pod of the rollout
     outputs: Outputs
+    predicted: tuple[Any, ...]  # class keys (classifier) or values, one per row, as the token has them
 
 
 class DataPlane:
@@ -93,6 +95,8 @@ class DataPlane:
         self.signer = TokenSigner(key, settings.feedback_ttl_s)
         self._replays = ReplayGuard(settings.feedback_store_size, settings.feedback_ttl_s)
         self._token_versions: set[str] = set()  # versions feedback was counted under (bounded)
+        # Apart from the feedback guard: a copy's token counted here must stay usable for the label.
+        self._shadow_replays = ReplayGuard(settings.feedback_store_size, settings.feedback_ttl_s)
 
     # --- lifecycle -------------------------------------------------------------------------------
     async def load(self) -> None:
@@ -225,7 +229,35 @@ class DataPlane:
             self.metrics.record_confidence(outputs.proba)
         s = self.settings
         token = self.signer.sign(s.model_name, s.model_version, remembered, prediction_id, self._wall())
-        return Prediction(prediction_id, token, outputs)
+        return Prediction(prediction_id, token, outputs, remembered)
+
+    def count_shadow_pairs(self, primary_token: str | None, prediction: Prediction) -> ShadowRefusal | None:
+        """A mirrored copy was answered: count its rows as (primary class, this model's class) pairs.
+
+        Only from a primary token this rollout's key signed (forged pairs could promote a bad candidate),
+        once per token. Returns the refusal (also counted) or None."""
+        refusal = self._shadow_pairs(primary_token, prediction)
+        if refusal is not None:
+            self.metrics.count_shadow_refusal(refusal)
+        return refusal
+
+    def _shadow_pairs(self, primary_token: str | None, prediction: Prediction) -> ShadowRefusal | None:
+        if not primary_token:
+            return ShadowRefusal.MISSING_TOKEN
+        wall = self._wall()
+        primary = self.signer.verify(primary_token, self.settings.model_name, wall)
+        if not isinstance(primary, VerifiedToken):
+            return ShadowRefusal.BAD_TOKEN
+        if self._shadow_replays.seen(primary.mac, wall):
+            return ShadowRefusal.REPLAYED
+        predictor = self.predictor
+        classes = frozenset(predictor.class_keys) if predictor is not None and predictor.is_classifier else None
+        pairs = pairs_of(primary, prediction.predicted, classes)
+        if isinstance(pairs, ShadowRefusal):
+            return pairs
+        self._shadow_replays.remember(primary.mac, primary.issued_at, wall)
+        self.metrics.record_shadow_pairs(pairs)
+        return None
 
     def feedback(self, items: list[FeedbackItem]) -> FeedbackTally:
         """Score labels: by token (any pod's prediction) or by id (this pod's store); every item lands in

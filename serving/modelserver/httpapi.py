@@ -22,6 +22,15 @@ from aiohttp import web
 from modelserver.binary import HEADER_LENGTH, split_body
 from modelserver.contract import CLIENT_CLOSED_REQUEST, Protocol
 from modelserver.dataplane import ChaosFailure, DataPlane, NotReady, Prediction
+from modelserver.mirror import (
+    PRIMARY_PREDICTION_HEADER,
+    REQUEST_ID_HEADER,
+    SHADOW_OF_VERSION_HEADER,
+    Mirror,
+    copy_path,
+)
+from modelserver.mirror_config import MirrorConfig
+from modelserver.mirror_send import Copy
 from modelserver.prediction import ModelRejectedInput
 from modelserver.tensors import BadInput, InferRequest, InputSpec
 from modelserver.tokens import MAX_TOKEN_HEADER_CHARS
@@ -29,6 +38,7 @@ from modelserver.tokens import MAX_TOKEN_HEADER_CHARS
 log = logging.getLogger(__name__)
 
 PLANE = web.AppKey("plane", DataPlane)
+MIRROR = web.AppKey("mirror", Mirror)
 PREDICTION_ID_HEADER = "X-Prediction-Id"
 # The prediction token, also in the body (V2 `parameters.prediction_token`, V1 `prediction_token`); a header
 # only while it is short, as proxies limit header sizes (a many-row regressor's token is long).
@@ -144,6 +154,8 @@ async def _answer(request: web.Request, plane: DataPlane, decode: Decoder, encod
         head, binary = split_body(await read_body(request), request.headers.get(HEADER_LENGTH))
         infer_request = decode(parse_json(head), binary, plane.input_spec)
         prediction = await plane.infer(infer_request)
+        if SHADOW_OF_VERSION_HEADER in request.headers:  # a mirrored copy: compare with the primary
+            plane.count_shadow_pairs(request.headers.get(PRIMARY_PREDICTION_HEADER), prediction)
         payload, binary_outputs = encode(plane, infer_request, prediction)
         headers = {PREDICTION_ID_HEADER: prediction.prediction_id}
         if len(prediction.token) <= MAX_TOKEN_HEADER_CHARS:
@@ -182,4 +194,34 @@ async def measured_inference(request: web.Request, protocol: Protocol, decode: D
         plane.metrics.count_client_disconnect(protocol)
     else:
         plane.metrics.observe_request(protocol, status, time.perf_counter() - started)
+    if status == 200 and SHADOW_OF_VERSION_HEADER not in request.headers:
+        mirror = request.app[MIRROR]
+        config = mirror.wants_copy()
+        if config is not None:
+            await _mirror_after_answering(request, response, mirror, config, protocol, headers)
     return response
+
+
+async def _mirror_after_answering(request: web.Request, response: web.Response, mirror: Mirror,
+                                  config: MirrorConfig, protocol: Protocol, answer_headers: dict[str, str]) -> None:
+    """Send the client its answer, then queue the copy: the copy can never go out before the answer.
+
+    aiohttp finishes a response the handler already finished without writing it again."""
+    try:
+        await response.prepare(request)
+        await response.write_eof()
+    except ConnectionError:  # the client left: it got no answer, so there is nothing to compare with
+        return
+    plane = request.app[PLANE]
+    values = {SHADOW_OF_VERSION_HEADER: plane.settings.model_version,
+              REQUEST_ID_HEADER: answer_headers[PREDICTION_ID_HEADER],  # may be the client's own `id`
+              PRIMARY_PREDICTION_HEADER: answer_headers.get(PREDICTION_TOKEN_HEADER),  # absent when too long
+              "Content-Type": request.headers.get("Content-Type"), HEADER_LENGTH: request.headers.get(HEADER_LENGTH)}
+    # Printable ASCII only: a client's id with a line break must not write headers into the copy.
+    headers = {name: value for name, value in values.items()
+               if value is not None and value.isascii() and value.isprintable()}
+    if SHADOW_OF_VERSION_HEADER not in headers:  # an unmarked copy could be mirrored on and on
+        return
+    # The body was read once by the handler; aiohttp keeps it, so this does not wait for the client.
+    body = await request.read()
+    mirror.offer(Copy(config.target + copy_path(protocol, plane.settings.model_name), body, headers))

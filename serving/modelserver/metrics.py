@@ -6,7 +6,8 @@ has its own registry, so several servers can live in one test process.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter as Tally
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -54,6 +55,16 @@ class ServerMetrics:
         self._request_children: dict[tuple[str, int], Any] = {}
         self._class_children: dict[str, Any] = {}
         self._ready.set(0)
+        self._mirror_config = m[c.MIRROR_CONFIG_LOADS.name]
+        self._mirror_percent = m[c.MIRROR_PERCENT.name]
+        self._shadow_refused = m[c.SHADOW_REFUSED.name]
+        self._shadow_pairs = m[c.SHADOW_PAIRS.name]
+        self._pair_children: dict[tuple[str, str], Any] = {}
+        # Every outcome from the start: a version that never mirrored shows 0 copies, not missing data.
+        self._mirror_children = {outcome: m[c.MIRROR_REQUESTS.name].labels(model, version, outcome.value)
+                                 for outcome in c.MirrorOutcome}
+        self.set_mirror(0.0, "")
+        self._mirror_pending = m[c.MIRROR_PENDING.name].labels(model, version)
 
     def observe_request(self, protocol: c.Protocol, code: int, seconds: float) -> None:
         self._count_request(protocol, code)
@@ -119,6 +130,32 @@ class ServerMetrics:
 
     def count_unknown_model(self) -> None:
         self._unknown.inc()
+
+    def count_mirror(self, outcome: c.MirrorOutcome) -> None:
+        self._mirror_children[outcome].inc()
+
+    def count_mirror_config(self, outcome: c.MirrorConfigOutcome) -> None:
+        self._mirror_config.labels(self._model, self._version, outcome.value).inc()
+
+    def watch_mirror_pending(self, pending: Callable[[], float]) -> None:
+        """Read at each scrape: nothing on the request path."""
+        self._mirror_pending.set_function(pending)
+
+    def set_mirror(self, percent: float, target_version: str) -> None:
+        """The configuration in force, as the one series of the gauge (the previous candidate's is removed)."""
+        self._mirror_percent.clear()
+        self._mirror_percent.labels(self._model, self._version, target_version).set(percent)
+
+    def record_shadow_pairs(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """(primary class, candidate class) per row; the caller checked both against the model's classes."""
+        for pair, count in Tally(pairs).items():
+            child = self._pair_children.get(pair)
+            if child is None:
+                child = self._pair_children[pair] = self._shadow_pairs.labels(self._model, self._version, *pair)
+            child.inc(count)
+
+    def count_shadow_refusal(self, reason: c.ShadowRefusal) -> None:
+        self._shadow_refused.labels(self._model, self._version, reason.value).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -23,6 +23,7 @@ from typing import Any
 import modelserver
 from modelserver.binary import DTYPES, EXTENSION, HEADER_LENGTH
 from modelserver.contract import REFUSAL_STATUS, FeedbackOutcome, FeedbackRefusal, LoadFailure, ModelState
+from modelserver.mirror import PRIMARY_PREDICTION_HEADER, REQUEST_ID_HEADER, SHADOW_OF_VERSION_HEADER
 from modelserver.tensors import ID_PATTERN, KNOWN_TYPES, MAX_ID_LENGTH, OUTPUT_NAMES
 from modelserver.tokens import MAX_TOKEN_HEADER_CHARS
 
@@ -230,6 +231,7 @@ def _components(model_name: str, model_version: str) -> dict[str, Any]:
                              "description": "Binary tensor extension: the length of the JSON part of the body; "
                                             "the rest is raw little-endian tensor data.",
                              "schema": {"type": "integer", "minimum": 0}},
+            **_mirror_parameters(),
         },
         "headers": {
             "ModelVersion": version_header,
@@ -243,6 +245,24 @@ def _components(model_name: str, model_version: str) -> dict[str, Any]:
                              "schema": {"type": "integer", "minimum": 0}},
         },
     }
+
+
+# Sent by a stable server on a mirrored copy (modelserver/mirror.py); any value is accepted and the copy answered
+# normally, so the schemas say no more than "a string".
+_MIRROR_HEADERS = {
+    "shadowOfVersion": (SHADOW_OF_VERSION_HEADER, "Marks a mirrored copy: the version that answered the client. "
+                                                  "Answered normally; never mirrored again."),
+    "requestId": (REQUEST_ID_HEADER, "On a mirrored copy: the primary's prediction id (for tracing)."),
+    "primaryPrediction": (PRIMARY_PREDICTION_HEADER, "On a mirrored copy: the primary's prediction token; its "
+                                                     "predicted classes are counted as pairs with this model's "
+                                                     "only when the rollout's key signed it."),
+}
+MIRROR_PARAMS = tuple(_MIRROR_HEADERS)
+
+
+def _mirror_parameters() -> dict[str, Any]:
+    return {key: {"name": name, "in": "header", "required": False, "description": text,
+                  "schema": {"type": "string"}} for key, (name, text) in _MIRROR_HEADERS.items()}
 
 
 def _inference_responses(ok: dict[str, Any]) -> dict[str, Any]:
@@ -290,7 +310,7 @@ def _infer_operation(params: tuple[str, ...], n_features: int | None) -> dict[st
         "requestBody": {"token": "$response.body#/parameters/prediction_token",
                         "label": "$response.body#/outputs/0/data"}}}
     return _operation("Predict (Open Inference Protocol), JSON or binary tensor data",
-                      _inference_responses(ok), (*params, "headerLength"), body)
+                      _inference_responses(ok), (*params, "headerLength", *MIRROR_PARAMS), body)
 
 
 def _model_operations(params: tuple[str, ...], n_features: int | None) -> dict[str, dict[str, Any]]:
@@ -344,7 +364,7 @@ def _paths(n_features: int | None) -> dict[str, Any]:
     if n_features:
         v1_body["example"] = {"instances": [_row(n_features), _row(n_features, -1.0)]}
     paths["/v1/models/{name}:predict"] = {"post": _operation(
-        "Predict (KServe V1)", _inference_responses(v1_ok), ("name",), {_JSON: v1_body}, tag="v1")}
+        "Predict (KServe V1)", _inference_responses(v1_ok), ("name", *MIRROR_PARAMS), {_JSON: v1_body}, tag="v1")}
     paths["/metrics"] = {"get": _operation("Prometheus metrics (docs/metrics.md)", {
         "200": {"description": "Prometheus text format.", "content": {"text/plain": {"schema": {"type": "string"}}}},
         **_errors()}, tag="operations")}

@@ -20,8 +20,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from modelserver import protocol_v1, protocol_v2
 from modelserver.dataplane import DataPlane
-from modelserver.httpapi import PLANE, json_errors, json_response
+from modelserver.httpapi import MIRROR, PLANE, json_errors, json_response
 from modelserver.metrics import ServerMetrics
+from modelserver.mirror import Mirror
 from modelserver.openapi import OPENAPI_PATH, openapi_document
 from modelserver.settings import Settings
 from modelserver.wire import JsonErrorsRunner
@@ -43,9 +44,11 @@ async def openapi_endpoint(request: web.Request) -> web.Response:
     return json_response(openapi_document(settings.model_name, settings.model_version, plane.input_spec.n_features))
 
 
-def build_app(plane: DataPlane) -> web.Application:
+def build_app(plane: DataPlane, mirror: Mirror | None = None) -> web.Application:
+    """The routes over `plane`; without a started `mirror` the server never mirrors."""
     app = web.Application(middlewares=[json_errors], client_max_size=plane.settings.max_body_bytes)
     app[PLANE] = plane
+    app[MIRROR] = mirror or Mirror(plane.settings, plane.metrics)
     app.add_routes([*protocol_v2.routes(), *protocol_v1.routes(), web.get("/metrics", metrics_endpoint),
                     web.get(OPENAPI_PATH, openapi_endpoint)])
     return app
@@ -59,7 +62,8 @@ class ModelServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.plane = DataPlane(settings, ServerMetrics(settings.model_name, settings.model_version))
-        self.app = build_app(self.plane)
+        self.mirror = Mirror(settings, self.plane.metrics)
+        self.app = build_app(self.plane, self.mirror)
         self.port = settings.port
         self._runner: web.AppRunner | None = None
         self._load_task: asyncio.Task[None] | None = None
@@ -88,6 +92,7 @@ class ModelServer:
         self.port = self._runner.addresses[0][1]
         log.info("listening on %s:%d (APIs and /metrics)", self.settings.host, self.port)
         self._load_task = asyncio.get_running_loop().create_task(self.plane.load(), name="load-model")
+        await self.mirror.start()
         return self.port
 
     async def wait_loaded(self) -> None:
@@ -105,6 +110,7 @@ class ModelServer:
             self._load_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._load_task
+        await self.mirror.close()
         await self.plane.close()
         log.info("stopped")
 

@@ -52,6 +52,12 @@ class Settings:
     # The rollout's prediction-token key (a mounted Secret); without one a random per-process key is made,
     # so tokens verify on this process only.
     feedback_key_file: str = ""
+    # Mirroring to a shadow candidate (modelserver/mirror.py): the configuration file the operator mounts
+    # (a ConfigMap), watched for changes; without one the server never mirrors.
+    mirror_config_file: str = ""
+    mirror_queue_size: int = 100  # copies waiting for a worker; beyond it a copy is dropped and counted
+    mirror_workers: int = 4
+    mirror_timeout_s: float = 1.0  # per copy, connection to answer
     drain_delay_s: float = 3.0  # keep serving after SIGTERM while endpoints stop routing here
     shutdown_timeout_s: float = 25.0
     load_retry_max_s: float = 60.0
@@ -89,6 +95,11 @@ _ENV: dict[str, tuple[str, str]] = {
     "feedback_ttl_s": ("MODELSERVER_FEEDBACK_TTL_S", "seconds a prediction (and its token) stays joinable"),
     "feedback_key_file": ("MODELSERVER_FEEDBACK_KEY_FILE", "file holding the key that signs prediction tokens "
                                                            "(shared by every pod of a rollout)"),
+    "mirror_config_file": ("MODELSERVER_MIRROR_CONFIG", "file with the mirror target, percent and candidate version "
+                                                        "(JSON or YAML), re-read when it changes; missing: off"),
+    "mirror_queue_size": ("MODELSERVER_MIRROR_QUEUE_SIZE", "mirrored copies waiting to be sent (full: dropped)"),
+    "mirror_workers": ("MODELSERVER_MIRROR_WORKERS", "concurrent mirrored copies in flight"),
+    "mirror_timeout_s": ("MODELSERVER_MIRROR_TIMEOUT_S", "seconds a mirrored copy may take"),
     "drain_delay_s": ("MODELSERVER_DRAIN_DELAY_S", "seconds to keep serving, unready, after SIGTERM"),
     "shutdown_timeout_s": ("MODELSERVER_SHUTDOWN_TIMEOUT_S", "longest wait for in-flight requests"),
     "load_retry_max_s": ("MODELSERVER_LOAD_RETRY_MAX_S", "longest pause between model fetch retries"),
@@ -175,6 +186,8 @@ def settings_problem(s: Settings) -> str | None:
         return "MODEL_DIGEST must look like sha256:<hex>"
     if s.max_batch_rows < 1 or s.max_rows < 1 or s.feedback_store_size < 1:
         return "max batch rows, max rows and feedback store size must be positive"
+    if s.mirror_queue_size < 1 or s.mirror_workers < 1 or not s.mirror_timeout_s > 0:
+        return "MODELSERVER_MIRROR_QUEUE_SIZE, _WORKERS and _TIMEOUT_S must be positive"
     if s.body_read_timeout_s <= 0 or s.idle_timeout_s <= 0:
         return "MODELSERVER_BODY_READ_TIMEOUT_S and MODELSERVER_IDLE_TIMEOUT_S must be positive"
     return None

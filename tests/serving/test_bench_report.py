@@ -103,3 +103,27 @@ def test_without_wrk_and_without_root_the_python_generator_is_chosen(monkeypatch
 def test_the_load_generators_refuse_anything_but_loopback(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="loopback only"):
         loadgen.run_wrk("/usr/bin/wrk", "http://10.0.0.1:8080/v2/models/lr/infer", tmp_path / "b.json", 1, 1.0)
+
+
+def test_the_mirroring_section_judges_the_first_mode_against_off_and_shows_the_others() -> None:
+    def run(p99: float, sent: float = 0, dropped: float = 0) -> dict[str, float]:
+        return {**_run(1500, p99), "own_cpu_ms_per_request": 0.15, "sent": sent, "failed": 0, "dropped": dropped}
+
+    paced, saturated = Scenario("lr", 1, 16, think_ms=10.0), Scenario("lr", 1, 16)
+    results = {(0, "off"): [run(4.0), run(5.0), run(30.0)], (0, "sink"): [run(4.2, 900), run(4.4, 900), run(3.0, 900)],
+               (0, "candidate"): [run(9.0, 900)],
+               (1, "off"): [run(8.0)], (1, "sink"): [run(12.0, 5000, 7)], (1, "candidate"): [run(6.0, 4000)]}
+    labels = {"off": "off", "sink": "to a responder", "candidate": "to a candidate"}
+    section = report.render_mirror_section("Measured now.", [paced, saturated], results, labels)
+    verdicts = [line for line in section.splitlines() if line.startswith("- lr")]
+    # Paced: medians 5.0 off vs 4.2 on; saturated 8.0 vs 12.0 (+50%).
+    assert "4.20 ms with mirroring to a responder vs 5.00 ms off: **-16.0% (ratio 0.84), met**" in verdicts[0]
+    assert "shown, not judged" in verdicts[1]
+    assert "12.00 ms with mirroring to a responder vs 8.00 ms off: **+50.0% (ratio 1.50), NOT MET**" in verdicts[2]
+    assert "| 4.0-30.0 |" in section and "| 2,700 / 0 / 0 |" in section and "| 5,000 / 0 / 7 |" in section
+    doc = report.replace_section(f"intro\n{report.BEGIN}\nmain\n{report.END}\n", section,
+                                 report.MIRROR_BEGIN, report.MIRROR_END)
+    assert doc.startswith(f"intro\n{report.BEGIN}\nmain\n{report.END}\n") and doc.endswith(report.MIRROR_END + "\n")
+    again = report.replace_section(doc, section.replace("Measured now.", "Later."), report.MIRROR_BEGIN,
+                                   report.MIRROR_END)
+    assert "Later." in again and "Measured now." not in again and "main" in again
