@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export MODELROLLOUT_CACHE ?= $(HOME)/.cache/modelrollout
 PYTEST_ARGS ?=
 
-.PHONY: help venv k8s-bins prom-bins gateway-bins mlserver-bins lint test test-unit test-e2e chaos soak demo cluster-up cluster-down cluster-shell bench-serving bench-decisions bench-reconcile images kind-up kind-e2e kind-down clean
+.PHONY: help venv k8s-bins k8s-openapi crd prom-bins gateway-bins mlserver-bins lint test test-unit test-e2e chaos soak demo cluster-up cluster-down cluster-shell bench-serving bench-decisions bench-reconcile images kind-up kind-e2e kind-down clean
 
 help:
 	@echo "make demo        - the main job on the built-in local cluster"
@@ -17,6 +17,7 @@ help:
 	@echo "make chaos       - the operator SIGKILLed 20 times across rollouts (make test: 3)"
 	@echo "make soak        - 30 minutes of back-to-back rollouts (make test: about 4 minutes)"
 	@echo "make lint        - ruff + mypy"
+	@echo "make crd         - regenerate the CRD (both copies) from hack/crd/ and docs/modelrollout.md"
 	@echo "make cluster-up / cluster-down / cluster-shell - the local cluster"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -48,11 +49,20 @@ gateway-bins:
 mlserver-bins:
 	@hack/build-mlserver.sh >/dev/null
 
+# Kubernetes' core/v1 OpenAPI document (from the Go module), which the CRD generator inlines types from.
+k8s-openapi:
+	@hack/k8s-openapi.sh >/dev/null
+
+# The CRD and its chart copy: the schema in hack/crd/, descriptions from docs/modelrollout.md's tables,
+# core/v1 types inlined (tests/unit/test_crd.py fails when the committed copies differ from this output).
+crd: venv k8s-openapi
+	MODELROLLOUT_K8S_OPENAPI=$$(hack/k8s-openapi.sh) $(BIN)/python -m modelrollout.crdgen
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test-unit: venv
+test-unit: venv k8s-openapi
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)
 
 # e2e tests run inside a private network + PID namespace (hack/in-netns): pods get 10.244.x
@@ -60,7 +70,7 @@ test-unit: venv
 test-e2e: venv k8s-bins prom-bins gateway-bins mlserver-bins
 	hack/in-netns $(BIN)/pytest -m e2e $(PYTEST_ARGS)
 
-test: venv k8s-bins prom-bins gateway-bins mlserver-bins lint
+test: venv k8s-bins k8s-openapi prom-bins gateway-bins mlserver-bins lint
 	hack/in-netns $(BIN)/pytest $(PYTEST_ARGS)
 
 # The operator SIGKILLed at 20 seeded random moments across canary, blue-green and rollback under traffic

@@ -93,7 +93,9 @@ def test_defaults_are_filled(api: kubernetes.client.CustomObjectsApi, namespace:
 POD_TEMPLATE = {"metadata": {"labels": {"team": "ml"}, "annotations": {"example.com/a": "b"}},
                 "spec": {"nodeSelector": {"kubernetes.io/os": "linux"},
                          "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
-                         "affinity": {"nodeAffinity": {}}, "topologySpreadConstraints": [{"maxSkew": 1}],
+                         "affinity": {"nodeAffinity": {}},
+                         "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                                                        "whenUnsatisfiable": "ScheduleAnyway"}],
                          "imagePullSecrets": [{"name": "regcred"}], "serviceAccountName": "model-reader",
                          "priorityClassName": "high", "volumes": [{"name": "ca", "configMap": {"name": "ca"}}]}}
 
@@ -118,6 +120,23 @@ def test_a_pod_template_a_budget_and_mounts_are_stored_and_resources_defaulted(
     stored = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "fraud")["spec"]["serving"]
     assert stored["podTemplate"] == POD_TEMPLATE, "nothing pruned"
     assert stored["resources"] == {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}}
+
+
+def test_kubernetes_typed_fields_are_stored_as_written(
+        api: kubernetes.client.CustomObjectsApi, namespace: str) -> None:
+    # Given env, resources, affinity and a spread constraint written as in a pod (integer and string quantities)
+    serving = _serving(
+        env=[{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "token", "optional": True}}},
+             {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+        resources={"limits": {"cpu": 2, "memory": "1Gi", "nvidia.com/gpu": 1}, "requests": {"cpu": "500m"}},
+        podTemplate=_template(affinity={"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [{"key": "gpu", "operator": "In", "values": ["l4"]}]}]}}}))
+    # When the rollout is created
+    api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, make_rollout(serving=serving))
+    # Then it is stored unchanged: nothing pruned, no Kubernetes default added
+    stored = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "fraud")["spec"]["serving"]
+    assert {k: stored[k] for k in ("env", "resources", "podTemplate")} == {
+        k: serving[k] for k in ("env", "resources", "podTemplate")}
 
 
 def _without(path: str) -> dict[str, Any]:
@@ -341,6 +360,29 @@ INVALID = [
 ]
 
 
+# env, resources, affinity, topologySpreadConstraints and volumes have Kubernetes' own schemas (core/v1,
+# inlined by `make crd`). The operator's parser does not repeat core/v1's validation: the API server applies it again
+# to every Deployment the operator writes.
+INVALID_KUBERNETES_TYPES = [
+    ("env without a name", make_rollout(serving=_serving(env=[{"value": "x"}])), "spec.serving.env[0].name"),
+    ("a quantity that is none", make_rollout(serving=_serving(resources={"limits": {"cpu": "lots"}})),
+     "spec.serving.resources.limits.cpu"),
+    # As in every CRD (and unlike a pod), a fraction is a string: cpu: 500m or "0.5".
+    ("a fractional cpu as a number", make_rollout(serving=_serving(resources={"requests": {"cpu": 0.5}})),
+     "spec.serving.resources.requests.cpu"),
+    ("a spread constraint without a topology key", make_rollout(serving=_serving(podTemplate=_template(
+        topologySpreadConstraints=[{"maxSkew": 1, "whenUnsatisfiable": "DoNotSchedule"}]))),
+     "spec.serving.podTemplate.spec.topologySpreadConstraints[0].topologyKey"),
+    ("a required node affinity without terms", make_rollout(serving=_serving(podTemplate=_template(affinity={
+        "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {}}}))),
+     "spec.serving.podTemplate.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+     ".nodeSelectorTerms"),
+    ("a ConfigMap volume item without a path", make_rollout(serving=_serving(podTemplate=_template(volumes=[
+        {"name": "ca", "configMap": {"name": "ca", "items": [{"key": "ca.crt"}]}}]))),
+     "spec.serving.podTemplate.spec.volumes[0].configMap.items[0].path"),
+]
+
+
 def _checks(**checks: Any) -> dict[str, Any]:
     return make_rollout(validation={"data": {"configMap": {"name": "h", "key": "h.csv"}}, "checks": checks})
 
@@ -357,8 +399,8 @@ INVALID_CHECKS = [
 ]
 
 
-@pytest.mark.parametrize(("case", "body", "field"), INVALID + INVALID_CHECKS,
-                         ids=[c[0] for c in INVALID + INVALID_CHECKS])
+@pytest.mark.parametrize(("case", "body", "field"), INVALID + INVALID_CHECKS + INVALID_KUBERNETES_TYPES,
+                         ids=[c[0] for c in INVALID + INVALID_CHECKS + INVALID_KUBERNETES_TYPES])
 def test_invalid_rollout_is_rejected_naming_the_field(
     api: kubernetes.client.CustomObjectsApi, namespace: str, case: str, body: dict[str, Any], field: str
 ) -> None:

@@ -22,7 +22,9 @@ FORBIDDEN_IN_PURE = ("kopf", "kubernetes", "aiohttp", "requests", "urllib3", "mo
 
 
 def crd_schema() -> dict[str, Any]:
-    crd = yaml.safe_load((ROOT / "crds" / "modelrollout.dev_modelrollouts.yaml").read_text())
+    """The schema source the CRD is generated from: the fields this project defines. Kubernetes' own types,
+    inlined from a `$ref` (spec.serving.env, ...), are documented by Kubernetes and not walked into."""
+    crd = yaml.safe_load((ROOT / "hack" / "crd" / "modelrollout.dev_modelrollouts.yaml").read_text())
     return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 
 
