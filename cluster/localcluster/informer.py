@@ -48,6 +48,15 @@ class _Informer:
         self.known = current
         return str(listing.metadata.resource_version)
 
+    def resync(self) -> None:
+        """Hand every known object to the handler again (client-go's resync period: once a minute, at
+        each watch's end), so a handler retries what failed - a pod that did not start, a listen that
+        was refused - without waiting for the object to change."""
+        for obj in list(self.known.values()):
+            if self.stop.is_set():
+                return
+            self.handler("SYNC", obj)
+
     def watch(self, version: str) -> str:
         """Watch from `version` until the server ends the stream; returns the last version seen."""
         watcher = kubernetes.watch.Watch()
@@ -76,6 +85,7 @@ class _Informer:
                 if version is None:
                     version = self.relist()
                 version = self.watch(version)
+                self.resync()
             except Exception as exc:
                 if self.stop.is_set():
                     return

@@ -61,7 +61,8 @@ def test_a_watch_that_ends_resumes_from_the_last_version_without_listing_again(m
     lists = [listing("10", svc("a", "9"))]
     script = [[("ADDED", svc("b", "11")), ("BOOKMARK", svc("", "15"))], [("DELETED", svc("a", "16"))]]
     seen = run(monkeypatch, lists, script)
-    assert seen == [("SYNC", "a"), ("ADDED", "b"), ("DELETED", "a")]
+    # At each watch's end every known object is handed over again (a resync), without a new list.
+    assert seen == [("SYNC", "a"), ("ADDED", "b"), ("SYNC", "a"), ("SYNC", "b"), ("DELETED", "a"), ("SYNC", "b")]
     assert FakeWatch.started_from == ["10", "15"]  # the bookmark's version, not a new list
     assert lists == []
 
@@ -71,5 +72,6 @@ def test_after_a_broken_watch_the_relist_reports_objects_deleted_meanwhile(monke
     lists = [listing("10", svc("a", "9"), svc("b", "9")), listing("30", svc("b", "9"), svc("c", "25"))]
     seen = run(monkeypatch, lists, [gone, []])
     # "a" was deleted while no watch ran: the re-list says so, as a watch would have.
-    assert seen == [("SYNC", "a"), ("SYNC", "b"), ("DELETED", "a"), ("SYNC", "b"), ("SYNC", "c")]
+    assert seen == [("SYNC", "a"), ("SYNC", "b"), ("DELETED", "a"), ("SYNC", "b"), ("SYNC", "c"),
+                    ("SYNC", "b"), ("SYNC", "c")]
     assert FakeWatch.started_from == ["10", "30"]
