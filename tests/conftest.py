@@ -47,7 +47,7 @@ class ClusterHandle:
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[ClusterHandle]:
+def cluster(request: pytest.FixtureRequest) -> Iterator[ClusterHandle]:
     bin_dir()  # raises with how to build them
     if not netns.is_inside():
         pytest.fail("e2e tests must run inside the cluster's network namespace: use `make test` "
@@ -59,7 +59,11 @@ def cluster() -> Iterator[ClusterHandle]:
         yield ClusterHandle(local)
     finally:
         local.stop()
-        if os.environ.get("KEEP_CLUSTER_LOGS") != "1":
+        # A failed run keeps the cluster's logs (kubelet, proxy, pods): the test's own output rarely
+        # says why a pod never became ready.
+        if request.session.testsfailed:
+            print(f"\nlocal cluster logs kept in {workdir}")
+        elif os.environ.get("KEEP_CLUSTER_LOGS") != "1":
             shutil.rmtree(workdir, ignore_errors=True)
 
 

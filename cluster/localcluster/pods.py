@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import kubernetes
+import urllib3
 
 from localcluster import images
 from localcluster.containers import TERMINATION_MESSAGE_PATH, Container, now_rfc3339, termination_log
@@ -70,7 +71,15 @@ class PodWorker:
         except Exception:
             log.exception("pod %s: worker failed", self.key)
         finally:
+            # The kubelet gives this pod's IP to the next pod once the worker is done: a process left
+            # running would keep the IP's ports and answer for that pod (a model store serving 404s).
+            await self._kill_leftovers()
             self.done = True
+
+    async def _kill_leftovers(self) -> None:
+        for c in self.containers:
+            with contextlib.suppress(Exception):
+                await c.stop(0)
 
     async def _prepare(self) -> None:
         """Resolve images, env and volumes; wait (reporting why) until they can be resolved."""
@@ -85,6 +94,8 @@ class PodWorker:
                 self.problem = ("CreateContainerConfigError", str(exc))
             except kubernetes.client.ApiException as exc:
                 self.problem = ("ContainerCreating", f"API error {exc.status}: {exc.reason}")
+            except urllib3.exceptions.HTTPError as exc:
+                self.problem = ("ContainerCreating", f"API unreachable: {exc}")
             await self._report()
             await asyncio.sleep(1.0)
         if self._deleting():
@@ -186,3 +197,5 @@ class PodWorker:
         except kubernetes.client.ApiException as exc:
             if exc.status != 404:
                 log.warning("pod %s: status patch failed: %s %s", self.key, exc.reason, exc.body)
+        except urllib3.exceptions.HTTPError as exc:  # the apiserver restarting: report again next tick
+            log.warning("pod %s: status patch failed: %s", self.key, exc)
