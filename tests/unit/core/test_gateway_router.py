@@ -4,6 +4,7 @@ need not follow the weight, and no version losing pods while the gateway may sti
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -149,19 +150,29 @@ class GatewayWorld:
             self.route = replace(self.route, accepted_generation=self.route.generation)
 
 
-def test_a_rollback_writes_weight_zero_at_once_and_keeps_the_canary_pods_until_the_gateway_took_it() -> None:
-    spec = gateway_spec(replicas=2, canary_replicas=2, steps=[{"setWeight": 5}, {"pause": {}}])
+def paused_at_5_percent(spec: RolloutSpec) -> tuple[GatewayWorld, RolloutStatus]:
+    """Version 2 at a 5% route weight, paused, with the gateway accepting every route at once."""
     world = GatewayWorld(spec, deployments={"1": ready(2)})
     status: RolloutStatus = healthy_status("1")
     for i in range(6):
         d = decide(spec, status, world.observe(), at(i))
         world.apply(d, accept=True)
         status = d.status
+    return world, status
+
+
+def abort(spec: RolloutSpec, status: RolloutStatus, world: GatewayWorld, now: datetime) -> Decision:
+    return decide(spec, status, replace(world.observe(), annotations={
+        "modelrollout.dev/command": "abort", "modelrollout.dev/command-id": "a1"}), now)
+
+
+def test_a_rollback_writes_weight_zero_at_once_and_keeps_the_canary_pods_until_the_gateway_took_it() -> None:
+    spec = gateway_spec(replicas=2, canary_replicas=2, steps=[{"setWeight": 5}, {"pause": {}}])
+    world, status = paused_at_5_percent(spec)
     assert status.phase == Phase.PAUSED and weights(dict(world.route.rules[0])) == {"fraud": 95, "fraud-canary": 5}
     assert status.traffic_router == "gatewayAPI"
     # When the canary is rolled back (abort) and the gateway has not yet taken the new route in
-    aborted = decide(spec, status, replace(world.observe(), annotations={
-        "modelrollout.dev/command": "abort", "modelrollout.dev/command-id": "a1"}), at(10))
+    aborted = abort(spec, status, world, at(10))
     assert aborted.status.phase == Phase.ROLLED_BACK
     assert aborted.route is not None and weights(dict(aborted.route.rules[0])) == {"fraud": 100, "fraud-canary": 0}
     assert aborted.deployments is not None and aborted.deployments["2"].replicas == 2  # still reachable
@@ -185,14 +196,8 @@ def test_a_rollback_writes_weight_zero_at_once_and_keeps_the_canary_pods_until_t
 def test_with_no_scale_down_delay_the_canary_goes_as_soon_as_the_gateway_accepted_the_route() -> None:
     spec = gateway_spec(replicas=2, canary_replicas=2, steps=[{"setWeight": 5}, {"pause": {}}])
     spec = replace(spec, traffic_routing=replace(spec.traffic_routing, scale_down_delay_seconds=0.0))
-    world = GatewayWorld(spec, deployments={"1": ready(2)})
-    status: RolloutStatus = healthy_status("1")
-    for i in range(6):
-        d = decide(spec, status, world.observe(), at(i))
-        world.apply(d, accept=True)
-        status = d.status
-    aborted = decide(spec, status, replace(world.observe(), annotations={
-        "modelrollout.dev/command": "abort", "modelrollout.dev/command-id": "a1"}), at(10))
+    world, status = paused_at_5_percent(spec)
+    aborted = abort(spec, status, world, at(10))
     world.apply(aborted, accept=True)
     cut = decide(spec, aborted.status, world.observe(), at(11))
     assert cut.deployments is not None and cut.deployments["2"].replicas == 0
