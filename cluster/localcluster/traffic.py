@@ -87,9 +87,12 @@ def send_requests(url: str, count: int, **kwargs: Any) -> TrafficReport:
 
 
 async def steady_traffic(url: str, rate: float, stop: asyncio.Event, max_seconds: float, method: str = "GET",
-                         body: Any = None, header: str = "X-Pod", timeout: float = 10) -> TrafficReport:
-    """About `rate` requests/s until `stop` is set or `max_seconds` pass; returns what happened."""
-    report = TrafficReport()
+                         body: Any = None, header: str = "X-Pod", timeout: float = 10,
+                         report: TrafficReport | None = None) -> TrafficReport:
+    """About `rate` requests/s until `stop` is set or `max_seconds` pass; returns what happened.
+
+    Pass `report` to watch it fill while the traffic runs."""
+    report = report if report is not None else TrafficReport()
     pending: set[asyncio.Task[None]] = set()
     deadline = time.monotonic() + max_seconds
     async with _session(timeout) as session:
@@ -121,6 +124,15 @@ def pod_log(kubelet_workdir: Path, namespace: str, pod_name: str, container: str
     """The container's output as the process kubelet stored it (all restarts, oldest first)."""
     matches = sorted((kubelet_workdir / "pods").glob(f"{namespace}_{pod_name}_*/logs/{container}.log"))
     return "".join(p.read_text(errors="replace") for p in matches)
+
+
+async def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """wait_until for a coroutine that must not block its event loop (traffic runs on it)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        await asyncio.sleep(0.1)
 
 
 async def read_metrics_async(pod_ip: str, port: int, path: str = "/metrics", timeout: float = 5) -> str:

@@ -10,7 +10,7 @@ import kubernetes
 import pytest
 
 from localcluster.testing import apply_manifest, wait_until
-from localcluster.traffic import kill_pod_process, pod_log, send_requests, steady_traffic
+from localcluster.traffic import TrafficReport, kill_pod_process, pod_log, send_requests, steady_traffic, until
 from tests.conftest import ClusterHandle
 from tests.e2e.builders import deployment, echo_container, service
 
@@ -144,13 +144,14 @@ def test_rolling_update_with_max_unavailable_zero_loses_no_request(
         return len(pods) == 3 and not names & old and all(_ready(p) for p in pods)
 
     async def scenario() -> Any:
-        stop = asyncio.Event()
-        traffic = asyncio.ensure_future(steady_traffic(url, rate=80, stop=stop, max_seconds=120))
-        await asyncio.sleep(1)
+        stop, live = asyncio.Event(), TrafficReport()
+        traffic = asyncio.ensure_future(steady_traffic(url, rate=80, stop=stop, max_seconds=120, report=live))
+        await until(lambda: live.total >= 40, 30, "traffic on the old pods")
         patch = {"spec": {"template": {"metadata": {"annotations": {"rev": "2"}}}}}
         await asyncio.to_thread(apps.patch_namespaced_deployment, "roll", namespace, patch)
         await asyncio.to_thread(wait_until, rolled, 90, "rolled out")
-        await asyncio.sleep(2)
+        new_pods = {p["metadata"]["name"] for p in _pods(cluster, namespace, "app=roll")}
+        await until(lambda: sum(live.by_pod[p] for p in new_pods) >= 100, 30, "traffic on the new pods")
         stop.set()
         return await traffic
 

@@ -48,7 +48,8 @@ def test_canary_answering_errors_is_rolled_back_with_the_numbers(
         s.apply(make_rollout(s.name, "2", models["models"]["lr"], model_store, steps=SLOW_STEPS,
                              analysis=_analysis(ERRORS), env={"MODELSERVER_CHAOS_ERROR_RATE": "0.3"}))
         final = s.wait_phase("RolledBack", 120)
-        time.sleep(2)
+        served = traffic.stats.by_version["1"].ok  # and the stable keeps answering after the rollback
+        wait_until(lambda: traffic.stats.by_version["1"].ok >= served + 100, 30, "stable answers after the rollback")
     assert final["stableVersion"] == "1"
     assert "error-rate" in final["message"] and "canary error rate" in final["message"], final["message"]
     assert _ticks_after_min_samples(s) <= 3, [(st.get("analysis") or {}).get("ticks") for st in s.seen]
