@@ -45,13 +45,13 @@ class TrafficStats:
     aborted_uploads: int = 0  # requests abandoned mid-body on purpose (abort_fraction)
     feedback_refused: int = 0  # labels of feedback batches answered 4xx (a refused token)
     not_json: Counter[str] = field(default_factory=Counter)  # "status first-bytes" of answers not from a server
+    not_json_below_500: int = 0  # those of them a 5xx does not already count as failed
     error_times: list[tuple[float, str]] = field(default_factory=list)  # (t, what) of every failure
 
     @property
     def failures(self) -> int:
         statuses = sum(n for s, n in self.statuses.items() if s >= 500)
-        return sum(self.transport_errors.values()) + statuses + sum(
-            n for key, n in self.not_json.items() if int(key.split()[0]) < 500)
+        return sum(self.transport_errors.values()) + statuses + self.not_json_below_500
 
     def explain(self) -> str:
         """What failed, for an assertion message: statuses, transport errors, answers that were not JSON."""
@@ -105,6 +105,7 @@ class ModelTraffic:
             # Not the model server's answer (a gateway's or proxy's own page): a failure, kept with its
             # status and first bytes so a failed test says who answered.
             self.stats.not_json[f"{resp.status} {body[:40]!r}"] += 1
+            self.stats.not_json_below_500 += resp.status < 500
             self.stats.error_times.append((time.monotonic(), f"{resp.status} not JSON"))
             return None
         # The server names its version on every answer, failures included.
