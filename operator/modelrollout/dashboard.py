@@ -57,7 +57,7 @@ def panels() -> list[Panel]:
               description="The phase each rollout is in (1 = current).", kind="table"),
         Panel("Canary weight: desired vs effective",
               ((f"{_name(opmetrics.DESIRED_WEIGHT)}{{{ROLLOUT}}}", "{{rollout}} desired"),
-               (f"{_name(opmetrics.EFFECTIVE_WEIGHT)}{{{ROLLOUT}}}", "{{rollout}} effective")), unit="percent",
+               (f"{_name(opmetrics.EFFECTIVE_WEIGHT)}{{{ROLLOUT}}}", "{{rollout}} effective")), unit="percentunit",
               description="What the step asks for, and the share the canary really served."),
         Panel("Requests per second by version", ((_requests(), "v{{version}}"),), unit="reqps"),
         # `or ... * 0`: a version without a single 5xx shows 0, not a gap.

@@ -16,10 +16,11 @@ from modelrollout.core.phases import Phase
 
 PHASE = Gauge("modelrollout_phase", "1 for the rollout's current phase, 0 for the others",
               ["namespace", "rollout", "phase"])
-DESIRED_WEIGHT = Gauge("modelrollout_desired_weight_percent", "Canary weight the current step asks for",
+# Ratios 0-1, Prometheus's base unit (until 0.1.0 these were *_weight_percent, 0-100; docs/metrics.md).
+DESIRED_WEIGHT = Gauge("modelrollout_desired_weight_ratio", "Canary weight the current step asks for (0-1)",
                        ["namespace", "rollout"])
-EFFECTIVE_WEIGHT = Gauge("modelrollout_effective_weight_percent",
-                         "Share of requests the canary really served in the last analysis window",
+EFFECTIVE_WEIGHT = Gauge("modelrollout_effective_weight_ratio",
+                         "Share of requests the canary really served in the last analysis window (0-1)",
                          ["namespace", "rollout"])
 VERDICTS = Counter("modelrollout_analysis_verdicts_total", "Analysis verdicts per metric",
                    ["namespace", "rollout", "metric", "verdict"])
@@ -48,9 +49,9 @@ def record_decision(body: dict[str, Any], decision: Decision) -> None:
     st = decision.status
     for phase in Phase:
         PHASE.labels(ns, name, phase.value).set(1 if st.phase == phase else 0)
-    DESIRED_WEIGHT.labels(ns, name).set(st.desired_weight or 0)
+    DESIRED_WEIGHT.labels(ns, name).set((st.desired_weight or 0) / 100)
     if st.effective_weight is not None:
-        EFFECTIVE_WEIGHT.labels(ns, name).set(st.effective_weight)
+        EFFECTIVE_WEIGHT.labels(ns, name).set(st.effective_weight / 100)
 
 
 def forget(namespace: str, name: str) -> None:

@@ -151,7 +151,7 @@ def test_chart_operator_promotes_a_canary_under_its_own_rbac(
     metrics = read_metrics(ip, 8081)
     assert f'modelrollout_phase{{namespace="{namespace}",phase="Healthy",rollout="fraud"}} 1.0' in metrics, metrics
     for series in ("modelrollout_reconcile_duration_seconds_count", "modelrollout_analysis_verdicts_total{",
-                   "modelrollout_desired_weight_percent{", "modelrollout_effective_weight_percent{"):
+                   "modelrollout_desired_weight_ratio{", "modelrollout_effective_weight_ratio{"):
         assert series in metrics, series
     with urllib.request.urlopen(f"http://{ip}:8080/healthz", timeout=5) as response:
         assert response.status == 200
