@@ -172,6 +172,7 @@ def test_monitors_are_off_by_default_and_select_operator_and_serving_pods() -> N
     monitor = only(docs, "ServiceMonitor")
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"] == "metrics"
+    assert monitor["spec"]["endpoints"][0]["honorLabels"] is True  # the rollouts' own `namespace` label
     pods = only(docs, "PodMonitor")["spec"]
     assert pods["selector"]["matchExpressions"] == [{"key": "modelrollout.dev/rollout", "operator": "Exists"}]
     assert pods["namespaceSelector"] == {"any": True}
@@ -198,6 +199,27 @@ def test_notes_tell_the_next_command() -> None:
     notes = out.stdout.split("NOTES:", 1)[1]
     assert "kubectl -n ops rollout status deployment/rel-modelrollout" in notes
     assert "kubectl -n ops logs deployment/rel-modelrollout" in notes
+    # Whoever installed from a chart repository has no checkout: every file named is a URL at the release.
+    assert not re.search(r"(?<![/\w])(examples|docs)/", notes), notes
+    assert "https://raw.githubusercontent.com/modelrollout/modelrollout/v0.1.0/examples/canary.yaml" in notes
+
+
+def test_a_digest_pins_the_operator_image_whatever_the_tag() -> None:
+    image = only(render(), "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "ghcr.io/modelrollout/operator:0.1.0"
+    digest = "sha256:" + "ab" * 32
+    pinned = only(render(f"image.digest={digest}", "image.tag=latest"), "Deployment")
+    assert pinned["spec"]["template"]["spec"]["containers"][0]["image"] == f"ghcr.io/modelrollout/operator@{digest}"
+    out = helm("template", "rel", str(CHART), "--set=image.digest=sha256:short", check=False)
+    assert out.returncode != 0 and "does not match pattern" in out.stderr, out.stderr
+
+
+def test_chart_metadata_has_an_icon_and_a_maintainer_contact() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["icon"].startswith("https://") and (ROOT / "docs" / "images" / "icon.svg").is_file()
+    assert all(m.get("url") or m.get("email") for m in chart["maintainers"])
+    lint = helm("lint", "--strict", str(CHART))
+    assert "icon is recommended" not in lint.stdout, lint.stdout
 
 
 def test_two_replicas_elect_a_leader_on_their_own_lease_only() -> None:

@@ -40,7 +40,11 @@ app.kubernetes.io/part-of: modelrollout
 {{- end }}
 
 {{- define "modelrollout.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
 {{- end }}
 
 {{/*
