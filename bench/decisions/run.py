@@ -9,12 +9,15 @@ Part 2 (replay.py) feeds request streams tick by tick through `assess_tick` for 
 docs' settings and with the examples' settings: promoted / rolled back / paused, Pass-then-Fail flips, and the
 canary requests an equal canary needs to pass, per margin and base error rate. Part 3 (shadow.py) judges a shadow
 stage on the same requests with the paired test of `modelrollout.analysis.paired`, beside the unpaired canary test.
+Part 4 (abtest.py) runs A/A and A/B experiments through `modelrollout.analysis.abtest`, looked at after every tick,
+beside a z-test looked at as often.
 
     .venv/bin/python bench/decisions/run.py          # bounded (a few minutes): 200 + 50 + 100 rollouts per cell, prints
     .venv/bin/python bench/decisions/run.py --full   # 2,000 + 300 + 1,000 per cell (over an hour), writes the docs
     .venv/bin/python bench/decisions/run.py --full --seed 7 --no-docs   # a second seed, prints only
     .venv/bin/python bench/decisions/run.py --full --only Ratio   # part 2, metrics containing "Ratio", prints only
     .venv/bin/python bench/decisions/run.py --full --table bench-shadow   # part 3 only, rewrites only its table
+    .venv/bin/python bench/decisions/run.py --full --table bench-abtest   # part 4 only (seconds)
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from scipy.stats import norm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "operator"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from abtest import abtest_table
 from replay import margin_table, outcome_table, projection_table
 from shadow import shadow_table
 from streams import ERROR_STREAMS, REQUESTS_PER_TICK, Cell, accuracy_cell, error_cell, latency_cell, mae_cell
@@ -173,7 +177,7 @@ def table(runs: int, seed: int) -> str:
 
 
 MARGINS, BASE_RATES = (0.005, 0.01, 0.02), (0.005, 0.01, 0.02)
-TABLES = ("bench-decisions", "bench-replay", "bench-margins", "bench-projection", "bench-shadow")
+TABLES = ("bench-decisions", "bench-replay", "bench-margins", "bench-projection", "bench-shadow", "bench-abtest")
 
 
 def main() -> None:
@@ -182,6 +186,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, help="rollouts per cell of part 1 (default 200, --full 2,000)")
     parser.add_argument("--replay-runs", type=int, help="rollouts per cell of part 2 (default 50, --full 300)")
     parser.add_argument("--shadow-runs", type=int, help="rollouts per cell of part 3 (default 100, --full 1,000)")
+    parser.add_argument("--ab-runs", type=int, help="experiments per row of part 4 (default 200, --full 2,000)")
     parser.add_argument("--seed", type=int, default=20240607)
     parser.add_argument("--no-docs", action="store_true", help="print only, also with --full")
     parser.add_argument("--only", default="", help="only part 2's cells whose metric contains this text (prints only)")
@@ -192,6 +197,7 @@ def main() -> None:
     runs = args.runs or (2000 if args.full else 200)
     replay_runs = args.replay_runs or (300 if args.full else 50)
     shadow_runs = args.shadow_runs or (1000 if args.full else 100)
+    ab_runs = args.ab_runs or (2000 if args.full else 200)
     sections = {}
     builders: tuple[tuple[str, Callable[[], str]], ...] = (
         ("bench-decisions", lambda: table(runs, args.seed)),
@@ -199,8 +205,9 @@ def main() -> None:
         ("bench-margins", lambda: margin_table(replay_runs, args.seed, MARGINS, BASE_RATES)),
         ("bench-projection", lambda: projection_table(replay_runs, args.seed, MARGINS)),
         ("bench-shadow", lambda: shadow_table(shadow_runs, args.seed, canary_rollback)),
+        ("bench-abtest", lambda: abtest_table(ab_runs, args.seed)),
     )
-    runs_of = {"bench-decisions": runs, "bench-shadow": shadow_runs}
+    runs_of = {"bench-decisions": runs, "bench-shadow": shadow_runs, "bench-abtest": ab_runs}
     for name, build in builders:
         if (args.only and name != "bench-replay") or (args.table and name not in args.table):
             continue
@@ -208,8 +215,9 @@ def main() -> None:
         text = build()
         elapsed = time.perf_counter() - started
         rollouts = runs_of.get(name, replay_runs)
+        unit = "experiments" if name == "bench-abtest" else "rollouts"
         sections[name] = (
-            f"{rollouts:,} rollouts per cell, seed {args.seed}, run on {date.today().isoformat()} on "
+            f"{rollouts:,} {unit} per cell, seed {args.seed}, run on {date.today().isoformat()} on "
             f"{platform.machine()} {platform.system()} with {_cpus()} CPUs, Python {platform.python_version()}, "
             f"{elapsed:.0f} s.\n\n{text}"
         )

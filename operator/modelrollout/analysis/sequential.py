@@ -111,9 +111,14 @@ def confidence_radius(variance: npt.ArrayLike, alpha: float, optimal_variance: f
     >>> round(float(confidence_radius(100.0, 0.05)), 2)  # vs 1.96 * 10 = 19.6 for a single look
     31.07
     """
-    rho = mixture_rho(alpha, one_sided=False, optimal_variance=optimal_variance)
+    return radius_for_rho(variance, alpha, mixture_rho(alpha, one_sided=False, optimal_variance=optimal_variance))
+
+
+def radius_for_rho(variance: npt.ArrayLike, alpha: float, rho: npt.ArrayLike) -> FloatArray:
+    """confidence_radius with the mixing variance given (one per element: rho is linear in the optimal variance)."""
     v = np.maximum(np.asarray(variance, dtype=np.float64), 0.0)
-    return np.asarray(np.sqrt((v + rho) * (2.0 * math.log(1.0 / alpha) + np.log((v + rho) / rho))))
+    r = np.asarray(rho, dtype=np.float64)
+    return np.asarray(np.sqrt((v + r) * (2.0 * math.log(1.0 / alpha) + np.log((v + r) / r))))
 
 
 def running_p_value(previous: float, log_e_value: float) -> float:

@@ -1,0 +1,158 @@
+"""A/B experiments: which of two versions has the better outcome, declared sequentially.
+
+Each arm reports cumulative totals of a per-request outcome: how many requests had one (n), their sum and
+the sum of their squares. A binary outcome (a conversion, a correct prediction) is 0/1, so its sum is its
+count; a numeric one (revenue, a rating) is any real number. Only those three totals are needed, so the
+server's counters carry the whole experiment, whichever pod answered.
+
+The difference of means d = mean(B) - mean(A) is estimated with an asymptotic confidence sequence
+(Waudby-Smith, Arbour, Sinha, Kennedy, Ramdas, "Time-uniform central limit theory and asymptotic
+confidence sequences", Ann. Statist. 2024): each request contributes psi = Y / pi for arm B and
+-Y / (1 - pi) for arm A, whose mean is d, and the normal-mixture boundary of sequential.py bounds the
+running sum of psi at every look at once. pi is the realised share of B, so sum(psi) / n is exactly the
+difference of the arms' means. A winner is declared when the interval leaves [-minEffect, +minEffect] on
+one side, so looking after every tick does not inflate the error: with no difference, a winner is declared
+in at most about alpha of experiments however long they run (make bench-decisions, part 4).
+
+A sample-ratio check (a two-sided e-process on the share of B against the share the experiment asked
+for) flags a split that is not what was configured: an arm failing or timing out requests, or clients
+sticking to one arm, make the comparison of outcomes meaningless, whatever the interval says.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+import numpy.typing as npt
+
+from modelrollout.analysis.sequential import FloatArray, mixture_rho, radius_for_rho, two_sided_log_e_value
+
+
+@dataclass(frozen=True)
+class ArmTotals:
+    """Cumulative outcome totals of one arm: requests with an outcome, their sum and sum of squares."""
+
+    n: float = 0.0
+    total: float = 0.0
+    squares: float = 0.0
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.n if self.n else math.nan
+
+    @property
+    def variance(self) -> float:
+        """The outcome's sample variance in this arm (0 below two samples)."""
+        if self.n < 2:
+            return 0.0
+        return max(self.squares - self.total * self.total / self.n, 0.0) / (self.n - 1)
+
+
+@dataclass(frozen=True)
+class ABConfig:
+    alpha: float = 0.05
+    min_effect: float = 0.0  # a winner must beat the other by more than this (outcome units)
+    min_samples: int = 200  # per arm, before any winner (the interval is asymptotic)
+    planned_samples: int = 20_000  # both arms: where the interval is tightest (fixed before the data)
+    split: float = 0.5  # the share of requests the experiment gives to B
+    srm_alpha: float = 0.001  # the sample-ratio check's error rate (a broken split is rare and costly)
+    binary: bool = True  # 0/1 outcomes: the effect size is the difference in proportions
+
+
+class Winner(StrEnum):
+    A = "A"
+    B = "B"
+    NONE = "none"  # not (yet) a significant difference
+
+
+@dataclass(frozen=True)
+class ABResult:
+    winner: Winner
+    estimate: float  # mean(B) - mean(A)
+    interval: tuple[float, float]  # always valid at level 1 - alpha
+    effect_size: float  # the difference in proportions (binary) or Cohen's d (numeric)
+    a: ArmTotals
+    b: ArmTotals
+    share_b: float  # realised
+    srm_log_e: float  # the sample-ratio check's evidence; >= log(1/srm_alpha): the split is broken
+    srm_broken: bool
+
+    def describe(self, config: ABConfig) -> str:
+        """The numbers behind the verdict, for a status message or an Event."""
+        lo, hi = self.interval
+        size = "difference in proportions" if config.binary else "Cohen's d"
+        ratio = (f"; sample ratio {self.share_b:.3f} vs {config.split:.3f} asked: the split is broken, "
+                 "the comparison is not trusted" if self.srm_broken else f"; B's share {self.share_b:.3f}")
+        head = {Winner.B: "B wins", Winner.A: "A wins", Winner.NONE: "no significant difference yet"}[self.winner]
+        return (f"{head}: B - A = {self.estimate:+.4g} ({(1 - config.alpha):.0%} always-valid interval "
+                f"[{lo:+.4g}, {hi:+.4g}]), {size} {self.effect_size:+.3g}; A {self.a.mean:.4g} over "
+                f"{self.a.n:.0f}, B {self.b.mean:.4g} over {self.b.n:.0f}{ratio}")
+
+
+def difference_interval(a: ArmTotals, b: ArmTotals, config: ABConfig) -> tuple[float, tuple[float, float]]:
+    """(mean(B) - mean(A), its always-valid interval); (nan, (-inf, inf)) while an arm is empty."""
+    estimate, radius = interval_arrays(a.n, a.total, a.squares, b.n, b.total, b.squares, config)
+    e, r = float(estimate), float(radius)
+    return (e, (-math.inf, math.inf)) if math.isnan(e) else (e, (e - r, e + r))
+
+
+def interval_arrays(
+    a_n: npt.ArrayLike, a_total: npt.ArrayLike, a_squares: npt.ArrayLike,
+    b_n: npt.ArrayLike, b_total: npt.ArrayLike, b_squares: npt.ArrayLike, config: ABConfig,
+) -> tuple[FloatArray, FloatArray]:
+    """(estimate, radius) for arrays of totals, one experiment per element (the benchmark runs thousands)."""
+    an, bn = np.asarray(a_n, dtype=np.float64), np.asarray(b_n, dtype=np.float64)
+    n = an + bn
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = bn / n
+        psi_sum = np.asarray(b_total) / share - np.asarray(a_total) / (1.0 - share)
+        psi_squares = np.asarray(b_squares) / share**2 + np.asarray(a_squares) / (1.0 - share) ** 2
+        variance = np.maximum(psi_squares - psi_sum * psi_sum / n, 0.0)
+        # Tightest at planned_samples requests of this per-request variance: the CLT scale, fixed in advance.
+        # (rho is proportional to the optimal variance: the rho of 1 scaled per experiment.)
+        optimal = np.maximum(variance / n, 1e-12) * config.planned_samples
+        rho = optimal * mixture_rho(config.alpha, one_sided=False, optimal_variance=1.0)
+        radius = radius_for_rho(variance, config.alpha, rho) / n
+        estimate = psi_sum / n
+    empty = (an < 1) | (bn < 1)
+    return (np.asarray(np.where(empty, np.nan, estimate), dtype=np.float64),
+            np.asarray(np.where(empty, np.inf, radius), dtype=np.float64))
+
+
+def sample_ratio_log_e(a: ArmTotals, b: ArmTotals, split: float) -> float:
+    """Evidence that B's share of requests is not `split` (a normal mixture on the binomial count)."""
+    n = a.n + b.n
+    if n < 1 or not 0.0 < split < 1.0:
+        return 0.0
+    variance = n * split * (1.0 - split)
+    rho = mixture_rho(0.001, one_sided=False, optimal_variance=max(variance, 1.0))
+    return float(two_sided_log_e_value(b.n - n * split, variance, rho))
+
+
+def assess(a: ArmTotals, b: ArmTotals, config: ABConfig) -> ABResult:
+    estimate, (lo, hi) = difference_interval(a, b, config)
+    srm = sample_ratio_log_e(a, b, config.split)
+    broken = srm >= math.log(1.0 / config.srm_alpha)
+    enough = min(a.n, b.n) >= config.min_samples
+    winner = Winner.NONE
+    if enough and not broken:
+        if lo > config.min_effect:
+            winner = Winner.B
+        elif hi < -config.min_effect:
+            winner = Winner.A
+    n = a.n + b.n
+    return ABResult(winner, estimate, (lo, hi), _effect_size(a, b, estimate, config.binary), a, b,
+                    b.n / n if n else math.nan, srm, broken)
+
+
+def _effect_size(a: ArmTotals, b: ArmTotals, estimate: float, binary: bool) -> float:
+    if binary or math.isnan(estimate):
+        return estimate
+    pooled_n = a.n + b.n - 2
+    if pooled_n <= 0:
+        return math.nan
+    pooled = ((a.n - 1) * a.variance + (b.n - 1) * b.variance) / pooled_n
+    return estimate / math.sqrt(pooled) if pooled > 0 else math.nan
