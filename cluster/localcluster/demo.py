@@ -70,7 +70,9 @@ def helm_install(cluster: LocalCluster, workdir: Path) -> None:
     say("installing the operator with Helm (charts/modelrollout)")
     done = subprocess.run([str(binary("helm")), "--kubeconfig", str(cluster.kubeconfig), "install", "modelrollout",
                            str(ROOT / "charts" / "modelrollout"), "--namespace", "modelrollout-system",
-                           "--create-namespace", "--wait", "--timeout", "120s"], capture_output=True, text=True)
+                           "--create-namespace", "--wait", "--timeout", "120s",
+                           # Pods share the local cluster's network namespace: bind the pod's own IP.
+                           "--set", "operator.bindAddress=podIP"], capture_output=True, text=True)
     if done.returncode != 0:
         pods = cluster.kubectl("get", "pods", "-n", "modelrollout-system", "-o", "wide", check=False).stdout
         log = workdir / "helm-install.log"

@@ -51,7 +51,8 @@ class Release:
         self.fullname = f"{name}-modelrollout"
 
     def install(self, *sets: str) -> str:
-        flags = [f"--set={s}" for s in sets]
+        # The local cluster's pods share one network namespace: each operator pod binds its own IP.
+        flags = [f"--set={s}" for s in ("operator.bindAddress=podIP", *sets)]
         out = helm(self.cluster, "install", self.name, str(CHART), "-n", self.namespace, *flags)
         return out.stdout
 

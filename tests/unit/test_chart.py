@@ -110,7 +110,9 @@ def test_operator_deployment_is_one_restricted_pod_with_probes() -> None:
     assert not any(a.startswith("--leader-elect") for a in container["args"])
     assert not [d for d in docs if d["kind"] == "PodDisruptionBudget"
                 or d["metadata"]["name"].endswith("-leader-election")]
-    assert f"--liveness=http://$(POD_IP):{ports['health']}/healthz" in container["args"]
+    # All addresses by default, so `kubectl port-forward` reaches /metrics and /healthz.
+    assert f"--liveness=http://0.0.0.0:{ports['health']}/healthz" in container["args"]
+    assert "--metrics-address=0.0.0.0" in container["args"]
     assert f"--metrics-port={ports['metrics']}" in container["args"]
     assert {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} in container["env"]
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
@@ -202,6 +204,14 @@ def test_notes_tell_the_next_command() -> None:
     # Whoever installed from a chart repository has no checkout: every file named is a URL at the release.
     assert not re.search(r"(?<![/\w])(examples|docs)/", notes), notes
     assert "https://raw.githubusercontent.com/modelrollout/modelrollout/v0.1.0/examples/canary.yaml" in notes
+
+
+def test_pods_sharing_a_network_namespace_can_bind_the_pod_ip_only() -> None:
+    [container] = only(render("operator.bindAddress=podIP"), "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert "--liveness=http://$(POD_IP):8080/healthz" in container["args"]
+    assert "--metrics-address=$(POD_IP)" in container["args"]
+    out = helm("template", "rel", str(CHART), "--set=operator.bindAddress=localhost", check=False)
+    assert out.returncode != 0 and "does not match pattern" in out.stderr, out.stderr
 
 
 def test_a_digest_pins_the_operator_image_whatever_the_tag() -> None:
