@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +31,35 @@ NODE_NAME = "localcluster-node"
 POD_RANGE = ipaddress.ip_network("10.244.1.0/24")  # 253 pods on the node is plenty here
 
 
+def listening_addresses(table: Path = Path("/proc/net/tcp")) -> set[str]:
+    """IPv4 addresses with a listening TCP socket in this network namespace (state 0A is LISTEN)."""
+    out = set()
+    for line in table.read_text().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 3 and fields[3] == "0A":
+            address = fields[1].split(":")[0]
+            out.add(str(ipaddress.IPv4Address(int.from_bytes(bytes.fromhex(address), "little"))))
+    return out
+
+
 class IpPool:
-    def __init__(self) -> None:
+    def __init__(self, listening: Callable[[], set[str]] = listening_addresses) -> None:
         self.free = [str(ip) for ip in POD_RANGE.hosts()]
         self.used: set[str] = set()
+        self.listening = listening
 
     def take(self) -> str:
-        ip = self.free.pop(0)
-        self.used.add(ip)
-        return ip
+        # An address something still listens on belongs to a process that outlived its pod: giving it to
+        # a new pod would let that process answer for it. Skip it (and say so) until it is free.
+        busy = self.listening()
+        for _ in range(len(self.free)):
+            ip = self.free.pop(0)
+            if ip not in busy:
+                self.used.add(ip)
+                return ip
+            log.warning("pod IP %s is still listened on by a process of a finished pod: skipped", ip)
+            self.free.append(ip)
+        raise RuntimeError("no free pod IP: every free address is still listened on")
 
     def give_back(self, ip: str) -> None:
         # Reused last, so a stale endpoint never points at a new pod right away.

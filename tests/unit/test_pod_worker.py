@@ -101,3 +101,27 @@ def test_a_worker_that_fails_leaves_no_process(tmp_path: Path) -> None:
         assert not alive(pid), "a failed worker left its container running on an IP the kubelet reuses"
 
     asyncio.run(scenario())
+
+
+def test_the_kubelet_reads_which_addresses_are_listened_on() -> None:
+    import socket
+
+    from localcluster.kubelet import listening_addresses
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        assert "127.0.0.1" in listening_addresses()
+
+
+def test_an_ip_still_listened_on_is_not_given_to_a_new_pod() -> None:
+    from localcluster.kubelet import IpPool
+
+    busy = {"10.244.1.1"}
+    pool = IpPool(listening=lambda: busy)
+    assert pool.take() == "10.244.1.2"  # .1 is still held by a leftover process
+    busy.clear()
+    taken = {pool.take() for _ in range(253)}  # the rest of the /24
+    assert "10.244.1.1" in taken  # once free, it is used again
+    with pytest.raises(RuntimeError, match="no free pod IP"):
+        pool.take()
