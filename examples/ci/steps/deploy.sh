@@ -9,5 +9,6 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=/dev/null
 source "$1/published.env"
 export MODEL_NAME=${MODEL_NAME:-fraud} MODEL_VERSION MODEL_URI MODEL_DIGEST
+# shellcheck disable=SC2016 # the names envsubst may replace, unexpanded on purpose
 envsubst '${MODEL_NAME} ${MODEL_VERSION} ${MODEL_URI} ${MODEL_DIGEST}' < "${here}/deploy/rollout.yaml" \
   | kubectl -n "${NAMESPACE:-ml}" apply -f -

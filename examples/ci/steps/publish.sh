@@ -16,7 +16,8 @@ served=${STORE_URL:-http://model-store}
   || { echo "publish: version '${version}' is not a valid spec.model.version" >&2; exit 2; }
 
 put() {  # put FILE: upload it, then fetch it back and compare
-  local file=$1 path="${name}/${version}/$(basename "$1")" sha
+  local file=$1 path sha
+  path="${name}/${version}/$(basename "$1")"
   sha=$(sha256sum "${file}" | cut -d' ' -f1)
   curl -fsS --retry 3 -T "${file}" -H "X-Checksum-Sha256: ${sha}" \
     -H @<(printf 'Authorization: Bearer %s\n' "${STORE_TOKEN}") "${upload}/${path}" >&2

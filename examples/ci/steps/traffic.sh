@@ -10,5 +10,6 @@ ns=${NAMESPACE:-ml}
 # shellcheck source=/dev/null
 source "$1/published.env"
 export MODEL_NAME=${MODEL_NAME:-fraud} HOLDOUT_URI TRAFFIC_RATE=${TRAFFIC_RATE:-20}
+# shellcheck disable=SC2016 # the names envsubst may replace, unexpanded on purpose
 envsubst '${MODEL_NAME} ${HOLDOUT_URI} ${TRAFFIC_RATE}' < "${here}/deploy/traffic.yaml" | kubectl -n "${ns}" apply -f -
 kubectl -n "${ns}" rollout status "deployment/traffic-${MODEL_NAME}" --timeout="${TRAFFIC_TIMEOUT:-120s}"
