@@ -115,6 +115,8 @@ def pipeline(cluster: ClusterHandle, namespace: str, operator: OperatorProcess, 
     return Pipeline(cluster, namespace, tmp_path)
 
 
+# Two pipelines with two rollouts each: more than the suite's 600 s per test on a loaded machine.
+@pytest.mark.timeout(900)
 def test_a_better_model_passes_the_check_and_is_promoted_by_the_push_pipeline(
         pipeline: Pipeline, tmp_path: Path) -> None:
     # Given main trains a logistic regression and the pull request a random forest (the committed params)
@@ -139,6 +141,7 @@ def test_a_better_model_passes_the_check_and_is_promoted_by_the_push_pipeline(
     assert f"MODEL_DIGEST={rollout['digest']}" in published and rollout["uri"].endswith("/fraud/2/model.skops")
 
 
+@pytest.mark.timeout(900)
 def test_a_regressed_model_fails_the_check_and_pushed_anyway_is_rolled_back_with_the_reason(
         pipeline: Pipeline, tmp_path: Path) -> None:
     # Given the pull request breaks the label join: half the training labels are flipped

@@ -136,3 +136,16 @@ def test_a_download_with_the_pinned_sha256_is_installed(tmp_path: Path) -> None:
     out, dest = _fetch(tmp_path, b"the real tool", hashlib.sha256(b"the real tool").hexdigest())
     assert out.returncode == 0, out.stderr
     assert dest.read_bytes() == b"the real tool"
+
+
+@pytest.mark.parametrize("name", ["model-pr.yml", "model-main.yml"])
+def test_the_copyable_workflows_only_call_step_scripts_besides_the_kind_lines(name: str) -> None:
+    """What a workflow runs is a script tests/e2e/test_ci_pipeline.py runs too; the exceptions are
+    marked `kind:` (the throw-away cluster) or install the package the scripts call."""
+    doc = load(ROOT / "examples" / "ci" / "workflows" / name)
+    for job_id, step in steps(doc):
+        if "run" not in step or str(step.get("name", "")).startswith(("kind:", "install modelrollout")):
+            continue
+        lines = [line for line in str(step["run"]).splitlines() if line.strip()]
+        assert len(lines) == 1 and re.match(r'"head/\$CI_DIR/steps/[\w-]+\.sh"( |$)', lines[0]), \
+            f"{name}/{job_id}: step {step.get('name')!r} runs {step['run']!r}, not one steps/*.sh call"
