@@ -1,0 +1,151 @@
+"""Security hygiene of every GitHub Actions workflow in the repository (.github/workflows and the
+copyable ones in examples/ci/workflows): each action pinned to a verified commit with its version in
+a comment, no checkout that keeps the token, read-only tokens except where a job needs to write (and
+such a job runs no repository code), and tools downloaded only by a script that checks their sha256."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.unit
+
+WORKFLOWS = sorted([*(ROOT / ".github" / "workflows").glob("*.y*ml"),
+                    *(ROOT / "examples" / "ci" / "workflows").glob("*.y*ml")])
+INSTALL_TOOLS = ROOT / "examples" / "ci" / "steps" / "install-tools.sh"
+# Each pin was read from the action's repository: `git rev-parse <tag>^{commit}` in a clone with tags.
+# A new action or version is added here only after the same check; a comment that names another version
+# than the commit's fails the test.
+VERIFIED_PINS = {
+    "actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1": "v7.0.1",
+    "actions/setup-python@5fda3b95a4ea91299a34e894583c3862153e4b97": "v7.0.0",
+    "actions/github-script@ed597411d8f924073f98dfc5c65a23a2325f34cd": "v8.0.0",
+    "actions/upload-artifact@bbbca2ddaa5d8feaa63e36b76fdaad77386f024f": "v7.0.0",
+    "helm/kind-action@ef37e7f390d99f746eb8b610417061a60e82a6cc": "v1.14.0",
+}
+USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>[^\s#]+)\s*(?:#\s*(?P<comment>.*))?$")
+LOCAL_URL = re.compile(r"https?://(127\.0\.0\.1|localhost)[:/]")
+
+
+def load(path: Path) -> dict[str, Any]:
+    doc = yaml.safe_load(path.read_text())
+    assert isinstance(doc, dict), path
+    return doc
+
+
+def steps(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [(job_id, step) for job_id, job in doc["jobs"].items() for step in job.get("steps", [])]
+
+
+def pins(path: Path) -> list[tuple[str, str | None]]:
+    """(action@ref, the comment after it) for every `uses:` line."""
+    return [(m["ref"], m["comment"]) for line in path.read_text().splitlines() if (m := USES_LINE.match(line))]
+
+
+def test_the_workflows_under_test_include_the_copyable_pipelines() -> None:
+    names = {p.relative_to(ROOT).as_posix() for p in WORKFLOWS}
+    assert {"examples/ci/workflows/model-pr.yml", "examples/ci/workflows/model-main.yml",
+            ".github/workflows/ci.yml", ".github/workflows/e2e-kind.yml"} <= names
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_action_is_pinned_to_a_verified_commit_with_its_version_in_a_comment(path: Path) -> None:
+    found = pins(path)
+    parsed = [step["uses"] for _, step in steps(load(path)) if "uses" in step]
+    parsed += [job["uses"] for job in load(path)["jobs"].values() if "uses" in job]  # reusable workflows
+    assert sorted(ref for ref, _ in found) == sorted(parsed), "a uses: line the pattern does not see"
+    for ref, comment in found:
+        assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", ref), f"{ref}: not pinned to a 40-hex commit"
+        assert ref in VERIFIED_PINS, f"{ref}: not a commit verified from the action's tags (VERIFIED_PINS)"
+        assert comment is not None and comment.split()[0] == VERIFIED_PINS[ref], \
+            f"{ref}: the comment must name its version, {VERIFIED_PINS[ref]}"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_no_checkout_keeps_the_token(path: Path) -> None:
+    checkouts = [step for _, step in steps(load(path)) if str(step.get("uses", "")).startswith("actions/checkout@")]
+    for step in checkouts:
+        assert (step.get("with") or {}).get("persist-credentials") is False, f"{path.name}: {step}"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_tokens_are_read_only_except_in_jobs_that_run_no_repository_code(path: Path) -> None:
+    doc = load(path)
+    assert doc.get("permissions") == {"contents": "read"}, f"{path.name}: top-level permissions"
+    for job_id, job in doc["jobs"].items():
+        granted = job.get("permissions", {})
+        assert isinstance(granted, dict), f"{path.name}/{job_id}: permissions must list scopes, not {granted!r}"
+        writes = sorted(scope for scope, level in granted.items() if level == "write")
+        if not writes:
+            continue
+        # A job that can write must not run code a pull request can change: no checkout, no run steps.
+        for step in job.get("steps", []):
+            assert "run" not in step, f"{path.name}/{job_id} holds {writes} and runs a shell step"
+            assert not str(step.get("uses", "")).startswith("actions/checkout@"), \
+                f"{path.name}/{job_id} holds {writes} and checks out code"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_workflows_download_nothing_themselves(path: Path) -> None:
+    """Downloads happen in a script that checks them (install-tools.sh); a run step reaches localhost only."""
+    for job_id, step in steps(load(path)):
+        script = str(step.get("run", ""))
+        urls = re.findall(r"https?://\S+", script)
+        assert all(LOCAL_URL.match(u) for u in urls), f"{path.name}/{job_id}: {step.get('name')} fetches {urls}"
+        assert not re.search(r"\b(wget|curl)\b[^\n]*\|\s*(sudo\s+)?(sh|bash|tar)\b", script), \
+            f"{path.name}/{job_id}: a download piped into a shell or tar"
+
+
+def test_each_tool_download_is_pinned_to_a_sha256() -> None:
+    text = INSTALL_TOOLS.read_text()
+    calls = re.findall(r'fetch_verified "(?P<url>[^"]+)" "\$\{(?P<var>\w+)\}"', text)
+    tools = {re.sub(r"_SHA256$", "", var).lower(): url for url, var in calls}
+    assert set(tools) == {"kind", "kubectl", "helm"}, calls
+    for var in (f"{tool.upper()}_SHA256" for tool in tools):
+        assert re.search(rf"^{var}=[0-9a-f]{{64}}$", text, re.M), f"{var} is not a pinned sha256"
+    others = [p for p in INSTALL_TOOLS.parent.glob("*.sh") if p != INSTALL_TOOLS]
+    for script in others:
+        assert "https://" not in script.read_text(), f"{script.name} downloads: do it in install-tools.sh"
+
+
+def _fetch(tmp_path: Path, body: bytes, sha: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    source, dest = tmp_path / "tool", tmp_path / "bin-tool"
+    source.write_bytes(body)
+    command = f'source "{INSTALL_TOOLS}" && fetch_verified "file://{source}" "{sha}" "{dest}"'
+    out = subprocess.run(["bash", "-c", command], capture_output=True, text=True,
+                         env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)})
+    return out, dest
+
+
+def test_a_download_with_another_sha256_is_refused_and_leaves_nothing(tmp_path: Path) -> None:
+    out, dest = _fetch(tmp_path, b"tampered", "0" * 64)
+    assert out.returncode != 0 and "expected " + "0" * 64 in out.stderr, out.stderr
+    assert not dest.exists() and not list(tmp_path.glob("bin-tool.part.*"))
+
+
+def test_a_download_with_the_pinned_sha256_is_installed(tmp_path: Path) -> None:
+    out, dest = _fetch(tmp_path, b"the real tool", hashlib.sha256(b"the real tool").hexdigest())
+    assert out.returncode == 0, out.stderr
+    assert dest.read_bytes() == b"the real tool"
+
+
+@pytest.mark.parametrize("name", ["model-pr.yml", "model-main.yml"])
+def test_the_copyable_workflows_only_call_step_scripts_besides_the_kind_lines(name: str) -> None:
+    """What a workflow runs is a script tests/e2e/test_ci_pipeline.py runs too; the exceptions are
+    marked `kind:` (the throw-away cluster) or install the package the scripts call."""
+    doc = load(ROOT / "examples" / "ci" / "workflows" / name)
+    for job_id, step in steps(doc):
+        if "run" not in step or str(step.get("name", "")).startswith(("kind:", "install modelrollout")):
+            continue
+        lines = [line for line in str(step["run"]).splitlines() if line.strip()]
+        assert len(lines) == 1 and re.match(r'"head/\$CI_DIR/steps/[\w-]+\.sh"( |$)', lines[0]), \
+            f"{name}/{job_id}: step {step.get('name')!r} runs {step['run']!r}, not one steps/*.sh call"
