@@ -31,6 +31,8 @@ VERIFIED_PINS = {
     "actions/github-script@ed597411d8f924073f98dfc5c65a23a2325f34cd": "v8.0.0",
     "actions/upload-artifact@bbbca2ddaa5d8feaa63e36b76fdaad77386f024f": "v7.0.0",
     "helm/kind-action@ef37e7f390d99f746eb8b610417061a60e82a6cc": "v1.14.0",
+    "actions/cache@27d5ce7f107fe9357f9df03efb73ab90386fccae": "v5.0.5",
+    "actions/setup-go@b7ad1dad31e06c5925ef5d2fc7ad053ef454303e": "v7.0.0",
 }
 USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>[^\s#]+)\s*(?:#\s*(?P<comment>.*))?$")
 LOCAL_URL = re.compile(r"https?://(127\.0\.0\.1|localhost)[:/]")
