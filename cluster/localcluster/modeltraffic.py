@@ -97,7 +97,9 @@ class ModelTraffic:
                 body = await resp.read()
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             self.stats.transport_errors[type(exc).__name__] += 1
-            self.stats.error_times.append((time.monotonic(), type(exc).__name__))
+            # The message too ("Connection reset by peer", "Server disconnected"): the type alone does not
+            # say whether the server closed a connection the client was about to reuse.
+            self.stats.error_times.append((time.monotonic(), f"{type(exc).__name__}: {str(exc)[:120]}"))
             return None
         try:
             payload = json.loads(body)
