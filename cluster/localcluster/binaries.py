@@ -100,3 +100,20 @@ def mlserver_binary() -> Path:
         raise MissingBinaryError(f"{path} is missing. Run `make mlserver-bins` (installs MLServer "
                                  f"{MLSERVER_VERSION} and mlserver-sklearn into a virtualenv of their own).")
     return path
+
+
+KSERVE_VERSION = os.environ.get("KSERVE_VERSION", "0.21.0")  # keep equal to hack/build-kserve.sh
+
+
+def kserve_python_path() -> Path:
+    """The python of the virtualenv hack/build-kserve.sh installs kserve into (nothing is checked here)."""
+    return cache_root() / f"kserve-{KSERVE_VERSION}" / "venv" / "bin" / "python"
+
+
+def kserve_python() -> Path:
+    """kserve's virtualenv python, or MissingBinaryError saying how to install it."""
+    path = kserve_python_path()
+    if not (path.is_file() and (path.parent.parent / ".installed").is_file()):
+        raise MissingBinaryError(f"{path} is missing. Run `make kserve-bins` (installs kserve {KSERVE_VERSION} "
+                                 "and scikit-learn into a virtualenv of their own).")
+    return path

@@ -12,14 +12,19 @@ repository path without registry host and tag, so `ghcr.io/modelrollout/modelser
 | localcluster/prometheus    | prometheus (hack/build-prometheus.sh) | - (localcluster.prometheus passes them) |
 | traefik (Docker Hub)       | traefik, built by hack/build-gateway.sh | - (pods pass flags)          |
 | seldonio/mlserver          | mlserver (hack/build-mlserver.sh), on the pod IP | start . (MLSERVER_MODEL_* env) |
+| modelrollout/kserve-sklearn-predictor | examples/kserve/predictor.py on kserve (build-kserve.sh) | - (MODEL_* env) |
 """
 
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
-from localcluster.binaries import mlserver_path, prometheus_bin_dir, traefik_path
+from localcluster.binaries import kserve_python_path, mlserver_path, prometheus_bin_dir, traefik_path
+
+ROOT = Path(__file__).resolve().parents[2]
+KSERVE_POD = Path("cluster", "localcluster", "kservepod.py")
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,11 @@ REGISTRY: dict[str, Image] = {
     # model-settings.json in the working folder loads the model its MLSERVER_MODEL_* variables describe.
     "seldonio/mlserver": Image(("/bin/sh", "-c", 'export MLSERVER_HOST="${MLSERVER_HOST:-$HOST}"; exec "$0" "$@"',
                                 str(mlserver_path())), ("start", ".")),
+    # The KServe custom predictor of examples/kserve (its Dockerfile builds the same image for a real
+    # cluster) in kserve's own virtualenv; kservepod.py binds kserve's servers to the pod's IP, which
+    # kserve has no setting for.
+    "modelrollout/kserve-sklearn-predictor": Image((str(kserve_python_path()), str(ROOT / KSERVE_POD),
+                                                    str(ROOT / "examples" / "kserve" / "predictor.py"))),
 }
 
 

@@ -136,6 +136,9 @@ class PodResources:
         """Write every volume of the pod under root/<volume name>; return name -> folder."""
         folders: dict[str, Path] = {}
         for volume in self.pod["spec"].get("volumes") or []:
+            if "persistentVolumeClaim" in volume:  # the volume's own folder, shared, never rewritten
+                folders[volume["name"]] = self._claimed_folder(volume["persistentVolumeClaim"]["claimName"])
+                continue
             folder = root / volume["name"]
             if folder.exists() and "emptyDir" not in volume:
                 shutil.rmtree(folder)
@@ -161,8 +164,26 @@ class PodResources:
             for source in volume["projected"].get("sources") or []:
                 self._projected(folder, source)
         else:
-            raise PodConfigError(f"volume {volume['name']}: only configMap, secret, emptyDir, downwardAPI "
-                                 "and projected volumes exist on the local node")
+            raise PodConfigError(f"volume {volume['name']}: only configMap, secret, emptyDir, downwardAPI, "
+                                 "projected and persistentVolumeClaim volumes exist on the local node")
+
+    def _claimed_folder(self, claim: str) -> Path:
+        """The folder of the PersistentVolume bound to `claim`: the only node's disk, so a hostPath or
+        local volume (bound by kube-controller-manager's binder, as on any cluster)."""
+        try:
+            pvc = self.core.read_namespaced_persistent_volume_claim(claim, self.ns)
+        except kubernetes.client.ApiException as exc:
+            if exc.status == 404:
+                raise PodConfigError(f'persistentvolumeclaim "{claim}" not found') from None
+            raise
+        if pvc.status.phase != "Bound" or not pvc.spec.volume_name:
+            raise PodConfigError(f'persistentvolumeclaim "{claim}" is not bound')
+        pv = self.core.read_persistent_volume(pvc.spec.volume_name).spec
+        source = pv.host_path or pv.local
+        if source is None or not Path(source.path).is_dir():
+            raise PodConfigError(f'persistentvolume "{pvc.spec.volume_name}": only a hostPath or local volume '
+                                 "whose folder exists can be mounted on the local node")
+        return Path(source.path)
 
     def _downward(self, folder: Path, items: list[dict[str, Any]]) -> None:
         for item in items:

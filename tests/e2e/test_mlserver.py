@@ -1,29 +1,35 @@
 """Rollouts of scikit-learn models served by MLServer 1.7.1 (`serving.metrics.preset: mlserver`), judged
 on MLServer's own metrics under continuous traffic: a good version is promoted on counts scraped from its
 pods, a version whose model fails on part of the inputs is rolled back on its error rate as a real
-Prometheus counts it."""
+Prometheus counts it; and examples/mlserver-canary.yaml, applied as written, is promoted."""
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import joblib
+import kubernetes
 import numpy as np
 import pytest
+import yaml
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 
 from localcluster.binaries import mlserver_binary
-from tests.conftest import ClusterHandle
+from localcluster.testing import wait_until
+from tests.conftest import ROOT, ClusterHandle
 from tests.e2e.prometheus import PrometheusPod
 from tests.e2e.rollouts import GROUP, VERSION, OperatorProcess, Scenario, Traffic
 
 pytestmark = pytest.mark.e2e
 
 MLSERVER_IMAGE = "seldonio/mlserver:1.7.1"
+EXAMPLE = ROOT / "examples" / "mlserver-canary.yaml"
 ANALYSIS = {"interval": "3s", "minSamples": 40, "failureLimit": 2, "inconclusiveLimit": 30, "minExposure": "4s",
             "metrics": [{"name": "error-rate", "type": "errorRate", "max": 0.03},
                         # An absolute bound: MLServer's REST histogram starts at 5 ms, so on a quiet machine
@@ -101,3 +107,48 @@ def test_mlserver_versions_good_promoted_failing_rolled_back(
     failures = prometheus.query(
         f'max_over_time(model_infer_request_failure_total{{namespace="{namespace}",rollout_version="3"}}[10m])')
     assert failures and sum(float(x["value"][1]) for x in failures) > 0, failures
+
+
+@pytest.fixture
+def fraud_models_claim(cluster: ClusterHandle, namespace: str, models: dict[str, Any]) -> Iterator[str]:
+    """The PVC the example mounts, `fraud-models`, bound to a hostPath volume holding the trained models
+    (lr.joblib, rf.joblib): what a cluster's storage would give it."""
+    core = kubernetes.client.CoreV1Api(cluster.api)
+    volume = f"{namespace}-fraud-models"
+    size = {"storage": "1Gi"}
+    core.create_persistent_volume({"metadata": {"name": volume}, "spec": {
+        "capacity": size, "accessModes": ["ReadOnlyMany"], "storageClassName": "",
+        "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": str(models["dir"]), "type": "Directory"}}})
+    try:
+        core.create_namespaced_persistent_volume_claim(namespace, {"metadata": {"name": "fraud-models"}, "spec": {
+            "accessModes": ["ReadOnlyMany"], "storageClassName": "", "volumeName": volume,
+            "resources": {"requests": size}}})
+        wait_until(lambda: core.read_namespaced_persistent_volume_claim("fraud-models", namespace).status.phase
+                   == "Bound", 60, "PVC fraud-models to be bound")
+        yield "fraud-models"
+    finally:
+        core.delete_persistent_volume(volume)
+
+
+def test_mlserver_example_is_promoted_as_written(cluster: ClusterHandle, namespace: str, operator: OperatorProcess,
+                                                 models: dict[str, Any], fraud_models_claim: str) -> None:
+    mlserver_binary()
+    example = yaml.safe_load(EXAMPLE.read_text())
+    # Given the example's volume and version 1 served by MLServer the same way (the example with version 1
+    # and lr.joblib: the preset reads both versions' pods)
+    first = copy.deepcopy(example)
+    first["spec"]["model"].update(version="1", uri="/mnt/models/lr.joblib")
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(first))
+    s = Scenario(cluster, namespace, example["metadata"]["name"])
+    s.wait_phase("Healthy", 120)
+    with Traffic(s.service_url(), example["spec"]["model"]["name"], models["holdout"], burst=1, rate=40) as traffic:
+        # When the example is applied as written
+        cluster.kubectl("apply", "-n", namespace, "-f", str(EXAMPLE))
+        promoted = s.wait_phase("Healthy", 240)
+        stats = traffic.stats
+    # Then version 2 (rf.joblib from the volume) is promoted, each of its checks having passed
+    assert promoted["stableVersion"] == "2", promoted.get("message")
+    passed = {r["name"] for st in s.seen for r in (st.get("analysis") or {}).get("results") or []
+              if r.get("verdict") == "Pass"}
+    assert passed == {m["name"] for m in example["spec"]["analysis"]["metrics"]}, s.seen[-1]
+    assert stats.by_version["2"].ok > 50 and not [code for code in stats.statuses if code >= 500], stats.explain()

@@ -1,5 +1,6 @@
 """`spec.serving.metrics`: presets and explicit names parsed once, what a foreign server may be judged on,
-its pods' metrics read by those names (from a real MLServer 1.7.1 scrape), and the PromQL built from them."""
+its pods' metrics read by those names (from real MLServer 1.7.1 and kserve 0.21.0 scrapes), and the PromQL built
+from them."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ from modelserver import contract as c
 
 pytestmark = pytest.mark.unit
 MLSERVER_SCRAPE = (Path(__file__).parent / "data" / "mlserver-1.7.1-metrics.txt").read_text()
+# examples/kserve/predictor.py on kserve 0.21.0 (the HTTP port's /metrics): 3 V2 + 1 V1 answered, 1 failed
+# with HTTP 500 (a row of 3 features for a 4-feature model), 1 readiness probe.
+KSERVE_SCRAPE = (Path(__file__).parent / "data" / "kserve-0.21.0-metrics.txt").read_text()
 ERRORS = {"name": "errors", "type": "errorRate", "max": 0.01}
 LATENCY = {"name": "p99", "type": "latency", "quantile": 0.99, "maxRatioToStable": 2.0}
 ACCURACY = {"name": "acc", "type": "accuracy", "minRatioToStable": 0.98}
@@ -118,6 +122,27 @@ def test_mlserver_scrape_gives_requests_errors_and_inference_latency() -> None:
     assert (m.requests, m.errors) == (5.0, 1.0)
     assert m.latency_count == 5.0 and m.latency_buckets[-1] == (float("inf"), 5.0)
     assert [le for le, _ in m.latency_buckets] == sorted(le for le, _ in m.latency_buckets)
+
+
+def test_kserve_scrape_counts_every_predict_failed_or_not_and_its_latency() -> None:
+    kserve = ServerMetrics.from_spec({"preset": "kserve"})
+    m = pod_metrics(KSERVE_SCRAPE, kserve, "iris", "2")
+    assert m is not None
+    # kserve times the predict step whatever its outcome: the failed one is a request, and no error count
+    # exists (the probe is not a predict), which is why errorRate is refused with this preset.
+    assert (m.requests, m.errors) == (5.0, 0.0) and not kserve.has_errors
+    assert m.latency_count == 5.0 and m.latency_buckets[0] == (0.005, 3.0) and m.latency_buckets[-1] == (
+        float("inf"), 5.0)
+    assert pod_metrics(KSERVE_SCRAPE, kserve, "other-model", "2") is None  # selected by model_name
+
+
+def test_kserve_promql_reads_the_predict_histogram_by_the_rollout_version_target_label() -> None:
+    kserve = ServerMetrics.from_spec({"preset": "kserve"})
+    queries = {q.name: q for q in queries_for(_analysis(LATENCY), "iris", kserve)}
+    assert render(queries["requests"].template, version="2", namespace="ml", window_seconds=3) == (
+        'sum(increase(request_predict_seconds_count{namespace="ml",rollout_version="2",model_name="iris"}[3000ms]))')
+    assert render(queries["latencyBuckets"].template, version="2", namespace="ml", window_seconds=3) == (
+        'sum by (le) (increase(request_predict_seconds_bucket{namespace="ml",rollout_version="2"}[3000ms]))')
 
 
 def test_a_scrape_without_the_models_series_is_missing_data() -> None:

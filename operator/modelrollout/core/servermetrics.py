@@ -47,7 +47,7 @@ OWN_MODEL, OWN_VERSION = "model", "version"
 class Preset(enum.StrEnum):
     MODELSERVER = "modelserver"  # this project's server: every metric type, feedback included
     MLSERVER = "mlserver"  # Seldon MLServer 1.7 (tested live: tests/e2e/test_mlserver.py)
-    KSERVE = "kserve"  # KServe's Python model server (sklearnserver): no error counter
+    KSERVE = "kserve"  # KServe's Python model server, kserve 0.21 (tested live: tests/e2e/test_kserve.py): no errors
     TRITON = "triton"  # NVIDIA Triton: no latency histogram by default
 
 
@@ -130,8 +130,9 @@ PRESETS: dict[Preset, ServerMetrics] = {
         success_counter="model_infer_request_success_total", failure_counter="model_infer_request_failure_total",
         latency_histogram="rest_server_request_duration_seconds", latency_match={"path": ".*/infer"},
         model_label="model", version_label=ROLLOUT_VERSION_LABEL),
-    # KServe's kserve.metrics (the sklearnserver's): histograms of the predict step by model_name on the
-    # HTTP port's /metrics; a failed predict is observed like a successful one, so no error count.
+    # Read from a running kserve 0.21.0 ModelServer: histograms of each step by model_name on the HTTP port's
+    # /metrics, no counter; the predict histogram observes a failed predict like a successful one, so no
+    # error count.
     Preset.KSERVE: ServerMetrics(
         preset=Preset.KSERVE, request_counter="request_predict_seconds_count", error_code_label=None,
         latency_histogram="request_predict_seconds", model_label="model_name", version_label=ROLLOUT_VERSION_LABEL),
