@@ -21,13 +21,23 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from scipy.stats import chi2
 
-from modelserver.driftref import DriftReference, FeatureReference
-
 # Shares are floored here in PSI so that an empty bin on either side gives a large, finite term.
 PSI_FLOOR = 1e-4
+
+
+class BinnedFeature(Protocol):
+    """One feature of the training reference (modelserver.driftref.FeatureReference has this shape; the
+    analysis package stays free of the server's code)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def counts(self) -> Sequence[int]: ...
 
 
 @dataclass(frozen=True)
@@ -121,13 +131,15 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return adjusted
 
 
-def assess_drift(reference: DriftReference, live: Mapping[str, Sequence[float]], config: DriftConfig) -> DriftReport:
-    """Judge one window: `live` maps each feature name to its live counts per reference bin.
+def assess_drift(reference: Sequence[BinnedFeature], live: Mapping[str, Sequence[float]],
+                 config: DriftConfig) -> DriftReport:
+    """Judge one window: `reference` is the training reference's features, `live` maps each feature name to
+    its live counts per reference bin.
 
     A feature missing from `live`, or with the wrong number of bins, counts as 0 inputs: missing data is
     never "no drift" - the report says it was not judged.
     """
-    rows = [_compare(f, live.get(f.name)) for f in reference.features]
+    rows = [_compare(f, live.get(f.name)) for f in reference]
     judged_rows = [r for r in rows if r[1] >= config.min_samples]
     adjusted = iter(holm([r[4] for r in judged_rows]))
     out = []
@@ -141,9 +153,9 @@ def assess_drift(reference: DriftReference, live: Mapping[str, Sequence[float]],
     return DriftReport(tuple(out), bool(judged_rows))
 
 
-def _compare(feature: FeatureReference, counts: Sequence[float] | None) -> tuple[FeatureReference, int, float,
-                                                                                  float, float]:
-    if counts is None or len(counts) != feature.bins or sum(counts) <= 0:
+def _compare(feature: BinnedFeature, counts: Sequence[float] | None) -> tuple[BinnedFeature, int, float,
+                                                                               float, float]:
+    if counts is None or len(counts) != len(feature.counts) or sum(counts) <= 0:
         return feature, 0, 0.0, 0.0, 1.0
     statistic, p_value = homogeneity(counts, feature.counts)
     return feature, int(sum(counts)), psi(counts, feature.counts), statistic, p_value

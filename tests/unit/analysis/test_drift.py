@@ -66,7 +66,7 @@ def test_a_stable_input_is_rarely_flagged_in_any_feature() -> None:
     rng = np.random.default_rng(2)
     reference = driftref.build(training(rng), NAMES)
     config = DriftConfig(psi_threshold=0.0)  # the test alone: the PSI guard would hide its error rate
-    flagged = [bool(assess_drift(reference, window(reference, training(rng, 500)), config).drifted)
+    flagged = [bool(assess_drift(reference.features, window(reference, training(rng, 500)), config).drifted)
                for _ in range(150)]
     assert np.mean(flagged) <= 0.04, np.mean(flagged)  # alpha 0.01 family-wise across 8 features
 
@@ -76,7 +76,7 @@ def test_a_one_sd_shift_of_one_feature_is_flagged_naming_it() -> None:
     reference = driftref.build(training(rng), NAMES)
     live = training(rng, 500)
     live[:, 5] += 1.0
-    report = assess_drift(reference, window(reference, live), DriftConfig())
+    report = assess_drift(reference.features, window(reference, live), DriftConfig())
     assert [f.feature for f in report.drifted] == ["f5"]
     assert report.describe().startswith("drifted: f5: PSI ")
     assert report.drifted[0].psi > 0.5
@@ -85,9 +85,9 @@ def test_a_one_sd_shift_of_one_feature_is_flagged_naming_it() -> None:
 def test_too_few_or_missing_inputs_are_not_judged_never_no_drift() -> None:
     rng = np.random.default_rng(4)
     reference = driftref.build(training(rng), NAMES)
-    small = assess_drift(reference, window(reference, training(rng, 50) + 3.0), DriftConfig())
+    small = assess_drift(reference.features, window(reference, training(rng, 50) + 3.0), DriftConfig())
     assert not small.judged and not small.drifted and "not judged: 50 live inputs" in small.describe()
-    assert not assess_drift(reference, {}, DriftConfig()).judged
+    assert not assess_drift(reference.features, {}, DriftConfig()).judged
 
 
 def test_the_examples_in_the_docstrings_hold() -> None:
