@@ -13,7 +13,7 @@ import pytest
 from localcluster.kubelet import node_manifest
 from localcluster.testing import wait_until
 from localcluster.traffic import pod_log
-from modelrollout.workloads import FEEDBACK_KEY_DIR, FEEDBACK_KEY_VOLUME, deployment_name
+from modelrollout.workloads import FEEDBACK_KEY_DIR, FEEDBACK_KEY_VOLUME, MIRROR_DIR, MIRROR_VOLUME, deployment_name
 from tests.conftest import ClusterHandle
 from tests.e2e.rollouts import OperatorProcess, Scenario, make_rollout
 
@@ -166,7 +166,8 @@ def test_a_pod_template_reaches_the_pods_of_both_versions(
         [container] = spec.containers
         assert {m.name: m.mount_path for m in container.volume_mounts} == {
             "scratch": "/var/lib/modelserver/tmp", "ca": "/etc/ca",
-            FEEDBACK_KEY_VOLUME: FEEDBACK_KEY_DIR}  # the prediction-token key every version's pods mount
+            FEEDBACK_KEY_VOLUME: FEEDBACK_KEY_DIR,  # the prediction-token key every version's pods mount
+            MIRROR_VOLUME: MIRROR_DIR}  # and the mirror configuration (a shadow step's ConfigMap)
         assert container.security_context.read_only_root_filesystem is True
     # One PodDisruptionBudget per version, selecting that version's pods, gone with its version.
     for version in ("1", "2"):
