@@ -6,6 +6,7 @@ back on the paired test; turning mirroring on and off restarts no stable pod."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 import urllib.request
 from collections.abc import Callable
@@ -60,6 +61,24 @@ def mirror_percents(s: Scenario, version: str) -> list[float]:
     return found
 
 
+class StableMirroring:
+    """A wait_phase check recording, at every look, what each stable pod says it mirrors: the stage can pass or
+    fail within seconds of mirroring starting, so it is seen while the rollout runs, not waited for after."""
+
+    def __init__(self, s: Scenario, before: dict[str, int], also: Callable[[dict[str, Any]], None] | None = None,
+                 ) -> None:
+        self.s, self.before, self.also = s, before, also
+        self.seen: list[list[float]] = []
+
+    def __call__(self, status: dict[str, Any]) -> None:
+        if self.also is not None:
+            self.also(status)
+        now = restarts(self.s, "1")
+        assert all(now[uid] == n for uid, n in self.before.items() if uid in now), (self.before, now)
+        with contextlib.suppress(OSError):  # a stable pod going away after the promotion
+            self.seen.append(mirror_percents(self.s, "1"))
+
+
 def never_behind_users(s: Scenario, candidate: str) -> Callable[[dict[str, Any]], None]:
     """A wait_phase check: at every look, no pod of `candidate` is an endpoint of the users' Service."""
     def check(_: dict[str, Any]) -> None:
@@ -87,12 +106,9 @@ def test_a_good_candidate_runs_in_the_shadow_unseen_then_is_promoted(
     with Traffic(s.service_url(), "fraud", models["holdout"], burst=1) as traffic:
         # When version 2 (a random forest, 2 points better) runs in the shadow of version 1
         s.apply(shadowed(s, "2", models["models"]["rf"], model_store, {"minAgreement": 0.9, "margin": 0.03}))
-        wait_until(lambda: (s.status().get("shadow") or {}).get("stage") == "Mirroring", 120,
-                   "the candidate to be mirrored to", describe=s.describe)
-        wait_until(lambda: mirror_percents(s, "1") == [100.0, 100.0], 30, "both stable pods to mirror every request",
-                   describe=lambda: str(mirror_percents(s, "1")))
-        assert restarts(s, "1") == before  # mirroring turned on without restarting a stable pod
-        final = s.wait_phase("Healthy", 240)
+        mirroring = StableMirroring(s, before)  # and no stable pod restarts while it goes on and off
+        final = s.wait_phase("Healthy", 300, check=mirroring)
+    assert [100.0, 100.0] in mirroring.seen, mirroring.seen  # both stable pods mirrored every request
     # Then it passed on the same requests, users got only version 1 until the promotion, and nothing failed
     assert final["stableVersion"] == "2" and final["shadow"]["stage"] == "Passed", final
     # The operator decided the pass at lastLookAt and only then pointed the users' Service at version 2.
@@ -121,11 +137,11 @@ def test_a_worse_candidate_is_rolled_back_on_the_paired_test_and_no_stable_pod_r
     with Traffic(s.service_url(), "fraud", models["holdout"], burst=1) as traffic:
         # When a candidate 10 points less accurate (lr-biased) runs in the shadow
         s.apply(shadowed(s, "2", models["models"]["lr-biased"], model_store, {"margin": 0.03}))
-        # Then the stable pods turn mirroring on (a ConfigMap change, updated in place by the kubelet)
-        wait_until(lambda: mirror_percents(s, "1") == [100.0, 100.0], 150, "both stable pods to mirror",
-                   describe=lambda: f"{mirror_percents(s, '1')} {s.describe()}")
-        rolled = s.wait_phase("RolledBack", 240, check=never_behind_users(s, "2"))
-        # and off again after the rollback
+        mirroring = StableMirroring(s, before, also=never_behind_users(s, "2"))
+        rolled = s.wait_phase("RolledBack", 240, check=mirroring)
+        # Then the stable pods had turned mirroring on (a ConfigMap change, updated in place by the kubelet)
+        assert [100.0, 100.0] in mirroring.seen, mirroring.seen
+        # and turn it off again after the rollback
         wait_until(lambda: mirror_percents(s, "1") == [0.0, 0.0], 30, "both stable pods to stop mirroring",
                    describe=lambda: str(mirror_percents(s, "1")))
     # Then it was rolled back on the paired test, with the discordant counts in the message
