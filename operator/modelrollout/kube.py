@@ -350,6 +350,9 @@ class KubeAdapter:
         else:
             wanted = ownership.adoption(live, rollout, selector)
         body = workloads.merged(ours, wanted)
+        # The selector is replaced, not merged: a key the router no longer wants (the version of a Service that
+        # selected one version and now selects all, after a shadow stage) must go.
+        body["spec"]["selector"] = dict(selector)
         if body == ours:
             return
         if not ownership.created_by(live, rollout):
