@@ -13,6 +13,7 @@ from typing import Any
 
 import kubernetes
 
+from localcluster.atomicwriter import write_payload
 from localcluster.controlplane import APISERVER_PORT, NODE_IP
 
 SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -153,11 +154,11 @@ class PodResources:
         if "configMap" in volume:
             src = volume["configMap"]
             files = self._configmap_files(src["name"], src.get("optional", False))
-            _write_items(folder, files, src.get("items"))
+            write_payload(folder, _payload(files, src.get("items")))
         elif "secret" in volume:
             src = volume["secret"]
             secret = self._secret(src["secretName"], src.get("optional", False))
-            _write_items(folder, secret, src.get("items"))
+            write_payload(folder, _payload(secret, src.get("items")))
         elif "downwardAPI" in volume:
             self._downward(folder, volume["downwardAPI"].get("items") or [])
         elif "projected" in volume:
@@ -184,6 +185,20 @@ class PodResources:
             raise PodConfigError(f'persistentvolume "{pvc.spec.volume_name}": only a hostPath or local volume '
                                  "whose folder exists can be mounted on the local node")
         return Path(source.path)
+
+    def refresh_config_maps(self, folders: dict[str, Path]) -> list[str]:
+        """Bring every configMap volume up to date, as the kubelet's periodic sync does: the files change in
+        place (an atomic `..data` swap), the containers keep running. Returns the volumes that changed."""
+        changed = []
+        for volume in self.pod["spec"].get("volumes") or []:
+            src = volume.get("configMap")
+            folder = folders.get(volume["name"])
+            if src is None or folder is None:
+                continue
+            files = self._configmap_files(src["name"], src.get("optional", False))
+            if write_payload(folder, _payload(files, src.get("items"))):
+                changed.append(volume["name"])
+        return changed
 
     def _downward(self, folder: Path, items: list[dict[str, Any]]) -> None:
         for item in items:
@@ -223,6 +238,13 @@ def _write_file(path: Path, content: str | bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(content.encode() if isinstance(content, str) else content)
     os.replace(tmp, path)
+
+
+def _payload(data: dict[str, Any], items: list[dict[str, Any]] | None) -> dict[str, bytes]:
+    """A volume's files: every key, or only the listed items at their paths."""
+    chosen = ({item["path"]: data[item["key"]] for item in items if item["key"] in data} if items
+              else dict(data))
+    return {path: value.encode() if isinstance(value, str) else value for path, value in chosen.items()}
 
 
 def _write_items(folder: Path, data: dict[str, Any], items: list[dict[str, Any]] | None) -> None:

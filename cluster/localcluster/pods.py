@@ -22,6 +22,7 @@ from localcluster.podenv import Mount, PodConfigError, PodResources, base_env, e
 
 log = logging.getLogger(__name__)
 TICK = 0.25
+CONFIGMAP_SYNC_S = 3.0
 
 
 class PodWorker:
@@ -40,6 +41,9 @@ class PodWorker:
         self._transitions: dict[str, tuple[str, str]] = {}
         self.start_time = now_rfc3339()
         self.done = False
+        self._resources: PodResources | None = None
+        self._folders: dict[str, Path] = {}
+        self._synced_at = 0.0
 
     @property
     def key(self) -> str:
@@ -63,6 +67,7 @@ class PodWorker:
                     c.reap(policy, now)
                     await c.restart_if_due(now)
                 await asyncio.gather(*(c.run_probes(self.ip, self.session, now) for c in self.containers))
+                await self._sync_config_maps(now)
                 await self._report()
                 self.wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -75,6 +80,20 @@ class PodWorker:
             # running would keep the IP's ports and answer for that pod (a model store serving 404s).
             await self._kill_leftovers()
             self.done = True
+
+    async def _sync_config_maps(self, now: float) -> None:
+        """Every CONFIGMAP_SYNC_S, mounted ConfigMaps are updated in place (the real kubelet does so within its
+        sync period plus its cache's TTL, about a minute by default; shorter here, for tests to wait less)."""
+        if self._resources is None or now - self._synced_at < CONFIGMAP_SYNC_S:
+            return
+        self._synced_at = now
+        try:
+            changed = await asyncio.to_thread(self._resources.refresh_config_maps, self._folders)
+        except (PodConfigError, kubernetes.client.ApiException, urllib3.exceptions.HTTPError) as exc:
+            log.warning("pod %s: cannot refresh its ConfigMap volumes (%s); keeping the files", self.key, exc)
+            return
+        if changed:
+            log.info("pod %s: updated ConfigMap volume(s) %s in place", self.key, ", ".join(changed))
 
     async def _kill_leftovers(self) -> None:
         for c in self.containers:
@@ -107,6 +126,7 @@ class PodWorker:
     def _build_containers(self) -> list[Container]:
         resources = PodResources(self.api, self.pod, self.ip)
         folders = resources.materialise_volumes(self.root / "volumes")
+        self._resources, self._folders = resources, folders
         venv_bin = str(Path(sys.executable).parent)
         resolv = self.root / "resolv.conf"
         resolv.parent.mkdir(parents=True, exist_ok=True)

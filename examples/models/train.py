@@ -7,6 +7,9 @@ writes, for the classification task make_classification(2000, 20, random_state=4
   rf        RandomForestClassifier(n_estimators=50)    (joblib and skops)
   lr-bad    LogisticRegression fitted on shuffled labels: about chance accuracy, the rollout that
             feedback should catch                      (joblib)
+  lr-biased LogisticRegression with its intercept moved by +2 (it favours class 1, as one trained on another
+            class balance would): about 10 points less accurate than lr, the shadow candidate the paired
+            test should catch                          (joblib)
 and for make_regression(2000, 20, noise=10, random_state=42):
   ridge     Ridge regressor                            (joblib)
 plus `manifest.json` (name, version, file, format, digest, n_features, accuracy or mae on the held-out
@@ -54,6 +57,15 @@ def _entry(path: Path, name: str, fmt: str, n_features: int, score: dict[str, fl
             "n_features": n_features, **score}
 
 
+BIAS = 2.0  # lr-biased: added to the fitted intercept, so it says class 1 more often than it should
+
+
+def _biased(model: LogisticRegression) -> LogisticRegression:
+    """A plain LogisticRegression (so any server loads it) whose decision threshold is off."""
+    model.intercept_ = model.intercept_ + BIAS
+    return model
+
+
 def _classification_models(outdir: Path) -> list[dict[str, Any]]:
     x, y = make_classification(n_samples=2000, n_features=20, random_state=SEED)
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.25, random_state=SEED)
@@ -62,10 +74,13 @@ def _classification_models(outdir: Path) -> list[dict[str, Any]]:
         "lr": (lambda: LogisticRegression(max_iter=1000), y_train, ("joblib", "skops")),
         "rf": (lambda: RandomForestClassifier(n_estimators=50, random_state=SEED), y_train, ("joblib", "skops")),
         "lr-bad": (lambda: LogisticRegression(max_iter=1000), shuffled, ("joblib",)),
+        "lr-biased": (lambda: LogisticRegression(max_iter=1000), y_train, ("joblib",)),
     }
     entries = []
     for name, (make, labels, formats) in makers.items():
         model = make().fit(x_train, labels)
+        if name == "lr-biased":
+            model = _biased(model)
         accuracy = float((model.predict(x_test) == y_test).mean())
         for fmt in formats:
             entries.append(_entry(_write(model, outdir, name, fmt), name, fmt, 20, {"accuracy": accuracy}))

@@ -90,6 +90,7 @@ def render_status(obj: dict[str, Any]) -> str:
     if analysis.get("sampleRatioWarning"):
         lines.append(f"  warning: {analysis['sampleRatioWarning']}")
     lines += render_validation(st.get("validation"))
+    lines += render_shadow(st.get("shadow"))
     for h in (st.get("history") or [])[-5:]:
         lines.append(f"History:     v{h['version']} {h['outcome']} at {h.get('finishedAt')}: {h.get('reason', '')}")
     return "\n".join(lines)
@@ -118,6 +119,31 @@ def render_validation(run: dict[str, Any] | None) -> list[str]:
     for c in checks:
         lines.append(f"  {c.get('name', ''):<22} {c.get('subject', ''):<16} {_num(c.get('candidate')):<10} "
                      f"{_num(c.get('stable')):<10} {_num(c.get('threshold')):<10} {c.get('verdict', '')}")
+    return lines
+
+
+def render_shadow(run: dict[str, Any] | None) -> list[str]:
+    """status.shadow: the stage, the pairs counted so far and each check's verdict.
+
+    >>> for line in render_shadow({"version": "2", "stage": "Mirroring", "looks": 3, "counts": {"agree": 950,
+    ...     "disagree": 50, "bothRight": 400, "stableOnly": 30, "candidateOnly": 5, "bothWrong": 15},
+    ...     "results": [{"name": "agreement", "verdict": "Pass", "message": "agreement 95.0%"}]}): print(line)
+    Shadow:      v2 Mirroring, look 3: 1,000 mirrored rows compared (95.0% agree), 450 labelled pairs
+      discordant: 30 only stable right, 5 only the candidate right
+      Pass         agreement: agreement 95.0%
+    """
+    if not run:
+        return []
+    counts = run.get("counts") or {}
+    compared = counts.get("agree", 0) + counts.get("disagree", 0)
+    labelled = sum(counts.get(k, 0) for k in ("bothRight", "stableOnly", "candidateOnly", "bothWrong"))
+    share = f" ({counts.get('agree', 0) / compared:.1%} agree)" if compared else ""
+    lines = [f"Shadow:      v{run.get('version')} {run.get('stage')}, look {run.get('looks', 0)}: "
+             f"{compared:,.0f} mirrored rows compared{share}, {labelled:,.0f} labelled pairs"]
+    if labelled:
+        lines.append(f"  discordant: {counts.get('stableOnly', 0):,.0f} only stable right, "
+                     f"{counts.get('candidateOnly', 0):,.0f} only the candidate right")
+    lines += [f"  {r['verdict']:<12} {r['name']}: {r.get('message', '')}" for r in run.get("results") or []]
     return lines
 
 

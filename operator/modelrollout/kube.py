@@ -272,6 +272,29 @@ class KubeAdapter:
             raise OwnershipConflictError(f"Secret {ns}/{secret_name} exists but is not rollout {name}'s "
                                          "prediction-token key; rename or delete it")
 
+    def observe_mirror_config(self, rollout: dict[str, Any]) -> dict[str, str] | None:
+        """The data of the rollout's mirror ConfigMap, None when it does not exist (read by name). One that
+        another owner holds is a conflict, never overwritten."""
+        namespace, rollout_name = rollout["metadata"]["namespace"], rollout["metadata"]["name"]
+        name = workloads.mirror_config_map_name(rollout_name)
+        try:
+            found = self._call("get", "configmaps", namespace, self.core.read_namespaced_config_map, name, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            return None
+        owners = {ref.uid for ref in found.metadata.owner_references or ()}
+        if rollout["metadata"]["uid"] not in owners:
+            raise OwnershipConflictError(f"ConfigMap {namespace}/{name} exists but is not rollout {rollout_name}'s "
+                                         "mirror configuration; rename or delete it")
+        return dict(found.data or {})
+
+    def apply_mirror_config(self, rollout: dict[str, Any], data: dict[str, str]) -> None:
+        """Server-side apply the mirror ConfigMap's data: the stable pods see the change within seconds,
+        without a restart (the kubelet swaps the mounted files, the server watches them)."""
+        self._apply("configmaps", rollout["metadata"]["namespace"], self.core.patch_namespaced_config_map,
+                    workloads.mirror_config_map(rollout, data), force=True)
+
     def delete_version(self, rollout: dict[str, Any], version: str) -> None:
         ns, rollout_name = rollout["metadata"]["namespace"], rollout["metadata"]["name"]
         current = self._version_deployment(ns, rollout_name, version)
@@ -327,6 +350,9 @@ class KubeAdapter:
         else:
             wanted = ownership.adoption(live, rollout, selector)
         body = workloads.merged(ours, wanted)
+        # The selector is replaced, not merged: a key the router no longer wants (the version of a Service that
+        # selected one version and now selects all, after a shadow stage) must go.
+        body["spec"]["selector"] = dict(selector)
         if body == ours:
             return
         if not ownership.created_by(live, rollout):

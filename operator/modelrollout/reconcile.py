@@ -29,9 +29,11 @@ from modelrollout.core.observations import (
     Decision,
     Observations,
     RouteObservation,
+    ShadowObservation,
     ValidationJobObservation,
 )
 from modelrollout.core.phases import Phase
+from modelrollout.core.shadowstep import needs_shadow_look
 from modelrollout.core.spec import RolloutSpec
 from modelrollout.core.status import RolloutStatus, status_patch
 from modelrollout.core.strategies import strategy_for
@@ -41,6 +43,7 @@ from modelrollout.kubeevents import tick_event_names
 from modelrollout.notify import Notifier, notices
 from modelrollout.podstates import pod_problems
 from modelrollout.sources import MetricSource, PrometheusAccess, ScrapeRequest
+from modelrollout.sources.shadowpairs import read_shadow_pairs
 
 log = logging.getLogger(__name__)
 OWN_STATUS_KEYS_EXCLUDED = ("kopf",)  # kopf keeps its own bookkeeping in status
@@ -67,17 +70,34 @@ async def gather(ctx: Context, body: dict[str, Any], spec: RolloutSpec, pods: li
     meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
     services = strategy_for(spec).entry_services(spec)
-    deployments, selectors, problems, route, validation = await asyncio.gather(
+    deployments, selectors, problems, route, validation, mirror = await asyncio.gather(
         blocking.run(ctx.kube.observe_deployments, ns, name),
         asyncio.gather(*(blocking.run(ctx.kube.service_selector, body, service) for service in services)),
         pod_problems(pods, spec.serving.port),
         _route(ctx, ns, spec),
         _validation_job(ctx, ns, body),
+        _mirror_config(ctx, body, spec),
     )
     seen = {service: sel for service, sel in zip(services, selectors, strict=True) if sel is not None}
     return Observations(name=name, generation=meta.get("generation", 0), annotations=dict(meta.get("annotations")
                         or {}), deployments=deployments, selectors=seen, pod_problems=problems, route=route,
-                        validation=validation)
+                        validation=validation, mirror=mirror, namespace=ns)
+
+
+async def _mirror_config(ctx: Context, body: dict[str, Any], spec: RolloutSpec) -> dict[str, str] | None:
+    """The mirror ConfigMap's data, read only for rollouts with a shadow step or a shadow stage in status
+    (every other rollout has none, and its tick makes no call for it)."""
+    if not spec.strategy.has_shadow and not (body.get("status") or {}).get("shadow"):
+        return None
+    return await blocking.run(ctx.kube.observe_mirror_config, body)
+
+
+async def _shadow_look(spec: RolloutSpec, status: RolloutStatus, pods: list[PodState]) -> ShadowObservation | None:
+    """The candidate's pair counts (asked for only when core.shadowstep says a look is due)."""
+    if status.shadow is None:
+        return None
+    return await read_shadow_pairs(ready_targets(pods), spec.serving.metrics_port, spec.serving.metrics.path,
+                                   spec.model.name, status.shadow.version)
 
 
 async def _validation_job(ctx: Context, ns: str, body: dict[str, Any]) -> ValidationJobObservation | None:
@@ -165,6 +185,9 @@ async def _prime_baseline(ctx: Context, body: dict[str, Any], spec: RolloutSpec,
 async def act(ctx: Context, body: dict[str, Any], spec: RolloutSpec | None, decision: Decision) -> None:
     """Apply the decision; spec None (it was invalid): only the status and events are written."""
     kube = ctx.kube
+    if spec is not None and decision.mirror is not None and decision.deployments is not None:
+        # First: turning copies off never waits behind the scale-down of the version they went to.
+        await blocking.run(kube.apply_mirror_config, body, dict(decision.mirror.data))
     if spec is not None and decision.deployments is not None:
         await asyncio.gather(*(blocking.run(kube.apply_deployment, body, spec, v, intent)
                                for v, intent in decision.deployments.items()))
@@ -230,8 +253,13 @@ async def _decide(ctx: Context, body: dict[str, Any], spec: RolloutSpec, status:
     pods = await blocking.run(ctx.kube.pod_states, meta["namespace"], meta["name"])
     measure = (analyse(ctx, body, spec, status, pods) if needs_analysis(spec, status, now)
                else _prime_baseline(ctx, body, spec, status, pods))
-    obs, seen = await asyncio.gather(gather(ctx, body, spec, pods), measure)
-    return decide(spec, status, replace(obs, analysis=seen), now)
+    shadow = _shadow_look(spec, status, pods) if needs_shadow_look(spec, status, now) else _nothing()
+    obs, seen, shadow_seen = await asyncio.gather(gather(ctx, body, spec, pods), measure, shadow)
+    return decide(spec, status, replace(obs, analysis=seen, shadow=shadow_seen), now)
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _stored_status(body: dict[str, Any]) -> dict[str, Any]:

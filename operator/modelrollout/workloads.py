@@ -38,6 +38,31 @@ FEEDBACK_KEY_DIR = "/var/run/modelrollout/feedback-key"
 FEEDBACK_KEY_ITEM = "key"
 
 
+# The rollout's mirror configuration (docs/metrics.md, "Mirroring to a shadow candidate"): one ConfigMap per
+# rollout, mounted by the pods of every version from their start (optional: it exists only once a rollout has
+# a shadow step), so turning mirroring on or off changes the file, never a pod template: no pod restarts.
+MIRROR_VOLUME = "modelrollout-mirror"
+MIRROR_DIR = "/var/run/modelrollout/mirror"
+MIRROR_ITEM = "mirror.yaml"  # core.shadowstep.MIRROR_CONFIG_KEY
+
+
+def mirror_config_map_name(rollout: str) -> str:
+    """`fraud` -> `fraud-mirror`."""
+    return f"{rollout}-mirror"
+
+
+def mirror_config_map(rollout: dict[str, Any], data: dict[str, str]) -> dict[str, Any]:
+    """The mirror ConfigMap with `data` (core.shadowstep.mirror_intent), owned by the rollout."""
+    meta = rollout["metadata"]
+    return {
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": mirror_config_map_name(meta["name"]), "namespace": meta["namespace"],
+                     "labels": {LABEL_ROLLOUT: meta["name"], **MANAGED_BY},
+                     "ownerReferences": [owner_reference(rollout)]},
+        "data": dict(data),
+    }
+
+
 def feedback_key_secret_name(rollout: str) -> str:
     """`fraud` -> `fraud-feedback-key` (Secret names may be 253 characters; rollout names are DNS-1123)."""
     return f"{rollout}-feedback-key"
@@ -117,6 +142,7 @@ def serving_container(spec: RolloutSpec, model: ModelRecord) -> dict[str, Any]:
     extra = [dict(e) for e in serving.env if e.get("name") not in {"MODEL_NAME", "MODEL_VERSION"}]
     extra.append({"name": "TMPDIR", "value": SCRATCH_PATH})
     extra.append({"name": "MODELSERVER_FEEDBACK_KEY_FILE", "value": f"{FEEDBACK_KEY_DIR}/{FEEDBACK_KEY_ITEM}"})
+    extra.append({"name": "MODELSERVER_MIRROR_CONFIG", "value": f"{MIRROR_DIR}/{MIRROR_ITEM}"})
     # The feature names describe the model spec names; an older version keeps its own input shape.
     if spec.model.features and spec.model.version == model.version:
         extra.append({"name": "MODEL_FEATURES", "value": str(len(spec.model.features))})
@@ -134,6 +160,7 @@ def serving_container(spec: RolloutSpec, model: ModelRecord) -> dict[str, Any]:
         # The root filesystem is read-only; a model fetched over HTTP is downloaded here first.
         "volumeMounts": [{"name": SCRATCH_VOLUME, "mountPath": SCRATCH_PATH},
                          {"name": FEEDBACK_KEY_VOLUME, "mountPath": FEEDBACK_KEY_DIR, "readOnly": True},
+                         {"name": MIRROR_VOLUME, "mountPath": MIRROR_DIR, "readOnly": True},
                          *(dict(m) for m in serving.volume_mounts)],
     }
 
@@ -154,16 +181,16 @@ def deployment(rollout: dict[str, Any], spec: RolloutSpec, model: ModelRecord, r
             # Within one version, capacity never dips during its own updates either.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": pod_template(spec.serving, labels, serving_container(spec, model),
-                                     feedback_key_secret_name(meta["name"])),
+                                     feedback_key_secret_name(meta["name"]), mirror_config_map_name(meta["name"])),
         },
     }
 
 
 def pod_template(serving: ServingSpec, labels: dict[str, str], container: dict[str, Any],
-                 key_secret: str | None = None) -> dict[str, Any]:
+                 key_secret: str | None = None, mirror_config: str | None = None) -> dict[str, Any]:
     """`serving.podTemplate` with the operator's part on top: its labels (the selectors depend on
     them), its container (the model env, the read-only root) and the pod security settings win;
-    the user's volumes come after the scratch volume and the rollout's feedback-key Secret.
+    the user's volumes come after the scratch volume, the rollout's feedback-key Secret and mirror ConfigMap.
 
     >>> from modelrollout.core.serving import PodTemplate
     >>> t = pod_template(ServingSpec(pod_template=PodTemplate(labels={"team": "ml"},
@@ -180,6 +207,10 @@ def pod_template(serving: ServingSpec, labels: dict[str, str], container: dict[s
         volumes.append({"name": FEEDBACK_KEY_VOLUME, "secret": {
             "secretName": key_secret, "defaultMode": 0o444,
             "items": [{"key": FEEDBACK_KEY_ITEM, "path": FEEDBACK_KEY_ITEM}]}})
+    if mirror_config is not None:
+        volumes.append({"name": MIRROR_VOLUME, "configMap": {
+            "name": mirror_config, "optional": True, "defaultMode": 0o444,
+            "items": [{"key": MIRROR_ITEM, "path": MIRROR_ITEM}]}})
     volumes += [dict(v) for v in user.spec.get("volumes") or ()]
     return {"metadata": metadata, "spec": {
         **{k: v for k, v in user.spec.items() if k != "volumes"},

@@ -31,6 +31,9 @@ Exposed series (all on the serving port, path `/metrics`):
                                                                   on a candidate: rows of mirrored copies by
                                                                   (the primary's class, this model's class)
     modelserver_shadow_refused_total{model,version,reason}        copies whose primary prediction was not counted
+    modelserver_shadow_labelled_pairs_total{model,version,outcome}
+                                                                  on a candidate: labelled rows of mirrored copies
+                                                                  by who was right (both, stable, candidate, neither)
 
 Feedback carrying a prediction token is counted under the `version` the verified token names (the
 version that made the prediction, on whichever pod of the rollout the label arrives): only versions
@@ -202,10 +205,18 @@ SHADOW_REFUSED = MetricSpec(
     (MODEL, VERSION, REASON),
 )
 
+SHADOW_LABELLED_PAIRS = MetricSpec(
+    "modelserver_shadow_labelled_pairs", Kind.COUNTER,
+    "On a shadow candidate: rows of mirrored copies whose label arrived (feedback forwarded by the stable pods), "
+    "by who predicted it: both_right, stable_only, candidate_only, both_wrong.",
+    (MODEL, VERSION, OUTCOME),
+)
+
 ALL_METRICS: tuple[MetricSpec, ...] = (
     REQUESTS, REQUEST_DURATION, PREDICTIONS, PREDICTION_VALUE, PREDICTION_CONFIDENCE, ROWS_PREDICTED,
     FEEDBACK, FEEDBACK_ABSOLUTE_ERROR, FEEDBACK_REFUSED, MODEL_INFO, MODEL_READY, LOAD_FAILURES, UNKNOWN_MODEL_REQUESTS,
     MIRROR_REQUESTS, MIRROR_PERCENT, MIRROR_PENDING, MIRROR_CONFIG_LOADS, SHADOW_PAIRS, SHADOW_REFUSED,
+    SHADOW_LABELLED_PAIRS,
 )
 
 
@@ -267,6 +278,15 @@ class ShadowRefusal(StrEnum):
     NOT_CLASSIFIER = "not_classifier"  # the primary or this model is a regressor: no classes to pair
     UNKNOWN_CLASS = "unknown_class"  # the primary predicted a class this model does not have
     ROW_MISMATCH = "row_mismatch"  # the primary predicted a different number of rows
+
+
+class ShadowLabelOutcome(StrEnum):
+    """One labelled row of a mirrored copy: which of the two versions predicted the label."""
+
+    BOTH_RIGHT = "both_right"
+    STABLE_ONLY = "stable_only"  # the primary (stable) was right, the candidate wrong
+    CANDIDATE_ONLY = "candidate_only"
+    BOTH_WRONG = "both_wrong"
 
 
 class LoadFailure(StrEnum):

@@ -68,6 +68,8 @@ class ModelMetrics:
     # On a shadow candidate: {(primary class, candidate class): rows} and refused copies by reason.
     shadow_pairs: MappingProxyType[tuple[str, str], float] = field(default_factory=lambda: MappingProxyType({}))
     shadow_refused: MappingProxyType[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    # On a shadow candidate: labelled rows of mirrored copies by ShadowLabelOutcome value.
+    shadow_labelled: MappingProxyType[str, float] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)
@@ -148,13 +150,16 @@ def _add_mirror_sample(acc: dict[str, Any], name: str, labels: dict[str, str], v
         acc["shadow_pairs"][(labels.get(c.PRIMARY_CLASS, ""), labels.get(c.CANDIDATE_CLASS, ""))] += value
     elif name == c.SHADOW_REFUSED.sample:
         acc["shadow_refused"][labels.get(c.REASON, "")] += value
+    elif name == c.SHADOW_LABELLED_PAIRS.sample:
+        acc["shadow_labelled"][labels.get(c.OUTCOME, "")] += value
 
 
 def _le(labels: dict[str, str]) -> float:
     return math.inf if labels.get("le") in ("+Inf", "Inf", "inf") else float(labels.get("le", "nan"))
 
 
-_MAPPINGS = ("requests_by_code", "latency", "predicted_classes", "values", "shadow_pairs", "shadow_refused")
+_MAPPINGS = ("requests_by_code", "latency", "predicted_classes", "values", "shadow_pairs", "shadow_refused",
+             "shadow_labelled")
 
 
 def _new_accumulator() -> dict[str, Any]:
@@ -175,6 +180,7 @@ def _freeze(model: str, version: str, acc: dict[str, Any]) -> ModelMetrics:
         predicted_classes=MappingProxyType(dict(acc["predicted_classes"])),
         shadow_pairs=MappingProxyType(dict(acc["shadow_pairs"])),
         shadow_refused=MappingProxyType(dict(acc["shadow_refused"])),
+        shadow_labelled=MappingProxyType(dict(acc["shadow_labelled"])),
         latency_buckets=tuple(sorted(acc["latency"].items())),
         value_buckets=tuple(sorted(acc["values"].items())),
         **plain,

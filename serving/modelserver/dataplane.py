@@ -22,7 +22,7 @@ import numpy as np
 
 from modelserver import contract as c
 from modelserver.batching import AdaptiveBatcher
-from modelserver.contract import REFUSAL_STATUS, FeedbackRefusal, ModelState, ShadowRefusal
+from modelserver.contract import REFUSAL_STATUS, FeedbackRefusal, ModelState, ShadowLabelOutcome, ShadowRefusal
 from modelserver.feedback import (
     FeedbackItem,
     FeedbackStore,
@@ -35,7 +35,7 @@ from modelserver.loading import LoadError, load_model
 from modelserver.metrics import ServerMetrics
 from modelserver.prediction import Outputs, Predictor
 from modelserver.settings import Settings
-from modelserver.shadow import pairs_of
+from modelserver.shadow import label_outcomes, pairs_of
 from modelserver.tensors import BadInput, InferRequest, InputSpec, datatype_of
 from modelserver.tokens import MAX_VERSIONS, ReplayGuard, TokenSigner, VerifiedToken, random_key, read_key
 
@@ -97,6 +97,9 @@ class DataPlane:
         self._token_versions: set[str] = set()  # versions feedback was counted under (bounded)
         # Apart from the feedback guard: a copy's token counted here must stay usable for the label.
         self._shadow_replays = ReplayGuard(settings.feedback_store_size, settings.feedback_ttl_s)
+        # A counted copy's (primary, candidate) classes per row by its primary token's mac, for the label that
+        # the stable pods forward later: the candidate's own answer went back to a stable pod, not to the user.
+        self._shadow_store = FeedbackStore(settings.feedback_store_size, settings.feedback_ttl_s)
 
     # --- lifecycle -------------------------------------------------------------------------------
     async def load(self) -> None:
@@ -256,8 +259,33 @@ class DataPlane:
         if isinstance(pairs, ShadowRefusal):
             return pairs
         self._shadow_replays.remember(primary.mac, primary.issued_at, wall)
+        self._shadow_store.remember(primary.mac.hex(), tuple(pairs), self._clock())
         self.metrics.record_shadow_pairs(pairs)
         return None
+
+    def shadow_feedback(self, items: list[FeedbackItem]) -> int:
+        """Labels a stable pod forwarded: each joins the pairs of the copy its primary token was counted with,
+        once, as labelled pairs (who was right). Labels of requests never mirrored here, or already joined,
+        are ignored: this is the candidate's evidence only, never the stable version's feedback count.
+        Returns the labelled rows counted."""
+        now, wall = self._clock(), self._wall()
+        predictor = self.predictor
+        classes = frozenset(predictor.class_keys) if predictor is not None and predictor.is_classifier else None
+        outcomes: list[ShadowLabelOutcome] = []
+        for item in items:
+            token = self.signer.verify(item.token, self.settings.model_name, wall) if item.token else None
+            if not isinstance(token, VerifiedToken) or classes is None:
+                continue
+            pairs = self._shadow_store.get(token.mac.hex(), now)
+            if pairs is None or pairs == "expired":
+                continue
+            labels = usable_labels(item.label, len(pairs), classes)
+            if labels is None:
+                continue  # kept for a corrected label, as feedback does
+            self._shadow_store.forget(token.mac.hex())
+            outcomes += label_outcomes(pairs, labels)
+        self.metrics.record_shadow_labelled(outcomes)
+        return len(outcomes)
 
     def feedback(self, items: list[FeedbackItem]) -> FeedbackTally:
         """Score labels: by token (any pod's prediction) or by id (this pod's store); every item lands in

@@ -59,6 +59,7 @@ class ServerMetrics:
         self._mirror_percent = m[c.MIRROR_PERCENT.name]
         self._shadow_refused = m[c.SHADOW_REFUSED.name]
         self._shadow_pairs = m[c.SHADOW_PAIRS.name]
+        self._shadow_labelled = m[c.SHADOW_LABELLED_PAIRS.name]
         self._pair_children: dict[tuple[str, str], Any] = {}
         # Every outcome from the start: a version that never mirrored shows 0 copies, not missing data.
         self._mirror_children = {outcome: m[c.MIRROR_REQUESTS.name].labels(model, version, outcome.value)
@@ -153,6 +154,10 @@ class ServerMetrics:
             if child is None:
                 child = self._pair_children[pair] = self._shadow_pairs.labels(self._model, self._version, *pair)
             child.inc(count)
+
+    def record_shadow_labelled(self, outcomes: Sequence[c.ShadowLabelOutcome]) -> None:
+        for outcome, count in Tally(outcomes).items():
+            self._shadow_labelled.labels(self._model, self._version, outcome.value).inc(count)
 
     def count_shadow_refusal(self, reason: c.ShadowRefusal) -> None:
         self._shadow_refused.labels(self._model, self._version, reason.value).inc()

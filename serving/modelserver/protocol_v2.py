@@ -22,7 +22,9 @@ from modelserver.binary import EXTENSION, attach_binary_inputs, encode_binary
 from modelserver.contract import Protocol
 from modelserver.dataplane import DataPlane, FeedbackRefused, Prediction
 from modelserver.feedback import parse_feedback
-from modelserver.httpapi import PLANE, json_response, measured_inference, read_json, unknown_model
+from modelserver.httpapi import MIRROR, PLANE, json_response, measured_inference, read_json, unknown_model
+from modelserver.mirror import SHADOW_OF_VERSION_HEADER
+from modelserver.mirror_send import Copy
 from modelserver.tensors import InferRequest, InputSpec, datatype_of, decode_v2, encode_v2_output
 
 
@@ -90,12 +92,36 @@ async def feedback(request: web.Request) -> web.Response:
     name, version = request.match_info["name"], request.match_info.get("version")
     if not plane.serves(name, version):
         return unknown_model(plane, name, version)
+    if SHADOW_OF_VERSION_HEADER in request.headers:  # labels a stable pod forwarded to this shadow candidate
+        rows = plane.shadow_feedback(parse_feedback(await read_json(request)))
+        return json_response({"model_name": name, "model_version": plane.settings.model_version,
+                              "shadow_labelled_rows": rows})
     try:
         tally = plane.feedback(parse_feedback(await read_json(request)))
     except FeedbackRefused as exc:
         return json_response(exc.as_json(), exc.status)
-    return json_response({"model_name": name, "model_version": plane.settings.model_version,
-                          **tally.as_json()})
+    response = json_response({"model_name": name, "model_version": plane.settings.model_version,
+                              **tally.as_json()})
+    await _forward_to_shadow(request, response, name)
+    return response
+
+
+async def _forward_to_shadow(request: web.Request, response: web.Response, name: str) -> None:
+    """While mirroring is on, every accepted feedback batch also goes to the shadow candidate (after the
+    answer, through the same bounded queue as the copies), so a label posted to any stable pod reaches the
+    candidate's record of the mirrored request it belongs to (docs/metrics.md)."""
+    mirror = request.app[MIRROR]
+    config = mirror.config
+    if not config.is_on:
+        return
+    try:
+        await response.prepare(request)
+        await response.write_eof()
+    except ConnectionError:
+        return
+    plane = request.app[PLANE]
+    headers = {SHADOW_OF_VERSION_HEADER: plane.settings.model_version, "Content-Type": "application/json"}
+    mirror.offer(Copy(f"{config.target}/v2/models/{name}/feedback", await request.read(), headers))
 
 
 def routes() -> list[web.RouteDef]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from modelserver.contract import ShadowRefusal
+from modelserver.contract import ShadowLabelOutcome, ShadowRefusal
 from modelserver.tokens import VerifiedToken
 
 
@@ -34,3 +34,15 @@ def pairs_of(primary: VerifiedToken, candidate: Sequence[Any],
     if not classes.issuperset(primary.predicted):
         return ShadowRefusal.UNKNOWN_CLASS
     return [(str(p), str(c)) for p, c in zip(primary.predicted, candidate, strict=True)]
+
+
+def label_outcomes(pairs: Sequence[tuple[str, str]], labels: Sequence[str]) -> list[ShadowLabelOutcome]:
+    """Who was right on each labelled row of a mirrored copy: (primary class, candidate class) beside the label.
+
+    >>> [o.value for o in label_outcomes([("1", "1"), ("1", "0"), ("0", "1"), ("0", "0")], ["1", "1", "1", "1"])]
+    ['both_right', 'stable_only', 'candidate_only', 'both_wrong']
+    """
+    table = {(True, True): ShadowLabelOutcome.BOTH_RIGHT, (True, False): ShadowLabelOutcome.STABLE_ONLY,
+             (False, True): ShadowLabelOutcome.CANDIDATE_ONLY, (False, False): ShadowLabelOutcome.BOTH_WRONG}
+    return [table[primary == label, candidate == label] for (primary, candidate), label in zip(pairs, labels,
+                                                                                                 strict=True)]

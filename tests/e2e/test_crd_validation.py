@@ -399,8 +399,39 @@ INVALID_CHECKS = [
 ]
 
 
-@pytest.mark.parametrize(("case", "body", "field"), INVALID + INVALID_CHECKS + INVALID_KUBERNETES_TYPES,
-                         ids=[c[0] for c in INVALID + INVALID_CHECKS + INVALID_KUBERNETES_TYPES])
+def _no_analysis(body: dict[str, Any]) -> dict[str, Any]:
+    body["spec"].pop("analysis")
+    return body
+
+
+SHADOW = {"shadow": {"analysis": {"margin": 0.02}}}
+# A shadow step is mirrored by this project's server, with the replicas router, as the first step; its
+# analysis is refused by the same rules as PairedConfig.from_spec (tests/unit/core/test_shadow_step.py).
+INVALID_SHADOW = [
+    ("a shadow step after a weight", make_rollout(strategy=_steps({"setWeight": 10}, SHADOW)),
+     "spec.strategy.canary.steps: a shadow step must be the first step"),
+    ("a step with a weight and a shadow", make_rollout(strategy=_steps({"setWeight": 10, **SHADOW})),
+     "each step sets exactly one of setWeight, pause or shadow"),
+    ("a shadow analysis judging nothing", make_rollout(strategy=_steps({"shadow": {"analysis": {}}})),
+     "spec.strategy.canary.steps[].shadow.analysis: needs at least one of"),
+    ("margin and minImprovement", make_rollout(strategy=_steps(
+        {"shadow": {"analysis": {"margin": 0.01, "minImprovement": 0.01}}})),
+     "spec.strategy.canary.steps[].shadow.analysis.minImprovement"),
+    ("minAgreement of 1", make_rollout(strategy=_steps({"shadow": {"analysis": {"minAgreement": 1.0}}})),
+     "spec.strategy.canary.steps[].shadow.analysis.minAgreement"),
+    ("a shadow percent of 0", make_rollout(strategy=_steps({"shadow": {"percent": 0, "analysis": {"margin": 0}}})),
+     "percent"),
+    ("a shadow through a gateway", make_rollout(strategy=_steps(SHADOW, {"setWeight": 50}),
+                                                trafficRouting={"gatewayAPI": {"httpRoute": "web"}}),
+     "spec.strategy.canary.steps[0].shadow: needs the replicas router"),
+    ("a shadow on another server", _no_analysis(make_rollout(strategy=_steps(SHADOW), serving={
+        "image": "mlserver:1.7.1", "metrics": {"preset": "mlserver"}})),
+     "spec.strategy.canary.steps[0].shadow: needs this project's model server"),
+]
+SPEC_CASES = INVALID + INVALID_CHECKS + INVALID_KUBERNETES_TYPES + INVALID_SHADOW
+
+
+@pytest.mark.parametrize(("case", "body", "field"), SPEC_CASES, ids=[c[0] for c in SPEC_CASES])
 def test_invalid_rollout_is_rejected_naming_the_field(
     api: kubernetes.client.CustomObjectsApi, namespace: str, case: str, body: dict[str, Any], field: str
 ) -> None:

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.e2e
 EXAMPLES = ROOT / "examples"
 PUBLISH = EXAMPLES / "models" / "publish.py"
 ROLLOUTS = ("baseline.yaml", "canary.yaml", "bad-model.yaml", "blue-green.yaml", "prometheus-canary.yaml",
-            "validation-gate.yaml")
+            "validation-gate.yaml", "shadow.yaml")
 # Other servers: their version 1 must be served the same way, so tests/e2e/test_mlserver.py and
 # test_kserve.py roll these out as written after such a version 1.
 OTHER_SERVERS = ("mlserver-canary.yaml", "kserve-canary.yaml")
@@ -157,6 +157,26 @@ def test_bad_model_is_rolled_back_and_blue_green_is_promoted_from_the_examples(
     assert any(reason == "Switched" for _, reason, _ in s.events()), s.events()
     progress = [ln for ln in output if "ok=" in ln]
     assert progress and "v2 ok=" in progress[-1], output[-40:]
+
+
+def test_shadow_example_runs_version_2_unseen_then_promotes_it(
+        cluster: ClusterHandle, namespace: str, operator: OperatorProcess, examples: PublishedExamples) -> None:
+    # Given the baseline under traffic.py's requests and labels
+    s = Scenario(cluster, namespace, "fraud")
+    examples.apply("baseline.yaml")
+    s.wait_phase("Healthy", 60)
+    with examples.traffic(s.service_url(), seconds=240) as output:
+        # When the shadow example is applied as written
+        examples.apply("shadow.yaml")
+        final = s.wait_phase("Healthy", 240)
+    # Then version 2 passed its shadow stage (both checks), then its canary, and is stable
+    assert final["stableVersion"] == "2" and final["shadow"]["stage"] == "Passed", final
+    verdicts = {r["name"]: r["verdict"] for r in final["shadow"]["results"]}
+    assert verdicts == {"agreement": "Pass", "paired-accuracy": "Pass"}, final["shadow"]
+    shadowing = [st for st in s.seen if (st.get("shadow") or {}).get("stage") == "Mirroring"]
+    assert shadowing and all(st.get("desiredWeight", 0) == 0 for st in shadowing)
+    progress = [ln for ln in output if "v2 ok=" in ln]
+    assert progress and all(n == "0" for n in re.findall(r"failed=(\d+)", progress[-1])), output[-40:]
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 from localcluster.kubelet import node_manifest
 from localcluster.testing import wait_until
 from localcluster.traffic import pod_log
-from modelrollout.workloads import FEEDBACK_KEY_DIR, FEEDBACK_KEY_VOLUME, deployment_name
+from modelrollout.workloads import FEEDBACK_KEY_DIR, FEEDBACK_KEY_VOLUME, MIRROR_DIR, MIRROR_VOLUME, deployment_name
 from tests.conftest import ClusterHandle
 from tests.e2e.rollouts import OperatorProcess, Scenario, make_rollout
 
@@ -61,6 +61,44 @@ def test_env_and_volumes_come_from_configmaps_secrets_and_the_downward_api(
                  "/etc/secret/token=s3cret",
                  '/etc/info/labels=app="env-test"', "/scratch=True"):
         assert line in out, out
+
+
+WATCHER = """
+import os, pathlib, sys, time
+path = pathlib.Path("/etc/cfg/mode")
+seen = None
+while True:
+    text = path.read_text() if path.exists() else "(missing)"
+    if text != seen:
+        print(f"mode={text} inode={os.stat(path).st_ino if path.exists() else 0}", flush=True)
+        seen = text
+    time.sleep(0.2)
+"""
+
+
+def test_a_mounted_configmap_is_updated_in_place_without_restarting_the_container(
+        cluster: ClusterHandle, namespace: str) -> None:
+    """As the real kubelet: a changed ConfigMap (optional, so created later) reaches the running container's
+    files by an atomic `..data` swap, seen as a new inode, with no restart."""
+    core = kubernetes.client.CoreV1Api(cluster.api)
+    core.create_namespaced_pod(namespace, {"metadata": {"name": "watcher"}, "spec": {
+        "containers": [{"name": "c", "image": "localcluster/python:test", "args": ["-c", WATCHER],
+                        "volumeMounts": [{"name": "cfg", "mountPath": "/etc/cfg", "readOnly": True}]}],
+        "volumes": [{"name": "cfg", "configMap": {"name": "live", "optional": True}}]}})
+
+    def log() -> str:
+        return pod_log(cluster.workdir / "kubelet", namespace, "watcher", "c")
+
+    wait_until(lambda: "mode=(missing)" in log(), 60, "the container to start without the ConfigMap",
+               describe=log)
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "live"}, "data": {"mode": "on"}})
+    wait_until(lambda: "mode=on" in log(), 30, "the new ConfigMap to appear in the running container", describe=log)
+    core.patch_namespaced_config_map("live", namespace, {"data": {"mode": "off"}})
+    wait_until(lambda: "mode=off" in log(), 30, "the change to reach the running container", describe=log)
+    inodes = [line.rsplit("inode=", 1)[1] for line in log().splitlines() if line.startswith("mode=o")]
+    assert len(set(inodes)) == 2, log()  # a new file swapped in, never a rewrite of the one being read
+    statuses = core.read_namespaced_pod("watcher", namespace).status.container_statuses
+    assert statuses[0].restart_count == 0 and statuses[0].state.running is not None
 
 
 def test_failing_liveness_probe_restarts_the_container(cluster: ClusterHandle, namespace: str) -> None:
@@ -128,7 +166,8 @@ def test_a_pod_template_reaches_the_pods_of_both_versions(
         [container] = spec.containers
         assert {m.name: m.mount_path for m in container.volume_mounts} == {
             "scratch": "/var/lib/modelserver/tmp", "ca": "/etc/ca",
-            FEEDBACK_KEY_VOLUME: FEEDBACK_KEY_DIR}  # the prediction-token key every version's pods mount
+            FEEDBACK_KEY_VOLUME: FEEDBACK_KEY_DIR,  # the prediction-token key every version's pods mount
+            MIRROR_VOLUME: MIRROR_DIR}  # and the mirror configuration (a shadow step's ConfigMap)
         assert container.security_context.read_only_root_filesystem is True
     # One PodDisruptionBudget per version, selecting that version's pods, gone with its version.
     for version in ("1", "2"):

@@ -330,3 +330,39 @@ def test_a_server_that_does_not_mirror_starts_no_sender_process(
         m = _metrics(server, "1")
         assert (m.mirror_sent, m.mirror_failed, m.mirror_dropped, m.mirror_pending, m.mirror_percent) == (0,) * 5
         assert server.server.mirror.sender_pid is None
+
+
+def test_labels_posted_to_the_stable_server_reach_the_candidate_as_labelled_pairs(
+        models: ExampleModels, start_server: Start, key_file: str, configmap: MountedConfigMap) -> None:
+    """A label posted with the stable answer's token is counted for version 1 as usual, and the stable server
+    forwards it to the candidate, which joins it to the pairs of that copy: who was right, per row, once."""
+    candidate = _candidate(models, start_server, key_file)
+    configmap.configure(candidate.url, 100)
+    stable = _stable(models, start_server, key_file, configmap)
+    rows, labels = models.holdout()
+    rows, labels = rows[:60], [int(v) for v in labels[:60]]
+    answers = [stable.infer([row]) for row in rows]
+    primary = [a.json()["outputs"][0]["data"][0] for a in answers]
+    assert _settled(stable).mirror_sent == 60  # every copy answered before its label is sent
+    items = [{"token": a.headers["X-Prediction-Token"], "label": label} for a, label in zip(answers, labels,
+                                                                                         strict=True)]
+    assert stable.post("/v2/models/lr/feedback", {"feedback": items}).status_code == 200
+    wait_until(lambda: sum(_metrics(candidate, "2").shadow_labelled.values()) == 60, 20,
+               "the forwarded labels to be joined on the candidate",
+               describe=lambda: str(_metrics(candidate, "2").shadow_labelled))
+
+    cand = _direct(candidate, rows)
+    expected: Counter[str] = Counter()
+    for p, c, y in zip(primary, cand, labels, strict=True):
+        expected[{(True, True): "both_right", (True, False): "stable_only", (False, True): "candidate_only",
+                  (False, False): "both_wrong"}[p == y, c == y]] += 1
+    assert dict(_metrics(candidate, "2").shadow_labelled) == dict(expected)
+    assert expected["stable_only"] > expected["candidate_only"]  # the shuffled-label model is worse
+    stable_feedback = _metrics(stable, "1")
+    assert stable_feedback.feedback_correct + stable_feedback.feedback_incorrect == 60  # stable's own count
+    # The forwarded labels are never feedback on the candidate.
+    cand_own = parse_pod_metrics(candidate.get("/metrics").text).model("lr", "1")
+    assert cand_own is None or cand_own.feedback_correct + cand_own.feedback_incorrect == 0
+    # The same labels again (a client's retry) are refused by the stable pod and join nothing twice.
+    assert stable.post("/v2/models/lr/feedback", {"feedback": items}).status_code == 409
+    assert sum(_metrics(candidate, "2").shadow_labelled.values()) == 60

@@ -33,6 +33,7 @@ EXPECTED_RULES = {
     ("", "pods"): {"get", "list", "watch"},
     # KubeAdapter.secret_value (analysis.prometheus's CA and bearer token) and ensure_feedback_key.
     ("", "secrets"): {"get", "create", "patch"},
+    ("", "configmaps"): {"get", "create", "patch"},  # the shadow stage's mirror ConfigMap (apply_mirror_config)
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
     ("gateway.networking.k8s.io", "httproutes"): {"get", "patch"},

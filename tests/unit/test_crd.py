@@ -120,7 +120,7 @@ def test_nothing_is_left_free_form_but_opaque_operator_state() -> None:
     nodes = [pair for path, node in property_paths(schema, "")
              for pair in ((path, node), (f"{path}[]", node.get("items", {})))]
     free = sorted(p.lstrip(".") for p, s in nodes if s.get("x-kubernetes-preserve-unknown-fields"))
-    assert free == ["status.analysis.engineState", "status.kopf"]
+    assert free == ["status.analysis.engineState", "status.kopf", "status.shadow.state"]
 
 
 def test_no_kubernetes_default_is_written_into_stored_rollouts() -> None:
@@ -134,7 +134,7 @@ def test_status_lists_are_bounded_and_conditions_are_a_map_by_type() -> None:
     status = schema_of(CRDS[0])["properties"]["status"]
     lists = {p.lstrip("."): s for p, s in property_paths(status, "") if s.get("type") == "array"}
     assert set(lists) == {"conditions", "analysis.results", "analysis.results[].interval", "history",
-                          "validation.checks"}
+                          "validation.checks", "shadow.results", "shadow.results[].interval", "shadow.pods"}
     assert all("maxItems" in s for s in lists.values()), {p: s.get("maxItems") for p, s in lists.items()}
     assert lists["history"]["maxItems"] == HISTORY_LIMIT
     spec = schema_of(CRDS[0])["properties"]["spec"]

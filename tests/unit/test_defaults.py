@@ -35,6 +35,8 @@ MINIMAL_SPECS = {
     "gateway": {"model": MODEL, "service": {"name": "fraud"},
                 "strategy": {"canary": {"steps": [{"setWeight": 5}]}},
                 "trafficRouting": {"gatewayAPI": {"httpRoute": "web"}}},
+    "shadow": {"model": MODEL, "service": {"name": "fraud"},
+               "strategy": {"canary": {"steps": [{"shadow": {"analysis": {"margin": 0.02}}}, {"setWeight": 50}]}}},
     "prometheus": {"model": MODEL, "service": {"name": "fraud"},
                    "strategy": {"canary": {"steps": [{"setWeight": 50}]}},
                    "analysis": {"metrics": [METRIC], "source": "prometheus",

@@ -38,9 +38,11 @@ def test_every_field_of_the_fragment_reaches_the_pods() -> None:
     for key, value in TEMPLATE["spec"].items():
         if key != "volumes":
             assert template["spec"][key] == value, key
-    assert [v["name"] for v in template["spec"]["volumes"]] == ["scratch", "modelrollout-feedback-key", "ca"]
+    assert [v["name"] for v in template["spec"]["volumes"]] == ["scratch", "modelrollout-feedback-key",
+                                                                  "modelrollout-mirror", "ca"]
     [container] = template["spec"]["containers"]
-    assert [m["name"] for m in container["volumeMounts"]] == ["scratch", "modelrollout-feedback-key", "ca"]
+    assert [m["name"] for m in container["volumeMounts"]] == ["scratch", "modelrollout-feedback-key",
+                                                                  "modelrollout-mirror", "ca"]
 
 
 def test_every_version_mounts_the_rollout_s_feedback_key_read_only() -> None:

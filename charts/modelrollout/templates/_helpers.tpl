@@ -90,6 +90,10 @@ What the operator does, and nothing more (rendered into the ClusterRole or each 
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, create, patch]
+# By name only, never listed: each rollout's own mirror ConfigMap (<name>-mirror), read and server-side applied.
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, create, patch]
 - apiGroups: ["", events.k8s.io]
   resources: [events]
   verbs: [create, patch]

@@ -1,14 +1,14 @@
 """The settings of a shadow stage's paired analysis, validated (see paired.py for what they mean).
 
-Not part of the CRD yet: the shadow strategy will parse its analysis block with `PairedConfig.from_spec`, so these
-defaults are the ones its CRD defaults must equal. Bad input raises ValueError naming the field:
+A shadow step's `analysis` block (spec.strategy.canary.steps[].shadow.analysis) is parsed here, so these defaults
+are the ones the CRD's defaults equal (tests/unit/test_defaults.py). Bad input raises ValueError naming the field:
 
 >>> PairedConfig.from_spec({"margin": 0.01}).boundary
 -0.01
 >>> PairedConfig.from_spec({"margin": 0.01, "minImprovement": 0.01})
 Traceback (most recent call last):
 ...
-ValueError: spec.strategy.shadow.analysis.minImprovement: give either margin or minImprovement, not both
+ValueError: spec.strategy.canary.steps[0].shadow.analysis.minImprovement: give either margin or minImprovement, not both
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class PairedConfig:
-    """The shadow stage's analysis settings, validated. Not part of the CRD yet: the shadow strategy will parse its
-    `analysis` block with `from_spec`, so these defaults are the ones its CRD defaults must equal.
+    """The shadow stage's analysis settings, validated (a shadow step's `analysis` block).
 
     margin: Fail when the candidate is confidently less accurate than stable by more than `margin` (points as a
     fraction), Pass when confidently not. min_improvement: Pass only when confidently better by at least that,
@@ -36,8 +35,9 @@ class PairedConfig:
     alpha: float = 0.05  # false-verdict budget over both checks and all looks
 
     @staticmethod
-    def from_spec(raw: Mapping[str, Any] | None, where: str = "spec.strategy.shadow.analysis") -> PairedConfig:
-        """Parse the settings; errors name the field, e.g. "spec.strategy.shadow.analysis.margin: ..."."""
+    def from_spec(raw: Mapping[str, Any] | None,
+                  where: str = "spec.strategy.canary.steps[0].shadow.analysis") -> PairedConfig:
+        """Parse the settings; errors name the field, e.g. "spec.strategy.canary.steps[0].shadow.analysis.margin"."""
         raw = raw or {}
         if not isinstance(raw, Mapping):
             raise ValueError(f"{where}: expected an object")

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from modelrollout.analysis.config import TimeoutAction
 from modelrollout.analysis.types import Verdict
+from modelrollout.core import shadowstep
 from modelrollout.core.change import Change, finish_promotion, roll_back
 from modelrollout.core.observations import Observations, StrategyPlan, TrafficIntent
 from modelrollout.core.phases import Phase
@@ -67,6 +68,9 @@ def traffic(spec: RolloutSpec, st: RolloutStatus) -> TrafficIntent:
     if st.canary_model is None or st.stable_version is None:
         return TrafficIntent(stable=st.stable_version)
     assert isinstance(spec.strategy, CanaryStrategy)
+    shadow = shadowstep.traffic(spec, st)
+    if shadow is not None:  # the candidate answers copies only: no weight, no header route
+        return TrafficIntent(stable=st.stable_version, shadow=shadow)
     weight = 100 if st.phase == Phase.PROMOTING else st.desired_weight or 0
     return TrafficIntent(stable=st.stable_version, canary=st.canary_model.version, canary_weight=weight,
                          canary_header=spec.strategy.header_route,
@@ -74,6 +78,9 @@ def traffic(spec: RolloutSpec, st: RolloutStatus) -> TrafficIntent:
 
 
 def entry_services(spec: RolloutSpec) -> tuple[str, ...]:
+    assert isinstance(spec.strategy, CanaryStrategy)
+    if spec.strategy.has_shadow:
+        return (spec.service.name, shadowstep.shadow_service(spec))
     return (spec.service.name,)
 
 
@@ -115,7 +122,15 @@ def _advance_once(change: Change, spec: RolloutSpec, obs: Observations, router: 
     if st.phase == Phase.PAUSED:
         return False  # a person paused it (or a pause step / analysis did): hold everything
     step = strategy.steps[index]
-    done = _set_weight_done(change, spec, obs, router) if step.set_weight is not None else _pause_done(change, spec)
+    if step.shadow is not None:
+        # Pinned: the main Service already selects the stable version alone (the router's selector for it).
+        intent = traffic(spec, st)
+        pinned = intent.shadow is None or router.is_routed(spec, intent, obs)
+        done = shadowstep.advance(change, spec, step.shadow, obs, pinned)
+    elif step.set_weight is not None:
+        done = _set_weight_done(change, spec, obs, router)
+    else:
+        done = _pause_done(change, spec)
     if done:
         st.current_step_index = index + 1
         st.step_started_at = change.now

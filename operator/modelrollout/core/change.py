@@ -68,6 +68,7 @@ def start_canary(change: Change, spec: RolloutSpec, reason: str) -> None:
     st.scale_down_at = None
     st.analysis = AnalysisStatus()
     st.validation = None  # a new attempt is validated anew (spec.validation)
+    st.shadow = None  # and runs its shadow stage anew
     change.move(Phase.PROGRESSING, reason,
                 f"rolling out version {spec.model.version} beside stable version {st.stable_version}")
 

@@ -17,7 +17,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from modelrollout.core import validation
+from modelrollout.core import shadowstep, validation
 from modelrollout.core.change import Change, clear_canary, model_record, start_canary
 from modelrollout.core.commands import apply_command, pending_command
 from modelrollout.core.conditions import update_conditions
@@ -231,4 +231,5 @@ def _decision(change: Change, spec: RolloutSpec, obs: Observations, plan: Strate
         status=st, deployments=intents, delete_versions=doomed,
         selectors=router.selectors(spec, obs.name, routable), events=tuple(change.events), next_tick_at=wake,
         route=router.route(spec, routable, obs), validation_job=validation.job_intent(spec, change),
+        mirror=shadowstep.mirror_intent(spec, obs, plan.traffic.shadow),
     )

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from modelrollout.analysis.paired import PairedCounts
 from modelrollout.analysis.types import AnalysisOutcome
 from modelrollout.core.phases import Event
 from modelrollout.core.status import ModelRecord, RolloutStatus
@@ -112,6 +113,16 @@ class ValidationJobIntent:
 
 
 @dataclass(frozen=True)
+class ShadowObservation:
+    """One look at a shadow stage: each scraped candidate pod's cumulative pair counts by pod uid (counters
+    since that pod's server started), and why pods could not be read. No pod read: counts empty, errors say why."""
+
+    version: str
+    pods: Mapping[str, PairedCounts] = field(default_factory=dict)
+    errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Observations:
     name: str  # the ModelRollout's name: the value of LABEL_ROLLOUT
     generation: int
@@ -124,6 +135,10 @@ class Observations:
     pod_problems: Mapping[str, tuple[PodProblem, ...]] = field(default_factory=dict)
     route: RouteObservation | None = None  # the HTTPRoute of spec.trafficRouting.gatewayAPI; None: absent/unused
     validation: ValidationJobObservation | None = None  # the Job of a running validation gate
+    shadow: ShadowObservation | None = None  # only when a shadow stage's look was due
+    # The data of the rollout's mirror ConfigMap (<name>-mirror); None: it does not exist.
+    mirror: Mapping[str, str] | None = None
+    namespace: str = ""  # the rollout's (a mirror target names its Service by its full DNS name)
 
     def is_version_ready(self, version: str, count: int) -> bool:
         """Whether `version` runs exactly `count` Ready pods (0 pods: no Deployment also counts)."""
@@ -183,6 +198,16 @@ class HeaderMatch:
 
 
 @dataclass(frozen=True)
+class ShadowTraffic:
+    """A version run in the shadow: `pods` pods behind its own Service only, receiving copies of
+    `mirror_percent` of the requests the stable pods answered (0: not yet, or no more)."""
+
+    version: str
+    pods: int
+    mirror_percent: int = 0
+
+
+@dataclass(frozen=True)
 class TrafficIntent:
     """Where traffic should go, said without naming a mechanism: a strategy states it, a router
     (modelrollout.core.routers) realises it with replica counts, a Service selector, or later a route.
@@ -198,6 +223,10 @@ class TrafficIntent:
     # Routers that split by request (gatewayAPI) also honour these; replica and selector routers cannot.
     canary_header: HeaderMatch | None = None  # requests with this header go to the canary at every step
     canary_pods_floor: int = 0  # keep at least this many canary pods, whatever the weight
+    # A shadow stage: no user request reaches this version, the main Service selects the stable one only.
+    shadow: ShadowTraffic | None = None
+    # The main Service keeps selecting the stable version alone (a shadow candidate's pods are still going).
+    pin_stable: bool = False
 
 
 @dataclass(frozen=True)
@@ -209,6 +238,14 @@ class RouteIntent:
     name: str
     rules: tuple[Mapping[str, Any], ...]
     resource_version: str
+
+
+@dataclass(frozen=True)
+class MirrorIntent:
+    """The data of the rollout's mirror ConfigMap, which every version's pods mount (workloads.py): where and
+    how much the stable pods copy. Turning mirroring on or off changes only this, never a pod template."""
+
+    data: Mapping[str, str]
 
 
 @dataclass(frozen=True)
@@ -228,6 +265,7 @@ class Decision:
     route: RouteIntent | None = None
     validation_job: ValidationJobIntent | None = None  # a validation gate is running: its Job
     cancel_validation_job: str | None = None  # the Job of a run nothing waits for any more: delete it
+    mirror: MirrorIntent | None = None  # the mirror ConfigMap to apply; None: leave it as it is
 
 
 def selector(rollout: str, version: str | None) -> dict[str, str]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelrollout.analysis.config import AnalysisConfig
+from modelrollout.analysis.pairedconfig import PairedConfig
 from modelrollout.core.notifications import Webhook, parse_notifications
 from modelrollout.core.observations import HeaderMatch
 from modelrollout.core.servermetrics import check_analysis_fits
@@ -51,12 +52,27 @@ class ServiceSpec:
 
 
 @dataclass(frozen=True)
+class ShadowStep:
+    """A shadow stage (the first canary step): the candidate answers copies of `percent` of the requests the
+    stable pods answered, on its own `replicas` pods that no user-facing Service selects, and is judged on the
+    same requests (analysis/paired.py) every `interval_seconds`; without a Pass within `timeout_seconds` it is
+    rolled back (missing data never passes)."""
+
+    analysis: PairedConfig
+    percent: int = 100
+    replicas: int = 1
+    interval_seconds: float = 30.0
+    timeout_seconds: float = 1800.0
+
+
+@dataclass(frozen=True)
 class CanaryStep:
-    """Exactly one of set_weight / pause. pause_seconds None with is_pause: wait for a promote."""
+    """Exactly one of set_weight / pause / shadow. pause_seconds None with is_pause: wait for a promote."""
 
     set_weight: int | None = None
     is_pause: bool = False
     pause_seconds: float | None = None
+    shadow: ShadowStep | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +82,14 @@ class CanaryStrategy:
     # None scales them by it (at least one), a number keeps at least that many while a canary runs.
     canary_replicas: int | None = None
     header_route: HeaderMatch | None = None  # requests with it go to the canary at every step
+
+    @property
+    def has_shadow(self) -> bool:
+        return any(s.shadow is not None for s in self.steps)
+
+    def shadow_at(self, index: int) -> ShadowStep | None:
+        """The shadow step at `index`, if that step is one."""
+        return self.steps[index].shadow if 0 <= index < len(self.steps) else None
 
 
 @dataclass(frozen=True)
@@ -90,6 +114,10 @@ class BlueGreenStrategy:
     preview_service: str
     auto_promotion_seconds: float | None = None  # None: Paused until `kubectl modelrollout promote`
     scale_down_delay_seconds: float = 30.0
+    has_shadow = False  # no shadow stage in a blue-green rollout
+
+    def shadow_at(self, index: int) -> ShadowStep | None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -144,6 +172,7 @@ class RolloutSpec:
         serving = parse_serving(_mapping(spec.get("serving", {}), "spec.serving"))
         parsed_analysis = None if analysis is None else AnalysisConfig.from_spec(_mapping(analysis, "spec.analysis"))
         check_analysis_fits(serving.metrics, parsed_analysis)  # as at admission: no metric silently unread
+        _check_shadow_fits(strategy, routing, serving, service)
         return cls(
             replicas=replicas,
             model=model,
@@ -219,6 +248,8 @@ def _strategy(d: Mapping[str, Any]) -> CanaryStrategy | BlueGreenStrategy:
             raise ValueError("spec.strategy.canary.steps: needs at least one step")
         parsed = tuple(_step(s, f"spec.strategy.canary.steps[{i}]") for i, s in enumerate(steps))
         _check_rising(parsed)
+        if any(s.shadow is not None for s in parsed[1:]):
+            raise ValueError("spec.strategy.canary.steps: a shadow step must be the first step, and the only one")
         header = canary.get("headerRoute")
         extra = canary.get("canaryReplicas")
         return CanaryStrategy(
@@ -240,14 +271,46 @@ def _strategy(d: Mapping[str, Any]) -> CanaryStrategy | BlueGreenStrategy:
 
 def _step(d: Any, name: str) -> CanaryStep:
     step = _mapping(d, name)
-    if ("setWeight" in step) == ("pause" in step):
-        raise ValueError(f"{name}: exactly one of setWeight or pause must be set")
+    if sum(k in step for k in ("setWeight", "pause", "shadow")) != 1:
+        raise ValueError(f"{name}: exactly one of setWeight, pause or shadow must be set")
+    if "shadow" in step:
+        return CanaryStep(shadow=_shadow(_mapping(step["shadow"], f"{name}.shadow"), f"{name}.shadow"))
     if "setWeight" in step:
         return CanaryStep(set_weight=_int(step["setWeight"], f"{name}.setWeight", low=0, high=100))
     pause = _mapping(step["pause"], f"{name}.pause")
     duration = pause.get("duration")
     seconds = None if duration is None else parse_duration(duration, f"{name}.pause.duration")
     return CanaryStep(is_pause=True, pause_seconds=seconds)
+
+
+def _shadow(d: Mapping[str, Any], where: str) -> ShadowStep:
+    interval = d.get("interval")
+    timeout = d.get("timeout")
+    return ShadowStep(
+        analysis=PairedConfig.from_spec(_mapping(d.get("analysis"), f"{where}.analysis"), f"{where}.analysis"),
+        percent=_int(d.get("percent", ShadowStep.percent), f"{where}.percent", low=1, high=100),
+        replicas=_int(d.get("replicas", ShadowStep.replicas), f"{where}.replicas", low=1, high=1000),
+        interval_seconds=ShadowStep.interval_seconds if interval is None else parse_duration(
+            interval, f"{where}.interval"),
+        timeout_seconds=ShadowStep.timeout_seconds if timeout is None else parse_duration(
+            timeout, f"{where}.timeout"),
+    )
+
+
+def _check_shadow_fits(strategy: CanaryStrategy | BlueGreenStrategy, routing: TrafficRouting | None,
+                       serving: ServingSpec, service: ServiceSpec) -> None:
+    """As at admission: the shadow stage is mirrored by this project's server (issue 11: by a gateway)."""
+    if not strategy.has_shadow:
+        return
+    where = "spec.strategy.canary.steps"
+    if routing is not None and routing.router != "replicas":
+        raise ValueError(f"{where}[0].shadow: needs the replicas router (mirroring through a gateway is not "
+                         "supported yet)")
+    if not serving.metrics.is_own_server:
+        raise ValueError(f"{where}[0].shadow: needs this project's model server (it mirrors the requests)")
+    if len(service.name) > 56:
+        raise ValueError("spec.service.name: at most 56 characters with a shadow step "
+                         "(the candidate's Service is <name>-shadow)")
 
 
 def _check_rising(steps: tuple[CanaryStep, ...]) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from modelrollout.analysis.paired import PairedCounts
 from modelrollout.core.phases import Phase
 
 HISTORY_LIMIT = 10
@@ -19,6 +20,7 @@ OWNED_KEYS = frozenset({
     "phase", "reason", "message", "stableVersion", "canaryVersion", "stableModel", "canaryModel",
     "currentStepIndex", "stepStartedAt", "desiredWeight", "effectiveWeight", "rejectedVersion", "lastCommandId",
     "scaleDownAt", "observedGeneration", "conditions", "analysis", "history", "trafficRouter", "validation",
+    "shadow",
 })
 
 
@@ -186,6 +188,72 @@ class ValidationStatus:
                    message=d.get("message", ""), rows=d.get("rows"), checks=[dict(c) for c in d.get("checks", [])])
 
 
+COUNT_KEYS = (("agree", "agree"), ("disagree", "disagree"), ("both_right", "bothRight"),
+              ("stable_only", "stableOnly"), ("candidate_only", "candidateOnly"), ("both_wrong", "bothWrong"))
+
+
+def counts_to_dict(counts: PairedCounts) -> dict[str, float]:
+    return {key: getattr(counts, attr) for attr, key in COUNT_KEYS}
+
+
+def counts_from_dict(d: dict[str, Any] | None) -> PairedCounts:
+    d = d or {}
+    return PairedCounts(**{attr: float(d.get(key, 0.0)) for attr, key in COUNT_KEYS})
+
+
+@dataclass
+class ShadowStatus:
+    """The shadow stage of one candidate version (a `shadow` canary step).
+
+    stage: Pinning (the main Service is being narrowed to the stable version), Starting (the candidate's pods
+    start behind its own Service), Mirroring (the stable pods copy requests to it; looked at every interval),
+    Passed or Failed. pods: each candidate pod's last cumulative counts by uid; retired: the counts of pods gone
+    or restarted (their counters began again), so `total` never loses a pair the stage has seen.
+    """
+
+    version: str
+    stage: str
+    started_at: datetime
+    next_look_at: datetime | None = None
+    last_look_at: datetime | None = None
+    looks: int = 0
+    verdict: str | None = None
+    message: str = ""
+    results: list[MetricStatus] = field(default_factory=list)
+    pods: dict[str, PairedCounts] = field(default_factory=dict)
+    retired: PairedCounts = field(default_factory=PairedCounts)
+    state: dict[str, Any] = field(default_factory=dict)  # analysis.paired.PairedState, as JSON
+
+    @property
+    def total(self) -> PairedCounts:
+        parts = [self.retired, *self.pods.values()]
+        return PairedCounts(**{attr: sum(getattr(p, attr) for p in parts) for attr, _ in COUNT_KEYS})
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none({
+            "version": self.version, "stage": self.stage, "startedAt": format_time(self.started_at),
+            "nextLookAt": _opt_time(self.next_look_at), "lastLookAt": _opt_time(self.last_look_at),
+            "looks": self.looks, "verdict": self.verdict, "message": self.message,
+            "results": [r.to_dict() for r in self.results], "counts": counts_to_dict(self.total),
+            "pods": [{"uid": uid, **counts_to_dict(c)} for uid, c in self.pods.items()],
+            "retired": counts_to_dict(self.retired), "state": self.state,
+        })
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> ShadowStatus | None:
+        if not d:
+            return None
+        started = parse_time(d.get("startedAt"))
+        assert started is not None
+        return cls(
+            version=d["version"], stage=d["stage"], started_at=started, next_look_at=parse_time(d.get("nextLookAt")),
+            last_look_at=parse_time(d.get("lastLookAt")), looks=d.get("looks", 0), verdict=d.get("verdict"),
+            message=d.get("message", ""), results=[MetricStatus.from_dict(r) for r in d.get("results", [])],
+            pods={p["uid"]: counts_from_dict(p) for p in d.get("pods") or ()},
+            retired=counts_from_dict(d.get("retired")), state=dict(d.get("state") or {}),
+        )
+
+
 @dataclass
 class HistoryEntry:
     """A version that finished: Deployed/Promoted (became stable), RolledBack, Aborted, Superseded."""
@@ -228,6 +296,7 @@ class RolloutStatus:
     analysis: AnalysisStatus = field(default_factory=AnalysisStatus)
     history: list[HistoryEntry] = field(default_factory=list)
     validation: ValidationStatus | None = None  # the last validation gate run (spec.validation)
+    shadow: ShadowStatus | None = None  # the last shadow stage (a shadow canary step)
 
     @property
     def stable_version(self) -> str | None:
@@ -257,6 +326,7 @@ class RolloutStatus:
             "conditions": [c.to_dict() for c in self.conditions], "analysis": self.analysis.to_dict(),
             "history": [h.to_dict() for h in self.history],
             "validation": None if self.validation is None else self.validation.to_dict(),
+            "shadow": None if self.shadow is None else self.shadow.to_dict(),
         })
 
     @classmethod
@@ -278,6 +348,7 @@ class RolloutStatus:
             analysis=AnalysisStatus.from_dict(d.get("analysis")),
             history=[HistoryEntry.from_dict(h) for h in d.get("history", [])],
             validation=ValidationStatus.from_dict(d.get("validation")),
+            shadow=ShadowStatus.from_dict(d.get("shadow")),
         )
 
 

@@ -247,21 +247,24 @@ def test_settings_defaults_and_boundary() -> None:
     assert (both.boundary, both.alpha_share) == (0.02, 0.05)
 
 
+WHERE = r"^spec\.strategy\.canary\.steps\[0\]\.shadow\.analysis"  # the field the default `where` names
+
+
 @pytest.mark.parametrize(
     ("raw", "error"),
     [
-        ({}, r"^spec\.strategy\.shadow\.analysis: needs at least one of minAgreement, margin, minImprovement$"),
-        ({"margin": 0.01, "minImprovement": 0.01}, r"^spec\.strategy\.shadow\.analysis\.minImprovement: .*not both"),
-        ({"margin": -0.01}, r"^spec\.strategy\.shadow\.analysis\.margin: a share"),
-        ({"minAgreement": 1.0}, r"^spec\.strategy\.shadow\.analysis\.minAgreement: a share"),
-        ({"minAgreement": 0}, r"^spec\.strategy\.shadow\.analysis\.minAgreement: a share"),
-        ({"minImprovement": "1pt"}, r"^spec\.strategy\.shadow\.analysis\.minImprovement: expected a number"),
-        ({"margin": True}, r"^spec\.strategy\.shadow\.analysis\.margin: expected a number"),
-        ({"margin": 0.01, "minSamples": 0}, r"^spec\.strategy\.shadow\.analysis\.minSamples: must be a positive"),
-        ({"margin": 0.01, "minSamples": 2.5}, r"^spec\.strategy\.shadow\.analysis\.minSamples: must be a positive"),
-        ({"margin": 0.01, "alpha": 0.5}, r"^spec\.strategy\.shadow\.analysis\.alpha: must be between 0 and 0\.5"),
-        ({"margin": 0.01, "maxDisagreement": 0.1}, r"^spec\.strategy\.shadow\.analysis\.maxDisagreement: unknown"),
-        ([0.01], r"^spec\.strategy\.shadow\.analysis: expected an object$"),
+        ({}, WHERE + r": needs at least one of minAgreement, margin, minImprovement$"),
+        ({"margin": 0.01, "minImprovement": 0.01}, WHERE + r"\.minImprovement: .*not both"),
+        ({"margin": -0.01}, WHERE + r"\.margin: a share"),
+        ({"minAgreement": 1.0}, WHERE + r"\.minAgreement: a share"),
+        ({"minAgreement": 0}, WHERE + r"\.minAgreement: a share"),
+        ({"minImprovement": "1pt"}, WHERE + r"\.minImprovement: expected a number"),
+        ({"margin": True}, WHERE + r"\.margin: expected a number"),
+        ({"margin": 0.01, "minSamples": 0}, WHERE + r"\.minSamples: must be a positive"),
+        ({"margin": 0.01, "minSamples": 2.5}, WHERE + r"\.minSamples: must be a positive"),
+        ({"margin": 0.01, "alpha": 0.5}, WHERE + r"\.alpha: must be between 0 and 0\.5"),
+        ({"margin": 0.01, "maxDisagreement": 0.1}, WHERE + r"\.maxDisagreement: unknown"),
+        ([0.01], WHERE + r": expected an object$"),
     ],
 )
 def test_bad_settings_name_the_field(raw: object, error: str) -> None:

@@ -23,7 +23,7 @@ from modelrollout.core import (
     decide_from_dicts,
 )
 from modelrollout.core.commands import COMMAND_ANNOTATION, COMMAND_ID_ANNOTATION
-from modelrollout.core.observations import PodProblem, ValidationJobObservation
+from modelrollout.core.observations import PodProblem, ShadowObservation, ValidationJobObservation
 from modelrollout.core.phases import Phase
 from modelrollout.core.status import HistoryEntry, ModelRecord
 
@@ -110,11 +110,15 @@ class World:
     generation: int = 1
     pod_problems: dict[str, tuple[PodProblem, ...]] = field(default_factory=dict)  # by version
     validation: ValidationJobObservation | None = None  # the validation Job, as read back
+    mirror: dict[str, str] | None = None  # the mirror ConfigMap's data; None: it does not exist
 
-    def observe(self, analysis: AnalysisObservation | None = None) -> Observations:
+    def observe(self, analysis: AnalysisObservation | None = None,
+                shadow: ShadowObservation | None = None) -> Observations:
         return Observations(name="fraud", generation=self.generation, annotations=dict(self.annotations),
                             deployments=dict(self.deployments), selectors=copy.deepcopy(self.selectors),
-                            analysis=analysis, pod_problems=dict(self.pod_problems), validation=self.validation)
+                            analysis=analysis, pod_problems=dict(self.pod_problems), validation=self.validation,
+                            shadow=shadow, mirror=None if self.mirror is None else dict(self.mirror),
+                            namespace="ml")
 
     def apply(self, decision: Decision, pods_ready: bool = True) -> None:
         """Scale as decided; new pods become Ready at once unless pods_ready is False."""
@@ -128,6 +132,8 @@ class World:
                 available_replicas=ready_pods)
         if decision.deployments:  # as the adapter: Services are written once a version runs
             self.selectors.update({name: dict(sel) for name, sel in decision.selectors.items()})
+            if decision.mirror is not None:
+                self.mirror = dict(decision.mirror.data)
 
     def command(self, text: str, request_id: str) -> None:
         self.annotations.update({COMMAND_ANNOTATION: text, COMMAND_ID_ANNOTATION: request_id})
@@ -144,9 +150,9 @@ class Run:
     decisions: list[Decision] = field(default_factory=list)
 
     def tick(self, after: float = 0.0, analysis: AnalysisObservation | None = None,
-             pods_ready: bool = True) -> Decision:
+             pods_ready: bool = True, shadow: ShadowObservation | None = None) -> Decision:
         self.now += timedelta(seconds=after)
-        decision = decide(self.spec, self.status, self.world.observe(analysis), self.now)
+        decision = decide(self.spec, self.status, self.world.observe(analysis, shadow), self.now)
         self.world.apply(decision, pods_ready=pods_ready)
         self.status = copy.deepcopy(decision.status)
         self.decisions.append(decision)

@@ -10,6 +10,7 @@ At weight 25 with 4 replicas: 1 canary pod and 3 stable pods, all behind Service
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 from modelrollout.core.observations import Observations, RouteIntent, TrafficIntent, selector
 from modelrollout.core.spec import RolloutSpec
@@ -50,6 +51,8 @@ def pods(spec: RolloutSpec, traffic: TrafficIntent) -> dict[str, int]:
     """
     if traffic.stable is None:
         return {}
+    if traffic.shadow is not None:  # the stable version serves every user; the shadow runs beside it
+        return {traffic.stable: spec.replicas, traffic.shadow.version: traffic.shadow.pods}
     if traffic.canary is None:
         return {traffic.stable: spec.replicas}
     canary, stable = replicas_for_weight(spec.replicas, traffic.canary_weight)
@@ -57,17 +60,40 @@ def pods(spec: RolloutSpec, traffic: TrafficIntent) -> dict[str, int]:
 
 
 def selectors(spec: RolloutSpec, rollout: str, traffic: TrafficIntent) -> dict[str, Mapping[str, str]]:
+    """Every version behind the main Service; during a shadow stage the stable version alone, and the
+    shadow version behind its own Service <service>-shadow (which no user-facing route names).
+
+    >>> from modelrollout.core.observations import ShadowTraffic
+    >>> from modelrollout.core.spec import CanaryStrategy, ModelSpec, ServiceSpec
+    >>> spec = RolloutSpec(ModelSpec("m", "2", "u"), ServiceSpec("s"), CanaryStrategy(()))
+    >>> selectors(spec, "r", TrafficIntent("1", shadow=ShadowTraffic("2", 1)))["s-shadow"]
+    {'modelrollout.dev/rollout': 'r', 'modelrollout.dev/version': '2'}
+    """
+    if traffic.shadow is not None:
+        return {spec.service.name: selector(rollout, traffic.stable),
+                f"{spec.service.name}-shadow": selector(rollout, traffic.shadow.version)}
+    if traffic.pin_stable and traffic.stable is not None:
+        return {spec.service.name: selector(rollout, traffic.stable)}
     return {spec.service.name: selector(rollout, None)}
 
 
 def is_routed(spec: RolloutSpec, traffic: TrafficIntent, obs: Observations) -> bool:
-    """The Service selects every version, so the weight is whatever the Ready pods make it."""
-    return obs.selectors.get(spec.service.name) == selector(obs.name, None)
+    """The Service selects what `selectors` says: every version (the weight is whatever the Ready pods make
+    it), or during a shadow stage the stable version alone."""
+    wanted = selectors(spec, obs.name, traffic)
+    return all(obs.selectors.get(name) == sel for name, sel in wanted.items())
 
 
 def routable(spec: RolloutSpec, traffic: TrafficIntent, obs: Observations) -> TrafficIntent:
-    """Pods are the weight here, so whatever runs is routable."""
-    return traffic
+    """Pods are the weight here, so whatever runs is routable; but a main Service narrowed to the stable
+    version stays so while a version without traffic still has pods (a shadow candidate rolled back), so
+    they never become endpoints of the user-facing Service on their way out."""
+    if traffic.shadow is not None or traffic.canary is not None or traffic.stable is None:
+        return traffic
+    narrowed = obs.selectors.get(spec.service.name) == selector(obs.name, traffic.stable)
+    leaving = any(v != traffic.stable and (d.replicas > 0 or d.ready_replicas > 0)
+                  for v, d in obs.deployments.items())
+    return replace(traffic, pin_stable=True) if narrowed and leaving else traffic
 
 
 def route(spec: RolloutSpec, traffic: TrafficIntent, obs: Observations) -> RouteIntent | None:
