@@ -46,6 +46,18 @@ def wait_until(
         time.sleep(interval)
 
 
+def holds(probe: Callable[[], bool], seconds: float, what: str, interval: float = 0.2) -> None:
+    """Assert that `probe` stays true for `seconds` (checked every `interval`): that something does
+    *not* happen, where a single look after a sleep would miss a change that came and went."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if not probe():
+            raise AssertionError(f"{what} did not hold for {seconds:.0f}s")
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(interval)
+
+
 def load_manifests(source: str | Path) -> list[dict[str, Any]]:
     text = Path(source).read_text() if isinstance(source, Path) else source
     return [doc for doc in yaml.safe_load_all(text) if doc]

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from localcluster.testing import wait_until
+from localcluster.testing import holds, wait_until
 from tests.conftest import ClusterHandle
 from tests.e2e.rollouts import OperatorProcess, Scenario, Traffic, make_rollout
 
@@ -119,7 +119,7 @@ def test_failing_scrapes_hold_the_rollout_without_promoting_or_rolling_back(
         s.apply(make_rollout(s.name, "2", models["models"]["lr"], model_store, steps=steps, analysis=analysis,
                              env={"MODELSERVER_CHAOS_METRICS_HANG": "1"}))
         paused = s.wait_phase("Paused", 90, check=lambda st: _never_decided(st))
-        time.sleep(6)  # and it stays put
+        holds(lambda: s.status()["phase"] == "Paused", 6, "the blind canary stays paused")  # and it stays put
         after = s.status()
     assert paused["reason"] == "Inconclusive" and "inconclusive" in paused["message"].lower(), paused
     _never_decided(after)

@@ -8,7 +8,7 @@ from typing import Any
 import kubernetes
 import pytest
 
-from localcluster.testing import wait_until
+from localcluster.testing import holds, wait_until
 from tests.conftest import ClusterHandle
 from tests.e2e.rollouts import OperatorProcess, Scenario, Traffic, make_rollout
 
@@ -34,8 +34,8 @@ def test_blue_green_waits_for_promote_then_switches_without_a_failed_request(
         paused = s.wait_phase("Paused", 90)
         assert _selector(s, "bg")["modelrollout.dev/version"] == "1"
         assert _selector(s, "bg-preview")["modelrollout.dev/version"] == "2"
-        time.sleep(3)  # it really waits
-        assert s.status()["phase"] == "Paused" and traffic.stats.by_version["2"].ok == 0
+        holds(lambda: s.status()["phase"] == "Paused" and traffic.stats.by_version["2"].ok == 0, 3,
+              "paused with no user answered by the preview")  # it really waits
         s.command("promote")
         s.wait_phase("Healthy", 60)
         wait_until(lambda: _selector(s, "bg")["modelrollout.dev/version"] == "2", 10, "switch")
@@ -59,7 +59,7 @@ def test_operator_killed_mid_canary_finishes_without_repeating_or_skipping(
         s.apply(make_rollout(s.name, "2", models["models"]["lr"], model_store, steps=steps, analysis=ANALYSIS))
         wait_until(lambda: s.status().get("desiredWeight") == 50, 120, "the 50% step", describe=s.describe)
         operator.kill()
-        time.sleep(3)
+        time.sleep(3)  # down for a while, as a crashed operator pod is until it is rescheduled
         operator.start()
 
         def healthy() -> bool:
@@ -87,16 +87,15 @@ def test_abort_retry_pause_resume_and_undo(
         wait_until(lambda: s.status().get("currentStepIndex") == 1, 90, "the manual pause step")
         s.command("abort")
         aborted = s.wait_phase("RolledBack", 30)
-        time.sleep(3)
-        assert s.status()["phase"] == "RolledBack", "an aborted rollout stays put"
+        holds(lambda: s.status()["phase"] == "RolledBack", 3, "an aborted rollout stays put")
         assert "retry" in aborted["message"].lower(), aborted["message"]
         s.command("retry")
         wait_until(lambda: s.status().get("phase") == "Progressing", 30, "retry restarts the canary")
         s.command("pause")
         wait_until(lambda: s.status().get("phase") == "Paused", 30, "pause")
         step = s.status().get("currentStepIndex")
-        time.sleep(3)
-        assert s.status()["currentStepIndex"] == step and s.status()["phase"] == "Paused"
+        holds(lambda: s.status()["currentStepIndex"] == step and s.status()["phase"] == "Paused", 3,
+              "a paused rollout stays at its step")
         s.command("resume")
         wait_until(lambda: s.status().get("reason") == "StepPause", 60, "resume, up to the step `pause: {}`")
         s.command("promote")
