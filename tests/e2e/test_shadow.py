@@ -95,14 +95,20 @@ def first_answer_at(traffic: Traffic, version: str) -> datetime | None:
     return None if not times else datetime.fromtimestamp(min(times) + offset, UTC)
 
 
+def serving_version_1(cluster: ClusterHandle, namespace: str, models: dict[str, Any],
+                      model_store: str) -> tuple[Scenario, dict[str, int]]:
+    """Version 1 (logistic regression) Healthy on 2 pods; with its pods' restart counts."""
+    s = Scenario(cluster, namespace, "fraud")
+    s.apply(make_rollout(s.name, "1", models["models"]["lr"], model_store, replicas=2, steps=STABLE_STEPS))
+    s.wait_phase("Healthy", 90)
+    return s, restarts(s, "1")
+
+
 def test_a_good_candidate_runs_in_the_shadow_unseen_then_is_promoted(
         cluster: ClusterHandle, namespace: str, operator: OperatorProcess, models: dict[str, Any],
         model_store: str) -> None:
     # Given version 1 (logistic regression) serving continuous traffic with labels
-    s = Scenario(cluster, namespace, "fraud")
-    s.apply(make_rollout(s.name, "1", models["models"]["lr"], model_store, replicas=2, steps=STABLE_STEPS))
-    s.wait_phase("Healthy", 90)
-    before = restarts(s, "1")
+    s, before = serving_version_1(cluster, namespace, models, model_store)
     with Traffic(s.service_url(), "fraud", models["holdout"], burst=1) as traffic:
         # When version 2 (a random forest, 2 points better) runs in the shadow of version 1
         s.apply(shadowed(s, "2", models["models"]["rf"], model_store, {"minAgreement": 0.9, "margin": 0.03}))
@@ -130,10 +136,7 @@ def test_a_worse_candidate_is_rolled_back_on_the_paired_test_and_no_stable_pod_r
         cluster: ClusterHandle, namespace: str, operator: OperatorProcess, models: dict[str, Any],
         model_store: str) -> None:
     # Given version 1 serving continuous traffic with labels
-    s = Scenario(cluster, namespace, "fraud")
-    s.apply(make_rollout(s.name, "1", models["models"]["lr"], model_store, replicas=2, steps=STABLE_STEPS))
-    s.wait_phase("Healthy", 90)
-    before = restarts(s, "1")
+    s, before = serving_version_1(cluster, namespace, models, model_store)
     assert mirror_percents(s, "1") == [0.0, 0.0]  # the optional ConfigMap does not exist yet: off
     with Traffic(s.service_url(), "fraud", models["holdout"], burst=1) as traffic:
         # When a candidate 10 points less accurate (lr-biased) runs in the shadow
