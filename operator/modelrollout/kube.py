@@ -132,6 +132,15 @@ class KubeAdapter:
         # Both versions' Deployments may be created in one tick, in two threads: one key, not two.
         self._feedback_key_lock = threading.Lock()
 
+    def _get_or_none(self, what: str, namespace: str, read: Any, name: str) -> Any:
+        """`read(name, namespace)` through _call; None when the object does not exist (404)."""
+        try:
+            return self._call("get", what, namespace, read, name, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            return None
+
     def _call(self, verb: str, what: str, namespace: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         started = time.monotonic()
         try:
@@ -257,12 +266,7 @@ class KubeAdapter:
     def _ensure_feedback_key(self, rollout: dict[str, Any]) -> None:
         ns, name = rollout["metadata"]["namespace"], rollout["metadata"]["name"]
         secret_name = workloads.feedback_key_secret_name(name)
-        try:
-            current = self._call("get", "secrets", ns, self.core.read_namespaced_secret, secret_name, ns)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            current = None
+        current = self._get_or_none("secrets", ns, self.core.read_namespaced_secret, secret_name)
         if current is None:
             self._apply("secrets", ns, self.core.patch_namespaced_secret, workloads.feedback_key_secret(rollout),
                         force=False, creates=True)
@@ -277,11 +281,8 @@ class KubeAdapter:
         another owner holds is a conflict, never overwritten."""
         namespace, rollout_name = rollout["metadata"]["namespace"], rollout["metadata"]["name"]
         name = workloads.mirror_config_map_name(rollout_name)
-        try:
-            found = self._call("get", "configmaps", namespace, self.core.read_namespaced_config_map, name, namespace)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        found = self._get_or_none("configmaps", namespace, self.core.read_namespaced_config_map, name)
+        if found is None:
             return None
         owners = {ref.uid for ref in found.metadata.owner_references or ()}
         if rollout["metadata"]["uid"] not in owners:
@@ -435,11 +436,8 @@ class KubeAdapter:
                 raise
 
     def observe_validation_job(self, namespace: str, name: str) -> ValidationJobObservation:
-        try:
-            job = self._call("get", "jobs.batch", namespace, self.batch.read_namespaced_job, name, namespace)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        job = self._get_or_none("jobs.batch", namespace, self.batch.read_namespaced_job, name)
+        if job is None:
             return validationjob.job_observation(name, None, [])
         pods = self._call("list", "pods", namespace, self.core.list_namespaced_pod, namespace,
                           label_selector=f"job-name={name}").items
