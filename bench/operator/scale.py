@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes
-from run import GROUP, PLURAL, ROOT, VERSION, Series, cpu_seconds, free_port, histograms
+from run import GROUP, PLURAL, ROOT, VERSION, Series, breakdown, cpu_seconds, free_port, histograms
 
 from localcluster import netns
 from localcluster.cluster import LocalCluster
@@ -144,9 +144,9 @@ class StatusWatch:
                 self.stop.wait(0.5)
 
 
-def interpolated(before: dict[str, float], after: dict[str, float], q: float) -> float | None:
+def interpolated(before: dict[str, float], after: dict[str, float], q: float) -> float | str | None:
     """Prometheus's histogram_quantile over this phase's observations (linear within a bucket); None
-    without observations; the highest finite bound when the quantile lies in +Inf."""
+    without observations; "> <highest finite bound>" when the quantile lies in +Inf."""
     total = after.get("_count", 0) - before.get("_count", 0)
     if total <= 0:
         return None
@@ -156,7 +156,7 @@ def interpolated(before: dict[str, float], after: dict[str, float], q: float) ->
         count = after[le] - before.get(le, 0)
         if count >= q * total:
             if le == "+Inf":
-                return low
+                return f"> {low:g}"
             return round(low + (float(le) - low) * (q * total - below) / max(count - below, 1e-9), 3)
         low, below = float(le), count
     return None
@@ -197,7 +197,8 @@ class Measured:
                 "tick_lateness_p99": interpolated(late_b, late_a, 0.99),
                 "ticks": int(rec_a.get("_count", 0) - rec_b.get("_count", 0)),
                 "reconcile_p50": interpolated(rec_b, rec_a, 0.5), "reconcile_p99": interpolated(rec_b, rec_a, 0.99),
-                "api_requests": int(calls), "api_requests_per_rollout_minute": round(calls / self.n / wall * 60, 2)}
+                "api_requests": int(calls), "api_requests_per_rollout_minute": round(calls / self.n / wall * 60, 2),
+                "where_the_time_goes": breakdown(self.before, after)}
 
 
 class Profile:
@@ -273,6 +274,8 @@ def run(n: int, nodes: int, cache: bool, steady: float, workdir: Path, profile: 
         sampled = Profile(profile, operator.pid, f"{tag}-create")
         result["create"] = phase(crs, watch, rollouts, "1", create, metrics, operator.pid, timeout)
         sampled.done()
+        # A long run's first part, printed at once: it may have to be cut before the second ends.
+        print(json.dumps({"rollouts": n, "watch_cache": cache, "create": result["create"]}), flush=True)
         quiet, sampled = Measured(metrics, operator.pid, n), Profile(profile, operator.pid, f"{tag}-settled")
         stop.wait(steady)  # a settled minute: only the idle looks and the timers' own cost
         result["settled"] = quiet.result()
