@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export MODELROLLOUT_CACHE ?= $(HOME)/.cache/modelrollout
 PYTEST_ARGS ?=
 
-.PHONY: help venv k8s-bins k8s-openapi crd prom-bins gateway-bins mlserver-bins kserve-bins lint test test-unit test-e2e chaos soak demo cluster-up cluster-down cluster-shell bench-serving bench-decisions bench-reconcile images kind-up kind-e2e kind-down clean
+.PHONY: help venv k8s-bins k8s-openapi crd prom-bins gateway-bins mlserver-bins kserve-bins lint test test-unit test-e2e chaos soak demo cluster-up cluster-down cluster-shell bench-serving bench-decisions bench-reconcile bench-operator kwok-bins images kind-up kind-e2e kind-down clean
 
 help:
 	@echo "make demo        - the main job on the built-in local cluster"
@@ -114,6 +114,16 @@ bench-decisions: venv
 # Reconcile latency with many rollouts in one operator (N=30 real serving pods by default; BENCH_ARGS=--rollouts N).
 bench-reconcile: venv k8s-bins
 	hack/in-netns $(BIN)/python bench/operator/run.py $(BENCH_ARGS)
+
+# kwok (fake Nodes and Pods, no processes) from Go modules, cached under $(MODELROLLOUT_CACHE)/kwok-<version>.
+kwok-bins:
+	@hack/build-kwok.sh >/dev/null
+
+# The operator at scale: N ModelRollouts (50, 200, 500, 1000) on kwok's simulated nodes and pods, one metrics
+# simulator answering every pod IP, with and without --watch-cache; one JSON line per run
+# (BENCH_ARGS="--rollouts 20 --watch-cache on" for a short one). Numbers: docs/benchmarks.md.
+bench-operator: venv k8s-bins kwok-bins
+	hack/in-netns $(BIN)/python bench/operator/scale.py $(BENCH_ARGS)
 
 # The kind path, for machines with a Docker engine (it cannot run where this project is built).
 images:

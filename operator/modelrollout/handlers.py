@@ -34,6 +34,18 @@ WATCH_CACHE = False  # set by main from --watch-cache (experimental, see kubecac
 API_WORKERS = 32  # blocking Kubernetes calls in flight at once (a tick makes about five)
 
 
+class _QuietTimerSuccess(logging.Filter):
+    """kopf logs every successful handler run at INFO. For the reconcile timer that is a line per rollout
+    per second that says nothing (1,000 lines a second at 1,000 rollouts, a sixth of a settled
+    operator's CPU in make bench-operator); its failures and the rollouts' events are still logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != "Timer 'reconcile' succeeded."
+
+
+_QUIET_TIMER = _QuietTimerSuccess()  # one instance: addFilter() on a restart keeps a single copy
+
+
 @kopf.on.startup(id="configure")
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # Our own prefix and finalizer from day one: changing them later makes kopf see every object anew.
@@ -46,6 +58,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.client_timeout = 150
     settings.watching.connect_timeout = 10
     settings.posting.level = logging.WARNING
+    logging.getLogger("kopf.objects").addFilter(_QUIET_TIMER)
     # Blocking client calls run through asyncio.to_thread, i.e. the loop's default executor, which
     # is sized by the CPU count (6 threads on 2 cores): 30 rollouts ticking together queued there
     # for seconds while the operator used little CPU. Size it, and the connection pool, for I/O.
@@ -78,10 +91,13 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 @kopf.timer(GROUP, VERSION, PLURAL, id="reconcile", interval=TICK_SECONDS, initial_delay=0.0)
 async def reconcile_timer(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     ctx: Context = memo.ctx
-    raw = copy.deepcopy(dict(body))
     now = dt.datetime.now(dt.UTC)
-    if not is_due(ctx, raw, now):
+    # is_due only reads, so the tick's own copy is made only for a tick that runs: this timer fires for
+    # every rollout every second, nearly always not due, and the copy of a body with its analysis state
+    # was a fifth of the operator's CPU with 50 rollouts in canary (make bench-operator).
+    if not is_due(ctx, dict(body), now):
         return
+    raw = copy.deepcopy(dict(body))
     started = time.monotonic()
     try:
         decision = await tick(ctx, raw, now)

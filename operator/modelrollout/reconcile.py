@@ -280,6 +280,7 @@ async def tick(ctx: Context, body: dict[str, Any], now: datetime) -> Decision:
     if decision.status.phase is not None and decision.status.phase.value not in IN_FLIGHT:
         ctx.source.forget(rollout_key(body))
     await act(ctx, body, spec, decision)
+    opmetrics.observe_tick_lateness(ctx.next_tick.get(body["metadata"]["uid"]), now, dt.datetime.now(dt.UTC))
     ctx.next_tick[body["metadata"]["uid"]] = decision.next_tick_at
     opmetrics.record_decision(body, decision)
     return decision

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -20,7 +21,7 @@ def test_operator_metrics_are_documented() -> None:
     docs = (ROOT / "docs" / "metrics.md").read_text()
     exported = [m for m in vars(opmetrics).values() if isinstance(m, Counter | Gauge | Histogram)]
     names = {family.name for metric in exported for family in metric.describe()}
-    assert len(names) == 11
+    assert len(names) == 12
     for name in names:
         assert f"`{name}" in docs, name
 
@@ -32,3 +33,20 @@ def test_weights_are_exported_as_ratios() -> None:
     assert opmetrics.DESIRED_WEIGHT.labels("ns", "r")._value.get() == 0.25
     assert opmetrics.EFFECTIVE_WEIGHT.labels("ns", "r")._value.get() == 0.235
     opmetrics.forget("ns", "r")
+
+
+def _lateness() -> tuple[float, float]:
+    samples = {s.name: s.value for s in opmetrics.TICK_LATENESS_SECONDS.collect()[0].samples}
+    return samples["modelrollout_tick_lateness_seconds_count"], samples["modelrollout_tick_lateness_seconds_sum"]
+
+
+def test_tick_lateness_counts_scheduled_ticks_from_their_due_time_to_the_status_write() -> None:
+    due = datetime(2026, 12, 7, 12, 0, 0, tzinfo=UTC)
+    count, total = _lateness()
+    # Woken by its wake-up time, started 0.8 s late, status written 0.4 s later: 1.2 s late.
+    opmetrics.observe_tick_lateness(due, due + timedelta(seconds=0.8), due + timedelta(seconds=1.2))
+    assert _lateness() == pytest.approx((count + 1, total + 1.2))
+    # Started before its wake-up time (a spec change woke it) or with none (first tick after a restart).
+    opmetrics.observe_tick_lateness(due, due - timedelta(seconds=5), due - timedelta(seconds=4))
+    opmetrics.observe_tick_lateness(None, due, due + timedelta(seconds=1))
+    assert _lateness() == pytest.approx((count + 1, total + 1.2))
