@@ -75,8 +75,12 @@ test-unit: venv k8s-openapi
 test-e2e: venv k8s-bins prom-bins gateway-bins mlserver-bins kserve-bins
 	hack/in-netns $(BIN)/pytest -m e2e $(PYTEST_ARGS)
 
+# Every test, in SHARDS pytest processes side by side, each with its own namespace and local cluster
+# (hack/run-shards; tests/sharding.py deals whole files out by the seconds in tests/durations.json).
+# SHARDS=1 runs them in one process, as before.
+SHARDS ?= 2
 test: venv k8s-bins k8s-openapi prom-bins gateway-bins mlserver-bins kserve-bins lint
-	hack/in-netns $(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/python hack/run-shards $(SHARDS) $(PYTEST_ARGS)
 
 # The operator SIGKILLed at 20 seeded random moments across canary, blue-green and rollback under traffic
 # (make test runs a 3-kill version). CHAOS_SEED=<printed seed> replays a run.
