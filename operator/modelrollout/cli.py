@@ -307,7 +307,8 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--context", help="kubeconfig context")
     parser = argparse.ArgumentParser(prog="kubectl modelrollout", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Not `required`: argparse would then report a missing COMMAND before an unknown flag (main).
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("list", parents=[common], help="list rollouts")
     p.add_argument("-A", "--all-namespaces", action="store_true", help="in every namespace")
     p.add_argument("-o", "--output", choices=("wide", "json", "yaml"))
@@ -341,7 +342,12 @@ HANDLERS = {"list": cmd_list, "get": cmd_get, "status": cmd_status, "set": cmd_s
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # named first: `--bogus` alone is a bad flag, not a missing command
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command is None:
+        parser.error("the following arguments are required: COMMAND (see --help)")
     if args.command == "version":
         print(f"kubectl-modelrollout {_version()}")
         return
@@ -350,7 +356,8 @@ def main(argv: list[str] | None = None) -> None:
     except kubernetes.config.ConfigException as exc:
         sys.exit(f"error: no usable kubeconfig ({first_line(exc)}); set --kubeconfig, KUBECONFIG or --context")
     except urllib3.exceptions.MaxRetryError as exc:
-        sys.exit(f"error: cannot reach the API server at {exc.pool.host}:{exc.pool.port} ({first_line(exc.reason)})")
+        sys.exit(f"error: cannot reach the API server at {exc.pool.host}:{exc.pool.port} ({first_line(exc.reason)});"
+                 " is the cluster running, and does the kubeconfig's context (--context) point at it?")
     except ValueError as exc:
         sys.exit(f"error: {exc}")
     except KeyboardInterrupt:  # the way to leave --watch; nothing to report

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from kubernetes.client import ApiException
 
@@ -45,6 +46,8 @@ from modelrollout.podstates import pod_problems
 from modelrollout.sources import MetricSource, PrometheusAccess, ScrapeRequest
 from modelrollout.sources.shadowpairs import read_shadow_pairs
 
+T = TypeVar("T")
+
 log = logging.getLogger(__name__)
 OWN_STATUS_KEYS_EXCLUDED = ("kopf",)  # kopf keeps its own bookkeeping in status
 IN_FLIGHT = (Phase.PROGRESSING.value, Phase.PAUSED.value, Phase.PROMOTING.value)
@@ -71,8 +74,8 @@ async def gather(ctx: Context, body: dict[str, Any], spec: RolloutSpec, pods: li
     ns, name = meta["namespace"], meta["name"]
     services = strategy_for(spec).entry_services(spec)
     deployments, selectors, problems, route, validation, mirror = await asyncio.gather(
-        blocking.run(ctx.kube.observe_deployments, ns, name),
-        asyncio.gather(*(blocking.run(ctx.kube.service_selector, body, service) for service in services)),
+        _read(ctx, KubeAdapter.observe_deployments, ns, name),
+        asyncio.gather(*(_read(ctx, KubeAdapter.service_selector, body, service) for service in services)),
         pod_problems(pods, spec.serving.port),
         _route(ctx, ns, spec),
         _validation_job(ctx, ns, body),
@@ -82,6 +85,11 @@ async def gather(ctx: Context, body: dict[str, Any], spec: RolloutSpec, pods: li
     return Observations(name=name, generation=meta.get("generation", 0), annotations=dict(meta.get("annotations")
                         or {}), deployments=deployments, selectors=seen, pod_problems=problems, route=route,
                         validation=validation, mirror=mirror, namespace=ns)
+
+
+async def _read(ctx: Context, fn: Callable[..., T], *args: Any) -> T:
+    """A read the watch cache answers on the event loop, or the API in a worker thread."""
+    return await blocking.read(ctx.kube, ctx.kube.cache_view, fn, *args)
 
 
 async def _mirror_config(ctx: Context, body: dict[str, Any], spec: RolloutSpec) -> dict[str, str] | None:
@@ -250,7 +258,7 @@ async def _decide(ctx: Context, body: dict[str, Any], spec: RolloutSpec, status:
     decide once."""
     meta = body["metadata"]
     # One list of the rollout's pods per tick serves both the pod problems and the metric source.
-    pods = await blocking.run(ctx.kube.pod_states, meta["namespace"], meta["name"])
+    pods = await _read(ctx, KubeAdapter.pod_states, meta["namespace"], meta["name"])
     measure = (analyse(ctx, body, spec, status, pods) if needs_analysis(spec, status, now)
                else _prime_baseline(ctx, body, spec, status, pods))
     shadow = _shadow_look(spec, status, pods) if needs_shadow_look(spec, status, now) else _nothing()
