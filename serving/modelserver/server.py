@@ -77,7 +77,8 @@ class ModelServer:
         s = self.settings
         # aiohttp drains the unread rest of a refused body (413, 408) before closing, 10 s by default: a
         # trickling client gets no longer for that than for sending a body at all.
-        self._runner = JsonErrorsRunner(self.app, access_log=None, shutdown_timeout=s.shutdown_timeout_s,
+        self._runner = JsonErrorsRunner(self.app, s.header_read_timeout_s, access_log=None,
+                                        shutdown_timeout=s.shutdown_timeout_s,
                                      keepalive_timeout=s.idle_timeout_s,
                                      lingering_time=min(10.0, s.body_read_timeout_s))
         await self._runner.setup()

@@ -35,8 +35,11 @@ class Settings:
     max_rows: int = 10_000  # rows in one request
     # A client must send its whole body within this, so slow clients cannot pile up open connections.
     body_read_timeout_s: float = 30.0
-    # Closes a connection that sits idle, or never finishes its headers, this long. Above the common load
-    # balancers' backend idle timeouts (GCP 600 s, AWS ALB 60 s) so that they, not we, close idle ones.
+    # A request's headers must all arrive within this from its first byte (408): without it a client
+    # trickling header lines held its connection for the whole idle timeout.
+    header_read_timeout_s: float = 10.0
+    # Closes a connection that sits idle this long. Above the common load balancers' backend idle
+    # timeouts (GCP 600 s, AWS ALB 60 s) so that they, not we, close idle ones.
     idle_timeout_s: float = 620.0
     fast_path: bool = True  # direct predict for linear and forest classifiers, verified at load
     batching: str = "auto"  # auto: batch when one predict() costs more than batch_threshold_ms
@@ -84,8 +87,9 @@ _ENV: dict[str, tuple[str, str]] = {
     "max_body_bytes": ("MODELSERVER_MAX_BODY_BYTES", "largest request body accepted (413 above)"),
     "max_rows": ("MODELSERVER_MAX_ROWS", "most rows in one request"),
     "body_read_timeout_s": ("MODELSERVER_BODY_READ_TIMEOUT_S", "seconds a client has to send its body (408)"),
-    "idle_timeout_s": ("MODELSERVER_IDLE_TIMEOUT_S", "seconds before closing a connection that is idle "
-                                                     "or has not finished its headers"),
+    "header_read_timeout_s": ("MODELSERVER_HEADER_READ_TIMEOUT_S", "seconds a client has to send a request's "
+                                                                   "headers from its first byte (408)"),
+    "idle_timeout_s": ("MODELSERVER_IDLE_TIMEOUT_S", "seconds before closing a connection that is idle"),
     "fast_path": ("MODELSERVER_FAST_PATH", "direct predict for linear/forest classifiers, verified at load"),
     "batching": ("MODELSERVER_BATCHING", "adaptive batching: auto, on or off"),
     "batch_threshold_ms": ("MODELSERVER_BATCH_THRESHOLD_MS", "auto batching when predict() costs more"),
@@ -188,6 +192,7 @@ def settings_problem(s: Settings) -> str | None:
         return "max batch rows, max rows and feedback store size must be positive"
     if s.mirror_queue_size < 1 or s.mirror_workers < 1 or not s.mirror_timeout_s > 0:
         return "MODELSERVER_MIRROR_QUEUE_SIZE, _WORKERS and _TIMEOUT_S must be positive"
-    if s.body_read_timeout_s <= 0 or s.idle_timeout_s <= 0:
-        return "MODELSERVER_BODY_READ_TIMEOUT_S and MODELSERVER_IDLE_TIMEOUT_S must be positive"
+    if s.body_read_timeout_s <= 0 or s.idle_timeout_s <= 0 or s.header_read_timeout_s <= 0:
+        return ("MODELSERVER_BODY_READ_TIMEOUT_S, MODELSERVER_HEADER_READ_TIMEOUT_S and MODELSERVER_IDLE_TIMEOUT_S "
+                "must be positive")
     return None
