@@ -21,6 +21,9 @@ def main(argv: Sequence[str] | None = None,
 
     A model that fails to load does not end the process: the server stays live and unready, retries
     what may heal (a missing or unreadable file), and reports the reason in its log and metrics.
+
+    `make_server` builds the server from the settings; only the tests' fault-injecting wrapper
+    (serving/modelserver_testing) passes another.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["validate"]:

@@ -60,7 +60,8 @@ class ModelServer:
     def __init__(self, settings: Settings, plane: DataPlane | None = None) -> None:
         """`plane`: a data plane built by the caller (the test-only fault injection wraps the real one)."""
         self.settings = settings
-        self.plane = plane or DataPlane(settings, ServerMetrics(settings.model_name, settings.model_version))
+        self.plane = plane if plane is not None else DataPlane(settings, ServerMetrics(settings.model_name,
+                                                                                 settings.model_version))
         self.mirror = Mirror(settings, self.plane.metrics)
         self.app = build_app(self.plane, self.mirror)
         self.port = settings.port
