@@ -65,10 +65,6 @@ class Settings:
     shutdown_timeout_s: float = 25.0
     load_retry_max_s: float = 60.0
     log_level: str = "INFO"
-    chaos_error_rate: float = 0.0
-    chaos_latency_ms: float = 0.0
-    chaos_metrics_hang: bool = False
-    chaos_seed: int | None = None
 
 
 # field -> (environment variable, help)
@@ -108,10 +104,6 @@ _ENV: dict[str, tuple[str, str]] = {
     "shutdown_timeout_s": ("MODELSERVER_SHUTDOWN_TIMEOUT_S", "longest wait for in-flight requests"),
     "load_retry_max_s": ("MODELSERVER_LOAD_RETRY_MAX_S", "longest pause between model fetch retries"),
     "log_level": ("MODELSERVER_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
-    "chaos_error_rate": ("MODELSERVER_CHAOS_ERROR_RATE", "TESTING ONLY: fraction of inferences answered 500"),
-    "chaos_latency_ms": ("MODELSERVER_CHAOS_LATENCY_MS", "TESTING ONLY: extra latency per inference"),
-    "chaos_metrics_hang": ("MODELSERVER_CHAOS_METRICS_HANG", "TESTING ONLY: /metrics never answers"),
-    "chaos_seed": ("MODELSERVER_CHAOS_SEED", "TESTING ONLY: seed for the chaos error draw"),
 }
 
 
@@ -184,8 +176,6 @@ def settings_problem(s: Settings) -> str | None:
     """The first inconsistency in `s`, or None."""
     if s.batching not in BATCHING_MODES:
         return f"batching must be one of {BATCHING_MODES}, not {s.batching!r}"
-    if not 0.0 <= s.chaos_error_rate <= 1.0:
-        return "MODELSERVER_CHAOS_ERROR_RATE must be between 0 and 1"
     if s.model_digest and not s.model_digest.startswith("sha256:"):
         return "MODEL_DIGEST must look like sha256:<hex>"
     if s.max_batch_rows < 1 or s.max_rows < 1 or s.feedback_store_size < 1:
