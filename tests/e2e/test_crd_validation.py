@@ -439,8 +439,8 @@ INVALID_SHADOW = [
      "spec.strategy.canary.steps[0].shadow: needs this project's model server"),
 ]
 AB = {"abTest": {"weight": 50}}
-# An A/B experiment needs spec.analysis (guard-rails, the scrape), feedback labels for its accuracy goal and the
-# replicas router; the parser refuses the same (tests/unit/core/test_abtest_strategy.py).
+# An A/B experiment needs spec.analysis (guard-rails, the scrape), the feedback counters of this project's server
+# scraped from its pods for its accuracy goal, and the replicas router; the parser refuses the same.
 INVALID_AB_TEST = [
     ("an A/B weight of 0", make_rollout(strategy={"abTest": {"weight": 0}}), "spec.strategy.abTest.weight"),
     ("an A/B weight of 100", make_rollout(strategy={"abTest": {"weight": 100}}), "spec.strategy.abTest.weight"),
@@ -460,6 +460,8 @@ INVALID_AB_TEST = [
     ("an A/B accuracy goal on another server", make_rollout(strategy=AB, serving={
         "image": "mlserver:1.7.1", "metrics": {"preset": "mlserver"}}, analysis={"metrics": [ERROR_RATE]}),
      "spec.strategy.abTest.goal: accuracy needs this project's model server"),
+    ("an A/B experiment on the Prometheus source", make_rollout(strategy=AB, analysis=_queries(
+        feedbackCorrect=COUNT, feedbackIncorrect=COUNT)), "spec.strategy.abTest.goal: accuracy needs"),
 ]
 SPEC_CASES = INVALID + INVALID_CHECKS + INVALID_KUBERNETES_TYPES + INVALID_SHADOW + INVALID_AB_TEST
 

@@ -110,8 +110,8 @@ def arm_increment(counts: VersionCounts | None) -> ArmTotals:
     """
     if counts is None:
         return ArmTotals()
-    correct = max(counts.feedback_correct, 0.0)
-    return ArmTotals(correct + max(counts.feedback_incorrect, 0.0), correct, correct)
+    correct = float(max(counts.feedback_correct, 0.0))
+    return ArmTotals(correct + float(max(counts.feedback_incorrect, 0.0)), correct, correct)
 
 
 def _experiment(change: Change, spec: RolloutSpec, strategy: ABTestStrategy, obs: Observations,
@@ -119,6 +119,7 @@ def _experiment(change: Change, spec: RolloutSpec, strategy: ABTestStrategy, obs
     st = change.status
     assert st.canary_model is not None
     version = st.canary_model.version
+    st.desired_weight = strategy.weight  # what `kubectl get` shows beside the measured share
     pods = router.pods(spec, traffic(spec, st))
     wanted = pods.get(version, 0)
     if st.ab_test is None or st.ab_test.version != version or (

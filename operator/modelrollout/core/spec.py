@@ -320,14 +320,14 @@ def _check_shadow_fits(strategy: CanaryStrategy | BlueGreenStrategy | ABTestStra
 
 def check_ab_test_fits(serving: ServingSpec, analysis: AnalysisConfig | None) -> None:
     """As at admission: an A/B experiment's arms are counted by the analysis scrape (so spec.analysis is
-    required), its accuracy goal from feedback labels (this project's server, or a feedbackCorrect query)."""
+    required), its accuracy goal from the feedback counters the pods of this project's server expose (the
+    Prometheus source asks for feedback only for an accuracy metric: not supported with abTest yet)."""
     if analysis is None:
         raise ValueError("spec.analysis: required with spec.strategy.abTest (its guard-rails; its scrape counts "
                          "the arms)")
-    queries = analysis.prometheus.queries if analysis.prometheus else {}
-    if not serving.metrics.is_own_server and "feedbackCorrect" not in queries:
+    if not serving.metrics.is_own_server or analysis.prometheus is not None:
         raise ValueError("spec.strategy.abTest.goal: accuracy needs this project's model server (spec.serving.metrics "
-                         "preset modelserver, no explicit names) or spec.analysis.prometheus.queries.feedbackCorrect")
+                         "preset modelserver, no explicit names), scraped from its pods (spec.analysis.source pods)")
 
 
 def _check_rising(steps: tuple[CanaryStep, ...]) -> None:

@@ -4,12 +4,15 @@ or the limits pass without a winner -> rolled back keeping A, the guard-rails Fa
 
 from __future__ import annotations
 
+import doctest
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from modelrollout import cli
 from modelrollout.analysis.types import Tick, Verdict, VersionCounts
+from modelrollout.core import abspec, abtest
 from modelrollout.core.phases import Phase
 from modelrollout.core.spec import RolloutSpec
 from modelrollout.core.status import RolloutStatus
@@ -57,6 +60,7 @@ def test_b_serves_beside_a_at_the_weight_and_the_experiment_starts_once_its_pods
     run.tick(after=1)
     assert run.phase == Phase.PROGRESSING and run.status.analysis.next_tick_at is not None
     assert run.status.ab_test is not None and run.status.ab_test.split == 0.25
+    assert run.status.desired_weight == 25
     assert any(e.reason == "ABTestStarted" for e in run.decisions[-1].events)
 
 
@@ -157,3 +161,9 @@ def test_promote_ends_the_experiment_in_b_s_favour() -> None:
 def test_invalid_ab_specs_name_the_field(ab: dict[str, Any], extra: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         ab_spec(ab, **extra)
+
+
+def test_the_module_examples_hold() -> None:
+    """The worked examples in the docstrings: the split, an arm's increment, the parser, `status`'s A/B table."""
+    for module in (abtest, abspec, cli):
+        assert doctest.testmod(module).failed == 0
