@@ -4,6 +4,8 @@ errors is stopped early by the guard-rails, keeping A."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -58,6 +60,11 @@ def test_a_more_accurate_b_is_promoted_as_the_winner(
     events = s.events()
     assert any(reason == "ABTestStarted" for _, reason, _ in events), events
     assert any(reason == "ABTestWinner" and "B wins" in message for _, reason, message in events), events
+    # And `kubectl modelrollout status` shows each arm and the result
+    shown = subprocess.run([sys.executable, "-m", "modelrollout.cli", "status", s.name, "-n", namespace,
+                            "--kubeconfig", str(cluster.kubeconfig)], capture_output=True, text=True, check=True)
+    assert "A/B test:    v2 (B) against the stable version (A)" in shown.stdout and "winner B" in shown.stdout
+    assert "  B wins: B - A = +0." in shown.stdout, shown.stdout
 
 
 def test_an_a_a_experiment_ends_at_max_samples_with_no_significant_difference(

@@ -194,6 +194,8 @@ def _decide(change: Change, strategy: ABTestStrategy) -> None:
     result = assess(run.a, run.b, config_for(strategy, run.split))
     described = result.describe(config_for(strategy, run.split), final=True)
     ends = run.started_at + timedelta(seconds=strategy.max_duration_seconds)
+    if result.winner != Winner.NONE or run.a.n + run.b.n >= strategy.max_samples or change.now >= ends:
+        run.message = described  # the result, no longer "yet"
     if result.winner == Winner.B:
         change.move(Phase.PROMOTING, "ABTestWinner", f"promoting version {run.version}: {described}")
     elif result.winner == Winner.A:

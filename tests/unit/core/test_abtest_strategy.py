@@ -90,6 +90,7 @@ def test_equal_arms_end_at_max_samples_keeping_a_with_no_significant_difference(
     assert "no significant difference: B - A = +0" in run.status.message
     assert "always-valid interval [-" in run.status.message and "maxSamples 4000 reached" in run.status.message
     assert run.status.ab_test is not None and run.status.ab_test.a.n + run.status.ab_test.b.n == 4_000
+    assert run.status.ab_test.message.startswith("no significant difference: "), run.status.ab_test.message
 
 
 def test_a_with_better_accuracy_wins_and_stays() -> None:
