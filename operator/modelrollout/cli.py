@@ -91,6 +91,7 @@ def render_status(obj: dict[str, Any]) -> str:
         lines.append(f"  warning: {analysis['sampleRatioWarning']}")
     lines += render_validation(st.get("validation"))
     lines += render_shadow(st.get("shadow"))
+    lines += render_ab_test(st.get("abTest"))
     for h in (st.get("history") or [])[-5:]:
         lines.append(f"History:     v{h['version']} {h['outcome']} at {h.get('finishedAt')}: {h.get('reason', '')}")
     return "\n".join(lines)
@@ -144,6 +145,36 @@ def render_shadow(run: dict[str, Any] | None) -> list[str]:
         lines.append(f"  discordant: {counts.get('stableOnly', 0):,.0f} only stable right, "
                      f"{counts.get('candidateOnly', 0):,.0f} only the candidate right")
     lines += [f"  {r['verdict']:<12} {r['name']}: {r.get('message', '')}" for r in run.get("results") or []]
+    return lines
+
+
+def render_ab_test(run: dict[str, Any] | None) -> list[str]:
+    """status.abTest: each arm's samples and accuracy, the winner so far and the assessment's numbers.
+
+    >>> for line in render_ab_test({"version": "2", "looks": 9, "winner": "B", "split": 0.5, "shareB": 0.492,
+    ...     "arms": {"A": {"samples": 1030, "total": 824}, "B": {"samples": 1000, "total": 920}},
+    ...     "message": "B wins: B - A = +0.12 (95% always-valid interval [+0.08, +0.16])"}): print(line)
+    A/B test:    v2 (B) against the stable version (A), look 9: winner B
+      ARM  SAMPLES    ACCURACY   SHARE
+      A    1,030      0.8        50.8%  (split 50.0% of pods)
+      B    1,000      0.92       49.2%
+      B wins: B - A = +0.12 (95% always-valid interval [+0.08, +0.16])
+    """
+    if not run:
+        return []
+    arms = run.get("arms") or {}
+    share_b = run.get("shareB")
+    lines = [f"A/B test:    v{run.get('version')} (B) against the stable version (A), look {run.get('looks', 0)}: "
+             f"winner {run.get('winner', 'none')}",
+             f"  {'ARM':<4} {'SAMPLES':<10} {'ACCURACY':<10} SHARE"]
+    for arm, share in (("A", None if share_b is None else 1 - share_b), ("B", share_b)):
+        totals = arms.get(arm) or {}
+        n = totals.get("samples", 0)
+        split = f"  (split {run.get('split', 0):.1%} of pods)" if arm == "A" else ""
+        lines.append(f"  {arm:<4} {n:<10,.0f} {_num(totals.get('total', 0) / n if n else None):<10} "
+                     f"{'-' if share is None else f'{share:.1%}'}{split}")
+    if run.get("message"):
+        lines.append(f"  {run['message']}")
     return lines
 
 

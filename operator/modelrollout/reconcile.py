@@ -178,7 +178,7 @@ async def analyse(ctx: Context, body: dict[str, Any], spec: RolloutSpec, status:
     meta = body["metadata"]
     for result in outcome.results:
         opmetrics.VERDICTS.labels(meta["namespace"], meta["name"], result.name, result.verdict.value).inc()
-    return AnalysisObservation(outcome=outcome, engine_state=new_state.to_dict())
+    return AnalysisObservation(outcome=outcome, engine_state=new_state.to_dict(), tick=tick)
 
 
 async def _prime_baseline(ctx: Context, body: dict[str, Any], spec: RolloutSpec, status: RolloutStatus,

@@ -80,13 +80,14 @@ class ABResult:
     srm_log_e: float  # the sample-ratio check's evidence; >= log(1/srm_alpha): the split is broken
     srm_broken: bool
 
-    def describe(self, config: ABConfig) -> str:
-        """The numbers behind the verdict, for a status message or an Event."""
+    def describe(self, config: ABConfig, final: bool = False) -> str:
+        """The numbers behind the verdict, for a status message or an Event; final: the experiment ended."""
         lo, hi = self.interval
         size = "difference in proportions" if config.binary else "Cohen's d"
         ratio = (f"; sample ratio {self.share_b:.3f} vs {config.split:.3f} asked: the split is broken, "
                  "the comparison is not trusted" if self.srm_broken else f"; B's share {self.share_b:.3f}")
-        head = {Winner.B: "B wins", Winner.A: "A wins", Winner.NONE: "no significant difference yet"}[self.winner]
+        undecided = "no significant difference" + ("" if final else " yet")
+        head = {Winner.B: "B wins", Winner.A: "A wins", Winner.NONE: undecided}[self.winner]
         return (f"{head}: B - A = {self.estimate:+.4g} ({(1 - config.alpha):.0%} always-valid interval "
                 f"[{lo:+.4g}, {hi:+.4g}]), {size} {self.effect_size:+.3g}; A {self.a.mean:.4g} over "
                 f"{self.a.n:.0f}, B {self.b.mean:.4g} over {self.b.n:.0f}{ratio}")
