@@ -11,8 +11,8 @@ confidence sequences", Ann. Statist. 2024): each request contributes psi = (Y - 
 -(Y - c) / (1 - pi) for arm A, whose mean is d, and the normal-mixture boundary of sequential.py bounds the
 running sum of psi at every look at once. pi is the realised share of B, so sum(psi) / n is exactly the
 difference of the arms' means; c, the pooled mean, is a control variate: it leaves the estimate as it
-is and takes the outcome's level out of psi's variance. A winner is declared when the interval leaves [-minEffect, +minEffect] on
-one side, so looking after every tick does not inflate the error: with no difference, a winner is declared
+is and takes the outcome's level out of psi's variance. A winner is declared when the interval leaves
+[-minEffect, +minEffect] on one side, so looking after every tick does not inflate the error: with no difference, a winner is declared
 in at most about alpha of experiments however long they run (make bench-decisions, part 4).
 
 A sample-ratio check (a two-sided e-process on the share of B against the share the experiment asked
