@@ -12,8 +12,9 @@ confidence sequences", Ann. Statist. 2024): each request contributes psi = (Y - 
 running sum of psi at every look at once. pi is the realised share of B, so sum(psi) / n is exactly the
 difference of the arms' means; c, the pooled mean, is a control variate: it leaves the estimate as it
 is and takes the outcome's level out of psi's variance. A winner is declared when the interval leaves
-[-minEffect, +minEffect] on one side, so looking after every tick does not inflate the error: with no difference, a winner is declared
-in at most about alpha of experiments however long they run (make bench-decisions, part 4).
+[-minEffect, +minEffect] on one side, so looking after every tick does not inflate the error: with no
+difference, a winner is declared in at most about alpha of experiments however long they run (make
+bench-decisions, part 4).
 
 A sample-ratio check (a two-sided e-process on the share of B against the share the experiment asked
 for) flags a split that is not what was configured: an arm failing or timing out requests, or clients
