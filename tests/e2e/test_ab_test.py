@@ -1,6 +1,7 @@
 """strategy.abTest on the local cluster, under live traffic with feedback labels: a more accurate B is promoted as
-the winner, an A/A experiment ends at maxSamples with "no significant difference" keeping A, and a B answering
-errors is stopped early by the guard-rails, keeping A."""
+the winner, an A/A experiment ends at maxSamples with "no significant difference" keeping A, a B answering
+errors is stopped early by the guard-rails, keeping A; and through a real gateway (the gatewayAPI router) B gets
+exactly its weight of requests on fewer pods, and wins."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ClusterHandle
+from tests.e2e.gateway import Gateway
 from tests.e2e.rollouts import OperatorProcess, Scenario, Traffic, make_rollout
 
 pytestmark = pytest.mark.e2e
@@ -18,10 +20,10 @@ GUARD_RAILS = {"interval": "2s", "minSamples": 60, "failureLimit": 2, "inconclus
                "metrics": [{"name": "error-rate", "type": "errorRate", "margin": 0.05}]}
 
 
-def ab_rollout(s: Scenario, version: str, model: dict[str, Any], store: str, env: dict[str, str] | None = None,
+def ab_rollout(s: Scenario, version: str, model: dict[str, Any], store: str, faults: dict[str, str] | None = None,
                **ab: Any) -> dict[str, Any]:
     """Two pods, B on one of them: each new connection (one request each, see `traffic`) picks an arm at random."""
-    rollout = make_rollout(s.name, version, model, store, replicas=2, analysis=GUARD_RAILS, env=env)
+    rollout = make_rollout(s.name, version, model, store, replicas=2, analysis=GUARD_RAILS, faults=faults)
     rollout["spec"]["strategy"] = {"abTest": {"weight": 50, "minSamplesPerArm": 100, "maxDuration": "4m", **ab}}
     return rollout
 
@@ -95,10 +97,45 @@ def test_b_answering_errors_ends_the_experiment_early_keeping_a(
     with traffic(s, models) as sent:
         # When version 2 is more accurate (rf) but fails 30% of its requests
         s.apply(ab_rollout(s, "2", models["models"]["rf"], model_store,
-                           env={"MODELSERVER_CHAOS_ERROR_RATE": "0.3"}))
+                           faults={"MODELSERVER_CHAOS_ERROR_RATE": "0.3"}))
         final = s.wait_phase("RolledBack", 180)
     # Then the error-rate guard-rail rolled it back before the experiment could end, and A serves everything
     assert final["stableVersion"] == "1" and final["reason"] == "AnalysisFailed", final["message"]
     assert "canary error rate" in final["message"], final["message"]
     assert final["abTest"]["winner"] != "B", final["abTest"]
     assert sent.stats.by_version["2"].failed > 0 and sent.stats.by_version["1"].failed == 0
+
+
+def test_through_the_gateway_b_gets_exactly_its_weight_of_requests_and_wins(
+        cluster: ClusterHandle, namespace: str, operator: OperatorProcess, models: dict[str, Any],
+        model_store: str, gateway: Gateway) -> None:
+    # Given version 1 (lr-biased) behind the user's HTTPRoute, the A/B experiment routed by the gateway at 30%
+    s = Scenario(cluster, namespace, "abgw")
+    gateway.create_route("web-route", backend=s.name)
+
+    def through_gateway(version: str, model: dict[str, Any]) -> dict[str, Any]:
+        rollout = ab_rollout(s, version, model, model_store, weight=30)
+        rollout["spec"]["trafficRouting"] = {"gatewayAPI": {"httpRoute": "web-route"}}
+        return rollout
+
+    s.apply(through_gateway("1", models["models"]["lr-biased"]))
+    s.wait_phase("Healthy", 120)
+    pods_seen: set[tuple[tuple[str, int], ...]] = set()
+
+    def note_pods(st: dict[str, Any]) -> None:
+        if st.get("reason") == "Experimenting":
+            pods_seen.add(tuple(sorted((d.metadata.labels["modelrollout.dev/version"], d.spec.replicas)
+                                       for d in s.deployments())))
+
+    with Traffic(gateway.url, s.name, models["holdout"], rate=80, burst=5) as sent:
+        # When version 2 (rf, 12 points more accurate) is tried against it
+        s.apply(through_gateway("2", models["models"]["rf"]))
+        final = s.wait_phase("Healthy", 240, check=note_pods)
+    # Then B won on its interval, having had 30% of the judged predictions (not 1 pod of 3), with no failed request
+    assert final["stableVersion"] == "2" and final["history"][-1]["reason"] == "ABTestWinner", final["message"]
+    ab = final["abTest"]
+    assert ab["winner"] == "B" and ab["split"] == 0.3 and not ab["srmBroken"], ab
+    assert 0.24 < ab["shareB"] < 0.36, ab
+    # on one pod of B beside A's two: the route, not the pods, split the requests
+    assert pods_seen == {(("1", 2), ("2", 1))}, pods_seen
+    assert sent.stats.failures == 0, sent.stats.explain()

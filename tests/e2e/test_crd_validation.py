@@ -312,7 +312,7 @@ INVALID = [
      "spec.trafficRouting.service: needs spec.strategy.blueGreen"),
     ("gateway router for blue-green", make_rollout(strategy={"blueGreen": {"previewService": "p"}},
                                                   trafficRouting={"gatewayAPI": {"httpRoute": "web"}}),
-     "spec.trafficRouting.gatewayAPI: needs spec.strategy.canary"),
+     "spec.trafficRouting.gatewayAPI: needs spec.strategy.canary or abTest"),
     ("header route without the gateway", make_rollout(strategy={"canary": {
         "steps": [{"setWeight": 5}], "headerRoute": {"name": "X-Canary", "value": "always"}}}),
      "spec.strategy.canary: headerRoute and canaryReplicas need spec.trafficRouting.gatewayAPI"),
@@ -452,9 +452,9 @@ INVALID_AB_TEST = [
      "spec.strategy.abTest.goal.minEffect"),
     ("an A/B experiment without analysis", _no_analysis(make_rollout(strategy=AB)),
      "spec.analysis: required with spec.strategy.abTest"),
-    ("an A/B experiment through a gateway",
-     make_rollout(strategy=AB, trafficRouting={"gatewayAPI": {"httpRoute": "w"}}),
-     "spec.trafficRouting.gatewayAPI: needs spec.strategy.canary"),
+    ("an A/B experiment through Services switched by selector",
+     make_rollout(strategy=AB, trafficRouting={"service": {}}),
+     "spec.trafficRouting.service: needs spec.strategy.blueGreen"),
     ("an A/B experiment and a canary", make_rollout(strategy={**AB, "canary": {"steps": [{"setWeight": 5}]}}),
      "spec.strategy: set exactly one of canary, blueGreen or abTest"),
     ("an A/B accuracy goal on another server", make_rollout(strategy=AB, serving={

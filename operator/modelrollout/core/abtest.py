@@ -1,7 +1,8 @@
 """A/B experiment (spec.strategy.abTest): the stable version (A) and the new one (B) serve side by side at a
 fixed split until the goal names a winner.
 
-    B's pods start      B takes `weight` percent of the pods (the replicas router; the Service selects both);
+    B's pods start      B takes `weight` percent of the pods (the replicas router; the Service selects both),
+                        or of the requests exactly (trafficRouting.gatewayAPI: the HTTPRoute's weights);
                         Progressing until they are Ready (a model that cannot load is rolled back at once)
     experimenting       every analysis tick (spec.analysis.interval) judges the guard-rails (spec.analysis
                         metrics, as in a canary: failureLimit Fails roll back, keeping A) and adds the tick's
@@ -77,7 +78,8 @@ def promote(change: Change, spec: RolloutSpec) -> None:
 
 
 def split_of(spec: RolloutSpec, router: TrafficRouter, st: RolloutStatus) -> float:
-    """B's share of the pods the router gives the experiment: the split the sample-ratio check expects.
+    """B's share of requests the router gives the experiment: the split the sample-ratio check expects
+    (of the pods with the replicas router, exactly the weight with the gateway's).
 
     >>> from modelrollout.core.abspec import ABTestStrategy
     >>> from modelrollout.core.routers import ROUTERS
@@ -88,11 +90,10 @@ def split_of(spec: RolloutSpec, router: TrafficRouter, st: RolloutStatus) -> flo
     ...                    canary_model=ModelRecord("2", "u"))
     >>> split_of(spec, ROUTERS["replicas"], st)  # 30% of 4 pods is 1 pod of 4
     0.25
+    >>> split_of(spec, ROUTERS["gatewayAPI"], st)
+    0.3
     """
-    pods = router.pods(spec, traffic(spec, st))
-    assert st.canary_model is not None
-    b = pods.get(st.canary_model.version, 0)
-    return b / (sum(pods.values()) or 1)
+    return router.share(spec, traffic(spec, st))
 
 
 def config_for(strategy: ABTestStrategy, split: float) -> ABConfig:
@@ -129,7 +130,7 @@ def _experiment(change: Change, spec: RolloutSpec, strategy: ABTestStrategy, obs
         _wait_for_b(change, spec, obs, version, wanted)
         return
     if st.analysis.next_tick_at is None:
-        if not _is_split(obs, pods):
+        if not (_is_split(obs, pods) and router.is_routed(spec, traffic(spec, st), obs)):
             change.wake_at.append(change.now + POLL)  # A's scale-down is applied after this tick
             return
         start_analysis(change, spec)
@@ -145,8 +146,13 @@ def _experiment(change: Change, spec: RolloutSpec, strategy: ABTestStrategy, obs
 
 def _is_split(obs: Observations, pods: dict[str, int]) -> bool:
     """Whether every version runs the pods the split wants (A's scale-down waits for B's pods to be Ready), so
-    the first interval is measured at the experiment's split, as the sample-ratio check expects."""
-    return all(v in obs.deployments and obs.deployments[v].replicas == n for v, n in pods.items())
+    the first interval is measured at the experiment's split, as the sample-ratio check expects (the caller
+    also waits for the router: a gateway's route at the weight). Ready pods too, not only the asked-for count:
+    A's pod leaving is Ready (and behind the Service) until it is terminating, and an experiment started
+    while A still had two pods of three measured A at two thirds, which the sample-ratio check then flagged
+    as a broken split and no winner could be declared (tests/e2e/test_ab_test.py, on a loaded machine)."""
+    return all(v in obs.deployments and obs.deployments[v].replicas == n == obs.deployments[v].ready_replicas
+               for v, n in pods.items())
 
 
 def _wait_for_b(change: Change, spec: RolloutSpec, obs: Observations, version: str, wanted: int) -> None:

@@ -358,7 +358,7 @@ def _header_route(d: Mapping[str, Any]) -> HeaderMatch:
 # Each router serves some kinds of strategy (the keys under spec.strategy): replica weights split a canary or
 # an A/B experiment, a route a canary (an A/B split through a gateway is issue 11), selectors switch whole
 # versions (blue-green).
-ROUTER_STRATEGIES = {"replicas": ("canary", "abTest"), "gatewayAPI": ("canary",), "service": ("blueGreen",)}
+ROUTER_STRATEGIES = {"replicas": ("canary", "abTest"), "gatewayAPI": ("canary", "abTest"), "service": ("blueGreen",)}
 
 
 def _traffic_routing(d: Mapping[str, Any], strategy: Mapping[str, Any]) -> TrafficRouting:

@@ -265,7 +265,7 @@ class ABTestStatus:
 
     version: str
     started_at: datetime
-    split: float  # B's share of the pods: what the sample-ratio check expects
+    split: float  # B's share of requests the router gives it: what the sample-ratio check expects
     a: ArmTotals = field(default_factory=ArmTotals)
     b: ArmTotals = field(default_factory=ArmTotals)
     looks: int = 0

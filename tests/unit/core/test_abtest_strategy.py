@@ -64,6 +64,18 @@ def test_b_serves_beside_a_at_the_weight_and_the_experiment_starts_once_its_pods
     assert any(e.reason == "ABTestStarted" for e in run.decisions[-1].events)
 
 
+def test_the_experiment_waits_while_a_pod_leaving_a_is_still_ready() -> None:
+    run = run_from_healthy(ab_spec({"weight": 50}))  # 4 replicas: 2 + 2
+    run.tick()
+    run.tick(after=1)  # B Ready: A asked down to 2
+    run.world.deployments["1"] = replace(run.world.deployments["1"], ready_replicas=3)  # one still terminating
+    run.tick(after=1)
+    assert run.status.analysis.next_tick_at is None, "started while A still had 3 Ready pods behind the Service"
+    run.world.deployments["1"] = replace(run.world.deployments["1"], ready_replicas=2)
+    run.tick(after=1)
+    assert run.status.analysis.next_tick_at is not None
+
+
 def test_b_with_better_accuracy_is_promoted_as_the_winner() -> None:
     run = experimenting(ab_spec())
     for _ in range(30):
@@ -155,8 +167,7 @@ def test_promote_ends_the_experiment_in_b_s_favour() -> None:
     ({"goal": {"alpha": 0.5}}, {}, "spec.strategy.abTest.goal.alpha: 0.5 must be in (0, 0.5)"),
     ({"goal": {"minEffect": -0.1}}, {}, "spec.strategy.abTest.goal.minEffect"),
     ({}, {"analysis": None}, "spec.analysis: required with spec.strategy.abTest"),
-    ({}, {"trafficRouting": {"gatewayAPI": {"httpRoute": "web"}}},
-     "spec.trafficRouting.gatewayAPI: needs spec.strategy.canary"),
+    ({}, {"trafficRouting": {"service": {}}}, "spec.trafficRouting.service: needs spec.strategy.blueGreen"),
     ({}, {"serving": {"metrics": {"preset": "mlserver"}}}, "spec.strategy.abTest.goal: accuracy needs this project's"),
 ])
 def test_invalid_ab_specs_name_the_field(ab: dict[str, Any], extra: dict[str, Any], message: str) -> None:

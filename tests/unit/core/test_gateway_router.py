@@ -236,3 +236,26 @@ def test_a_header_route_without_the_gateway_router_is_refused_rather_than_ignore
     with pytest.raises(ValueError, match=r"spec\.strategy\.canary: headerRoute"):
         RolloutSpec.from_dict(d)
     assert make_spec().traffic_routing is None
+
+
+def test_an_ab_experiment_through_the_gateway_splits_requests_exactly_and_starts_once_the_route_is_taken() -> None:
+    d = spec_dict(replicas=2, trafficRouting={"gatewayAPI": {"httpRoute": "web"}})
+    d["strategy"] = {"abTest": {"weight": 10}}
+    spec = RolloutSpec.from_dict(d)
+    world = GatewayWorld(spec, deployments={"1": ready(2)}, selectors={"fraud": selector("fraud", "1")})
+    status, now = healthy_status(), at(0)
+    started = False
+    for second in range(1, 8):
+        decision = decide(spec, status, world.observe(), now)
+        world.apply(decision, accept=second >= 4)  # the gateway takes the route only from the 4th second
+        status, now = decision.status, at(second)
+        if status.analysis.next_tick_at is not None and not started:
+            started = True
+            # Then the experiment starts only once the gateway carries B at exactly 10%, on one pod of B
+            # beside A's two (the route, not the pods, splits the requests)
+            assert world.route.accepted_generation == world.route.generation
+            assert weights(world.route.rules[0]) == {"fraud": 90, "fraud-canary": 10}
+            assert {v: o.replicas for v, o in world.deployments.items()} == {"1": 2, "2": 1}
+            assert status.ab_test is not None and status.ab_test.split == 0.1
+            assert second >= 4
+    assert started, status.message

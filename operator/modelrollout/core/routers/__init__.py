@@ -44,5 +44,10 @@ class TrafficRouter(Protocol):
         """The HTTPRoute rules to write for `traffic`; None: this router writes no route, or no change."""
         ...
 
+    def share(self, spec: RolloutSpec, traffic: TrafficIntent) -> float:
+        """The canary's share of requests (0-1) once `traffic` is realised: what an A/B experiment's
+        sample-ratio check expects, since a replica split is only as fine as the pod counts."""
+        ...
+
 
 ROUTERS: dict[str, TrafficRouter] = {"replicas": replicas, "service": service, "gatewayAPI": gateway}

@@ -67,6 +67,11 @@ def pods(spec: RolloutSpec, traffic: TrafficIntent) -> dict[str, int]:
     return {traffic.canary: canary_pods(spec, traffic), traffic.stable: spec.replicas}
 
 
+def share(spec: RolloutSpec, traffic: TrafficIntent) -> float:
+    """Exactly the weight: the gateway draws each request's backend (header-routed requests aside)."""
+    return traffic.canary_weight / 100 if traffic.canary is not None else 0.0
+
+
 def selectors(spec: RolloutSpec, rollout: str, traffic: TrafficIntent) -> dict[str, Mapping[str, str]]:
     if traffic.stable is None:
         return {}

@@ -98,3 +98,17 @@ def routable(spec: RolloutSpec, traffic: TrafficIntent, obs: Observations) -> Tr
 
 def route(spec: RolloutSpec, traffic: TrafficIntent, obs: Observations) -> RouteIntent | None:
     return None  # no HTTPRoute: Services carry the traffic
+
+
+def share(spec: RolloutSpec, traffic: TrafficIntent) -> float:
+    """The canary's pods over all pods the Service selects (each pod answers an equal share of connections).
+
+    >>> from modelrollout.core.spec import CanaryStep, CanaryStrategy, ModelSpec, ServiceSpec
+    >>> spec = RolloutSpec(ModelSpec("m", "2", "u"), ServiceSpec("s"), CanaryStrategy((CanaryStep(30),)), replicas=4)
+    >>> share(spec, TrafficIntent("1", "2", 30))  # 30% of 4 pods is 1 pod of 4
+    0.25
+    """
+    counts = pods(spec, traffic)
+    if traffic.canary is None or not counts:
+        return 0.0
+    return counts.get(traffic.canary, 0) / (sum(counts.values()) or 1)

@@ -40,3 +40,7 @@ def routable(spec: RolloutSpec, traffic: TrafficIntent, obs: Observations) -> Tr
 
 def route(spec: RolloutSpec, traffic: TrafficIntent, obs: Observations) -> RouteIntent | None:
     return None  # no HTTPRoute: Services carry the traffic
+
+
+def share(spec: RolloutSpec, traffic: TrafficIntent) -> float:
+    return 1.0 if traffic.canary is not None and active_version(traffic) == traffic.canary else 0.0
