@@ -428,7 +428,25 @@ INVALID_SHADOW = [
         "image": "mlserver:1.7.1", "metrics": {"preset": "mlserver"}})),
      "spec.strategy.canary.steps[0].shadow: needs this project's model server"),
 ]
-SPEC_CASES = INVALID + INVALID_CHECKS + INVALID_KUBERNETES_TYPES + INVALID_SHADOW
+
+
+def _drift(**drift: Any) -> dict[str, Any]:
+    return make_rollout(monitoring={"drift": drift})
+
+
+INVALID_MONITORING = [
+    ("a drift window shorter than its interval", _drift(window="10s", interval="20s"),
+     "spec.monitoring.drift.window: must be at least the interval"),
+    ("a drift interval under a second", _drift(interval="500ms"),
+     "spec.monitoring.drift.interval: must be at least 1s"),
+    ("a drift alpha over 0.5", _drift(alpha=0.6), "spec.monitoring.drift.alpha"),
+    ("a PSI threshold of 0", _drift(psiThreshold=0), "spec.monitoring.drift.psiThreshold"),
+    ("drift minSamples of 0", _drift(minSamples=0), "spec.monitoring.drift.minSamples"),
+    ("a drift feature named twice", _drift(features=["f0", "f0"]), "spec.monitoring.drift.features"),
+    ("a drift reference digest that is not one", make_rollout(model={
+        "name": "f", "version": "2", "uri": "u", "driftReferenceDigest": "md5:x"}), "spec.model.driftReferenceDigest"),
+]
+SPEC_CASES = INVALID + INVALID_CHECKS + INVALID_KUBERNETES_TYPES + INVALID_SHADOW + INVALID_MONITORING
 
 
 @pytest.mark.parametrize(("case", "body", "field"), SPEC_CASES, ids=[c[0] for c in SPEC_CASES])

@@ -20,7 +20,7 @@ OWNED_KEYS = frozenset({
     "phase", "reason", "message", "stableVersion", "canaryVersion", "stableModel", "canaryModel",
     "currentStepIndex", "stepStartedAt", "desiredWeight", "effectiveWeight", "rejectedVersion", "lastCommandId",
     "scaleDownAt", "observedGeneration", "conditions", "analysis", "history", "trafficRouter", "validation",
-    "shadow",
+    "shadow", "drift",
 })
 
 
@@ -60,17 +60,20 @@ class ModelRecord:
     digest: str | None = None
     format: str | None = None
     allow_pickle: bool = False  # kept with the version, so a rebuilt Deployment keeps the opt-in
+    drift_reference_digest: str | None = None  # the version's <model>.drift.json digest (spec.model)
 
     def to_dict(self) -> dict[str, Any]:
         return _drop_none({"version": self.version, "uri": self.uri, "digest": self.digest,
-                           "format": self.format, "allowPickle": self.allow_pickle or None})
+                           "format": self.format, "allowPickle": self.allow_pickle or None,
+                           "driftReferenceDigest": self.drift_reference_digest})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> ModelRecord | None:
         if not d:
             return None
         return cls(version=d["version"], uri=d["uri"], digest=d.get("digest"), format=d.get("format"),
-                   allow_pickle=bool(d.get("allowPickle", False)))
+                   allow_pickle=bool(d.get("allowPickle", False)),
+                   drift_reference_digest=d.get("driftReferenceDigest"))
 
 
 @dataclass
@@ -255,6 +258,29 @@ class ShadowStatus:
 
 
 @dataclass
+class DriftStatus:
+    """The drift watch's last look (spec.monitoring.drift): per watched version its state (Drifted, NoDrift,
+    NotJudged, NotAvailable), message and per-feature scores, as plain dicts (core/driftwatch.py writes them)."""
+
+    next_look_at: datetime | None = None
+    last_look_at: datetime | None = None
+    drifted_since: datetime | None = None
+    versions: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none({"nextLookAt": _opt_time(self.next_look_at), "lastLookAt": _opt_time(self.last_look_at),
+                           "driftedSince": _opt_time(self.drifted_since),
+                           "versions": [dict(v) for v in self.versions]})
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> DriftStatus | None:
+        if not d:
+            return None
+        return cls(next_look_at=parse_time(d.get("nextLookAt")), last_look_at=parse_time(d.get("lastLookAt")),
+                   drifted_since=parse_time(d.get("driftedSince")), versions=[dict(v) for v in d.get("versions", [])])
+
+
+@dataclass
 class HistoryEntry:
     """A version that finished: Deployed/Promoted (became stable), RolledBack, Aborted, Superseded."""
 
@@ -297,6 +323,7 @@ class RolloutStatus:
     history: list[HistoryEntry] = field(default_factory=list)
     validation: ValidationStatus | None = None  # the last validation gate run (spec.validation)
     shadow: ShadowStatus | None = None  # the last shadow stage (a shadow canary step)
+    drift: DriftStatus | None = None  # the drift watch (spec.monitoring.drift)
 
     @property
     def stable_version(self) -> str | None:
@@ -327,6 +354,7 @@ class RolloutStatus:
             "history": [h.to_dict() for h in self.history],
             "validation": None if self.validation is None else self.validation.to_dict(),
             "shadow": None if self.shadow is None else self.shadow.to_dict(),
+            "drift": None if self.drift is None else self.drift.to_dict(),
         })
 
     @classmethod
@@ -349,6 +377,7 @@ class RolloutStatus:
             history=[HistoryEntry.from_dict(h) for h in d.get("history", [])],
             validation=ValidationStatus.from_dict(d.get("validation")),
             shadow=ShadowStatus.from_dict(d.get("shadow")),
+            drift=DriftStatus.from_dict(d.get("drift")),
         )
 
 
