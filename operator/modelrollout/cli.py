@@ -91,6 +91,7 @@ def render_status(obj: dict[str, Any]) -> str:
         lines.append(f"  warning: {analysis['sampleRatioWarning']}")
     lines += render_validation(st.get("validation"))
     lines += render_shadow(st.get("shadow"))
+    lines += render_drift(st.get("drift"))
     for h in (st.get("history") or [])[-5:]:
         lines.append(f"History:     v{h['version']} {h['outcome']} at {h.get('finishedAt')}: {h.get('reason', '')}")
     return "\n".join(lines)
@@ -145,6 +146,22 @@ def render_shadow(run: dict[str, Any] | None) -> list[str]:
                      f"{counts.get('candidateOnly', 0):,.0f} only the candidate right")
     lines += [f"  {r['verdict']:<12} {r['name']}: {r.get('message', '')}" for r in run.get("results") or []]
     return lines
+
+
+def render_drift(watch: dict[str, Any] | None) -> list[str]:
+    """status.drift: one line per watched version, its drifted features first.
+
+    >>> for line in render_drift({"lastLookAt": "2026-01-01T00:00:00Z", "versions": [{"version": "1",
+    ...     "state": "Drifted", "message": "drifted: f3: PSI 0.410, ..."}, {"version": "2", "state": "NotJudged",
+    ...     "message": "not judged: 12 live inputs in the window"}]}): print(line)
+    Drift:       looked at 2026-01-01T00:00:00Z
+      v1 Drifted      drifted: f3: PSI 0.410, ...
+      v2 NotJudged    not judged: 12 live inputs in the window
+    """
+    if not watch:
+        return []
+    return [f"Drift:       looked at {watch.get('lastLookAt', '-')}"] + [
+        f"  v{v.get('version')} {v.get('state', ''):<12} {v.get('message', '')}" for v in watch.get("versions") or []]
 
 
 def _age(stamp: str | None) -> str:

@@ -24,9 +24,11 @@ from modelrollout.analysis.state import AnalysisState
 from modelrollout.analysis.types import Tick
 from modelrollout.core.commands import COMMAND_ID_ANNOTATION
 from modelrollout.core.decide import decide, refuse_spec
+from modelrollout.core.driftwatch import drift_watch, needs_drift_look, watched_versions
 from modelrollout.core.observations import (
     AnalysisObservation,
     Decision,
+    DriftObservation,
     Observations,
     RouteObservation,
     ShadowObservation,
@@ -43,6 +45,7 @@ from modelrollout.kubeevents import tick_event_names
 from modelrollout.notify import Notifier, notices
 from modelrollout.podstates import pod_problems
 from modelrollout.sources import MetricSource, PrometheusAccess, ScrapeRequest
+from modelrollout.sources.driftcounts import DriftRequest, DriftWindows
 from modelrollout.sources.shadowpairs import read_shadow_pairs
 
 log = logging.getLogger(__name__)
@@ -57,6 +60,7 @@ class Context:
     next_tick: dict[str, datetime] = field(default_factory=dict)  # by rollout uid (memory only)
     reported: dict[str, str] = field(default_factory=dict)  # last error shown in status/Event, by uid
     notifier: Notifier | None = None  # spec.notifications; None: not delivered (tests without a loop)
+    drift: DriftWindows = field(default_factory=DriftWindows)  # the drift watch's recent readings per pod
 
 
 def rollout_key(body: dict[str, Any]) -> str:
@@ -98,6 +102,18 @@ async def _shadow_look(spec: RolloutSpec, status: RolloutStatus, pods: list[PodS
         return None
     return await read_shadow_pairs(ready_targets(pods), spec.serving.metrics_port, spec.serving.metrics.path,
                                    spec.model.name, status.shadow.version)
+
+
+async def _drift_look(ctx: Context, body: dict[str, Any], spec: RolloutSpec, status: RolloutStatus,
+                      pods: list[PodState]) -> DriftObservation | None:
+    """The watched versions' live inputs over the window (asked for only when core.driftwatch says a look is due)."""
+    watch = drift_watch(spec)
+    if watch is None:
+        return None
+    request = DriftRequest(key=rollout_key(body), model=spec.model.name, versions=watched_versions(status),
+                           pods=ready_targets(pods), port=spec.serving.metrics_port, path=spec.serving.metrics.path,
+                           window_seconds=watch.window_seconds)
+    return await ctx.drift.look(request)
 
 
 async def _validation_job(ctx: Context, ns: str, body: dict[str, Any]) -> ValidationJobObservation | None:
@@ -254,8 +270,9 @@ async def _decide(ctx: Context, body: dict[str, Any], spec: RolloutSpec, status:
     measure = (analyse(ctx, body, spec, status, pods) if needs_analysis(spec, status, now)
                else _prime_baseline(ctx, body, spec, status, pods))
     shadow = _shadow_look(spec, status, pods) if needs_shadow_look(spec, status, now) else _nothing()
-    obs, seen, shadow_seen = await asyncio.gather(gather(ctx, body, spec, pods), measure, shadow)
-    return decide(spec, status, replace(obs, analysis=seen, shadow=shadow_seen), now)
+    drift = _drift_look(ctx, body, spec, status, pods) if needs_drift_look(spec, status, now) else _nothing()
+    obs, seen, shadow_seen, drift_seen = await asyncio.gather(gather(ctx, body, spec, pods), measure, shadow, drift)
+    return decide(spec, status, replace(obs, analysis=seen, shadow=shadow_seen, drift=drift_seen), now)
 
 
 async def _nothing() -> None:
@@ -279,6 +296,8 @@ async def tick(ctx: Context, body: dict[str, Any], now: datetime) -> Decision:
         decision = await _decide(ctx, body, spec, status, now)
     if decision.status.phase is not None and decision.status.phase.value not in IN_FLIGHT:
         ctx.source.forget(rollout_key(body))
+    if decision.status.drift is None:
+        ctx.drift.forget(rollout_key(body))
     await act(ctx, body, spec, decision)
     opmetrics.observe_tick_lateness(ctx.next_tick.get(body["metadata"]["uid"]), now, dt.datetime.now(dt.UTC))
     ctx.next_tick[body["metadata"]["uid"]] = decision.next_tick_at

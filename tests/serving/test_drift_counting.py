@@ -94,3 +94,34 @@ def test_a_reference_for_another_feature_count_is_invalid(models: ExampleModels,
     server = start_server(models.settings("lr.joblib", drift_reference=str(tmp_path / "short.drift.json")))
     assert server.infer([[0.0] * 20]).status_code == 200
     assert _drift(server).state == "invalid"
+
+
+def test_the_operator_reads_the_window_of_what_the_server_counted(models: ExampleModels,
+                                                                   lr_server: RunningServer) -> None:
+    """The operator's drift reader (sources/driftcounts.py) against this server: the first look only records a
+    reading, the next one's window holds exactly the rows sent in between, in the reference's bins."""
+    import asyncio
+    from urllib.parse import urlparse
+
+    from modelrollout.kube import PodTarget
+    from modelrollout.sources.driftcounts import DriftRequest, DriftWindows
+
+    clock = iter([0.0, 5.0, 20.0])
+    windows = DriftWindows(clock=lambda: next(clock))
+    url = urlparse(lr_server.url)
+    pod = PodTarget("lr-pod", "uid-1", str(url.hostname), "1", None)
+    request = DriftRequest("ns/lr", "lr", ("1",), [pod], int(url.port or 0), "/metrics", window_seconds=10.0)
+    rows, _ = models.holdout()
+    reference = driftref.parse((models.directory / "lr.drift.json").read_text())
+    assert lr_server.infer(rows[:30]).status_code == 200  # before the watch: never in a window
+    first = asyncio.run(windows.look(request)).versions[0]
+    assert first.state == "loaded" and first.window_seconds == 0 and sum(first.live["f0"]) == 0
+    assert lr_server.infer(rows[30:90]).status_code == 200
+    second = asyncio.run(windows.look(request)).versions[0]
+    expected = _bins(reference, rows[30:90])
+    assert second.live == {f.name: tuple(expected[f.name, b] for b in range(f.bins)) for f in reference.features}
+    assert second.reference == tuple((f.name, f.counts) for f in reference.features)
+    assert second.window_seconds == 5.0
+    # 15 s later the 10 s window starts at the second reading: nothing new was sent.
+    third = asyncio.run(windows.look(request)).versions[0]
+    assert sum(third.live["f0"]) == 0 and third.window_seconds == 15.0

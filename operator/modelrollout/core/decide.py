@@ -21,6 +21,7 @@ from modelrollout.core import shadowstep, validation
 from modelrollout.core.change import Change, clear_canary, model_record, start_canary
 from modelrollout.core.commands import apply_command, pending_command
 from modelrollout.core.conditions import update_conditions
+from modelrollout.core.driftwatch import watch_drift
 from modelrollout.core.observations import Decision, DeploymentIntent, Observations, StrategyPlan
 from modelrollout.core.phases import Phase
 from modelrollout.core.routers import TrafficRouter
@@ -52,6 +53,7 @@ def decide(spec: RolloutSpec, status: RolloutStatus, obs: Observations, now: dat
     change.status = plan.status
     change.events.extend(plan.events)
     change.wake_at.extend(plan.wake_at)
+    watch_drift(change, spec, obs.drift)
     return replace(_decision(change, spec, obs, plan, router),
                    cancel_validation_job=validation.cancel_stale_run(status, change))
 

@@ -123,6 +123,28 @@ class ShadowObservation:
 
 
 @dataclass(frozen=True)
+class VersionDrift:
+    """One version's drift evidence: the training reference its pods export (features in order, training rows per
+    bin) and the live inputs per bin in the window, summed over its ready pods. `state` is the pods' reference
+    state (modelserver.contract.DriftReferenceState; "" when they export none); `problem` why the version could
+    not be read this look (a pod's scrape failed, no ready pod): then it is not judged."""
+
+    version: str
+    state: str = ""
+    reference: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    live: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    window_seconds: float = 0.0
+    problem: str = ""
+
+
+@dataclass(frozen=True)
+class DriftObservation:
+    """One look of the drift watch (gathered only when core.driftwatch says a look is due)."""
+
+    versions: tuple[VersionDrift, ...] = ()
+
+
+@dataclass(frozen=True)
 class Observations:
     name: str  # the ModelRollout's name: the value of LABEL_ROLLOUT
     generation: int
@@ -139,6 +161,7 @@ class Observations:
     # The data of the rollout's mirror ConfigMap (<name>-mirror); None: it does not exist.
     mirror: Mapping[str, str] | None = None
     namespace: str = ""  # the rollout's (a mirror target names its Service by its full DNS name)
+    drift: DriftObservation | None = None  # only when a drift look was due (spec.monitoring.drift)
 
     def is_version_ready(self, version: str, count: int) -> bool:
         """Whether `version` runs exactly `count` Ready pods (0 pods: no Deployment also counts)."""
