@@ -105,8 +105,8 @@ def test_a_shifted_feature_is_named_within_three_windows_and_clears_when_inputs_
 def test_a_model_without_a_reference_is_served_and_the_watch_says_not_available(
         cluster: ClusterHandle, namespace: str, operator: OperatorProcess, models: dict[str, Any],
         model_store: str) -> None:
-    # Given a model whose store has no drift reference beside it (the skops file's stem has none: lr.skops ->
-    # lr.drift.json exists, so point the server at a reference path that does not exist instead)
+    # Given a model whose reference is not where the server looks (MODELSERVER_DRIFT_REFERENCE names a file the
+    # store does not have)
     s = Scenario(cluster, namespace, "plain")
     rollout = watched(s, models, model_store)
     del rollout["spec"]["model"]["driftReferenceDigest"]
