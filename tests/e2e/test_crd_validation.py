@@ -434,6 +434,10 @@ def _drift(**drift: Any) -> dict[str, Any]:
     return make_rollout(monitoring={"drift": drift})
 
 
+def _drift_retrain(template: dict[str, Any]) -> dict[str, Any]:
+    return make_rollout(monitoring={"drift": {}, "retrain": {"jobTemplate": template}})
+
+
 INVALID_MONITORING = [
     ("a drift window shorter than its interval", _drift(window="10s", interval="20s"),
      "spec.monitoring.drift.window: must be at least the interval"),
@@ -443,6 +447,11 @@ INVALID_MONITORING = [
     ("a PSI threshold of 0", _drift(psiThreshold=0), "spec.monitoring.drift.psiThreshold"),
     ("drift minSamples of 0", _drift(minSamples=0), "spec.monitoring.drift.minSamples"),
     ("a drift feature named twice", _drift(features=["f0", "f0"]), "spec.monitoring.drift.features"),
+    ("retraining without a drift watch", make_rollout(monitoring={"retrain": {"jobTemplate": {"spec": {"template": {
+        "spec": {"containers": [{"name": "t", "image": "i"}]}}}}}}),
+     "spec.monitoring.retrain: needs spec.monitoring.drift"),
+    ("a retraining Job without containers", _drift_retrain({"spec": {"template": {"spec": {"containers": []}}}}),
+     "spec.monitoring.retrain.jobTemplate.spec.template.spec.containers"),
     ("a drift reference digest that is not one", make_rollout(model={
         "name": "f", "version": "2", "uri": "u", "driftReferenceDigest": "md5:x"}), "spec.model.driftReferenceDigest"),
 ]

@@ -32,7 +32,8 @@ MINIMAL_SPECS = {
                "validation": {"data": {"configMap": {"name": "holdout", "key": "holdout.csv"}}}},
     "blue-green": {"model": MODEL, "service": {"name": "fraud"}, "serving": {"metrics": {}},
                    "strategy": {"blueGreen": {"previewService": "fraud-preview"}},
-                   "monitoring": {"drift": {}}},
+                   "monitoring": {"drift": {}, "retrain": {"jobTemplate": {"spec": {"template": {"spec": {
+                       "containers": [{"name": "train", "image": "trainer:1"}]}}}}}}},
     "gateway": {"model": MODEL, "service": {"name": "fraud"},
                 "strategy": {"canary": {"steps": [{"setWeight": 5}]}},
                 "trafficRouting": {"gatewayAPI": {"httpRoute": "web"}}},

@@ -34,8 +34,20 @@ class DriftWatch:
 
 
 @dataclass(frozen=True)
+class RetrainTrigger:
+    """spec.monitoring.retrain: a Job made from `job_template` (a Job's metadata + spec, kept as written: the CRD
+    checks its shape) once the Drifted condition has been True for `for_seconds`; one at a time, and not again
+    until `cooldown_seconds` after the last one ended."""
+
+    job_template: Mapping[str, Any]
+    for_seconds: float = 600.0
+    cooldown_seconds: float = 3600.0
+
+
+@dataclass(frozen=True)
 class MonitoringSpec:
     drift: DriftWatch | None = None  # None: no drift watch
+    retrain: RetrainTrigger | None = None  # None: drift is only reported
 
     @property
     def drift_watch(self) -> DriftWatch | None:
@@ -58,7 +70,29 @@ def parse_monitoring(d: Any) -> MonitoringSpec | None:
     if not isinstance(d, Mapping):
         raise ValueError("spec.monitoring: must be an object")
     drift = d.get("drift")
-    return MonitoringSpec(drift=None if drift is None else _drift(drift))
+    retrain = d.get("retrain")
+    if retrain is not None and drift is None:
+        raise ValueError("spec.monitoring.retrain: needs spec.monitoring.drift, whose Drifted condition triggers it")
+    return MonitoringSpec(drift=None if drift is None else _drift(drift),
+                          retrain=None if retrain is None else _retrain(retrain))
+
+
+def _retrain(d: Any) -> RetrainTrigger:
+    where = "spec.monitoring.retrain"
+    if not isinstance(d, Mapping):
+        raise ValueError(f"{where}: must be an object")
+    template = d.get("jobTemplate")
+    pod = (((template or {}).get("spec") or {}).get("template") or {}).get("spec") or {}
+    containers = pod.get("containers") if isinstance(pod, Mapping) else None
+    if not isinstance(template, Mapping) or not isinstance(containers, list) or not containers or not all(
+            isinstance(c, Mapping) and c.get("name") and c.get("image") for c in containers):
+        raise ValueError(f"{where}.jobTemplate.spec.template.spec.containers: required, each with a name and image")
+    durations = {}
+    for key, default in (("for", RetrainTrigger.for_seconds), ("cooldown", RetrainTrigger.cooldown_seconds)):
+        value = d.get(key)
+        durations[key] = default if value is None else parse_duration(value, f"{where}.{key}")
+    return RetrainTrigger(job_template=dict(template), for_seconds=durations["for"],
+                          cooldown_seconds=durations["cooldown"])
 
 
 def _drift(d: Any) -> DriftWatch:

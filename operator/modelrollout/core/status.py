@@ -20,7 +20,7 @@ OWNED_KEYS = frozenset({
     "phase", "reason", "message", "stableVersion", "canaryVersion", "stableModel", "canaryModel",
     "currentStepIndex", "stepStartedAt", "desiredWeight", "effectiveWeight", "rejectedVersion", "lastCommandId",
     "scaleDownAt", "observedGeneration", "conditions", "analysis", "history", "trafficRouter", "validation",
-    "shadow", "drift",
+    "shadow", "drift", "retrain",
 })
 
 
@@ -281,6 +281,32 @@ class DriftStatus:
 
 
 @dataclass
+class RetrainStatus:
+    """The last retraining Job (spec.monitoring.retrain): Running, Succeeded or Failed; `runs` counts the Jobs
+    this rollout created (each is named <rollout>-retrain-<runs>)."""
+
+    job: str
+    state: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    message: str = ""
+    runs: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none({"job": self.job, "state": self.state, "startedAt": format_time(self.started_at),
+                           "finishedAt": _opt_time(self.finished_at), "message": self.message, "runs": self.runs})
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> RetrainStatus | None:
+        if not d:
+            return None
+        started = parse_time(d.get("startedAt"))
+        assert started is not None
+        return cls(job=d["job"], state=d["state"], started_at=started, finished_at=parse_time(d.get("finishedAt")),
+                   message=d.get("message", ""), runs=int(d.get("runs", 1)))
+
+
+@dataclass
 class HistoryEntry:
     """A version that finished: Deployed/Promoted (became stable), RolledBack, Aborted, Superseded."""
 
@@ -324,6 +350,7 @@ class RolloutStatus:
     validation: ValidationStatus | None = None  # the last validation gate run (spec.validation)
     shadow: ShadowStatus | None = None  # the last shadow stage (a shadow canary step)
     drift: DriftStatus | None = None  # the drift watch (spec.monitoring.drift)
+    retrain: RetrainStatus | None = None  # the last retraining Job (spec.monitoring.retrain)
 
     @property
     def stable_version(self) -> str | None:
@@ -355,6 +382,7 @@ class RolloutStatus:
             "validation": None if self.validation is None else self.validation.to_dict(),
             "shadow": None if self.shadow is None else self.shadow.to_dict(),
             "drift": None if self.drift is None else self.drift.to_dict(),
+            "retrain": None if self.retrain is None else self.retrain.to_dict(),
         })
 
     @classmethod
@@ -378,6 +406,7 @@ class RolloutStatus:
             validation=ValidationStatus.from_dict(d.get("validation")),
             shadow=ShadowStatus.from_dict(d.get("shadow")),
             drift=DriftStatus.from_dict(d.get("drift")),
+            retrain=RetrainStatus.from_dict(d.get("retrain")),
         )
 
 
