@@ -92,6 +92,7 @@ def render_status(obj: dict[str, Any]) -> str:
     lines += render_validation(st.get("validation"))
     lines += render_shadow(st.get("shadow"))
     lines += render_drift(st.get("drift"))
+    lines += render_retrain(st.get("retrain"))
     for h in (st.get("history") or [])[-5:]:
         lines.append(f"History:     v{h['version']} {h['outcome']} at {h.get('finishedAt')}: {h.get('reason', '')}")
     return "\n".join(lines)
@@ -162,6 +163,18 @@ def render_drift(watch: dict[str, Any] | None) -> list[str]:
         return []
     return [f"Drift:       looked at {watch.get('lastLookAt', '-')}"] + [
         f"  v{v.get('version')} {v.get('state', ''):<12} {v.get('message', '')}" for v in watch.get("versions") or []]
+
+
+def render_retrain(run: dict[str, Any] | None) -> list[str]:
+    """status.retrain in one line.
+
+    >>> render_retrain({"job": "fraud-retrain-1", "state": "Succeeded", "runs": 1, "message": "Job ... succeeded"})
+    ['Retrain:     Job fraud-retrain-1 Succeeded (run 1): Job ... succeeded']
+    """
+    if not run:
+        return []
+    job = f"Job {run.get('job')} {run.get('state')} (run {run.get('runs', 1)})"
+    return [f"Retrain:     {job}: {run.get('message', '')}"]
 
 
 def _age(stamp: str | None) -> str:

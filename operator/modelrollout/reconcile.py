@@ -74,18 +74,18 @@ async def gather(ctx: Context, body: dict[str, Any], spec: RolloutSpec, pods: li
     meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
     services = strategy_for(spec).entry_services(spec)
-    deployments, selectors, problems, route, validation, mirror = await asyncio.gather(
+    deployments, selectors, problems, route, (validation, retrain), mirror = await asyncio.gather(
         blocking.run(ctx.kube.observe_deployments, ns, name),
         asyncio.gather(*(blocking.run(ctx.kube.service_selector, body, service) for service in services)),
         pod_problems(pods, spec.serving.port),
         _route(ctx, ns, spec),
-        _validation_job(ctx, ns, body),
+        _jobs(ctx, ns, body),
         _mirror_config(ctx, body, spec),
     )
     seen = {service: sel for service, sel in zip(services, selectors, strict=True) if sel is not None}
     return Observations(name=name, generation=meta.get("generation", 0), annotations=dict(meta.get("annotations")
                         or {}), deployments=deployments, selectors=seen, pod_problems=problems, route=route,
-                        validation=validation, mirror=mirror, namespace=ns)
+                        validation=validation, mirror=mirror, namespace=ns, retrain=retrain)
 
 
 async def _mirror_config(ctx: Context, body: dict[str, Any], spec: RolloutSpec) -> dict[str, str] | None:
@@ -122,6 +122,21 @@ async def _validation_job(ctx: Context, ns: str, body: dict[str, Any]) -> Valida
     if run.get("state") != "Running" or not run.get("job"):
         return None
     return await blocking.run(ctx.kube.observe_validation_job, ns, run["job"])
+
+
+async def _jobs(ctx: Context, ns: str, body: dict[str, Any]) -> tuple[ValidationJobObservation | None,
+                                                                     ValidationJobObservation | None]:
+    """The Jobs that status says run: the validation gate's and the retraining one."""
+    validation, retrain = await asyncio.gather(_validation_job(ctx, ns, body), _retrain_job(ctx, ns, body))
+    return validation, retrain
+
+
+async def _retrain_job(ctx: Context, ns: str, body: dict[str, Any]) -> ValidationJobObservation | None:
+    """The running retraining Job (status.retrain), None when none runs."""
+    run = (body.get("status") or {}).get("retrain") or {}
+    if run.get("state") != "Running" or not run.get("job"):
+        return None
+    return await blocking.run(ctx.kube.observe_job, ns, run["job"])
 
 
 async def _route(ctx: Context, ns: str, spec: RolloutSpec) -> RouteObservation | None:
@@ -211,6 +226,8 @@ async def act(ctx: Context, body: dict[str, Any], spec: RolloutSpec | None, deci
         await blocking.run(kube.delete_version, body, version)
     if spec is not None and decision.validation_job is not None:
         await blocking.run(kube.ensure_validation_job, body, spec, decision.validation_job)
+    if spec is not None and decision.retrain_job is not None:
+        await blocking.run(kube.ensure_retrain_job, body, spec, decision.retrain_job)
     if decision.cancel_validation_job is not None:
         await blocking.run(kube.delete_validation_job, body["metadata"]["namespace"], decision.cancel_validation_job)
     if spec is not None:

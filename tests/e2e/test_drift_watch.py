@@ -9,12 +9,14 @@ import time
 import urllib.request
 from typing import Any
 
+import kubernetes
 import numpy as np
 import pytest
+import yaml
 
 from localcluster.testing import holds, wait_until
 from modelrollout.cli import render_status
-from tests.conftest import ClusterHandle
+from tests.conftest import ROOT, ClusterHandle
 from tests.e2e.rollouts import OperatorProcess, Scenario, Traffic, make_rollout
 
 pytestmark = pytest.mark.e2e
@@ -30,6 +32,23 @@ def watched(s: Scenario, models: dict[str, Any], store: str) -> dict[str, Any]:
     rollout["spec"]["monitoring"] = {"drift": {"window": f"{WINDOW_S:g}s", "interval": f"{INTERVAL_S:g}s",
                                                "minSamples": 200}}
     return rollout
+
+
+def with_retraining(rollout: dict[str, Any]) -> dict[str, Any]:
+    """The retraining trigger of examples/drift-retrain.yaml (its Job as written), after 4 s of drift."""
+    example = yaml.safe_load((ROOT / "examples" / "drift-retrain.yaml").read_text())
+    rollout["spec"]["monitoring"]["retrain"] = {**example["spec"]["monitoring"]["retrain"], "for": "4s"}
+    return rollout
+
+
+def retrain_jobs(s: Scenario) -> list[Any]:
+    batch = kubernetes.client.BatchV1Api(s.cluster.api)
+    return list(batch.list_namespaced_job(s.namespace, label_selector=f"modelrollout.dev/retrain={s.name}").items)
+
+
+def retrain_state(s: Scenario, state: str) -> dict[str, Any] | None:
+    run = s.status().get("retrain") or {}
+    return run if run.get("state") == state else None
 
 
 def shifted(holdout: dict[str, Any], feature: str) -> dict[str, Any]:
@@ -60,12 +79,13 @@ def operator_psi(operator: OperatorProcess, s: Scenario, feature: str) -> float 
     return None if line is None else float(line.split()[-1])
 
 
-def test_a_shifted_feature_is_named_within_three_windows_and_clears_when_inputs_return(
+def test_a_shifted_feature_is_named_within_three_windows_starts_one_retraining_job_and_clears(
         cluster: ClusterHandle, namespace: str, operator: OperatorProcess, models: dict[str, Any],
         model_store: str) -> None:
-    # Given version 1 Healthy, watched for drift, answering traffic drawn from the training distribution
+    # Given version 1 Healthy, watched for drift with a retraining Job after 4 s of drift, answering traffic drawn
+    # from the training distribution
     s = Scenario(cluster, namespace, "fraud")
-    s.apply(watched(s, models, model_store))
+    s.apply(with_retraining(watched(s, models, model_store)))
     s.wait_phase("Healthy", 90)
     with Traffic(s.service_url(), "fraud", models["holdout"], burst=1) as traffic:
         judged = wait_until(lambda: condition_is(s, "False"), 60, "the first judged look: no drift",
@@ -92,13 +112,23 @@ def test_a_shifted_feature_is_named_within_three_windows_and_clears_when_inputs_
         psi = operator_psi(operator, s, SHIFTED)
         assert psi is not None and psi >= 0.2, psi
         assert f"v1 Drifted      drifted: {SHIFTED}: PSI" in render_status(s.get())
+        # And once it lasted 4 s the example's retraining Job runs, and ends, once
+        run = wait_until(lambda: retrain_state(s, "Succeeded"), 180, "the retraining Job to succeed",
+                         describe=lambda: str(s.status().get("retrain")))
+        assert run["job"] == "fraud-retrain-1" and run["runs"] == 1 and "finishedAt" in run, run
+        assert [j.metadata.name for j in retrain_jobs(s)] == ["fraud-retrain-1"]
+        assert [j.metadata.owner_references[0].name for j in retrain_jobs(s)] == [s.name]
 
     # When the inputs come from the training distribution again, the condition clears
     with Traffic(s.service_url(), "fraud", models["holdout"], burst=1):
         wait_until(lambda: condition_is(s, "False"), 3 * WINDOW_S + 4 * INTERVAL_S, "Drifted to clear",
                    describe=lambda: str(s.status().get("drift")))
     assert s.status()["drift"].get("driftedSince") is None
-    assert ("Normal", "DriftCleared") in [(t, r) for t, r, _ in s.events()]
+    reasons = [(t, r) for t, r, _ in s.events()]
+    assert ("Normal", "DriftCleared") in reasons and ("Normal", "RetrainSucceeded") in reasons, reasons
+    assert [r for _, r in reasons].count("RetrainStarted") == 1, reasons
+    # Exactly one Job: the cooldown (1 h) holds the next one back however long drift lasted
+    assert [j.metadata.name for j in retrain_jobs(s)] == ["fraud-retrain-1"]
     print(f"Drifted after {took:.1f} s (window {WINDOW_S:g} s, interval {INTERVAL_S:g} s)")
 
 

@@ -113,6 +113,14 @@ class ValidationJobIntent:
 
 
 @dataclass(frozen=True)
+class RetrainJobIntent:
+    """The retraining Job this tick wants to exist: spec.monitoring.retrain.jobTemplate under this name (created
+    once; an existing one is left alone)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
 class ShadowObservation:
     """One look at a shadow stage: each scraped candidate pod's cumulative pair counts by pod uid (counters
     since that pod's server started), and why pods could not be read. No pod read: counts empty, errors say why."""
@@ -162,6 +170,7 @@ class Observations:
     mirror: Mapping[str, str] | None = None
     namespace: str = ""  # the rollout's (a mirror target names its Service by its full DNS name)
     drift: DriftObservation | None = None  # only when a drift look was due (spec.monitoring.drift)
+    retrain: ValidationJobObservation | None = None  # the running retraining Job (status.retrain), read back
 
     def is_version_ready(self, version: str, count: int) -> bool:
         """Whether `version` runs exactly `count` Ready pods (0 pods: no Deployment also counts)."""
@@ -289,6 +298,7 @@ class Decision:
     validation_job: ValidationJobIntent | None = None  # a validation gate is running: its Job
     cancel_validation_job: str | None = None  # the Job of a run nothing waits for any more: delete it
     mirror: MirrorIntent | None = None  # the mirror ConfigMap to apply; None: leave it as it is
+    retrain_job: RetrainJobIntent | None = None  # a retraining Job to create (spec.monitoring.retrain)
 
 
 def selector(rollout: str, version: str | None) -> dict[str, str]:
