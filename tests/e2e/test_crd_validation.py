@@ -452,6 +452,9 @@ INVALID_MONITORING = [
      "spec.monitoring.retrain: needs spec.monitoring.drift"),
     ("a retraining Job without containers", _drift_retrain({"spec": {"template": {"spec": {"containers": []}}}}),
      "spec.monitoring.retrain.jobTemplate.spec.template.spec.containers"),
+    ("a retraining minAccuracy over 1", make_rollout(monitoring={"drift": {}, "retrain": {"minAccuracy": 1.5,
+        "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "t", "image": "i"}]}}}}}}),
+     "spec.monitoring.retrain.minAccuracy"),
     ("a drift reference digest that is not one", make_rollout(model={
         "name": "f", "version": "2", "uri": "u", "driftReferenceDigest": "md5:x"}), "spec.model.driftReferenceDigest"),
 ]

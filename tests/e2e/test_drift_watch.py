@@ -150,3 +150,22 @@ def test_a_model_without_a_reference_is_served_and_the_watch_says_not_available(
                            describe=lambda: str(s.status().get("drift")))
     assert found["reason"] == "NotAvailable" and "reference missing" in found["message"], found
     assert traffic.stats.failures == 0 and traffic.stats.by_version["1"].ok > 0, traffic.stats.explain()
+
+
+def test_min_accuracy_holds_retraining_back_while_the_labels_show_the_model_still_does_well(
+        cluster: ClusterHandle, namespace: str, operator: OperatorProcess, models: dict[str, Any],
+        model_store: str) -> None:
+    # Given version 1 watched for drift, retraining after 4 s of drift only below 50% accuracy on the labels
+    s = Scenario(cluster, namespace, "labelled")
+    rollout = with_retraining(watched(s, models, model_store))
+    rollout["spec"]["monitoring"]["retrain"]["minAccuracy"] = 0.5
+    s.apply(rollout)
+    s.wait_phase("Healthy", 90)
+    # When one feature shifts, under traffic whose labels come back (the model still gets most of them right)
+    with Traffic(s.service_url(), "labelled", shifted(models["holdout"], SHIFTED), burst=1):
+        wait_until(lambda: condition_is(s, "True"), 3 * WINDOW_S + 4 * INTERVAL_S, "Drifted to be True",
+                   describe=lambda: str(s.status().get("drift")))
+        # Then drift lasting well past `for` starts no Job: the accuracy on the window's labels is above 50%
+        holds(lambda: not retrain_jobs(s) and "retrain" not in s.status(), 15, "no retraining Job", interval=1.0)
+        entry = s.status()["drift"]["versions"][0]
+        assert entry["state"] == "Drifted" and entry["labels"] > 0 and entry["accuracy"] >= 0.5, entry

@@ -94,6 +94,9 @@ def watch_drift(change: Change, spec: RolloutSpec, obs: DriftObservation | None)
 def _judge(seen: VersionDrift, watch: DriftWatch) -> dict[str, Any]:
     """One version's entry of status.drift.versions."""
     base: dict[str, Any] = {"version": seen.version}
+    labelled = seen.labels_correct + seen.labels_incorrect
+    if labelled > 0:  # feedback labels in the window: the version's accuracy on them (retrain.minAccuracy)
+        base.update(labels=int(labelled), accuracy=round(seen.labels_correct / labelled, 6))
     if seen.problem:
         return {**base, "state": NOT_JUDGED, "message": f"not judged: {seen.problem}"}
     features = [_Feature(name, counts) for name, counts in seen.reference

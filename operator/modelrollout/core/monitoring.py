@@ -42,6 +42,9 @@ class RetrainTrigger:
     job_template: Mapping[str, Any]
     for_seconds: float = 600.0
     cooldown_seconds: float = 3600.0
+    # With feedback labels in the drift window: retrain only while a drifted version's accuracy on them is below
+    # this. Without labels drift alone triggers (labels are optional, and often late).
+    min_accuracy: float | None = None
 
 
 @dataclass(frozen=True)
@@ -91,8 +94,13 @@ def _retrain(d: Any) -> RetrainTrigger:
     for key, default in (("for", RetrainTrigger.for_seconds), ("cooldown", RetrainTrigger.cooldown_seconds)):
         value = d.get(key)
         durations[key] = default if value is None else parse_duration(value, f"{where}.{key}")
+    minimum = d.get("minAccuracy")
+    if minimum is not None and (isinstance(minimum, bool) or not isinstance(minimum, int | float)
+                                or not 0 < minimum <= 1):
+        raise ValueError(f"{where}.minAccuracy: must be a number in (0, 1], got {minimum!r}")
     return RetrainTrigger(job_template=dict(template), for_seconds=durations["for"],
-                          cooldown_seconds=durations["cooldown"])
+                          cooldown_seconds=durations["cooldown"],
+                          min_accuracy=None if minimum is None else float(minimum))
 
 
 def _drift(d: Any) -> DriftWatch:

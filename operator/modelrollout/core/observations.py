@@ -143,6 +143,9 @@ class VersionDrift:
     live: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     window_seconds: float = 0.0
     problem: str = ""
+    # Feedback labels in the window for this version's predictions (on any pod of the rollout): right / wrong.
+    labels_correct: float = 0.0
+    labels_incorrect: float = 0.0
 
 
 @dataclass(frozen=True)

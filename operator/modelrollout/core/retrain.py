@@ -11,6 +11,7 @@ apply the ModelRollout - is the user's; the operator never changes the rollout's
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from modelrollout.core.change import Change
 from modelrollout.core.monitoring import RetrainTrigger
@@ -55,6 +56,8 @@ def plan_retrain(change: Change, spec: RolloutSpec, rollout: str,
     if change.now < due:
         change.wake_at.append(due)
         return None
+    if not accuracy_too_low(trigger, st.drift.versions):
+        return None  # looked at again with the next drift look (whose wake-up is already set)
     run = 1 if st.retrain is None else st.retrain.runs + 1
     name = job_name(rollout, run)
     drifted = "; ".join(f"version {v['version']} {v.get('message', '')}" for v in st.drift.versions
@@ -64,6 +67,21 @@ def plan_retrain(change: Change, spec: RolloutSpec, rollout: str,
     change.note("RetrainStarted", f"created retraining Job {name}: {why}")
     change.wake_at.append(change.now + POLL)
     return RetrainJobIntent(name)
+
+
+def accuracy_too_low(trigger: RetrainTrigger, versions: list[dict[str, Any]]) -> bool:
+    """Whether minAccuracy lets a Job start: unset, or no drifted version has labels in the window (drift alone
+    then decides), or a drifted version's accuracy on its labels is below it.
+
+    >>> t = RetrainTrigger(job_template={}, min_accuracy=0.8)
+    >>> [accuracy_too_low(t, [{"state": "Drifted", **labels}]) for labels in ({}, {"labels": 90, "accuracy": 0.9},
+    ...                                                                        {"labels": 90, "accuracy": 0.7})]
+    [True, False, True]
+    """
+    drifted = [v for v in versions if v.get("state") == "Drifted" and v.get("labels")]
+    if trigger.min_accuracy is None or not drifted:
+        return True
+    return any(float(v["accuracy"]) < trigger.min_accuracy for v in drifted)
 
 
 def _follow(change: Change, run: RetrainStatus, job: ValidationJobObservation | None) -> None:

@@ -12,6 +12,7 @@ at that look (its readable pods keep their readings), never judged on the rest.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,9 @@ from modelrollout.core.observations import DriftObservation, VersionDrift
 from modelrollout.kube import PodTarget
 from modelrollout.sources.podscrape import SCRAPE_TIMEOUT, scrape
 from modelserver.contract import DriftReferenceState
-from modelserver.contract_parse import DriftMetrics, parse_drift_metrics
+from modelserver.contract_parse import DriftMetrics, parse_drift_metrics, parse_pod_metrics
+
+Labels = dict[tuple[str, int], float]  # (version, 1: correct / 0: incorrect) -> feedback labels counted by a pod
 
 
 @dataclass(frozen=True)
@@ -42,11 +45,15 @@ class DriftWindows:
     """Each watched pod's recent readings, by rollout and pod uid (memory only)."""
 
     readings: dict[str, dict[str, list[Reading]]] = field(default_factory=dict)
+    # Feedback labels by the version that predicted, per pod (a label counts on whichever pod it reached), for
+    # spec.monitoring.retrain.minAccuracy: the same window over the modelserver_feedback_total counters.
+    labels: dict[str, dict[str, list[Reading]]] = field(default_factory=dict)
     clock: Callable[[], float] = time.monotonic
     timeout: float = SCRAPE_TIMEOUT
 
     def forget(self, key: str) -> None:
         self.readings.pop(key, None)
+        self.labels.pop(key, None)
 
     async def look(self, req: DriftRequest) -> DriftObservation:
         pods = [p for p in req.pods if p.version in req.versions]
@@ -54,18 +61,45 @@ class DriftWindows:
             results = await asyncio.gather(*(self._read(session, req, p) for p in pods))
         now = self.clock()
         mine = self.readings.setdefault(req.key, {})
-        for pod in list(mine):
-            if pod not in {p.uid for p in pods}:
-                del mine[pod]  # gone: its counts leave the window with it
-        return DriftObservation(tuple(self._version(req, v, pods, results, mine, now) for v in req.versions))
+        labelled = self.labels.setdefault(req.key, {})
+        for memory in (mine, labelled):
+            for pod in list(memory):
+                if pod not in {p.uid for p in pods}:
+                    del memory[pod]  # gone: its counts leave the window with it
+        drift = [r if isinstance(r, str) else r[0] for r in results]
+        labels = self._labels(req, pods, results, labelled, now)
+        return DriftObservation(tuple(
+            dataclasses.replace(self._version(req, v, pods, drift, mine, now), labels_correct=labels.get((v, 1), 0.0),
+                                labels_incorrect=labels.get((v, 0), 0.0))
+            for v in req.versions))
 
-    async def _read(self, session: aiohttp.ClientSession, req: DriftRequest, pod: PodTarget) -> DriftMetrics | str:
+    @staticmethod
+    def _labels(req: DriftRequest, pods: Sequence[PodTarget], results: Sequence[tuple[DriftMetrics, Labels] | str],
+                labelled: dict[str, list[Reading]], now: float) -> Labels:
+        """Each watched version's labels in the window, summed over the pods that could be read."""
+        total: Labels = {}
+        for pod, result in zip(pods, results, strict=True):
+            if isinstance(result, str):
+                continue
+            labelled[pod.uid] = kept([*labelled.get(pod.uid, []), Reading(now, result[1])], now, req.window_seconds)
+            for k, n in window_increase(labelled[pod.uid], now, req.window_seconds)[0].items():
+                total[k] = total.get(k, 0.0) + n
+        return total
+
+    async def _read(self, session: aiohttp.ClientSession, req: DriftRequest,
+                    pod: PodTarget) -> tuple[DriftMetrics, Labels] | str:
         try:
             text = await scrape(session, f"http://{pod.ip}:{req.port}{req.path}", self.timeout)
             found = parse_drift_metrics(text).get((req.model, pod.version))
+            served = parse_pod_metrics(text)
         except (aiohttp.ClientError, OSError, TimeoutError, RuntimeError, ValueError) as exc:
             return f"pod {pod.name} could not be read ({type(exc).__name__}: {exc or 'timeout'})"
-        return found if found is not None else DriftMetrics()
+        labels: Labels = {}
+        for version in req.versions:
+            m = served.model(req.model, version)
+            if m is not None:
+                labels[version, 1], labels[version, 0] = m.feedback_correct, m.feedback_incorrect
+        return (found if found is not None else DriftMetrics()), labels
 
     @staticmethod
     def _version(req: DriftRequest, version: str, pods: Sequence[PodTarget], results: Sequence[DriftMetrics | str],

@@ -97,6 +97,14 @@ def test_missing_or_thin_data_is_unknown_never_no_drift(seen: VersionDrift, stat
     assert decision.status.drift is not None and decision.status.drift.versions[0]["state"] == state
 
 
+def test_the_versions_accuracy_on_the_windows_labels_is_recorded() -> None:
+    seen = replace(loaded("1", live(3000)), labels_correct=270.0, labels_incorrect=30.0)
+    entry = step(healthy_status("1"), look(seen), 0).status.drift.versions[0]  # type: ignore[union-attr]
+    assert (entry["labels"], entry["accuracy"]) == (300, 0.9)
+    plain = step(healthy_status("1"), look(loaded("1", live(3000))), 0).status.drift.versions[0]  # type: ignore[union-attr]
+    assert "labels" not in plain and "accuracy" not in plain
+
+
 def test_only_the_listed_features_are_judged() -> None:
     decision = step(healthy_status("1"), look(loaded("1", live(3000, shifted="f1"))), 0, features=["f0", "f2"])
     assert condition(decision.status)[0] == "False"

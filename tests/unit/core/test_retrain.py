@@ -98,3 +98,18 @@ def test_the_retrain_status_round_trips() -> None:
     status = replace(healthy_status("1"), retrain=finished(100, "Failed"))
     assert RolloutStatus.from_dict(status.to_dict()) == status
     assert isinstance(status.to_dict()["retrain"]["startedAt"], str)
+
+
+def with_accuracy(accuracy: float | None, labels: int = 400) -> RolloutStatus:
+    status = drifting_since(0)
+    assert status.drift is not None
+    extra = {} if accuracy is None else {"labels": labels, "accuracy": accuracy}
+    status.drift.versions = [{**DRIFTED[0], **extra}]
+    return status
+
+
+@pytest.mark.parametrize(("accuracy", "starts"), [(None, True), (0.79, True), (0.8, False), (0.95, False)])
+def test_min_accuracy_holds_a_job_back_while_the_labels_show_the_model_still_does_well(
+        accuracy: float | None, starts: bool) -> None:
+    decision = tick(with_accuracy(accuracy), 30, minAccuracy=0.8)
+    assert (decision.retrain_job is not None) == starts
