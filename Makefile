@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export MODELROLLOUT_CACHE ?= $(HOME)/.cache/modelrollout
 PYTEST_ARGS ?=
 
-.PHONY: help venv k8s-bins k8s-openapi crd prom-bins gateway-bins mlserver-bins kserve-bins lint test test-unit test-e2e chaos soak demo cluster-up cluster-down cluster-shell bench-serving bench-decisions bench-reconcile bench-operator kwok-bins images kind-up kind-e2e kind-down clean
+.PHONY: help venv k8s-bins k8s-openapi crd prom-bins gateway-bins mlserver-bins kserve-bins wheelhouse lint test test-unit test-e2e chaos soak demo cluster-up cluster-down cluster-shell bench-serving bench-decisions bench-reconcile bench-operator kwok-bins images kind-up kind-e2e kind-down clean
 
 help:
 	@echo "make demo        - the main job on the built-in local cluster"
@@ -54,6 +54,11 @@ mlserver-bins:
 kserve-bins:
 	@hack/build-kserve.sh >/dev/null
 
+# The wheels of the images' package sets (operator/, serving/, serving/contract/ pyproject.toml), downloaded once
+# under $(MODELROLLOUT_CACHE)/wheelhouse-<digest>: tests/e2e/test_image_sets.py installs each set offline from them.
+wheelhouse:
+	@hack/build-wheelhouse.sh >/dev/null
+
 # Kubernetes' core/v1 OpenAPI document (from the Go module), which the CRD generator inlines types from.
 k8s-openapi:
 	@hack/k8s-openapi.sh >/dev/null
@@ -72,11 +77,15 @@ test-unit: venv k8s-openapi
 
 # e2e tests run inside a private network + PID namespace (hack/in-netns): pods get 10.244.x
 # addresses, no packet leaves the machine, and no process outlives the run.
-test-e2e: venv k8s-bins prom-bins gateway-bins mlserver-bins kserve-bins
+test-e2e: venv k8s-bins prom-bins gateway-bins mlserver-bins kserve-bins wheelhouse
 	hack/in-netns $(BIN)/pytest -m e2e $(PYTEST_ARGS)
 
-test: venv k8s-bins k8s-openapi prom-bins gateway-bins mlserver-bins kserve-bins lint
-	hack/in-netns $(BIN)/pytest $(PYTEST_ARGS)
+# Every test, in SHARDS pytest processes side by side, each with its own namespace and local cluster
+# (hack/run-shards; tests/sharding.py deals whole files out by the seconds in tests/durations.json).
+# SHARDS=1 runs them in one process, as before.
+SHARDS ?= 2
+test: venv k8s-bins k8s-openapi prom-bins gateway-bins mlserver-bins kserve-bins wheelhouse lint
+	$(BIN)/python hack/run-shards $(SHARDS) $(PYTEST_ARGS)
 
 # The operator SIGKILLed at 20 seeded random moments across canary, blue-green and rollback under traffic
 # (make test runs a 3-kill version). CHAOS_SEED=<printed seed> replays a run.

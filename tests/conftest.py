@@ -23,6 +23,7 @@ from localcluster.cluster import LocalCluster
 from localcluster.testing import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
+pytest_plugins = ["tests.sharding"]  # --shard K/N (make test's side-by-side shards)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -91,6 +91,10 @@ def abtest_table(runs: int, seed: int) -> str:
     cases = (
         ("conversion 0/1", True, "A/A at 10%", Arm(BASE_RATE, 1.0), Arm(BASE_RATE, 1.0), 0),
         ("conversion 0/1", True, "B +2 pts (10% -> 12%)", Arm(BASE_RATE, 1.0), Arm(BASE_RATE + 0.02, 1.0), 1),
+        # A model's accuracy from feedback labels: a proportion near 1, where an uncentred estimator's
+        # variance is ten times the outcome's own (the interval three times too wide).
+        ("accuracy 0/1", True, "A/A at 90%", Arm(0.90, 1.0), Arm(0.90, 1.0), 0),
+        ("accuracy 0/1", True, "B +2 pts (90% -> 92%)", Arm(0.90, 1.0), Arm(0.92, 1.0), 1),
         ("revenue, skewed", False, "A/A (mean 5.0 per request)", Arm(BASE_RATE, 50.0), Arm(BASE_RATE, 50.0), 0),
         ("revenue, skewed", False, "B +20% (5.0 -> 6.0 per request)", Arm(BASE_RATE, 50.0), Arm(0.12, 50.0), 1),
     )

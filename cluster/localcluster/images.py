@@ -7,6 +7,7 @@ repository path without registry host and tag, so `ghcr.io/modelrollout/modelser
 | repository suffix          | entrypoint (replaced by `command`) | default args (replaced by `args`) |
 |----------------------------|------------------------------------|-----------------------------------|
 | modelrollout/modelserver   | python -m modelserver              | -                                 |
+| modelrollout/modelserver-testing | python -m modelserver_testing (the server with MODELSERVER_CHAOS_* faults) | - |
 | modelrollout/operator      | python -m modelrollout             | -                                 |
 | localcluster/python        | python                             | - (tests pass -c / -m)            |
 | localcluster/prometheus    | prometheus (hack/build-prometheus.sh) | - (localcluster.prometheus passes them) |
@@ -39,6 +40,9 @@ def _python() -> str:
 
 REGISTRY: dict[str, Image] = {
     "modelrollout/modelserver": Image((_python(), "-m", "modelserver")),
+    # The tests' faulty model versions: the same server wrapped by the test-only fault injection, which the
+    # real image does not carry (serving/modelserver_testing).
+    "modelrollout/modelserver-testing": Image((_python(), "-m", "modelserver_testing")),
     "modelrollout/operator": Image((_python(), "-m", "modelrollout")),
     "localcluster/python": Image((_python(),)),
     # The binary from the cache; a pod of it fails to start, saying so in its log, until `make prom-bins` ran.

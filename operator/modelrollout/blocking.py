@@ -11,8 +11,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from modelrollout import opmetrics
+from modelrollout.kubecache import CacheMiss
 
 T = TypeVar("T")
+A = TypeVar("A")
 LAG_PERIOD = 0.25
 
 
@@ -24,6 +26,18 @@ async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return fn(*args, **kwargs)
 
     return await asyncio.to_thread(timed)
+
+
+async def read(adapter: A, view: A | None, fn: Callable[..., T], *args: Any) -> T:
+    """`fn(view, *args)` right here on the event loop when `view` (the adapter's cache-only view, None
+    without a watch cache) answers it from memory; `fn(adapter, *args)` in a worker thread when it
+    would have to ask the API server (CacheMiss)."""
+    if view is not None:
+        try:
+            return fn(view, *args)
+        except CacheMiss:
+            pass
+    return await run(fn, adapter, *args)
 
 
 async def watch_loop_lag(period: float = LAG_PERIOD) -> None:

@@ -93,6 +93,7 @@ def render_status(obj: dict[str, Any]) -> str:
     lines += render_shadow(st.get("shadow"))
     lines += render_drift(st.get("drift"))
     lines += render_retrain(st.get("retrain"))
+    lines += render_ab_test(st.get("abTest"))
     for h in (st.get("history") or [])[-5:]:
         lines.append(f"History:     v{h['version']} {h['outcome']} at {h.get('finishedAt')}: {h.get('reason', '')}")
     return "\n".join(lines)
@@ -175,6 +176,34 @@ def render_retrain(run: dict[str, Any] | None) -> list[str]:
         return []
     job = f"Job {run.get('job')} {run.get('state')} (run {run.get('runs', 1)})"
     return [f"Retrain:     {job}: {run.get('message', '')}"]
+def render_ab_test(run: dict[str, Any] | None) -> list[str]:
+    """status.abTest: each arm's samples and accuracy, the winner so far and the assessment's numbers.
+
+    >>> for line in render_ab_test({"version": "2", "looks": 9, "winner": "B", "split": 0.5, "shareB": 0.492,
+    ...     "arms": {"A": {"samples": 1030, "total": 824}, "B": {"samples": 1000, "total": 920}},
+    ...     "message": "B wins: B - A = +0.12 (95% always-valid interval [+0.08, +0.16])"}): print(line)
+    A/B test:    v2 (B) against the stable version (A), look 9: winner B
+      ARM  SAMPLES    ACCURACY   SHARE
+      A    1,030      0.8        50.8%  (split 50.0% of pods)
+      B    1,000      0.92       49.2%
+      B wins: B - A = +0.12 (95% always-valid interval [+0.08, +0.16])
+    """
+    if not run:
+        return []
+    arms = run.get("arms") or {}
+    share_b = run.get("shareB")
+    lines = [f"A/B test:    v{run.get('version')} (B) against the stable version (A), look {run.get('looks', 0)}: "
+             f"winner {run.get('winner', 'none')}",
+             f"  {'ARM':<4} {'SAMPLES':<10} {'ACCURACY':<10} SHARE"]
+    for arm, share in (("A", None if share_b is None else 1 - share_b), ("B", share_b)):
+        totals = arms.get(arm) or {}
+        n = totals.get("samples", 0)
+        split = f"  (split {run.get('split', 0):.1%} of pods)" if arm == "A" else ""
+        lines.append(f"  {arm:<4} {n:<10,.0f} {_num(totals.get('total', 0) / n if n else None):<10} "
+                     f"{'-' if share is None else f'{share:.1%}'}{split}")
+    if run.get("message"):
+        lines.append(f"  {run['message']}")
+    return lines
 
 
 def _age(stamp: str | None) -> str:
@@ -337,7 +366,8 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--context", help="kubeconfig context")
     parser = argparse.ArgumentParser(prog="kubectl modelrollout", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Not `required`: argparse would then report a missing COMMAND before an unknown flag (main).
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("list", parents=[common], help="list rollouts")
     p.add_argument("-A", "--all-namespaces", action="store_true", help="in every namespace")
     p.add_argument("-o", "--output", choices=("wide", "json", "yaml"))
@@ -371,7 +401,12 @@ HANDLERS = {"list": cmd_list, "get": cmd_get, "status": cmd_status, "set": cmd_s
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # named first: `--bogus` alone is a bad flag, not a missing command
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command is None:
+        parser.error("the following arguments are required: COMMAND (see --help)")
     if args.command == "version":
         print(f"kubectl-modelrollout {_version()}")
         return
@@ -380,7 +415,8 @@ def main(argv: list[str] | None = None) -> None:
     except kubernetes.config.ConfigException as exc:
         sys.exit(f"error: no usable kubeconfig ({first_line(exc)}); set --kubeconfig, KUBECONFIG or --context")
     except urllib3.exceptions.MaxRetryError as exc:
-        sys.exit(f"error: cannot reach the API server at {exc.pool.host}:{exc.pool.port} ({first_line(exc.reason)})")
+        sys.exit(f"error: cannot reach the API server at {exc.pool.host}:{exc.pool.port} ({first_line(exc.reason)});"
+                 " is the cluster running, and does the kubeconfig's context (--context) point at it?")
     except ValueError as exc:
         sys.exit(f"error: {exc}")
     except KeyboardInterrupt:  # the way to leave --watch; nothing to report

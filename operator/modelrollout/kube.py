@@ -7,6 +7,7 @@ loop never waits on the network. Nothing here decides anything.
 from __future__ import annotations
 
 import base64
+import copy
 import datetime as dt
 import json
 import threading
@@ -31,7 +32,7 @@ from modelrollout.core.observations import (
 )
 from modelrollout.core.phases import Event
 from modelrollout.core.spec import RolloutSpec
-from modelrollout.kubecache import Cache, Reflector
+from modelrollout.kubecache import Cache, CacheMiss, Reflector
 from modelrollout.kubeevents import EventRecorder
 from modelrollout.managedfields import applied_by
 from modelrollout.ownership import OwnershipConflictError as OwnershipConflictError
@@ -132,6 +133,17 @@ class KubeAdapter:
         self.batch = kubernetes.client.BatchV1Api(api)
         # Both versions' Deployments may be created in one tick, in two threads: one key, not two.
         self._feedback_key_lock = threading.Lock()
+        self._api_allowed = True  # False only in cache_view
+        self.cache_view: KubeAdapter | None = None
+
+    def _cache_only(self) -> KubeAdapter:
+        """This adapter with the API server out of reach: its reads answer from the watch cache or raise
+        CacheMiss where they would call the API. A tick calls them on the event loop (a dict look-up
+        needs no worker thread: with 1,000 rollouts, cache reads queued 3.7 s on average for one,
+        `make bench-operator`) and falls back to the adapter itself, in a thread, on a miss."""
+        view = copy.copy(self)
+        view._api_allowed = False
+        return view
 
     def _get_or_none(self, what: str, namespace: str, read: Any, name: str) -> Any:
         """`read(name, namespace)` through _call; None when the object does not exist (404)."""
@@ -143,6 +155,8 @@ class KubeAdapter:
             return None
 
     def _call(self, verb: str, what: str, namespace: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if not self._api_allowed:
+            raise CacheMiss(f"{verb} {what} in {namespace}")
         started = time.monotonic()
         try:
             return fn(*args, **kwargs)
@@ -163,6 +177,7 @@ class KubeAdapter:
                       for kind, (namespaced, everywhere) in kinds.items() for ns in (namespaces or (None,))]
         self.cache = Cache(reflectors)
         self.cache.start()
+        self.cache_view = self._cache_only()
         return self.cache
 
     def _raw(self, verb: str, what: str, namespace: str, fn: Any, *args: Any, **kwargs: Any) -> Any:

@@ -32,14 +32,48 @@ WATCH_SECONDS = 240  # the server ends a watch after this; it is resumed from th
 RETRY_SECONDS = (0.5, 1, 2, 5, 10)
 
 
+class CacheMiss(Exception):
+    """A read the cache cannot answer: the API server would have to be asked."""
+
+
 class Expired(Exception):
     """The resourceVersion is too old (HTTP 410): list again."""
 
 
 @dataclass
 class _Copy:
+    """The objects by key, and their keys by (namespace, value of the indexed label): a tick asks for
+    one rollout's objects, and scanning every cached pod for them was linear in the number of rollouts
+    (with 1,000 rollouts the reads queued behind each other, `make bench-operator`)."""
+    label: str
     objects: dict[Key, Obj] = field(default_factory=dict)
+    index: dict[Key, set[Key]] = field(default_factory=dict)
     synced: bool = False
+
+    def put(self, obj: Obj) -> None:
+        key = _key(obj)
+        self.drop(key)
+        self.objects[key] = obj
+        self.index.setdefault(self._slot(key, obj), set()).add(key)
+
+    def drop(self, key: Key) -> None:
+        old = self.objects.pop(key, None)
+        if old is None:
+            return
+        slot = self._slot(key, old)
+        keys = self.index.get(slot)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self.index[slot]
+
+    def _slot(self, key: Key, obj: Obj) -> Key:
+        return key[0], str(((obj.get("metadata") or {}).get("labels") or {}).get(self.label, ""))
+
+    def candidates(self, namespace: str, labels: dict[str, str]) -> list[Obj]:
+        if self.label in labels:
+            return [self.objects[k] for k in self.index.get((namespace, labels[self.label]), ())]
+        return [o for (ns, _), o in self.objects.items() if ns == namespace]
 
 
 class Reflector:
@@ -55,7 +89,7 @@ class Reflector:
         self.watches = 0  # watch requests made (each resumes from the last version seen)
         self.on_call = on_call or (lambda verb, seconds: None)
         self._lock = threading.Lock()
-        self._copy = _Copy()
+        self._copy = _Copy(label_selector)
         self._stop = threading.Event()
 
     # --- readers (any thread) ---
@@ -68,8 +102,8 @@ class Reflector:
         with self._lock:
             if not self._copy.synced:
                 return None
-            return [o for (ns, _), o in self._copy.objects.items() if ns == namespace
-                    and labels.items() <= ((o.get("metadata") or {}).get("labels") or {}).items()]
+            return [o for o in self._copy.candidates(namespace, labels)
+                    if labels.items() <= ((o.get("metadata") or {}).get("labels") or {}).items()]
 
     def get(self, namespace: str, name: str) -> tuple[bool, Obj | None]:
         """(synced, the object or None)."""
@@ -115,9 +149,11 @@ class Reflector:
 
     def _list(self) -> str:
         answer = json.loads(self._call("list").data)
-        objects = {_key(o): o for o in answer.get("items") or []}
+        fresh = _Copy(self.selector, synced=True)
+        for obj in answer.get("items") or []:
+            fresh.put(obj)
         with self._lock:
-            self._copy = _Copy(objects=objects, synced=True)
+            self._copy = fresh
         return str(answer["metadata"]["resourceVersion"])
 
     def _watch(self, version: str) -> str:
@@ -143,9 +179,9 @@ class Reflector:
             return new_version
         with self._lock:
             if kind == "DELETED":
-                self._copy.objects.pop(_key(obj), None)
+                self._copy.drop(_key(obj))
             else:
-                self._copy.objects[_key(obj)] = obj
+                self._copy.put(obj)
         return new_version
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from kubernetes.client import ApiException
 
@@ -48,6 +49,8 @@ from modelrollout.sources import MetricSource, PrometheusAccess, ScrapeRequest
 from modelrollout.sources.driftcounts import DriftRequest, DriftWindows
 from modelrollout.sources.shadowpairs import read_shadow_pairs
 
+T = TypeVar("T")
+
 log = logging.getLogger(__name__)
 OWN_STATUS_KEYS_EXCLUDED = ("kopf",)  # kopf keeps its own bookkeeping in status
 IN_FLIGHT = (Phase.PROGRESSING.value, Phase.PAUSED.value, Phase.PROMOTING.value)
@@ -75,8 +78,8 @@ async def gather(ctx: Context, body: dict[str, Any], spec: RolloutSpec, pods: li
     ns, name = meta["namespace"], meta["name"]
     services = strategy_for(spec).entry_services(spec)
     deployments, selectors, problems, route, (validation, retrain), mirror = await asyncio.gather(
-        blocking.run(ctx.kube.observe_deployments, ns, name),
-        asyncio.gather(*(blocking.run(ctx.kube.service_selector, body, service) for service in services)),
+        _read(ctx, KubeAdapter.observe_deployments, ns, name),
+        asyncio.gather(*(_read(ctx, KubeAdapter.service_selector, body, service) for service in services)),
         pod_problems(pods, spec.serving.port),
         _route(ctx, ns, spec),
         _jobs(ctx, ns, body),
@@ -86,6 +89,11 @@ async def gather(ctx: Context, body: dict[str, Any], spec: RolloutSpec, pods: li
     return Observations(name=name, generation=meta.get("generation", 0), annotations=dict(meta.get("annotations")
                         or {}), deployments=deployments, selectors=seen, pod_problems=problems, route=route,
                         validation=validation, mirror=mirror, namespace=ns, retrain=retrain)
+
+
+async def _read(ctx: Context, fn: Callable[..., T], *args: Any) -> T:
+    """A read the watch cache answers on the event loop, or the API in a worker thread."""
+    return await blocking.read(ctx.kube, ctx.kube.cache_view, fn, *args)
 
 
 async def _mirror_config(ctx: Context, body: dict[str, Any], spec: RolloutSpec) -> dict[str, str] | None:
@@ -201,7 +209,7 @@ async def analyse(ctx: Context, body: dict[str, Any], spec: RolloutSpec, status:
     meta = body["metadata"]
     for result in outcome.results:
         opmetrics.VERDICTS.labels(meta["namespace"], meta["name"], result.name, result.verdict.value).inc()
-    return AnalysisObservation(outcome=outcome, engine_state=new_state.to_dict())
+    return AnalysisObservation(outcome=outcome, engine_state=new_state.to_dict(), tick=tick)
 
 
 async def _prime_baseline(ctx: Context, body: dict[str, Any], spec: RolloutSpec, status: RolloutStatus,
@@ -283,7 +291,7 @@ async def _decide(ctx: Context, body: dict[str, Any], spec: RolloutSpec, status:
     decide once."""
     meta = body["metadata"]
     # One list of the rollout's pods per tick serves both the pod problems and the metric source.
-    pods = await blocking.run(ctx.kube.pod_states, meta["namespace"], meta["name"])
+    pods = await _read(ctx, KubeAdapter.pod_states, meta["namespace"], meta["name"])
     measure = (analyse(ctx, body, spec, status, pods) if needs_analysis(spec, status, now)
                else _prime_baseline(ctx, body, spec, status, pods))
     shadow = _shadow_look(spec, status, pods) if needs_shadow_look(spec, status, now) else _nothing()

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from modelserver.server import CannotListen, serve
-from modelserver.settings import read_settings
+from modelserver.server import CannotListen, ModelServer, serve
+from modelserver.settings import Settings, read_settings
 from modelserver.tokens import read_key
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None,
+         make_server: Callable[[Settings], ModelServer] = ModelServer) -> int:
     """0 after a graceful stop; 2 for a bad flag or setting, 1 when the port cannot be bound.
 
     `modelserver validate ...` instead runs one validation of a candidate model on a holdout and exits
@@ -20,6 +21,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     A model that fails to load does not end the process: the server stays live and unready, retries
     what may heal (a missing or unreadable file), and reports the reason in its log and metrics.
+
+    `make_server` builds the server from the settings; only the tests' fault-injecting wrapper
+    (serving/modelserver_testing) passes another.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["validate"]:
@@ -36,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        asyncio.run(serve(settings))
+        asyncio.run(serve(settings, make_server))
     except CannotListen as exc:
         print(f"modelserver: {exc}", file=sys.stderr)
         return 1

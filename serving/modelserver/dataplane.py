@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -54,10 +53,6 @@ class NotReady(Exception):
     """Inference asked of a model that is not loaded (503)."""
 
 
-class ChaosFailure(Exception):
-    """An injected failure (MODELSERVER_CHAOS_ERROR_RATE): answered 500 and counted as an error."""
-
-
 class FeedbackRefused(Exception):
     """Feedback with a refused token: nothing of the request was counted; answered 4xx naming the items."""
 
@@ -96,7 +91,6 @@ class DataPlane:
         self.input_spec = InputSpec(settings.model_features or 0, settings.max_rows, False)
         self._store = FeedbackStore(settings.feedback_store_size, settings.feedback_ttl_s)
         self._clock = clock
-        self._chaos = random.Random(settings.chaos_seed)
         self._ids_in_flight: set[str] = set()  # client-chosen ids of requests not yet remembered
         # Tokens are timed by the wall clock: they are checked on other pods, whose monotonic clocks differ.
         self._wall = wall
@@ -238,10 +232,6 @@ class DataPlane:
         self._ids_in_flight.add(prediction_id)
 
     async def _predict(self, predictor: Predictor, request: InferRequest, prediction_id: str) -> Prediction:
-        if self.settings.chaos_latency_ms > 0:
-            await asyncio.sleep(self.settings.chaos_latency_ms / 1000)
-        if self.settings.chaos_error_rate > 0 and self._chaos.random() < self.settings.chaos_error_rate:
-            raise ChaosFailure("injected failure (MODELSERVER_CHAOS_ERROR_RATE)")
         want_proba = "predict_proba" in request.outputs
         if self.batcher is not None:
             outputs = await self.batcher.submit(request.rows, want_proba)

@@ -3,7 +3,7 @@
 Status codes of the inference path: 200 answered; 400 malformed or invalid input; 404 unknown model or
 version; 408 body not received within the read timeout; 409 a request id still held by an earlier
 prediction awaiting feedback; 413 body over the limit or too many rows; 422 values the model itself
-refused; 503 model not loaded; 500 only for a real server fault or an injected chaos failure. A client
+refused; 503 model not loaded; 500 only for a real server fault. A client
 that disconnects before its body was read gets nothing (there is no one to answer) and is counted as
 499, not as an error.
 """
@@ -21,7 +21,7 @@ from aiohttp import web
 
 from modelserver.binary import HEADER_LENGTH, split_body
 from modelserver.contract import CLIENT_CLOSED_REQUEST, Protocol
-from modelserver.dataplane import ChaosFailure, DataPlane, NotReady, Prediction
+from modelserver.dataplane import DataPlane, NotReady, Prediction
 from modelserver.mirror import (
     PRIMARY_PREDICTION_HEADER,
     REQUEST_ID_HEADER,
@@ -167,8 +167,6 @@ async def _answer(request: web.Request, plane: DataPlane, decode: Decoder, encod
         return 422, {"error": str(exc)}, None, []
     except NotReady as exc:
         return 503, {"error": str(exc)}, None, []
-    except ChaosFailure as exc:
-        return 500, {"error": str(exc)}, None, []
     except ClientGone:
         return CLIENT_CLOSED_REQUEST, {"error": "client closed the connection"}, None, []
     except web.HTTPException as exc:  # aiohttp's own, while reading the request

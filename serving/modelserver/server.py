@@ -14,6 +14,7 @@ import gc
 import logging
 import os
 import signal
+from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -32,9 +33,6 @@ log = logging.getLogger(__name__)
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
     plane = request.app[PLANE]
-    if plane.settings.chaos_metrics_hang:
-        log.warning("MODELSERVER_CHAOS_METRICS_HANG: /metrics will not answer")
-        await asyncio.Event().wait()
     return web.Response(body=plane.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -59,9 +57,11 @@ class CannotListen(Exception):
 
 
 class ModelServer:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, plane: DataPlane | None = None) -> None:
+        """`plane`: a data plane built by the caller (the test-only fault injection wraps the real one)."""
         self.settings = settings
-        self.plane = DataPlane(settings, ServerMetrics(settings.model_name, settings.model_version))
+        self.plane = plane if plane is not None else DataPlane(settings, ServerMetrics(settings.model_name,
+                                                                                 settings.model_version))
         self.mirror = Mirror(settings, self.plane.metrics)
         self.app = build_app(self.plane, self.mirror)
         self.port = settings.port
@@ -70,14 +70,11 @@ class ModelServer:
 
     async def start(self) -> int:
         """Listen, start loading the model, and return the bound port (useful with port 0)."""
-        if self.settings.chaos_error_rate or self.settings.chaos_latency_ms or self.settings.chaos_metrics_hang:
-            log.warning("CHAOS KNOBS ON (testing only): error rate %s, latency %s ms, metrics hang %s",
-                        self.settings.chaos_error_rate, self.settings.chaos_latency_ms,
-                        self.settings.chaos_metrics_hang)
         s = self.settings
         # aiohttp drains the unread rest of a refused body (413, 408) before closing, 10 s by default: a
         # trickling client gets no longer for that than for sending a body at all.
-        self._runner = JsonErrorsRunner(self.app, access_log=None, shutdown_timeout=s.shutdown_timeout_s,
+        self._runner = JsonErrorsRunner(self.app, s.header_read_timeout_s, access_log=None,
+                                        shutdown_timeout=s.shutdown_timeout_s,
                                      keepalive_timeout=s.idle_timeout_s,
                                      lingering_time=min(10.0, s.body_read_timeout_s))
         await self._runner.setup()
@@ -129,9 +126,9 @@ async def freeze_after_load(server: ModelServer) -> None:
         log.info("froze %d objects alive after load out of the cyclic collector", gc.get_freeze_count())
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, make_server: Callable[[Settings], ModelServer] = ModelServer) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
-    server = ModelServer(settings)
+    server = make_server(settings)
     await server.start()
     freezer = asyncio.get_running_loop().create_task(freeze_after_load(server), name="gc-freeze")
     stop = asyncio.Event()

@@ -35,8 +35,11 @@ class Settings:
     max_rows: int = 10_000  # rows in one request
     # A client must send its whole body within this, so slow clients cannot pile up open connections.
     body_read_timeout_s: float = 30.0
-    # Closes a connection that sits idle, or never finishes its headers, this long. Above the common load
-    # balancers' backend idle timeouts (GCP 600 s, AWS ALB 60 s) so that they, not we, close idle ones.
+    # A request's headers must all arrive within this from its first byte (408): without it a client
+    # trickling header lines held its connection for the whole idle timeout.
+    header_read_timeout_s: float = 10.0
+    # Closes a connection that sits idle this long. Above the common load balancers' backend idle
+    # timeouts (GCP 600 s, AWS ALB 60 s) so that they, not we, close idle ones.
     idle_timeout_s: float = 620.0
     fast_path: bool = True  # direct predict for linear and forest classifiers, verified at load
     batching: str = "auto"  # auto: batch when one predict() costs more than batch_threshold_ms
@@ -67,10 +70,6 @@ class Settings:
     shutdown_timeout_s: float = 25.0
     load_retry_max_s: float = 60.0
     log_level: str = "INFO"
-    chaos_error_rate: float = 0.0
-    chaos_latency_ms: float = 0.0
-    chaos_metrics_hang: bool = False
-    chaos_seed: int | None = None
 
 
 # field -> (environment variable, help)
@@ -89,8 +88,9 @@ _ENV: dict[str, tuple[str, str]] = {
     "max_body_bytes": ("MODELSERVER_MAX_BODY_BYTES", "largest request body accepted (413 above)"),
     "max_rows": ("MODELSERVER_MAX_ROWS", "most rows in one request"),
     "body_read_timeout_s": ("MODELSERVER_BODY_READ_TIMEOUT_S", "seconds a client has to send its body (408)"),
-    "idle_timeout_s": ("MODELSERVER_IDLE_TIMEOUT_S", "seconds before closing a connection that is idle "
-                                                     "or has not finished its headers"),
+    "header_read_timeout_s": ("MODELSERVER_HEADER_READ_TIMEOUT_S", "seconds a client has to send a request's "
+                                                                   "headers from its first byte (408)"),
+    "idle_timeout_s": ("MODELSERVER_IDLE_TIMEOUT_S", "seconds before closing a connection that is idle"),
     "fast_path": ("MODELSERVER_FAST_PATH", "direct predict for linear/forest classifiers, verified at load"),
     "batching": ("MODELSERVER_BATCHING", "adaptive batching: auto, on or off"),
     "batch_threshold_ms": ("MODELSERVER_BATCH_THRESHOLD_MS", "auto batching when predict() costs more"),
@@ -114,10 +114,6 @@ _ENV: dict[str, tuple[str, str]] = {
     "shutdown_timeout_s": ("MODELSERVER_SHUTDOWN_TIMEOUT_S", "longest wait for in-flight requests"),
     "load_retry_max_s": ("MODELSERVER_LOAD_RETRY_MAX_S", "longest pause between model fetch retries"),
     "log_level": ("MODELSERVER_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
-    "chaos_error_rate": ("MODELSERVER_CHAOS_ERROR_RATE", "TESTING ONLY: fraction of inferences answered 500"),
-    "chaos_latency_ms": ("MODELSERVER_CHAOS_LATENCY_MS", "TESTING ONLY: extra latency per inference"),
-    "chaos_metrics_hang": ("MODELSERVER_CHAOS_METRICS_HANG", "TESTING ONLY: /metrics never answers"),
-    "chaos_seed": ("MODELSERVER_CHAOS_SEED", "TESTING ONLY: seed for the chaos error draw"),
 }
 
 
@@ -190,14 +186,13 @@ def settings_problem(s: Settings) -> str | None:
     """The first inconsistency in `s`, or None."""
     if s.batching not in BATCHING_MODES:
         return f"batching must be one of {BATCHING_MODES}, not {s.batching!r}"
-    if not 0.0 <= s.chaos_error_rate <= 1.0:
-        return "MODELSERVER_CHAOS_ERROR_RATE must be between 0 and 1"
     if s.model_digest and not s.model_digest.startswith("sha256:"):
         return "MODEL_DIGEST must look like sha256:<hex>"
     if s.max_batch_rows < 1 or s.max_rows < 1 or s.feedback_store_size < 1:
         return "max batch rows, max rows and feedback store size must be positive"
     if s.mirror_queue_size < 1 or s.mirror_workers < 1 or not s.mirror_timeout_s > 0:
         return "MODELSERVER_MIRROR_QUEUE_SIZE, _WORKERS and _TIMEOUT_S must be positive"
-    if s.body_read_timeout_s <= 0 or s.idle_timeout_s <= 0:
-        return "MODELSERVER_BODY_READ_TIMEOUT_S and MODELSERVER_IDLE_TIMEOUT_S must be positive"
+    if s.body_read_timeout_s <= 0 or s.idle_timeout_s <= 0 or s.header_read_timeout_s <= 0:
+        return ("MODELSERVER_BODY_READ_TIMEOUT_S, MODELSERVER_HEADER_READ_TIMEOUT_S and MODELSERVER_IDLE_TIMEOUT_S "
+                "must be positive")
     return None

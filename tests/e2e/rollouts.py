@@ -27,6 +27,8 @@ from tests.conftest import ROOT, ClusterHandle
 
 GROUP, VERSION, PLURAL = "modelrollout.dev", "v1alpha1", "modelrollouts"
 SERVING_IMAGE = "ghcr.io/modelrollout/modelserver:0.1.0"
+# The same server wrapped by the test-only fault injection (serving/modelserver_testing): versions that fail.
+FAULTY_SERVING_IMAGE = "ghcr.io/modelrollout/modelserver-testing:0.1.0"
 
 
 @pytest.fixture(scope="session")
@@ -119,7 +121,9 @@ def model_store(cluster: ClusterHandle, namespace: str, models: dict[str, Any]) 
 
 def make_rollout(name: str, version: str, model: dict[str, Any], store: str, *, replicas: int = 4,
                  steps: list[dict[str, Any]] | None = None, blue_green: dict[str, Any] | None = None,
-                 analysis: dict[str, Any] | None = None, env: dict[str, str] | None = None) -> dict[str, Any]:
+                 analysis: dict[str, Any] | None = None, env: dict[str, str] | None = None,
+                 faults: dict[str, str] | None = None) -> dict[str, Any]:
+    """`faults`: MODELSERVER_CHAOS_* variables; the version then runs the fault-injecting test image."""
     strategy = {"blueGreen": blue_green} if blue_green is not None else {"canary": {"steps": steps or [
         {"setWeight": 25}, {"pause": {"duration": "4s"}}, {"setWeight": 50}, {"pause": {"duration": "4s"}},
         {"setWeight": 75}, {"pause": {"duration": "4s"}}, {"setWeight": 100}]}}
@@ -128,8 +132,8 @@ def make_rollout(name: str, version: str, model: dict[str, Any], store: str, *, 
         "model": {"name": name, "version": version, "uri": f"{store}/{model['file']}", "digest": model["digest"],
                   # The test models are mostly joblib (reproducible digests): the explicit pickle opt-in.
                   "allowPickle": model["format"] == "joblib"},
-        "serving": {"image": SERVING_IMAGE, "port": 8080,
-                    "env": [{"name": k, "value": v} for k, v in (env or {}).items()]},
+        "serving": {"image": FAULTY_SERVING_IMAGE if faults else SERVING_IMAGE, "port": 8080,
+                    "env": [{"name": k, "value": v} for k, v in {**(env or {}), **(faults or {})}.items()]},
         "service": {"name": name, "port": 80},
         "strategy": strategy,
     }

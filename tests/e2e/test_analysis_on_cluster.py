@@ -24,11 +24,11 @@ def test_three_percent_errors_against_half_a_percent(
     s = Scenario(cluster, namespace, "ev")
     lr = models["models"]["lr"]
     s.apply(make_rollout(s.name, "1", lr, model_store, analysis=ANALYSIS,
-                         env={"MODELSERVER_CHAOS_ERROR_RATE": "0.005"}))
+                         faults={"MODELSERVER_CHAOS_ERROR_RATE": "0.005"}))
     s.wait_phase("Healthy", 90)
     with Traffic(s.service_url(), s.name, models["holdout"], rate=100, burst=1):
         s.apply(make_rollout(s.name, "2", lr, model_store, steps=STEPS, analysis=ANALYSIS,
-                             env={"MODELSERVER_CHAOS_ERROR_RATE": canary_errors}))
+                             faults={"MODELSERVER_CHAOS_ERROR_RATE": canary_errors}))
         final = s.wait_phase(outcome, 240)
     if outcome == "RolledBack":
         [result] = final["analysis"]["results"]

@@ -77,7 +77,7 @@ def _run_round(version: str, scenarios: dict[str, Scenario], models: dict[str, A
     good.apply(make_rollout(good.name, version, lr, store, replicas=2, steps=STEPS, analysis=ANALYSIS))
     bg.apply(make_rollout(bg.name, version, lr, store, replicas=2, blue_green=BLUE_GREEN))
     bad.apply(make_rollout(bad.name, version, lr, store, replicas=2, steps=STEPS, analysis=ANALYSIS,
-                           env={"MODELSERVER_CHAOS_ERROR_RATE": "0.3"}))
+                           faults={"MODELSERVER_CHAOS_ERROR_RATE": "0.3"}))
     most = collections.Counter[str]()
 
     def done(s: Scenario, phase: str, stable: str) -> bool:

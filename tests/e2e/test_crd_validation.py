@@ -90,6 +90,16 @@ def test_defaults_are_filled(api: kubernetes.client.CustomObjectsApi, namespace:
     assert spec["model"]["allowPickle"] is False  # joblib stays closed unless the owner opts in
 
 
+def test_an_ab_test_is_stored_with_its_defaults_and_the_replicas_router(
+    api: kubernetes.client.CustomObjectsApi, namespace: str
+) -> None:
+    body = make_rollout(strategy={"abTest": {}}, trafficRouting={"replicas": {}})
+    api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    ab = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "fraud")["spec"]["strategy"]["abTest"]
+    assert ab == {"weight": 50, "goal": {"type": "accuracy", "minEffect": 0.0, "alpha": 0.05},
+                  "minSamplesPerArm": 200, "maxSamples": 20000, "maxDuration": "1h"}
+
+
 POD_TEMPLATE = {"metadata": {"labels": {"team": "ml"}, "annotations": {"example.com/a": "b"}},
                 "spec": {"nodeSelector": {"kubernetes.io/os": "linux"},
                          "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
@@ -202,7 +212,7 @@ INVALID = [
     ("step with both", make_rollout(strategy=_steps({"setWeight": 10, "pause": {}})), "spec.strategy.canary.steps"),
     ("two strategies", make_rollout(strategy={**_steps({"setWeight": 10}),
                                               "blueGreen": {"previewService": "p"}}), "spec.strategy"),
-    ("no strategy", make_rollout(strategy={}), "spec.strategy: set exactly one of canary or blueGreen"),
+    ("no strategy", make_rollout(strategy={}), "spec.strategy: set exactly one of canary, blueGreen or abTest"),
     ("minSamples zero", make_rollout(analysis=_analysis(minSamples=0)), "spec.analysis.minSamples"),
     ("bad interval", make_rollout(analysis=_analysis(interval="15 seconds")), "spec.analysis.interval"),
     ("bad pause duration", make_rollout(strategy=_steps({"pause": {"duration": "2 minutes"}})),
@@ -302,7 +312,7 @@ INVALID = [
      "spec.trafficRouting.service: needs spec.strategy.blueGreen"),
     ("gateway router for blue-green", make_rollout(strategy={"blueGreen": {"previewService": "p"}},
                                                   trafficRouting={"gatewayAPI": {"httpRoute": "web"}}),
-     "spec.trafficRouting: replicas and gatewayAPI need spec.strategy.canary"),
+     "spec.trafficRouting.gatewayAPI: needs spec.strategy.canary"),
     ("header route without the gateway", make_rollout(strategy={"canary": {
         "steps": [{"setWeight": 5}], "headerRoute": {"name": "X-Canary", "value": "always"}}}),
      "spec.strategy.canary: headerRoute and canaryReplicas need spec.trafficRouting.gatewayAPI"),
@@ -428,6 +438,31 @@ INVALID_SHADOW = [
         "image": "mlserver:1.7.1", "metrics": {"preset": "mlserver"}})),
      "spec.strategy.canary.steps[0].shadow: needs this project's model server"),
 ]
+AB = {"abTest": {"weight": 50}}
+# An A/B experiment needs spec.analysis (guard-rails, the scrape), the feedback counters of this project's server
+# scraped from its pods for its accuracy goal, and the replicas router; the parser refuses the same.
+INVALID_AB_TEST = [
+    ("an A/B weight of 0", make_rollout(strategy={"abTest": {"weight": 0}}), "spec.strategy.abTest.weight"),
+    ("an A/B weight of 100", make_rollout(strategy={"abTest": {"weight": 100}}), "spec.strategy.abTest.weight"),
+    ("an A/B outcome goal", make_rollout(strategy={"abTest": {"goal": {"type": "outcome"}}}),
+     "spec.strategy.abTest.goal.type"),
+    ("an A/B alpha of 0.5", make_rollout(strategy={"abTest": {"goal": {"alpha": 0.5}}}),
+     "spec.strategy.abTest.goal.alpha"),
+    ("an A/B minEffect of 1", make_rollout(strategy={"abTest": {"goal": {"minEffect": 1.0}}}),
+     "spec.strategy.abTest.goal.minEffect"),
+    ("an A/B experiment without analysis", _no_analysis(make_rollout(strategy=AB)),
+     "spec.analysis: required with spec.strategy.abTest"),
+    ("an A/B experiment through a gateway",
+     make_rollout(strategy=AB, trafficRouting={"gatewayAPI": {"httpRoute": "w"}}),
+     "spec.trafficRouting.gatewayAPI: needs spec.strategy.canary"),
+    ("an A/B experiment and a canary", make_rollout(strategy={**AB, "canary": {"steps": [{"setWeight": 5}]}}),
+     "spec.strategy: set exactly one of canary, blueGreen or abTest"),
+    ("an A/B accuracy goal on another server", make_rollout(strategy=AB, serving={
+        "image": "mlserver:1.7.1", "metrics": {"preset": "mlserver"}}, analysis={"metrics": [ERROR_RATE]}),
+     "spec.strategy.abTest.goal: accuracy needs this project's model server"),
+    ("an A/B experiment on the Prometheus source", make_rollout(strategy=AB, analysis=_queries(
+        feedbackCorrect=COUNT, feedbackIncorrect=COUNT)), "spec.strategy.abTest.goal: accuracy needs"),
+]
 
 
 def _drift(**drift: Any) -> dict[str, Any]:
@@ -458,7 +493,8 @@ INVALID_MONITORING = [
     ("a drift reference digest that is not one", make_rollout(model={
         "name": "f", "version": "2", "uri": "u", "driftReferenceDigest": "md5:x"}), "spec.model.driftReferenceDigest"),
 ]
-SPEC_CASES = INVALID + INVALID_CHECKS + INVALID_KUBERNETES_TYPES + INVALID_SHADOW + INVALID_MONITORING
+SPEC_CASES = (INVALID + INVALID_CHECKS + INVALID_KUBERNETES_TYPES + INVALID_SHADOW + INVALID_AB_TEST
+              + INVALID_MONITORING)
 
 
 @pytest.mark.parametrize(("case", "body", "field"), SPEC_CASES, ids=[c[0] for c in SPEC_CASES])

@@ -17,6 +17,7 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import kubernetes
 import pytest
@@ -34,7 +35,7 @@ pytestmark = pytest.mark.e2e
 EXAMPLES = ROOT / "examples"
 PUBLISH = EXAMPLES / "models" / "publish.py"
 ROLLOUTS = ("baseline.yaml", "canary.yaml", "bad-model.yaml", "blue-green.yaml", "prometheus-canary.yaml",
-            "validation-gate.yaml", "shadow.yaml", "drift-watch.yaml",
+            "validation-gate.yaml", "shadow.yaml", "ab-test.yaml", "drift-watch.yaml",
             "drift-retrain.yaml")
 # Other servers: their version 1 must be served the same way, so tests/e2e/test_mlserver.py and
 # test_kserve.py roll these out as written after such a version 1.
@@ -176,6 +177,36 @@ def test_shadow_example_runs_version_2_unseen_then_promotes_it(
     assert verdicts == {"agreement": "Pass", "paired-accuracy": "Pass"}, final["shadow"]
     shadowing = [st for st in s.seen if (st.get("shadow") or {}).get("stage") == "Mirroring"]
     assert shadowing and all(st.get("desiredWeight", 0) == 0 for st in shadowing)
+    progress = [ln for ln in output if "v2 ok=" in ln]
+    assert progress and all(n == "0" for n in re.findall(r"failed=(\d+)", progress[-1])), output[-40:]
+
+
+def _ended(st: dict[str, Any]) -> dict[str, Any] | None:
+    """The status once version 2's experiment ended (promoted, or rolled back keeping version 1)."""
+    ended = st.get("phase") == "RolledBack" or (st.get("phase") == "Healthy" and st.get("stableVersion") == "2")
+    return st if ended else None
+
+
+def test_ab_test_example_runs_an_experiment_to_its_end(
+        cluster: ClusterHandle, namespace: str, operator: OperatorProcess, examples: PublishedExamples) -> None:
+    # Given the baseline under traffic.py's requests and labels
+    s = Scenario(cluster, namespace, "fraud")
+    examples.apply("baseline.yaml")
+    s.wait_phase("Healthy", 60)
+    with examples.traffic(s.service_url(), seconds=300) as output:
+        # When the A/B example is applied as written
+        examples.apply("ab-test.yaml")
+        final = wait_until(lambda: _ended(s.status()), 300, "the experiment to end", interval=1,
+                           describe=s.describe)
+    # Then both arms served and were judged, and the outcome is the one the assessment names
+    ab = final["abTest"]
+    assert ab["version"] == "2" and min(ab["arms"]["A"]["samples"], ab["arms"]["B"]["samples"]) > 0, ab
+    assert any(st.get("reason") == "Experimenting" and st.get("desiredWeight") == 50 for st in s.seen)
+    if ab["winner"] == "B":
+        assert final["stableVersion"] == "2" and final["history"][-1]["reason"] == "ABTestWinner", final
+    else:
+        assert final["stableVersion"] == "1" and final["reason"] in ("ABTestNoWinner", "ABTestLost"), final
+        assert "always-valid interval" in final["message"], final["message"]
     progress = [ln for ln in output if "v2 ok=" in ln]
     assert progress and all(n == "0" for n in re.findall(r"failed=(\d+)", progress[-1])), output[-40:]
 

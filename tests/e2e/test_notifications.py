@@ -64,7 +64,7 @@ def test_events_reach_the_webhooks_through_retries_and_a_dead_one_holds_nothing_
     s.apply(rollout("1"))
     s.wait_phase("Healthy", 90)
     with Traffic(s.service_url(), s.name, models["holdout"]):
-        s.apply(rollout("2", steps=STEPS, env={"MODELSERVER_CHAOS_ERROR_RATE": "0.3"}))
+        s.apply(rollout("2", steps=STEPS, faults={"MODELSERVER_CHAOS_ERROR_RATE": "0.3"}))
         final = s.wait_phase("RolledBack", 120)
     assert "canary error rate" in final["message"]
 

@@ -46,7 +46,7 @@ def test_canary_answering_errors_is_rolled_back_with_the_numbers(
     _start(s, models, model_store, _analysis(ERRORS))
     with Traffic(s.service_url(), s.name, models["holdout"]) as traffic:
         s.apply(make_rollout(s.name, "2", models["models"]["lr"], model_store, steps=SLOW_STEPS,
-                             analysis=_analysis(ERRORS), env={"MODELSERVER_CHAOS_ERROR_RATE": "0.3"}))
+                             analysis=_analysis(ERRORS), faults={"MODELSERVER_CHAOS_ERROR_RATE": "0.3"}))
         final = s.wait_phase("RolledBack", 120)
         served = traffic.stats.by_version["1"].ok  # and the stable keeps answering after the rollback
         wait_until(lambda: traffic.stats.by_version["1"].ok >= served + 100, 30, "stable answers after the rollback")
@@ -117,7 +117,7 @@ def test_failing_scrapes_hold_the_rollout_without_promoting_or_rolling_back(
     steps = [{"setWeight": 25}, {"pause": {"duration": "2s"}}, {"setWeight": 100}]
     with Traffic(s.service_url(), s.name, models["holdout"]) as traffic:
         s.apply(make_rollout(s.name, "2", models["models"]["lr"], model_store, steps=steps, analysis=analysis,
-                             env={"MODELSERVER_CHAOS_METRICS_HANG": "1"}))
+                             faults={"MODELSERVER_CHAOS_METRICS_HANG": "1"}))
         paused = s.wait_phase("Paused", 90, check=lambda st: _never_decided(st))
         holds(lambda: s.status()["phase"] == "Paused", 6, "the blind canary stays paused")  # and it stays put
         after = s.status()

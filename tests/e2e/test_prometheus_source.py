@@ -109,7 +109,7 @@ def test_bad_canary_is_rolled_back_on_counts_from_prometheus(
     _start(s, models, model_store, analysis)
     with Traffic(s.service_url(), s.name, models["holdout"]) as traffic:
         s.apply(make_rollout(s.name, "2", models["models"]["lr"], model_store, steps=SLOW_STEPS, analysis=analysis,
-                             env={"MODELSERVER_CHAOS_ERROR_RATE": "0.3"}))
+                             faults={"MODELSERVER_CHAOS_ERROR_RATE": "0.3"}))
         final = s.wait_phase("RolledBack", 120)
     assert final["stableVersion"] == "1" and final.get("rejectedVersion") == "2", final
     assert "error-rate" in final["message"] and "canary error rate" in final["message"], final["message"]

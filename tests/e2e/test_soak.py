@@ -50,7 +50,7 @@ def _round(n: int, scenarios: dict[str, Scenario], models: dict[str, Any], store
     good.apply(make_rollout(good.name, version, lr, store, replicas=2, steps=STEPS, analysis=ANALYSIS))
     bg.apply(make_rollout(bg.name, version, lr, store, replicas=2, blue_green=BLUE_GREEN))
     bad.apply(make_rollout(bad.name, version, lr, store, replicas=2, steps=STEPS, analysis=ANALYSIS,
-                           env={"MODELSERVER_CHAOS_ERROR_RATE": "0.3"}))
+                           faults={"MODELSERVER_CHAOS_ERROR_RATE": "0.3"}))
     for s, phase, stable in ((good, "Healthy", version), (bg, "Healthy", version), (bad, "RolledBack", "1")):
         wait_until(lambda s=s, p=phase, v=stable: (st := s.status()).get("phase") == p and st.get("stableVersion")
                    == v, 180, f"round {n}: {s.name} {phase} on {stable}", describe=s.describe)

@@ -24,6 +24,7 @@ import requests
 from localcluster.testing import wait_until
 from modelserver.server import ModelServer
 from modelserver.settings import Settings
+from modelserver_testing import Faults, faulty_server
 
 ROOT = Path(__file__).resolve().parents[2]
 ONE_ROW = [0.1 * i for i in range(20)]
@@ -65,11 +66,13 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> ExampleModels:
 
 
 class RunningServer:
-    """A ModelServer on its own event loop in a daemon thread; `url` is its base URL."""
+    """A ModelServer on its own event loop in a daemon thread; `url` is its base URL.
 
-    def __init__(self, settings: Settings, wait_ready: bool = True) -> None:
+    With `faults` it is the test-only wrapper's server (modelserver_testing), which injects them."""
+
+    def __init__(self, settings: Settings, wait_ready: bool = True, faults: Faults | None = None) -> None:
         self.loop = asyncio.new_event_loop()
-        self.server = ModelServer(settings)
+        self.server = ModelServer(settings) if faults is None else faulty_server(faults)(settings)
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
         port = asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
@@ -99,12 +102,14 @@ class RunningServer:
 
 
 class ServerProcess:
-    """`python -m modelserver` on an ephemeral port; its output goes to a log read for the port."""
+    """`python -m modelserver` on an ephemeral port; its output goes to a log read for the port.
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    `module="modelserver_testing"` runs the test-only wrapper that injects MODELSERVER_CHAOS_* faults."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, module: str = "modelserver") -> None:
         self.log_path = log_path
         with log_path.open("wb") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "modelserver"], env={**os.environ, **env},
+            self.proc = subprocess.Popen([sys.executable, "-m", module], env={**os.environ, **env},
                                          stdout=log, stderr=subprocess.STDOUT)
         try:
             port = wait_until(self._port, 30, "the server to listen", describe=self.log)
@@ -139,8 +144,8 @@ class ServerProcess:
 def start_server() -> Iterator[Callable[..., RunningServer]]:
     started: list[RunningServer] = []
 
-    def start(settings: Settings, wait_ready: bool = True) -> RunningServer:
-        server = RunningServer(settings, wait_ready)
+    def start(settings: Settings, wait_ready: bool = True, faults: Faults | None = None) -> RunningServer:
+        server = RunningServer(settings, wait_ready, faults)
         started.append(server)
         return server
 

@@ -94,16 +94,42 @@ def test_a_body_that_trickles_past_the_read_timeout_gets_408_and_a_closed_connec
     assert b"MODELSERVER_BODY_READ_TIMEOUT_S" in body
 
 
-def test_a_connection_that_never_finishes_its_headers_is_closed(
+def test_connections_trickling_their_headers_get_408_and_are_closed(
         models: ExampleModels, start_server: Callable[..., RunningServer]) -> None:
-    server = start_server(models.settings("lr.joblib", idle_timeout_s=0.5))
+    # Before: aiohttp has no header timeout, and 150 such connections stayed open for the idle timeout.
+    server = start_server(models.settings("lr.joblib", header_read_timeout_s=1.0))
     parsed = urlparse(server.url)
-    with socket.create_connection((parsed.hostname, parsed.port), timeout=10) as sock:
-        sock.sendall(b"POST /v2/models/lr/infer HTTP/1.1\r\nHost: t\r\n")
+    slow = [socket.create_connection((parsed.hostname, parsed.port), timeout=15) for _ in range(150)]
+    try:
         started = time.monotonic()
-        assert _recv_until_closed(sock) == b""
-    assert time.monotonic() - started < 5
-    assert server.infer([[0.0] * 20]).status_code == 200
+        for sock in slow:
+            sock.sendall(b"POST /v2/models/lr/infer HTTP/1.1\r\nHost: t\r\n")
+        assert server.infer([[0.0] * 20]).status_code == 200  # others are served meanwhile
+        for sock in slow:
+            sock.sendall(b"X-Slow: 1\r\n")  # still trickling: a header line, never the blank line
+        answers = [_recv_until_closed(sock) for sock in slow]
+        took = time.monotonic() - started
+    finally:
+        for sock in slow:
+            sock.close()
+    assert all(a.startswith(b"HTTP/1.1 408") and b"MODELSERVER_HEADER_READ_TIMEOUT_S" in a for a in answers), \
+        {a[:80] for a in answers}
+    assert took < 10, f"150 trickling connections closed after {took:.1f} s (timeout 1 s)"
+
+
+def test_headers_in_time_and_a_pause_between_requests_are_not_cut(
+        models: ExampleModels, start_server: Callable[..., RunningServer]) -> None:
+    server = start_server(models.settings("lr.joblib", header_read_timeout_s=1.0))
+    parsed = urlparse(server.url)
+    request = b"GET /v2/health/ready HTTP/1.1\r\nHost: t\r\n\r\n"
+    with socket.create_connection((parsed.hostname, parsed.port), timeout=10) as sock:
+        for piece in (request[:10], request[10:25], request[25:]):  # in pieces, within the second
+            sock.sendall(piece)
+            time.sleep(0.2)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        time.sleep(1.5)  # idle between requests is the idle timeout's business, not the header timeout's
+        sock.sendall(request)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
 
 
 @pytest.mark.parametrize("raw", [b"GARBAGE\r\n\r\n", b"POST /v2/models/lr/infer HTTP/1.1\r\nBad Header\r\n\r\n",

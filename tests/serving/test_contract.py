@@ -9,6 +9,7 @@ import pytest
 
 from modelserver import contract
 from modelserver.contract_parse import parse_pod_metrics
+from modelserver_testing import Faults
 
 from .conftest import ONE_ROW, ExampleModels, RunningServer
 
@@ -103,9 +104,9 @@ def test_parser_reads_what_the_server_writes(models: ExampleModels,
     assert m.digest == models.entry("lr.joblib")["digest"] and m.format == "joblib" and m.ready
 
 
-def test_chaos_errors_count_as_model_errors(models: ExampleModels,
-                                            start_server: Callable[..., RunningServer]) -> None:
-    server = start_server(models.settings("lr.joblib", chaos_error_rate=1.0))
+def test_injected_errors_count_as_model_errors(models: ExampleModels,
+                                               start_server: Callable[..., RunningServer]) -> None:
+    server = start_server(models.settings("lr.joblib"), faults=Faults(error_rate=1.0))
     responses = [server.infer([ONE_ROW]) for _ in range(5)]
     assert [r.status_code for r in responses] == [500] * 5
     assert "error" in responses[0].json()

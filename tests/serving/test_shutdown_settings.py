@@ -24,7 +24,7 @@ def test_sigterm_under_load_finishes_in_flight_requests_and_exits_0(models: Exam
            "MODEL_DIGEST": entry["digest"], "HOST": "127.0.0.1", "PORT": "0",
            # Requests (150 ms) outlast the drain delay (50 ms): some are in flight when the listener closes.
            "MODELSERVER_CHAOS_LATENCY_MS": "150", "MODELSERVER_DRAIN_DELAY_S": "0.05"}
-    server = ServerProcess(env, tmp_path / "server.log")
+    server = ServerProcess(env, tmp_path / "server.log", module="modelserver_testing")
     proc, url = server.proc, server.url
     try:
         routed = threading.Event()  # what an endpoints controller does: stop routing once unready
@@ -58,16 +58,16 @@ def test_sigterm_under_load_finishes_in_flight_requests_and_exits_0(models: Exam
 
 
 def test_flags_override_env_which_overrides_defaults() -> None:
-    env = {"MODEL_NAME": "iris", "PORT": "9000", "MODELSERVER_BATCHING": "on", "MODELSERVER_CHAOS_ERROR_RATE": "0.25",
+    env = {"MODEL_NAME": "iris", "PORT": "9000", "MODELSERVER_BATCHING": "on", "MODELSERVER_MAX_BATCH_WAIT_MS": "0.25",
            "MODEL_ALLOW_PICKLE": "true"}
     s = read_settings(["--port", "9100"], env=env)
-    assert (s.model_name, s.port, s.batching, s.chaos_error_rate, s.allow_pickle) == (
+    assert (s.model_name, s.port, s.batching, s.max_batch_wait_ms, s.allow_pickle) == (
         "iris", 9100, "on", 0.25, True)
     assert read_settings([], env={}) == Settings()
 
 
 @pytest.mark.parametrize("env", [{"MODELSERVER_BATCHING": "sometimes"}, {"PORT": "eighty"},
-                                 {"MODEL_DIGEST": "md5:abc"}, {"MODELSERVER_CHAOS_ERROR_RATE": "2"}])
+                                 {"MODEL_DIGEST": "md5:abc"}, {"MODELSERVER_MAX_BATCH_WAIT_MS": "soon"}])
 def test_bad_settings_stop_the_server_with_a_message(env: dict[str, str]) -> None:
     with pytest.raises(SystemExit):
         read_settings([], env=env)

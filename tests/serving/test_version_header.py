@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
+from modelserver_testing import Faults
 from tests.serving.conftest import ExampleModels, RunningServer
 
 pytestmark = pytest.mark.unit
@@ -13,7 +14,7 @@ pytestmark = pytest.mark.unit
 
 def test_success_client_error_and_server_error_all_carry_the_version(
         models: ExampleModels, start_server: Callable[..., RunningServer]) -> None:
-    server = start_server(models.settings("lr.joblib", model_version="7", chaos_error_rate=1.0))
+    server = start_server(models.settings("lr.joblib", model_version="7"), faults=Faults(error_rate=1.0))
     failed = server.infer([[0.0] * 20])
     assert failed.status_code == 500 and failed.headers["X-Model-Version"] == "7"
     bad = server.infer([[0.0] * 3])

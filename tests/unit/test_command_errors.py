@@ -54,7 +54,23 @@ def test_kubectl_plugin_with_an_unreachable_api_server_names_it(tmp_path: Path) 
     port = closed_port()
     done = run("-m", "modelrollout.cli", "status", "fraud", "--kubeconfig",
                str(kubeconfig(tmp_path, f"http://127.0.0.1:{port}")))
-    assert one_line_error(done).startswith(f"error: cannot reach the API server at 127.0.0.1:{port}")
+    line = one_line_error(done)
+    assert line.startswith(f"error: cannot reach the API server at 127.0.0.1:{port}")
+    assert line.endswith("is the cluster running, and does the kubeconfig's context (--context) point at it?")
+
+
+@pytest.mark.parametrize("argv", [["--bogus"], ["list", "--bogus"], ["status", "fraud", "--bogus"]])
+def test_kubectl_plugin_names_a_bad_flag_in_two_lines(argv: list[str]) -> None:
+    done = run("-m", "modelrollout.cli", *argv)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("usage:"), done.stderr
+    assert lines[1].endswith("error: unrecognized arguments: --bogus"), done.stderr
+
+
+def test_kubectl_plugin_without_a_command_asks_for_one() -> None:
+    done = run("-m", "modelrollout.cli")
+    assert done.returncode == 2 and "the following arguments are required: COMMAND" in done.stderr, done.stderr
 
 
 def test_localcluster_up_without_binaries_says_how_to_build_them(tmp_path: Path) -> None:

@@ -39,6 +39,8 @@ MINIMAL_SPECS = {
                 "trafficRouting": {"gatewayAPI": {"httpRoute": "web"}}},
     "shadow": {"model": MODEL, "service": {"name": "fraud"},
                "strategy": {"canary": {"steps": [{"shadow": {"analysis": {"margin": 0.02}}}, {"setWeight": 50}]}}},
+    "ab-test": {"model": MODEL, "service": {"name": "fraud"}, "strategy": {"abTest": {}},
+                "analysis": {"metrics": [METRIC]}},
     "prometheus": {"model": MODEL, "service": {"name": "fraud"},
                    "strategy": {"canary": {"steps": [{"setWeight": 50}]}},
                    "analysis": {"metrics": [METRIC], "source": "prometheus",

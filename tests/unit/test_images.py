@@ -8,6 +8,7 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import json
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -23,7 +24,8 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.unit
 
 DOCKERFILES = {"operator": ROOT / "operator" / "Dockerfile", "modelserver": ROOT / "serving" / "Dockerfile"}
-SCRIPTS = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+# Each image installs its own distribution and the metrics contract (docs/install.md, "Images and distributions").
+PROJECTS = {"operator": ["serving/contract", "operator"], "modelserver": ["serving/contract", "serving"]}
 OCI_LABELS = ("title", "description", "source", "licenses", "version", "revision", "created")
 
 
@@ -73,9 +75,26 @@ def test_every_copied_file_exists_and_is_in_the_build_context(name: str) -> None
     for src in copied:
         assert (ROOT / src).exists(), f"{name}: COPY {src} - no such file in the repository"
         assert not is_ignored(src, ignored), f"{name}: COPY {src} is excluded by .dockerignore"
-    # pip install . needs every package folder pyproject.toml names.
-    wheres = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["where"]
-    assert set(wheres) <= {c.rstrip("/") for c in copied}, f"{name}: pip install . needs {wheres}"
+    # pip installs the image's own projects, each copied whole with the sources its pyproject.toml names.
+    assert installed_projects(DOCKERFILES[name]) == PROJECTS[name]
+    for project in PROJECTS[name]:
+        assert is_copied(project, copied) and (ROOT / project / "pyproject.toml").exists()
+        setuptools = tomllib.loads((ROOT / project / "pyproject.toml").read_text())["tool"]["setuptools"]
+        for module in setuptools.get("py-modules", []):
+            package, _, leaf = module.rpartition(".")
+            source = Path(project, setuptools["package-dir"][package], leaf + ".py")
+            init = source.with_name("__init__.py")
+            assert all(is_copied(os.path.normpath(f), copied) for f in (source, init)), f"{name}: COPY {source}"
+
+
+def is_copied(path: str, copied: list[str]) -> bool:
+    return any(path == c.rstrip("/") or path.startswith(c.rstrip("/") + "/") for c in copied)
+
+
+def installed_projects(dockerfile: Path) -> list[str]:
+    """The local projects the build stage's `pip install` names, as repository paths."""
+    [install] = [a for s in parse(dockerfile) for a in s.all("RUN") if "pip install" in a]
+    return [w.removeprefix("./") for w in install.split("&&")[0].split() if w.startswith("./")]
 
 
 @pytest.mark.parametrize(("name", "script"), [("operator", "modelrollout-operator"), ("modelserver", "modelserver")])
@@ -83,7 +102,8 @@ def test_entrypoint_is_a_console_script_of_the_package(name: str, script: str) -
     final = parse(DOCKERFILES[name])[-1]
     [entrypoint] = final.all("ENTRYPOINT")
     assert json.loads(entrypoint) == [script]
-    module, _, function = SCRIPTS[script].partition(":")
+    scripts = tomllib.loads((ROOT / PROJECTS[name][-1] / "pyproject.toml").read_text())["project"]["scripts"]
+    module, _, function = scripts[script].partition(":")
     assert callable(getattr(importlib.import_module(module), function))
     # The local cluster stands in for the same image with `python -m <package>` of that script.
     local = images.resolve(f"ghcr.io/modelrollout/{name}:test").entrypoint

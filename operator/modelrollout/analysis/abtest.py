@@ -7,12 +7,14 @@ server's counters carry the whole experiment, whichever pod answered.
 
 The difference of means d = mean(B) - mean(A) is estimated with an asymptotic confidence sequence
 (Waudby-Smith, Arbour, Sinha, Kennedy, Ramdas, "Time-uniform central limit theory and asymptotic
-confidence sequences", Ann. Statist. 2024): each request contributes psi = Y / pi for arm B and
--Y / (1 - pi) for arm A, whose mean is d, and the normal-mixture boundary of sequential.py bounds the
+confidence sequences", Ann. Statist. 2024): each request contributes psi = (Y - c) / pi for arm B and
+-(Y - c) / (1 - pi) for arm A, whose mean is d, and the normal-mixture boundary of sequential.py bounds the
 running sum of psi at every look at once. pi is the realised share of B, so sum(psi) / n is exactly the
-difference of the arms' means. A winner is declared when the interval leaves [-minEffect, +minEffect] on
-one side, so looking after every tick does not inflate the error: with no difference, a winner is declared
-in at most about alpha of experiments however long they run (make bench-decisions, part 4).
+difference of the arms' means; c, the pooled mean, is a control variate: it leaves the estimate as it
+is and takes the outcome's level out of psi's variance. A winner is declared when the interval leaves
+[-minEffect, +minEffect] on one side, so looking after every tick does not inflate the error: with no
+difference, a winner is declared in at most about alpha of experiments however long they run (make
+bench-decisions, part 4).
 
 A sample-ratio check (a two-sided e-process on the share of B against the share the experiment asked
 for) flags a split that is not what was configured: an arm failing or timing out requests, or clients
@@ -80,13 +82,14 @@ class ABResult:
     srm_log_e: float  # the sample-ratio check's evidence; >= log(1/srm_alpha): the split is broken
     srm_broken: bool
 
-    def describe(self, config: ABConfig) -> str:
-        """The numbers behind the verdict, for a status message or an Event."""
+    def describe(self, config: ABConfig, final: bool = False) -> str:
+        """The numbers behind the verdict, for a status message or an Event; final: the experiment ended."""
         lo, hi = self.interval
         size = "difference in proportions" if config.binary else "Cohen's d"
         ratio = (f"; sample ratio {self.share_b:.3f} vs {config.split:.3f} asked: the split is broken, "
                  "the comparison is not trusted" if self.srm_broken else f"; B's share {self.share_b:.3f}")
-        head = {Winner.B: "B wins", Winner.A: "A wins", Winner.NONE: "no significant difference yet"}[self.winner]
+        undecided = "no significant difference" + ("" if final else " yet")
+        head = {Winner.B: "B wins", Winner.A: "A wins", Winner.NONE: undecided}[self.winner]
         return (f"{head}: B - A = {self.estimate:+.4g} ({(1 - config.alpha):.0%} always-valid interval "
                 f"[{lo:+.4g}, {hi:+.4g}]), {size} {self.effect_size:+.3g}; A {self.a.mean:.4g} over "
                 f"{self.a.n:.0f}, B {self.b.mean:.4g} over {self.b.n:.0f}{ratio}")
@@ -106,10 +109,18 @@ def interval_arrays(
     """(estimate, radius) for arrays of totals, one experiment per element (the benchmark runs thousands)."""
     an, bn = np.asarray(a_n, dtype=np.float64), np.asarray(b_n, dtype=np.float64)
     n = an + bn
+    at, bt = np.asarray(a_total, dtype=np.float64), np.asarray(b_total, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         share = bn / n
-        psi_sum = np.asarray(b_total) / share - np.asarray(a_total) / (1.0 - share)
-        psi_squares = np.asarray(b_squares) / share**2 + np.asarray(a_squares) / (1.0 - share) ** 2
+        # Outcomes centred on the pooled mean c: (Y - c) / pi for B, -(Y - c) / (1 - pi) for A. With the
+        # realised share the sum is the same n * d for any c, but uncentred the terms carry the outcome's
+        # level: at 90% accuracy their variance was ten times the outcome's own, and the interval three
+        # times wider than it needed to be (make bench-decisions part 4, "accuracy 0/1").
+        c = (at + bt) / n
+        a_centred = np.asarray(a_squares) - 2.0 * c * at + c * c * an
+        b_centred = np.asarray(b_squares) - 2.0 * c * bt + c * c * bn
+        psi_sum = (bt - c * bn) / share - (at - c * an) / (1.0 - share)
+        psi_squares = b_centred / share**2 + a_centred / (1.0 - share) ** 2
         variance = np.maximum(psi_squares - psi_sum * psi_sum / n, 0.0)
         # Tightest at planned_samples requests of this per-request variance: the CLT scale, fixed in advance.
         # (rho is proportional to the optimal variance: the rho of 1 scaled per experiment.)

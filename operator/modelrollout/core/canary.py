@@ -18,13 +18,20 @@ from datetime import datetime, timedelta
 from modelrollout.analysis.config import TimeoutAction
 from modelrollout.analysis.types import Verdict
 from modelrollout.core import shadowstep
-from modelrollout.core.change import Change, finish_promotion, roll_back
+from modelrollout.core.change import Change, roll_back
 from modelrollout.core.observations import Observations, StrategyPlan, TrafficIntent
 from modelrollout.core.phases import Phase
 from modelrollout.core.routers import TrafficRouter
 from modelrollout.core.spec import CanaryStrategy, RolloutSpec
 from modelrollout.core.status import RolloutStatus
-from modelrollout.core.steps import POLL, deadline_passed, roll_back_if_unloadable, start_analysis, wait_for_pods
+from modelrollout.core.steps import (
+    POLL,
+    deadline_passed,
+    promote_if_ready,
+    roll_back_if_unloadable,
+    start_analysis,
+    wait_for_pods,
+)
 from modelrollout.durations import format_duration
 
 ROUTER = "replicas"
@@ -96,17 +103,6 @@ def promote(change: Change, spec: RolloutSpec) -> None:
     st.current_step_index, st.step_started_at = index + 1, change.now
     change.move(Phase.PROGRESSING, "ManualPromote",
                 f"continuing past step {index + 1}/{len(spec.strategy.steps)} by request")
-
-
-def promote_if_ready(change: Change, spec: RolloutSpec, obs: Observations) -> None:
-    """Promoting: once every canary pod is Ready the canary becomes stable."""
-    st = change.status
-    if st.canary_model is None:
-        return
-    if obs.is_version_ready(st.canary_model.version, spec.replicas):
-        finish_promotion(change)
-    else:
-        change.wake_at.append(change.now + POLL)
 
 
 def _advance_once(change: Change, spec: RolloutSpec, obs: Observations, router: TrafficRouter) -> bool:

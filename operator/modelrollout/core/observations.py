@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from modelrollout.analysis.paired import PairedCounts
-from modelrollout.analysis.types import AnalysisOutcome
+from modelrollout.analysis.types import AnalysisOutcome, Tick
 from modelrollout.core.phases import Event
 from modelrollout.core.status import ModelRecord, RolloutStatus
 
@@ -69,6 +69,7 @@ class AnalysisObservation:
 
     outcome: AnalysisOutcome
     engine_state: Mapping[str, Any] = field(default_factory=dict)
+    tick: Tick | None = None  # the increments it judged (an A/B experiment sums its arms from them)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import Any
 
 from modelrollout.analysis.config import AnalysisConfig
 from modelrollout.analysis.pairedconfig import PairedConfig
+from modelrollout.core.abspec import ABTestStrategy, parse_ab_test
 from modelrollout.core.monitoring import MonitoringSpec, parse_monitoring
 from modelrollout.core.notifications import Webhook, parse_notifications
 from modelrollout.core.observations import HeaderMatch
@@ -145,7 +146,7 @@ class ValidationSpec:
 class RolloutSpec:
     model: ModelSpec
     service: ServiceSpec
-    strategy: CanaryStrategy | BlueGreenStrategy
+    strategy: CanaryStrategy | BlueGreenStrategy | ABTestStrategy
     replicas: int = 1
     serving: ServingSpec = field(default_factory=ServingSpec)
     analysis: AnalysisConfig | None = None  # None: no metrics, steps advance on pod readiness alone
@@ -175,6 +176,8 @@ class RolloutSpec:
         serving = parse_serving(_mapping(spec.get("serving", {}), "spec.serving"))
         parsed_analysis = None if analysis is None else AnalysisConfig.from_spec(_mapping(analysis, "spec.analysis"))
         check_analysis_fits(serving.metrics, parsed_analysis)  # as at admission: no metric silently unread
+        if "abTest" in spec["strategy"]:
+            check_ab_test_fits(serving, parsed_analysis)
         _check_shadow_fits(strategy, routing, serving, service)
         return cls(
             replicas=replicas,
@@ -245,9 +248,11 @@ def _service(d: Mapping[str, Any]) -> ServiceSpec:
     )
 
 
-def _strategy(d: Mapping[str, Any]) -> CanaryStrategy | BlueGreenStrategy:
-    if ("canary" in d) == ("blueGreen" in d):
-        raise ValueError("spec.strategy: exactly one of canary or blueGreen must be set")
+def _strategy(d: Mapping[str, Any]) -> CanaryStrategy | BlueGreenStrategy | ABTestStrategy:
+    if sum(k in d for k in ("canary", "blueGreen", "abTest")) != 1:
+        raise ValueError("spec.strategy: exactly one of canary, blueGreen or abTest must be set")
+    if "abTest" in d:
+        return parse_ab_test(_mapping(d["abTest"], "spec.strategy.abTest"))
     if "canary" in d:
         canary = _mapping(d["canary"], "spec.strategy.canary")
         steps = canary.get("steps") or []
@@ -304,7 +309,7 @@ def _shadow(d: Mapping[str, Any], where: str) -> ShadowStep:
     )
 
 
-def _check_shadow_fits(strategy: CanaryStrategy | BlueGreenStrategy, routing: TrafficRouting | None,
+def _check_shadow_fits(strategy: CanaryStrategy | BlueGreenStrategy | ABTestStrategy, routing: TrafficRouting | None,
                        serving: ServingSpec, service: ServiceSpec) -> None:
     """As at admission: the shadow stage is mirrored by this project's server (issue 11: by a gateway)."""
     if not strategy.has_shadow:
@@ -318,6 +323,18 @@ def _check_shadow_fits(strategy: CanaryStrategy | BlueGreenStrategy, routing: Tr
     if len(service.name) > 56:
         raise ValueError("spec.service.name: at most 56 characters with a shadow step "
                          "(the candidate's Service is <name>-shadow)")
+
+
+def check_ab_test_fits(serving: ServingSpec, analysis: AnalysisConfig | None) -> None:
+    """As at admission: an A/B experiment's arms are counted by the analysis scrape (so spec.analysis is
+    required), its accuracy goal from the feedback counters the pods of this project's server expose (the
+    Prometheus source asks for feedback only for an accuracy metric: not supported with abTest yet)."""
+    if analysis is None:
+        raise ValueError("spec.analysis: required with spec.strategy.abTest (its guard-rails; its scrape counts "
+                         "the arms)")
+    if not serving.metrics.is_own_server or analysis.prometheus is not None:
+        raise ValueError("spec.strategy.abTest.goal: accuracy needs this project's model server (spec.serving.metrics "
+                         "preset modelserver, no explicit names), scraped from its pods (spec.analysis.source pods)")
 
 
 def _check_rising(steps: tuple[CanaryStep, ...]) -> None:
@@ -345,9 +362,10 @@ def _header_route(d: Mapping[str, Any]) -> HeaderMatch:
                        value=_str(d.get("value"), f"{where}.value"))
 
 
-# Each router serves one kind of strategy (the key under spec.strategy): replica weights and a route
-# split a canary, selectors switch whole versions (blue-green).
-ROUTER_STRATEGIES = {"replicas": "canary", "gatewayAPI": "canary", "service": "blueGreen"}
+# Each router serves some kinds of strategy (the keys under spec.strategy): replica weights split a canary or
+# an A/B experiment, a route a canary (an A/B split through a gateway is issue 11), selectors switch whole
+# versions (blue-green).
+ROUTER_STRATEGIES = {"replicas": ("canary", "abTest"), "gatewayAPI": ("canary",), "service": ("blueGreen",)}
 
 
 def _traffic_routing(d: Mapping[str, Any], strategy: Mapping[str, Any]) -> TrafficRouting:
@@ -355,8 +373,9 @@ def _traffic_routing(d: Mapping[str, Any], strategy: Mapping[str, Any]) -> Traff
     if len(named) != 1:
         raise ValueError("spec.trafficRouting: set exactly one of replicas, service or gatewayAPI")
     router = named[0]
-    if ROUTER_STRATEGIES[router] not in strategy:
-        raise ValueError(f"spec.trafficRouting.{router}: needs spec.strategy.{ROUTER_STRATEGIES[router]}")
+    if not any(k in strategy for k in ROUTER_STRATEGIES[router]):
+        raise ValueError(f"spec.trafficRouting.{router}: needs spec.strategy."
+                         + " or ".join(ROUTER_STRATEGIES[router]))
     canary = strategy.get("canary") or {}
     if router != "gatewayAPI" and ("headerRoute" in canary or "canaryReplicas" in canary):
         raise ValueError("spec.strategy.canary: headerRoute and canaryReplicas need spec.trafficRouting.gatewayAPI")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from modelrollout.analysis.abtest import ArmTotals
 from modelrollout.analysis.paired import PairedCounts
 from modelrollout.core.phases import Phase
 
@@ -20,7 +21,8 @@ OWNED_KEYS = frozenset({
     "phase", "reason", "message", "stableVersion", "canaryVersion", "stableModel", "canaryModel",
     "currentStepIndex", "stepStartedAt", "desiredWeight", "effectiveWeight", "rejectedVersion", "lastCommandId",
     "scaleDownAt", "observedGeneration", "conditions", "analysis", "history", "trafficRouter", "validation",
-    "shadow", "drift", "retrain",
+    "shadow",
+    "abTest", "drift", "retrain",
 })
 
 
@@ -258,6 +260,59 @@ class ShadowStatus:
 
 
 @dataclass
+class ABTestStatus:
+    """The A/B experiment of one candidate version (spec.strategy.abTest): each arm's cumulative goal totals
+    (A the stable version, B the candidate; for accuracy n = judged predictions, total = squares = correct),
+    summed from the analysis ticks' increments (a pod's counter reset is handled by the metric source), and
+    the last assessment of them (analysis.abtest.assess)."""
+
+    version: str
+    started_at: datetime
+    split: float  # B's share of the pods: what the sample-ratio check expects
+    a: ArmTotals = field(default_factory=ArmTotals)
+    b: ArmTotals = field(default_factory=ArmTotals)
+    looks: int = 0
+    winner: str = "none"
+    estimate: float | None = None  # mean(B) - mean(A)
+    interval: list[float] | None = None
+    effect_size: float | None = None
+    share_b: float | None = None  # B's realised share of the judged predictions
+    srm_broken: bool = False
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none({
+            "version": self.version, "startedAt": format_time(self.started_at), "split": self.split,
+            "arms": {"A": _arm_to_dict(self.a), "B": _arm_to_dict(self.b)}, "looks": self.looks,
+            "winner": self.winner, "estimate": self.estimate, "interval": self.interval,
+            "effectSize": self.effect_size, "shareB": self.share_b, "srmBroken": self.srm_broken,
+            "message": self.message,
+        })
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> ABTestStatus | None:
+        if not d:
+            return None
+        started = parse_time(d.get("startedAt"))
+        assert started is not None
+        arms = d.get("arms") or {}
+        return cls(version=d["version"], started_at=started, split=float(d["split"]),
+                   a=_arm_from_dict(arms.get("A")), b=_arm_from_dict(arms.get("B")), looks=d.get("looks", 0),
+                   winner=d.get("winner", "none"), estimate=d.get("estimate"), interval=d.get("interval"),
+                   effect_size=d.get("effectSize"), share_b=d.get("shareB"), srm_broken=d.get("srmBroken", False),
+                   message=d.get("message", ""))
+
+
+def _arm_to_dict(arm: ArmTotals) -> dict[str, float]:
+    return {"samples": arm.n, "total": arm.total, "squares": arm.squares}
+
+
+def _arm_from_dict(d: dict[str, Any] | None) -> ArmTotals:
+    d = d or {}
+    return ArmTotals(float(d.get("samples", 0.0)), float(d.get("total", 0.0)), float(d.get("squares", 0.0)))
+
+
+@dataclass
 class DriftStatus:
     """The drift watch's last look (spec.monitoring.drift): per watched version its state (Drifted, NoDrift,
     NotJudged, NotAvailable), message and per-feature scores, as plain dicts (core/driftwatch.py writes them)."""
@@ -349,6 +404,7 @@ class RolloutStatus:
     history: list[HistoryEntry] = field(default_factory=list)
     validation: ValidationStatus | None = None  # the last validation gate run (spec.validation)
     shadow: ShadowStatus | None = None  # the last shadow stage (a shadow canary step)
+    ab_test: ABTestStatus | None = None  # the last A/B experiment (spec.strategy.abTest)
     drift: DriftStatus | None = None  # the drift watch (spec.monitoring.drift)
     retrain: RetrainStatus | None = None  # the last retraining Job (spec.monitoring.retrain)
 
@@ -381,6 +437,7 @@ class RolloutStatus:
             "history": [h.to_dict() for h in self.history],
             "validation": None if self.validation is None else self.validation.to_dict(),
             "shadow": None if self.shadow is None else self.shadow.to_dict(),
+            "abTest": None if self.ab_test is None else self.ab_test.to_dict(),
             "drift": None if self.drift is None else self.drift.to_dict(),
             "retrain": None if self.retrain is None else self.retrain.to_dict(),
         })
@@ -405,6 +462,7 @@ class RolloutStatus:
             history=[HistoryEntry.from_dict(h) for h in d.get("history", [])],
             validation=ValidationStatus.from_dict(d.get("validation")),
             shadow=ShadowStatus.from_dict(d.get("shadow")),
+            ab_test=ABTestStatus.from_dict(d.get("abTest")),
             drift=DriftStatus.from_dict(d.get("drift")),
             retrain=RetrainStatus.from_dict(d.get("retrain")),
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from modelrollout.core.change import Change, roll_back
+from modelrollout.core.change import Change, finish_promotion, roll_back
 from modelrollout.core.observations import Observations
 from modelrollout.core.phases import Phase
 from modelrollout.core.spec import RolloutSpec
@@ -44,3 +44,14 @@ def wait_for_pods(change: Change, obs: Observations, version: str, message: str)
     why = obs.why_not_ready(version)
     change.move(Phase.PROGRESSING, "PodsNotReady" if why else "WaitingForPods", message + why, warning=bool(why))
     change.wake_at.append(change.now + POLL)
+
+
+def promote_if_ready(change: Change, spec: RolloutSpec, obs: Observations) -> None:
+    """Promoting: once every pod of the new version is Ready it becomes the stable one."""
+    st = change.status
+    if st.canary_model is None:
+        return
+    if obs.is_version_ready(st.canary_model.version, spec.replicas):
+        finish_promotion(change)
+    else:
+        change.wake_at.append(change.now + POLL)

@@ -14,7 +14,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from modelrollout.core import bluegreen, canary
+from modelrollout.core import abtest, bluegreen, canary
+from modelrollout.core.abspec import ABTestStrategy
 from modelrollout.core.change import Change
 from modelrollout.core.observations import Observations, StrategyPlan
 from modelrollout.core.routers import ROUTERS, TrafficRouter
@@ -40,7 +41,7 @@ class Strategy(Protocol):
         ...
 
 
-STRATEGIES: dict[type, Strategy] = {CanaryStrategy: canary, BlueGreenStrategy: bluegreen}
+STRATEGIES: dict[type, Strategy] = {CanaryStrategy: canary, BlueGreenStrategy: bluegreen, ABTestStrategy: abtest}
 
 
 def strategy_for(spec: RolloutSpec) -> Strategy:

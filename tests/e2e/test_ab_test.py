@@ -1,0 +1,104 @@
+"""strategy.abTest on the local cluster, under live traffic with feedback labels: a more accurate B is promoted as
+the winner, an A/A experiment ends at maxSamples with "no significant difference" keeping A, and a B answering
+errors is stopped early by the guard-rails, keeping A."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from tests.conftest import ClusterHandle
+from tests.e2e.rollouts import OperatorProcess, Scenario, Traffic, make_rollout
+
+pytestmark = pytest.mark.e2e
+GUARD_RAILS = {"interval": "2s", "minSamples": 60, "failureLimit": 2, "inconclusiveLimit": 1000,
+               "metrics": [{"name": "error-rate", "type": "errorRate", "margin": 0.05}]}
+
+
+def ab_rollout(s: Scenario, version: str, model: dict[str, Any], store: str, env: dict[str, str] | None = None,
+               **ab: Any) -> dict[str, Any]:
+    """Two pods, B on one of them: each new connection (one request each, see `traffic`) picks an arm at random."""
+    rollout = make_rollout(s.name, version, model, store, replicas=2, analysis=GUARD_RAILS, env=env)
+    rollout["spec"]["strategy"] = {"abTest": {"weight": 50, "minSamplesPerArm": 100, "maxDuration": "4m", **ab}}
+    return rollout
+
+
+def given_version_1(s: Scenario, model: dict[str, Any], store: str) -> None:
+    s.apply(ab_rollout(s, "1", model, store))
+    s.wait_phase("Healthy", 90)
+
+
+def traffic(s: Scenario, models: dict[str, Any]) -> Traffic:
+    # One request per connection: the sample-ratio check assumes requests, not connections, pick the arm.
+    return Traffic(s.service_url(), s.name, models["holdout"], rate=80, burst=1)
+
+
+def test_a_more_accurate_b_is_promoted_as_the_winner(
+        cluster: ClusterHandle, namespace: str, operator: OperatorProcess, models: dict[str, Any],
+        model_store: str) -> None:
+    # Given version 1 (lr-biased, 80% accurate on the holdout) serving under traffic with labels
+    s = Scenario(cluster, namespace, "abwin")
+    given_version_1(s, models["models"]["lr-biased"], model_store)
+    with traffic(s, models) as sent:
+        # When version 2 (rf, 92%: 12 points better) is tried against it in an A/B experiment
+        s.apply(ab_rollout(s, "2", models["models"]["rf"], model_store))
+        final = s.wait_phase("Healthy", 240)
+    # Then B is declared the winner on its interval and promoted
+    assert final["stableVersion"] == "2", final["message"]
+    assert final["history"][-1]["reason"] == "ABTestWinner", final["history"]
+    ab = final["abTest"]
+    assert ab["winner"] == "B" and ab["interval"][0] > 0, ab
+    assert min(ab["arms"]["A"]["samples"], ab["arms"]["B"]["samples"]) >= 100, ab
+    assert 0.05 < ab["estimate"] < 0.2, ab
+    assert not ab["srmBroken"] and 0.35 < ab["shareB"] < 0.65, ab
+    assert sent.stats.by_version["2"].ok > 0 and sent.stats.by_version["1"].ok > 0
+    experimenting = [st for st in s.seen if st.get("reason") == "Experimenting"]
+    assert experimenting and all(st.get("desiredWeight") == 50 for st in experimenting)
+    events = s.events()
+    assert any(reason == "ABTestStarted" for _, reason, _ in events), events
+    assert any(reason == "ABTestWinner" and "B wins" in message for _, reason, message in events), events
+    # And `kubectl modelrollout status` shows each arm and the result
+    shown = subprocess.run([sys.executable, "-m", "modelrollout.cli", "status", s.name, "-n", namespace,
+                            "--kubeconfig", str(cluster.kubeconfig)], capture_output=True, text=True, check=True)
+    assert "A/B test:    v2 (B) against the stable version (A)" in shown.stdout and "winner B" in shown.stdout
+    assert "  B wins: B - A = +0." in shown.stdout, shown.stdout
+
+
+def test_an_a_a_experiment_ends_at_max_samples_with_no_significant_difference(
+        cluster: ClusterHandle, namespace: str, operator: OperatorProcess, models: dict[str, Any],
+        model_store: str) -> None:
+    # Given version 1 (lr) serving under traffic with labels
+    s = Scenario(cluster, namespace, "abequal")
+    given_version_1(s, models["models"]["lr"], model_store)
+    with traffic(s, models):
+        # When version 2 is the same model, tried in an A/B experiment of at most 1,500 judged predictions
+        s.apply(ab_rollout(s, "2", models["models"]["lr"], model_store, maxSamples=1500, goal={"alpha": 0.01}))
+        final = s.wait_phase("RolledBack", 240)
+    # Then no winner was declared: A stays, and the message gives the interval around 0
+    assert final["stableVersion"] == "1" and final["reason"] == "ABTestNoWinner", final["message"]
+    assert "no significant difference: B - A = " in final["message"], final["message"]
+    assert "always-valid interval [-" in final["message"] and "maxSamples 1500 reached" in final["message"]
+    ab = final["abTest"]
+    assert ab["winner"] == "none" and ab["interval"][0] < 0 < ab["interval"][1], ab
+    assert ab["arms"]["A"]["samples"] + ab["arms"]["B"]["samples"] >= 1500, ab
+
+
+def test_b_answering_errors_ends_the_experiment_early_keeping_a(
+        cluster: ClusterHandle, namespace: str, operator: OperatorProcess, models: dict[str, Any],
+        model_store: str) -> None:
+    # Given version 1 (lr) serving under traffic with labels
+    s = Scenario(cluster, namespace, "aberrs")
+    given_version_1(s, models["models"]["lr"], model_store)
+    with traffic(s, models) as sent:
+        # When version 2 is more accurate (rf) but fails 30% of its requests
+        s.apply(ab_rollout(s, "2", models["models"]["rf"], model_store,
+                           env={"MODELSERVER_CHAOS_ERROR_RATE": "0.3"}))
+        final = s.wait_phase("RolledBack", 180)
+    # Then the error-rate guard-rail rolled it back before the experiment could end, and A serves everything
+    assert final["stableVersion"] == "1" and final["reason"] == "AnalysisFailed", final["message"]
+    assert "canary error rate" in final["message"], final["message"]
+    assert final["abTest"]["winner"] != "B", final["abTest"]
+    assert sent.stats.by_version["2"].failed > 0 and sent.stats.by_version["1"].failed == 0
