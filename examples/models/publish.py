@@ -11,7 +11,8 @@ them over HTTP on port 80 of Service `model-store`. Training in the pod instead 
 avoids ConfigMap's 1 MiB limit (rf.joblib alone is 0.8 MiB) and needs no registry or volume, so the
 same manifest works on kind and on the local cluster.
 
-`render` writes the digests the store really produced into an example: the committed examples carry
+`render` writes the digests the store really produced into an example (the model's, and its drift reference's
+when the example names one): the committed examples carry
 the digests of the pinned library versions (constraints.txt), but a different scikit-learn, numpy
 or CPU can change a model's bytes, and the server refuses a file whose digest differs. `--store`
 replaces the `http://model-store` base of the model URIs (for a store elsewhere, or reached by IP).
@@ -99,6 +100,10 @@ def render(example: dict[str, Any], manifest: dict[str, dict[str, Any]], store: 
     >>> ex = {"spec": {"model": {"uri": "http://model-store/lr.joblib", "digest": "sha256:old"}}}
     >>> render(ex, {"lr.joblib": {"digest": "sha256:new"}}, "http://10.96.0.9")["spec"]["model"]
     {'uri': 'http://10.96.0.9/lr.joblib', 'digest': 'sha256:new'}
+    >>> ex["spec"]["model"]["driftReferenceDigest"] = "sha256:oldref"  # and the drift reference's, when listed
+    >>> render(ex, {"lr.joblib": {"digest": "sha256:new", "drift_reference": {"digest": "sha256:ref"}}}
+    ...        )["spec"]["model"]["driftReferenceDigest"]
+    'sha256:ref'
     >>> render({"kind": "HTTPRoute", "spec": {"rules": []}}, {})  # other documents pass unchanged
     {'kind': 'HTTPRoute', 'spec': {'rules': []}}
     """
@@ -113,6 +118,9 @@ def render(example: dict[str, Any], manifest: dict[str, dict[str, Any]], store: 
         raise ValueError(f"{file}: not in the store's manifest (has {', '.join(sorted(manifest))})")
     out = json.loads(json.dumps(example))
     out["spec"]["model"].update(uri=f"{store.rstrip('/')}/{file}", digest=manifest[file]["digest"])
+    reference = manifest[file].get("drift_reference")
+    if "driftReferenceDigest" in model and reference:
+        out["spec"]["model"]["driftReferenceDigest"] = reference["digest"]
     return dict(out)
 
 

@@ -12,10 +12,12 @@ writes, for the classification task make_classification(2000, 20, random_state=4
             test should catch                          (joblib)
 and for make_regression(2000, 20, noise=10, random_state=42):
   ridge     Ridge regressor                            (joblib)
-plus `manifest.json` (name, version, file, format, digest, n_features, accuracy or mae on the held-out
-quarter) and `holdout-classification.json` (the held-out rows and labels, for sending traffic and
-feedback), the same rows as `holdout-classification.csv` (for spec.validation). Fixed seeds: the same
-files every run with the same library versions.
+plus, beside each model, `<name>.drift.json`: the training inputs' reference for drift watching (per-feature
+quantile bins and counts, modelserver.driftref; the server finds it beside the model file), and
+`manifest.json` (name, version, file, format, digest, n_features, accuracy or mae on the held-out
+quarter, drift_reference: the reference's file and digest) and `holdout-classification.json` (the held-out
+rows and labels, for sending traffic and feedback), the same rows as `holdout-classification.csv` (for
+spec.validation). Fixed seeds: the same files every run with the same library versions.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import train_test_split
 
+from modelserver import driftref
+
 SEED = 42
 
 
@@ -53,8 +57,19 @@ def _write(model: Any, outdir: Path, name: str, fmt: str) -> Path:
 
 
 def _entry(path: Path, name: str, fmt: str, n_features: int, score: dict[str, float]) -> dict[str, Any]:
+    reference = path.with_name(f"{name}{DRIFT_SUFFIX}")
     return {"name": name, "version": "1", "file": path.name, "format": fmt, "digest": _digest(path),
-            "n_features": n_features, **score}
+            "n_features": n_features, **score,
+            "drift_reference": {"file": reference.name, "digest": _digest(reference)}}
+
+
+DRIFT_SUFFIX = ".drift.json"  # beside the model: <name>.drift.json (modelserver.drift finds it there)
+
+
+def _write_reference(x_train: np.ndarray, outdir: Path, name: str) -> None:
+    """The training inputs' bins, written before the model's manifest entry that records its digest."""
+    names = [f"f{i}" for i in range(x_train.shape[1])]
+    (outdir / f"{name}{DRIFT_SUFFIX}").write_text(driftref.build(x_train, names).to_json() + "\n")
 
 
 BIAS = 2.0  # lr-biased: added to the fitted intercept, so it says class 1 more often than it should
@@ -82,6 +97,7 @@ def _classification_models(outdir: Path) -> list[dict[str, Any]]:
         if name == "lr-biased":
             model = _biased(model)
         accuracy = float((model.predict(x_test) == y_test).mean())
+        _write_reference(x_train, outdir, name)
         for fmt in formats:
             entries.append(_entry(_write(model, outdir, name, fmt), name, fmt, 20, {"accuracy": accuracy}))
     holdout = {"X": x_test.tolist(), "y": y_test.tolist()}
@@ -103,6 +119,7 @@ def _regression_models(outdir: Path) -> list[dict[str, Any]]:
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.25, random_state=SEED)
     model = Ridge().fit(x_train, y_train)
     mae = float(np.abs(model.predict(x_test) - y_test).mean())
+    _write_reference(x_train, outdir, "ridge")
     return [_entry(_write(model, outdir, "ridge", "joblib"), "ridge", "joblib", 20, {"mae": mae})]
 
 

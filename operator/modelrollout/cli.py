@@ -91,6 +91,8 @@ def render_status(obj: dict[str, Any]) -> str:
         lines.append(f"  warning: {analysis['sampleRatioWarning']}")
     lines += render_validation(st.get("validation"))
     lines += render_shadow(st.get("shadow"))
+    lines += render_drift(st.get("drift"))
+    lines += render_retrain(st.get("retrain"))
     lines += render_ab_test(st.get("abTest"))
     for h in (st.get("history") or [])[-5:]:
         lines.append(f"History:     v{h['version']} {h['outcome']} at {h.get('finishedAt')}: {h.get('reason', '')}")
@@ -148,6 +150,32 @@ def render_shadow(run: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def render_drift(watch: dict[str, Any] | None) -> list[str]:
+    """status.drift: one line per watched version, its drifted features first.
+
+    >>> for line in render_drift({"lastLookAt": "2026-01-01T00:00:00Z", "versions": [{"version": "1",
+    ...     "state": "Drifted", "message": "drifted: f3: PSI 0.410, ..."}, {"version": "2", "state": "NotJudged",
+    ...     "message": "not judged: 12 live inputs in the window"}]}): print(line)
+    Drift:       looked at 2026-01-01T00:00:00Z
+      v1 Drifted      drifted: f3: PSI 0.410, ...
+      v2 NotJudged    not judged: 12 live inputs in the window
+    """
+    if not watch:
+        return []
+    return [f"Drift:       looked at {watch.get('lastLookAt', '-')}"] + [
+        f"  v{v.get('version')} {v.get('state', ''):<12} {v.get('message', '')}" for v in watch.get("versions") or []]
+
+
+def render_retrain(run: dict[str, Any] | None) -> list[str]:
+    """status.retrain in one line.
+
+    >>> render_retrain({"job": "fraud-retrain-1", "state": "Succeeded", "runs": 1, "message": "Job ... succeeded"})
+    ['Retrain:     Job fraud-retrain-1 Succeeded (run 1): Job ... succeeded']
+    """
+    if not run:
+        return []
+    job = f"Job {run.get('job')} {run.get('state')} (run {run.get('runs', 1)})"
+    return [f"Retrain:     {job}: {run.get('message', '')}"]
 def render_ab_test(run: dict[str, Any] | None) -> list[str]:
     """status.abTest: each arm's samples and accuracy, the winner so far and the assessment's numbers.
 

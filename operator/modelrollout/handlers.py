@@ -169,4 +169,5 @@ def forget(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
     ctx.reported.pop(meta["uid"], None)
     ctx.kube.forget(meta["uid"])
     ctx.source.forget(f"{meta['namespace']}/{meta['name']}")
+    ctx.drift.forget(f"{meta['namespace']}/{meta['name']}")
     opmetrics.forget(meta["namespace"], meta["name"])

@@ -18,12 +18,13 @@ from typing import Any
 import kubernetes
 from kubernetes.client import ApiException
 
-from modelrollout import opmetrics, ownership, validationjob, workloads
+from modelrollout import opmetrics, ownership, retrainjob, validationjob, workloads
 from modelrollout.core.observations import (
     LABEL_ROLLOUT,
     LABEL_VERSION,
     DeploymentIntent,
     DeploymentObservation,
+    RetrainJobIntent,
     RouteIntent,
     RouteObservation,
     ValidationJobIntent,
@@ -440,6 +441,16 @@ class KubeAdapter:
             if exc.status != 409:
                 raise
 
+    def ensure_retrain_job(self, rollout: dict[str, Any], spec: RolloutSpec, intent: RetrainJobIntent) -> None:
+        """Create the retraining Job once; each has its own name, so an existing one is this run's."""
+        ns = rollout["metadata"]["namespace"]
+        try:
+            self._call("create", "jobs.batch", ns, self.batch.create_namespaced_job, ns,
+                       retrainjob.retrain_job(rollout, spec, intent))
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+
     def delete_validation_job(self, namespace: str, name: str) -> None:
         """Stop a validation run nothing waits for; its pod goes with it (Background propagation)."""
         options = kubernetes.client.V1DeleteOptions(propagation_policy="Background")
@@ -449,6 +460,10 @@ class KubeAdapter:
         except ApiException as exc:
             if exc.status != 404:
                 raise
+
+    def observe_job(self, namespace: str, name: str) -> ValidationJobObservation:
+        """A Job of the rollout (validation or retraining) and its pods, read back."""
+        return self.observe_validation_job(namespace, name)
 
     def observe_validation_job(self, namespace: str, name: str) -> ValidationJobObservation:
         job = self._get_or_none("jobs.batch", namespace, self.batch.read_namespaced_job, name)

@@ -28,6 +28,13 @@ VERDICTS = Counter("modelrollout_analysis_verdicts_total", "Analysis verdicts pe
 RECONCILE_SECONDS = Histogram("modelrollout_reconcile_duration_seconds", "Duration of one reconcile tick",
                               buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 RECONCILE_ERRORS = Counter("modelrollout_reconcile_errors_total", "Reconcile ticks that raised", ["reason"])
+# Label values: the rollout, its version and the feature names of that version's drift reference (the model's
+# own file, bounded by the server's MODELSERVER_DRIFT_MAX_SERIES), never request content.
+DRIFT_PSI = Gauge("modelrollout_drift_psi",
+                  "Population stability index of a feature's live inputs in the drift window against the training "
+                  "reference (spec.monitoring.drift), at the last look that judged it",
+                  ["namespace", "rollout", "version", "feature"])
+_drift_series: dict[tuple[str, str], set[tuple[str, str]]] = {}
 NOTIFICATIONS = Counter("modelrollout_notifications_total", "Webhook messages by outcome (sent, failed, dropped)",
                         ["outcome"])
 
@@ -59,6 +66,19 @@ def record_decision(body: dict[str, Any], decision: Decision) -> None:
     DESIRED_WEIGHT.labels(ns, name).set((st.desired_weight or 0) / 100)
     if st.effective_weight is not None:
         EFFECTIVE_WEIGHT.labels(ns, name).set(st.effective_weight / 100)
+    record_drift(ns, name, [] if st.drift is None else st.drift.versions)
+
+
+def record_drift(ns: str, name: str, versions: list[dict[str, Any]]) -> None:
+    """One PSI series per judged (version, feature); those of versions no longer watched go."""
+    now = {(v["version"], f["name"]): float(f["psi"]) for v in versions for f in v.get("features", ())
+           if f.get("samples")}
+    for version, feature in _drift_series.get((ns, name), set()) - set(now):
+        with contextlib.suppress(KeyError):
+            DRIFT_PSI.remove(ns, name, version, feature)
+    for (version, feature), value in now.items():
+        DRIFT_PSI.labels(ns, name, version, feature).set(value)
+    _drift_series[ns, name] = set(now)
 
 
 def observe_tick_lateness(due: datetime | None, started: datetime, written: datetime) -> None:
@@ -77,3 +97,5 @@ def forget(namespace: str, name: str) -> None:
     for gauge in (DESIRED_WEIGHT, EFFECTIVE_WEIGHT):
         with contextlib.suppress(KeyError):
             gauge.remove(namespace, name)
+    record_drift(namespace, name, [])
+    _drift_series.pop((namespace, name), None)

@@ -25,9 +25,11 @@ from modelrollout.analysis.state import AnalysisState
 from modelrollout.analysis.types import Tick
 from modelrollout.core.commands import COMMAND_ID_ANNOTATION
 from modelrollout.core.decide import decide, refuse_spec
+from modelrollout.core.driftwatch import drift_watch, needs_drift_look, watched_versions
 from modelrollout.core.observations import (
     AnalysisObservation,
     Decision,
+    DriftObservation,
     Observations,
     RouteObservation,
     ShadowObservation,
@@ -44,6 +46,7 @@ from modelrollout.kubeevents import tick_event_names
 from modelrollout.notify import Notifier, notices
 from modelrollout.podstates import pod_problems
 from modelrollout.sources import MetricSource, PrometheusAccess, ScrapeRequest
+from modelrollout.sources.driftcounts import DriftRequest, DriftWindows
 from modelrollout.sources.shadowpairs import read_shadow_pairs
 
 T = TypeVar("T")
@@ -60,6 +63,7 @@ class Context:
     next_tick: dict[str, datetime] = field(default_factory=dict)  # by rollout uid (memory only)
     reported: dict[str, str] = field(default_factory=dict)  # last error shown in status/Event, by uid
     notifier: Notifier | None = None  # spec.notifications; None: not delivered (tests without a loop)
+    drift: DriftWindows = field(default_factory=DriftWindows)  # the drift watch's recent readings per pod
 
 
 def rollout_key(body: dict[str, Any]) -> str:
@@ -73,18 +77,18 @@ async def gather(ctx: Context, body: dict[str, Any], spec: RolloutSpec, pods: li
     meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
     services = strategy_for(spec).entry_services(spec)
-    deployments, selectors, problems, route, validation, mirror = await asyncio.gather(
+    deployments, selectors, problems, route, (validation, retrain), mirror = await asyncio.gather(
         _read(ctx, KubeAdapter.observe_deployments, ns, name),
         asyncio.gather(*(_read(ctx, KubeAdapter.service_selector, body, service) for service in services)),
         pod_problems(pods, spec.serving.port),
         _route(ctx, ns, spec),
-        _validation_job(ctx, ns, body),
+        _jobs(ctx, ns, body),
         _mirror_config(ctx, body, spec),
     )
     seen = {service: sel for service, sel in zip(services, selectors, strict=True) if sel is not None}
     return Observations(name=name, generation=meta.get("generation", 0), annotations=dict(meta.get("annotations")
                         or {}), deployments=deployments, selectors=seen, pod_problems=problems, route=route,
-                        validation=validation, mirror=mirror, namespace=ns)
+                        validation=validation, mirror=mirror, namespace=ns, retrain=retrain)
 
 
 async def _read(ctx: Context, fn: Callable[..., T], *args: Any) -> T:
@@ -108,12 +112,39 @@ async def _shadow_look(spec: RolloutSpec, status: RolloutStatus, pods: list[PodS
                                    spec.model.name, status.shadow.version)
 
 
+async def _drift_look(ctx: Context, body: dict[str, Any], spec: RolloutSpec, status: RolloutStatus,
+                      pods: list[PodState]) -> DriftObservation | None:
+    """The watched versions' live inputs over the window (asked for only when core.driftwatch says a look is due)."""
+    watch = drift_watch(spec)
+    if watch is None:
+        return None
+    request = DriftRequest(key=rollout_key(body), model=spec.model.name, versions=watched_versions(status),
+                           pods=ready_targets(pods), port=spec.serving.metrics_port, path=spec.serving.metrics.path,
+                           window_seconds=watch.window_seconds)
+    return await ctx.drift.look(request)
+
+
 async def _validation_job(ctx: Context, ns: str, body: dict[str, Any]) -> ValidationJobObservation | None:
     """The Job of a running validation gate (status.validation), None when no gate runs."""
     run = (body.get("status") or {}).get("validation") or {}
     if run.get("state") != "Running" or not run.get("job"):
         return None
     return await blocking.run(ctx.kube.observe_validation_job, ns, run["job"])
+
+
+async def _jobs(ctx: Context, ns: str, body: dict[str, Any]) -> tuple[ValidationJobObservation | None,
+                                                                     ValidationJobObservation | None]:
+    """The Jobs that status says run: the validation gate's and the retraining one."""
+    validation, retrain = await asyncio.gather(_validation_job(ctx, ns, body), _retrain_job(ctx, ns, body))
+    return validation, retrain
+
+
+async def _retrain_job(ctx: Context, ns: str, body: dict[str, Any]) -> ValidationJobObservation | None:
+    """The running retraining Job (status.retrain), None when none runs."""
+    run = (body.get("status") or {}).get("retrain") or {}
+    if run.get("state") != "Running" or not run.get("job"):
+        return None
+    return await blocking.run(ctx.kube.observe_job, ns, run["job"])
 
 
 async def _route(ctx: Context, ns: str, spec: RolloutSpec) -> RouteObservation | None:
@@ -203,6 +234,8 @@ async def act(ctx: Context, body: dict[str, Any], spec: RolloutSpec | None, deci
         await blocking.run(kube.delete_version, body, version)
     if spec is not None and decision.validation_job is not None:
         await blocking.run(kube.ensure_validation_job, body, spec, decision.validation_job)
+    if spec is not None and decision.retrain_job is not None:
+        await blocking.run(kube.ensure_retrain_job, body, spec, decision.retrain_job)
     if decision.cancel_validation_job is not None:
         await blocking.run(kube.delete_validation_job, body["metadata"]["namespace"], decision.cancel_validation_job)
     if spec is not None:
@@ -262,8 +295,9 @@ async def _decide(ctx: Context, body: dict[str, Any], spec: RolloutSpec, status:
     measure = (analyse(ctx, body, spec, status, pods) if needs_analysis(spec, status, now)
                else _prime_baseline(ctx, body, spec, status, pods))
     shadow = _shadow_look(spec, status, pods) if needs_shadow_look(spec, status, now) else _nothing()
-    obs, seen, shadow_seen = await asyncio.gather(gather(ctx, body, spec, pods), measure, shadow)
-    return decide(spec, status, replace(obs, analysis=seen, shadow=shadow_seen), now)
+    drift = _drift_look(ctx, body, spec, status, pods) if needs_drift_look(spec, status, now) else _nothing()
+    obs, seen, shadow_seen, drift_seen = await asyncio.gather(gather(ctx, body, spec, pods), measure, shadow, drift)
+    return decide(spec, status, replace(obs, analysis=seen, shadow=shadow_seen, drift=drift_seen), now)
 
 
 async def _nothing() -> None:
@@ -287,6 +321,8 @@ async def tick(ctx: Context, body: dict[str, Any], now: datetime) -> Decision:
         decision = await _decide(ctx, body, spec, status, now)
     if decision.status.phase is not None and decision.status.phase.value not in IN_FLIGHT:
         ctx.source.forget(rollout_key(body))
+    if decision.status.drift is None:
+        ctx.drift.forget(rollout_key(body))
     await act(ctx, body, spec, decision)
     opmetrics.observe_tick_lateness(ctx.next_tick.get(body["metadata"]["uid"]), now, dt.datetime.now(dt.UTC))
     ctx.next_tick[body["metadata"]["uid"]] = decision.next_tick_at

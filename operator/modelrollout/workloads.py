@@ -119,6 +119,8 @@ def _model_env(name: str, model: ModelRecord, port: int) -> list[dict[str, Any]]
         env.append({"name": "MODEL_FORMAT", "value": model.format})
     if model.allow_pickle:
         env.append({"name": "MODEL_ALLOW_PICKLE", "value": "true"})
+    if model.drift_reference_digest:
+        env.append({"name": "MODELSERVER_DRIFT_REFERENCE_DIGEST", "value": model.drift_reference_digest})
     return env
 
 

@@ -34,6 +34,11 @@ Exposed series (all on the serving port, path `/metrics`):
     modelserver_shadow_labelled_pairs_total{model,version,outcome}
                                                                   on a candidate: labelled rows of mirrored copies
                                                                   by who was right (both, stable, candidate, neither)
+    modelserver_drift_inputs_total{model,version,feature,bin}     live input values by bin of the model's
+                                                                  training reference (drift watching)
+    modelserver_drift_reference_inputs{model,version,feature,bin} training rows in that bin (the reference)
+    modelserver_drift_reference_state{model,version,state}        1 for the reference's state (loaded, missing,
+                                                                  invalid, digest_mismatch, too_many_series, ...)
 
 Feedback carrying a prediction token is counted under the `version` the verified token names (the
 version that made the prediction, on whichever pod of the rollout the label arrives): only versions
@@ -43,7 +48,9 @@ pod's own. The operator sums the feedback series of a version over all pods of t
 Label values never come from request content: `model` and `version` are the configured ones, `class`
 values are the model's own `classes_` (`primary_class` and `candidate_class` too: a copy naming a class outside
 them is refused, not counted), `code`, `outcome` and `reason` come from fixed sets; `target_version` is the
-candidate version of the mirror configuration file the operator writes, one series at a time. A request
+candidate version of the mirror configuration file the operator writes, one series at a time; `feature` and
+`bin` come from the model's drift reference file only (names it lists, bin numbers 0..bins-1), at most
+MODELSERVER_DRIFT_MAX_SERIES series. A request
 for an unknown model only increments the unlabelled `modelserver_unknown_model_requests_total`.
 
 Errors: a 5xx answer of an infer/predict endpoint is a model error. A 4xx is a client's mistake and is
@@ -72,6 +79,9 @@ REASON = "reason"
 TARGET_VERSION = "target_version"
 PRIMARY_CLASS = "primary_class"
 CANDIDATE_CLASS = "candidate_class"
+FEATURE = "feature"
+BIN = "bin"
+STATE = "state"
 
 # Histogram boundaries in seconds for millisecond-scale models: dense from 0.5 ms to 25 ms where a
 # linear model or a small forest answers, sparser up to 5 s to still place a stalled request.
@@ -212,12 +222,31 @@ SHADOW_LABELLED_PAIRS = MetricSpec(
     (MODEL, VERSION, OUTCOME),
 )
 
+DRIFT_INPUTS = MetricSpec(
+    "modelserver_drift_inputs", Kind.COUNTER,
+    "Live input values by feature and bin of the model's training reference (<model>.drift.json); feature "
+    "names and bins come from that file only.",
+    (MODEL, VERSION, FEATURE, BIN),
+)
+DRIFT_REFERENCE_INPUTS = MetricSpec(
+    "modelserver_drift_reference_inputs", Kind.GAUGE,
+    "Training rows by feature and bin in the model's drift reference: what the live counts are compared with.",
+    (MODEL, VERSION, FEATURE, BIN),
+)
+DRIFT_REFERENCE_STATE = MetricSpec(
+    "modelserver_drift_reference_state", Kind.GAUGE,
+    "1 for the state of the model's drift reference (loaded, or why no input is counted); exactly one series.",
+    (MODEL, VERSION, STATE),
+)
+
 ALL_METRICS: tuple[MetricSpec, ...] = (
     REQUESTS, REQUEST_DURATION, PREDICTIONS, PREDICTION_VALUE, PREDICTION_CONFIDENCE, ROWS_PREDICTED,
     FEEDBACK, FEEDBACK_ABSOLUTE_ERROR, FEEDBACK_REFUSED, MODEL_INFO, MODEL_READY, LOAD_FAILURES, UNKNOWN_MODEL_REQUESTS,
     MIRROR_REQUESTS, MIRROR_PERCENT, MIRROR_PENDING, MIRROR_CONFIG_LOADS, SHADOW_PAIRS, SHADOW_REFUSED,
-    SHADOW_LABELLED_PAIRS,
+    SHADOW_LABELLED_PAIRS, DRIFT_REFERENCE_STATE,
 )
+# Exported by the drift counter's own collector (modelserver.drift), as arrays rather than one child per series.
+DRIFT_METRICS: tuple[MetricSpec, ...] = (DRIFT_INPUTS, DRIFT_REFERENCE_INPUTS)
 
 
 class Protocol(StrEnum):
@@ -287,6 +316,19 @@ class ShadowLabelOutcome(StrEnum):
     STABLE_ONLY = "stable_only"  # the primary (stable) was right, the candidate wrong
     CANDIDATE_ONLY = "candidate_only"
     BOTH_WRONG = "both_wrong"
+
+
+class DriftReferenceState(StrEnum):
+    """Whether the server counts live inputs for drift watching, and if not why (never a load failure)."""
+
+    LOADED = "loaded"  # counting into the reference's bins
+    LOADING = "loading"  # the model (and so its reference) is not loaded yet
+    DISABLED = "disabled"  # MODELSERVER_DRIFT_REFERENCE=none
+    MISSING = "missing"  # no <model>.drift.json beside the model (or at MODELSERVER_DRIFT_REFERENCE)
+    FETCH_FAILED = "fetch_failed"  # it could not be read (other than absent)
+    DIGEST_MISMATCH = "digest_mismatch"  # MODELSERVER_DRIFT_REFERENCE_DIGEST differs from the file's
+    INVALID = "invalid"  # not a reference (driftref.parse), or not as many features as the model takes
+    TOO_MANY_SERIES = "too_many_series"  # features x bins above MODELSERVER_DRIFT_MAX_SERIES: nothing counted
 
 
 class LoadFailure(StrEnum):

@@ -225,3 +225,42 @@ def parse_readiness(body: Any) -> tuple[c.ModelState, str] | None:
         return None
     reason = body.get("reason")
     return state, reason if isinstance(reason, str) else ""
+
+
+@dataclass(frozen=True)
+class DriftMetrics:
+    """One (model, version)'s drift series in one pod: the reference's state, and per (feature, bin) the live
+    inputs counted since the server started and the training rows of the reference."""
+
+    state: str = ""  # a contract.DriftReferenceState value; "" when the pod exports none (another server)
+    live: MappingProxyType[tuple[str, int], float] = field(default_factory=lambda: MappingProxyType({}))
+    reference: MappingProxyType[tuple[str, int], float] = field(default_factory=lambda: MappingProxyType({}))
+
+
+def parse_drift_metrics(text: str) -> dict[tuple[str, str], DriftMetrics]:
+    """The drift series of a scrape by (model, version); ValueError on text that is not Prometheus format.
+
+    >>> text = '''
+    ... modelserver_drift_reference_state{model="m",version="1",state="loaded"} 1
+    ... modelserver_drift_inputs_total{model="m",version="1",feature="f0",bin="0"} 3
+    ... modelserver_drift_reference_inputs{model="m",version="1",feature="f0",bin="0"} 50
+    ... '''
+    >>> d = parse_drift_metrics(text)[("m", "1")]
+    >>> d.state, dict(d.live), dict(d.reference)
+    ('loaded', {('f0', 0): 3.0}, {('f0', 0): 50.0})
+    """
+    acc: dict[tuple[str, str], dict[str, Any]] = {}
+    for family in text_string_to_metric_families(text):
+        if not family.name.startswith("modelserver_drift_"):
+            continue
+        for sample in family.samples:
+            labels = sample.labels
+            entry = acc.setdefault((labels.get(c.MODEL, ""), labels.get(c.VERSION, "")),
+                                   {"state": "", "live": {}, "reference": {}})
+            if sample.name == c.DRIFT_REFERENCE_STATE.name and sample.value > 0:
+                entry["state"] = labels.get(c.STATE, "")
+            elif sample.name in (c.DRIFT_INPUTS.sample, c.DRIFT_REFERENCE_INPUTS.name):
+                key = "live" if sample.name == c.DRIFT_INPUTS.sample else "reference"
+                entry[key][(labels.get(c.FEATURE, ""), int(labels.get(c.BIN, "-1")))] = float(sample.value)
+    return {k: DriftMetrics(v["state"], MappingProxyType(v["live"]), MappingProxyType(v["reference"]))
+            for k, v in acc.items()}

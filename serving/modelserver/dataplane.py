@@ -21,7 +21,15 @@ import numpy as np
 
 from modelserver import contract as c
 from modelserver.batching import AdaptiveBatcher
-from modelserver.contract import REFUSAL_STATUS, FeedbackRefusal, ModelState, ShadowLabelOutcome, ShadowRefusal
+from modelserver.contract import (
+    REFUSAL_STATUS,
+    DriftReferenceState,
+    FeedbackRefusal,
+    ModelState,
+    ShadowLabelOutcome,
+    ShadowRefusal,
+)
+from modelserver.drift import DriftCounter, ReferenceResult, load_reference
 from modelserver.feedback import (
     FeedbackItem,
     FeedbackStore,
@@ -78,6 +86,7 @@ class DataPlane:
         self.failure_reason = ""
         self.draining = False
         self.predictor: Predictor | None = None
+        self.drift: DriftCounter | None = None  # counts inputs for drift watching, when the model has a reference
         self.batcher: AdaptiveBatcher | None = None
         self.input_spec = InputSpec(settings.model_features or 0, settings.max_rows, False)
         self._store = FeedbackStore(settings.feedback_store_size, settings.feedback_ttl_s)
@@ -113,8 +122,24 @@ class DataPlane:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, self.settings.load_retry_max_s)
                 continue
-            self._become_ready(Predictor(loaded))
+            predictor = Predictor(loaded)
+            self._watch_drift(await asyncio.to_thread(load_reference, self.settings, loaded.n_features),
+                              predictor.allow_nan)
+            self._become_ready(predictor)
             return
+
+    def _watch_drift(self, found: ReferenceResult, allow_nan: bool) -> None:
+        """Count inputs into the reference's bins when there is a usable one; serving never depends on it."""
+        self.metrics.set_drift_state(found.state)
+        if found.reference is None:
+            level = logging.INFO if found.state in (DriftReferenceState.MISSING, DriftReferenceState.DISABLED) \
+                else logging.WARNING
+            log.log(level, "drift reference %s: no inputs counted for drift%s", found.state.value,
+                    f" ({found.detail})" if found.detail else "")
+            return
+        self.drift = DriftCounter(found.reference, skip_nan=allow_nan)
+        self.metrics.count_drift(self.drift)
+        log.info("drift reference loaded: %s, %d features", found.detail, len(found.reference.features))
 
     def _become_ready(self, predictor: Predictor) -> None:
         s = self.settings
@@ -212,6 +237,8 @@ class DataPlane:
             outputs = await self.batcher.submit(request.rows, want_proba)
         else:
             outputs = predictor.predict(request.rows, want_proba)
+        if self.drift is not None:
+            self.drift.count(request.rows)
         remembered = predictor.remembered(outputs)
         self._store.remember(prediction_id, remembered, self._clock())
         if predictor.is_classifier:

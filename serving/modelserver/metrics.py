@@ -15,6 +15,7 @@ import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary, generate_latest
 
 from modelserver import contract as c
+from modelserver.drift import DriftCollector, DriftCounter
 
 # `_created` series double the scrape size and the operator never reads them.
 prometheus_client.disable_created_metrics()
@@ -66,6 +67,10 @@ class ServerMetrics:
                                  for outcome in c.MirrorOutcome}
         self.set_mirror(0.0, "")
         self._mirror_pending = m[c.MIRROR_PENDING.name].labels(model, version)
+        self._drift_state = m[c.DRIFT_REFERENCE_STATE.name]
+        self.set_drift_state(c.DriftReferenceState.LOADING)
+        self._drift = DriftCollector(model, version)
+        self.registry.register(self._drift)
 
     def observe_request(self, protocol: c.Protocol, code: int, seconds: float) -> None:
         self._count_request(protocol, code)
@@ -161,6 +166,15 @@ class ServerMetrics:
 
     def count_shadow_refusal(self, reason: c.ShadowRefusal) -> None:
         self._shadow_refused.labels(self._model, self._version, reason.value).inc()
+
+    def set_drift_state(self, state: c.DriftReferenceState) -> None:
+        """The one series of the state gauge: which state the reference is in."""
+        self._drift_state.clear()
+        self._drift_state.labels(self._model, self._version, state.value).set(1)
+
+    def count_drift(self, counter: DriftCounter) -> None:
+        """From now on, export `counter`'s live counts and its reference."""
+        self._drift.counter = counter
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -61,6 +61,11 @@ class Settings:
     mirror_queue_size: int = 100  # copies waiting for a worker; beyond it a copy is dropped and counted
     mirror_workers: int = 4
     mirror_timeout_s: float = 1.0  # per copy, connection to answer
+    # Drift watching (modelserver/drift.py): the model's training reference, "" = beside the model file
+    # (<name>.drift.json), "none" = off; its digest when published with one; and the most feature x bin series.
+    drift_reference: str = ""
+    drift_reference_digest: str = ""
+    drift_max_series: int = 2000
     drain_delay_s: float = 3.0  # keep serving after SIGTERM while endpoints stop routing here
     shutdown_timeout_s: float = 25.0
     load_retry_max_s: float = 60.0
@@ -100,6 +105,11 @@ _ENV: dict[str, tuple[str, str]] = {
     "mirror_queue_size": ("MODELSERVER_MIRROR_QUEUE_SIZE", "mirrored copies waiting to be sent (full: dropped)"),
     "mirror_workers": ("MODELSERVER_MIRROR_WORKERS", "concurrent mirrored copies in flight"),
     "mirror_timeout_s": ("MODELSERVER_MIRROR_TIMEOUT_S", "seconds a mirrored copy may take"),
+    "drift_reference": ("MODELSERVER_DRIFT_REFERENCE", "URI of the model's drift reference (default: "
+                                                       "<model>.drift.json beside the model file; none: off)"),
+    "drift_reference_digest": ("MODELSERVER_DRIFT_REFERENCE_DIGEST", "expected 'sha256:<hex>' of the drift reference"),
+    "drift_max_series": ("MODELSERVER_DRIFT_MAX_SERIES", "most feature x bin series counted for drift (above: "
+                                                         "nothing counted, state too_many_series)"),
     "drain_delay_s": ("MODELSERVER_DRAIN_DELAY_S", "seconds to keep serving, unready, after SIGTERM"),
     "shutdown_timeout_s": ("MODELSERVER_SHUTDOWN_TIMEOUT_S", "longest wait for in-flight requests"),
     "load_retry_max_s": ("MODELSERVER_LOAD_RETRY_MAX_S", "longest pause between model fetch retries"),

@@ -463,7 +463,38 @@ INVALID_AB_TEST = [
     ("an A/B experiment on the Prometheus source", make_rollout(strategy=AB, analysis=_queries(
         feedbackCorrect=COUNT, feedbackIncorrect=COUNT)), "spec.strategy.abTest.goal: accuracy needs"),
 ]
-SPEC_CASES = INVALID + INVALID_CHECKS + INVALID_KUBERNETES_TYPES + INVALID_SHADOW + INVALID_AB_TEST
+
+
+def _drift(**drift: Any) -> dict[str, Any]:
+    return make_rollout(monitoring={"drift": drift})
+
+
+def _drift_retrain(template: dict[str, Any]) -> dict[str, Any]:
+    return make_rollout(monitoring={"drift": {}, "retrain": {"jobTemplate": template}})
+
+
+INVALID_MONITORING = [
+    ("a drift window shorter than its interval", _drift(window="10s", interval="20s"),
+     "spec.monitoring.drift.window: must be at least the interval"),
+    ("a drift interval under a second", _drift(interval="500ms"),
+     "spec.monitoring.drift.interval: must be at least 1s"),
+    ("a drift alpha over 0.5", _drift(alpha=0.6), "spec.monitoring.drift.alpha"),
+    ("a PSI threshold of 0", _drift(psiThreshold=0), "spec.monitoring.drift.psiThreshold"),
+    ("drift minSamples of 0", _drift(minSamples=0), "spec.monitoring.drift.minSamples"),
+    ("a drift feature named twice", _drift(features=["f0", "f0"]), "spec.monitoring.drift.features"),
+    ("retraining without a drift watch", make_rollout(monitoring={"retrain": {"jobTemplate": {"spec": {"template": {
+        "spec": {"containers": [{"name": "t", "image": "i"}]}}}}}}),
+     "spec.monitoring.retrain: needs spec.monitoring.drift"),
+    ("a retraining Job without containers", _drift_retrain({"spec": {"template": {"spec": {"containers": []}}}}),
+     "spec.monitoring.retrain.jobTemplate.spec.template.spec.containers"),
+    ("a retraining minAccuracy over 1", make_rollout(monitoring={"drift": {}, "retrain": {"minAccuracy": 1.5,
+        "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "t", "image": "i"}]}}}}}}),
+     "spec.monitoring.retrain.minAccuracy"),
+    ("a drift reference digest that is not one", make_rollout(model={
+        "name": "f", "version": "2", "uri": "u", "driftReferenceDigest": "md5:x"}), "spec.model.driftReferenceDigest"),
+]
+SPEC_CASES = (INVALID + INVALID_CHECKS + INVALID_KUBERNETES_TYPES + INVALID_SHADOW + INVALID_AB_TEST
+              + INVALID_MONITORING)
 
 
 @pytest.mark.parametrize(("case", "body", "field"), SPEC_CASES, ids=[c[0] for c in SPEC_CASES])

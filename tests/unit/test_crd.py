@@ -135,7 +135,8 @@ def test_status_lists_are_bounded_and_conditions_are_a_map_by_type() -> None:
     lists = {p.lstrip("."): s for p, s in property_paths(status, "") if s.get("type") == "array"}
     assert set(lists) == {"conditions", "analysis.results", "analysis.results[].interval", "history",
                           "validation.checks", "shadow.results", "shadow.results[].interval", "shadow.pods",
-                          "abTest.interval"}
+                          "abTest.interval", "drift.versions",
+                          "drift.versions[].features"}
     assert all("maxItems" in s for s in lists.values()), {p: s.get("maxItems") for p, s in lists.items()}
     assert lists["history"]["maxItems"] == HISTORY_LIMIT
     spec = schema_of(CRDS[0])["properties"]["spec"]

@@ -31,7 +31,9 @@ MINIMAL_SPECS = {
                "analysis": {"metrics": [METRIC], "timeout": {}},
                "validation": {"data": {"configMap": {"name": "holdout", "key": "holdout.csv"}}}},
     "blue-green": {"model": MODEL, "service": {"name": "fraud"}, "serving": {"metrics": {}},
-                   "strategy": {"blueGreen": {"previewService": "fraud-preview"}}},
+                   "strategy": {"blueGreen": {"previewService": "fraud-preview"}},
+                   "monitoring": {"drift": {}, "retrain": {"jobTemplate": {"spec": {"template": {"spec": {
+                       "containers": [{"name": "train", "image": "trainer:1"}]}}}}}}},
     "gateway": {"model": MODEL, "service": {"name": "fraud"},
                 "strategy": {"canary": {"steps": [{"setWeight": 5}]}},
                 "trafficRouting": {"gatewayAPI": {"httpRoute": "web"}}},

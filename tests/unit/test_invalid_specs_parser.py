@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 
 from modelrollout.core.spec import RolloutSpec
-from tests.e2e.test_crd_validation import INVALID, INVALID_AB_TEST, INVALID_SHADOW
+from tests.e2e.test_crd_validation import INVALID, INVALID_AB_TEST, INVALID_MONITORING, INVALID_SHADOW
 
 pytestmark = pytest.mark.unit
 # The parser sees only the spec.
-SPEC_CASES = [c for c in INVALID + INVALID_SHADOW + INVALID_AB_TEST if not c[2].startswith("metadata.")]
+SPEC_CASES = [c for c in INVALID + INVALID_SHADOW + INVALID_AB_TEST + INVALID_MONITORING
+              if not c[2].startswith("metadata.")]
 
 
 def field_path(expected: str) -> str:

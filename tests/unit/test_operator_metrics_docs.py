@@ -21,7 +21,7 @@ def test_operator_metrics_are_documented() -> None:
     docs = (ROOT / "docs" / "metrics.md").read_text()
     exported = [m for m in vars(opmetrics).values() if isinstance(m, Counter | Gauge | Histogram)]
     names = {family.name for metric in exported for family in metric.describe()}
-    assert len(names) == 12
+    assert len(names) == 13
     for name in names:
         assert f"`{name}" in docs, name
 
@@ -50,3 +50,19 @@ def test_tick_lateness_counts_scheduled_ticks_from_their_due_time_to_the_status_
     opmetrics.observe_tick_lateness(due, due - timedelta(seconds=5), due - timedelta(seconds=4))
     opmetrics.observe_tick_lateness(None, due, due + timedelta(seconds=1))
     assert _lateness() == pytest.approx((count + 1, total + 1.2))
+
+
+def test_drift_psi_follows_the_watched_versions_and_goes_with_the_rollout() -> None:
+    def series() -> dict[tuple[str, str], float]:
+        return {(s.labels["version"], s.labels["feature"]): s.value for s in opmetrics.DRIFT_PSI.collect()[0].samples
+                if s.labels["rollout"] == "d"}
+
+    judged = {"version": "1", "features": [{"name": "f0", "samples": 500, "psi": 0.41},
+                                           {"name": "f1", "samples": 0, "psi": 0.0}]}
+    opmetrics.record_drift("ns", "d", [judged, {"version": "2", "features": [{"name": "f0", "samples": 300,
+                                                                                "psi": 0.01}]}])
+    assert series() == {("1", "f0"): 0.41, ("2", "f0"): 0.01}  # an unjudged feature (0 inputs) has no series
+    opmetrics.record_drift("ns", "d", [judged])  # version 2 no longer watched
+    assert series() == {("1", "f0"): 0.41}
+    opmetrics.forget("ns", "d")
+    assert series() == {}

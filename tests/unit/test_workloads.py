@@ -42,3 +42,12 @@ def test_the_opt_in_is_kept_with_the_version_for_rebuilds_and_undo() -> None:
     stored = json.loads(json.dumps(record.to_dict()))
     assert stored["allowPickle"] is True and ModelRecord.from_dict(stored) == record
     assert "allowPickle" not in ModelRecord("1", "u").to_dict()  # records of skops versions stay as they were
+
+
+def test_the_drift_reference_digest_reaches_the_server_and_stays_with_the_version() -> None:
+    other = "sha256:" + "b" * 64
+    assert _env({"digest": DIGEST, "driftReferenceDigest": other})["MODELSERVER_DRIFT_REFERENCE_DIGEST"] == other
+    assert "MODELSERVER_DRIFT_REFERENCE_DIGEST" not in _env({"digest": DIGEST})
+    record = model_record(RolloutSpec.from_dict(spec_dict(model={
+        "name": "fraud", "version": "2", "uri": "http://s/m.joblib", "driftReferenceDigest": other})).model)
+    assert ModelRecord.from_dict(record.to_dict()) == record and record.drift_reference_digest == other

@@ -61,7 +61,8 @@ What the operator does, and nothing more (rendered into the ClusterRole or each 
 - events: the verdicts and phase changes users see in `kubectl describe` (core and events.k8s.io).
 - jobs: spec.validation's Job, created once per run and read back (its pod's termination message is read
   through the pods rule); deleted when its version no longer waits for it (superseded, aborted); finished
-  ones are removed by their ttlSecondsAfterFinished.
+  ones are removed by their ttlSecondsAfterFinished. Also spec.monitoring.retrain's Job, created from the
+  user's template once drift lasted and read back until it ends.
 */}}
 {{- define "modelrollout.rules" -}}
 - apiGroups: [modelrollout.dev]

@@ -53,7 +53,7 @@ class Change:
 
 def model_record(model: ModelSpec) -> ModelRecord:
     return ModelRecord(version=model.version, uri=model.uri, digest=model.digest, format=model.format,
-                       allow_pickle=model.allow_pickle)
+                       allow_pickle=model.allow_pickle, drift_reference_digest=model.drift_reference_digest)
 
 
 def start_canary(change: Change, spec: RolloutSpec, reason: str) -> None:

@@ -21,8 +21,10 @@ from modelrollout.core import shadowstep, validation
 from modelrollout.core.change import Change, clear_canary, model_record, start_canary
 from modelrollout.core.commands import apply_command, pending_command
 from modelrollout.core.conditions import update_conditions
+from modelrollout.core.driftwatch import watch_drift
 from modelrollout.core.observations import Decision, DeploymentIntent, Observations, StrategyPlan
 from modelrollout.core.phases import Phase
+from modelrollout.core.retrain import plan_retrain
 from modelrollout.core.routers import TrafficRouter
 from modelrollout.core.spec import RolloutSpec
 from modelrollout.core.status import RolloutStatus
@@ -52,8 +54,10 @@ def decide(spec: RolloutSpec, status: RolloutStatus, obs: Observations, now: dat
     change.status = plan.status
     change.events.extend(plan.events)
     change.wake_at.extend(plan.wake_at)
+    watch_drift(change, spec, obs.drift)
+    retrain_job = plan_retrain(change, spec, obs.name, obs.retrain)
     return replace(_decision(change, spec, obs, plan, router),
-                   cancel_validation_job=validation.cancel_stale_run(status, change))
+                   cancel_validation_job=validation.cancel_stale_run(status, change), retrain_job=retrain_job)
 
 
 def decide_from_dicts(spec: Mapping[str, Any], status: Mapping[str, Any] | None, obs: Observations,

@@ -114,6 +114,14 @@ class ValidationJobIntent:
 
 
 @dataclass(frozen=True)
+class RetrainJobIntent:
+    """The retraining Job this tick wants to exist: spec.monitoring.retrain.jobTemplate under this name (created
+    once; an existing one is left alone)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
 class ShadowObservation:
     """One look at a shadow stage: each scraped candidate pod's cumulative pair counts by pod uid (counters
     since that pod's server started), and why pods could not be read. No pod read: counts empty, errors say why."""
@@ -121,6 +129,31 @@ class ShadowObservation:
     version: str
     pods: Mapping[str, PairedCounts] = field(default_factory=dict)
     errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class VersionDrift:
+    """One version's drift evidence: the training reference its pods export (features in order, training rows per
+    bin) and the live inputs per bin in the window, summed over its ready pods. `state` is the pods' reference
+    state (modelserver.contract.DriftReferenceState; "" when they export none); `problem` why the version could
+    not be read this look (a pod's scrape failed, no ready pod): then it is not judged."""
+
+    version: str
+    state: str = ""
+    reference: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    live: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    window_seconds: float = 0.0
+    problem: str = ""
+    # Feedback labels in the window for this version's predictions (on any pod of the rollout): right / wrong.
+    labels_correct: float = 0.0
+    labels_incorrect: float = 0.0
+
+
+@dataclass(frozen=True)
+class DriftObservation:
+    """One look of the drift watch (gathered only when core.driftwatch says a look is due)."""
+
+    versions: tuple[VersionDrift, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -140,6 +173,8 @@ class Observations:
     # The data of the rollout's mirror ConfigMap (<name>-mirror); None: it does not exist.
     mirror: Mapping[str, str] | None = None
     namespace: str = ""  # the rollout's (a mirror target names its Service by its full DNS name)
+    drift: DriftObservation | None = None  # only when a drift look was due (spec.monitoring.drift)
+    retrain: ValidationJobObservation | None = None  # the running retraining Job (status.retrain), read back
 
     def is_version_ready(self, version: str, count: int) -> bool:
         """Whether `version` runs exactly `count` Ready pods (0 pods: no Deployment also counts)."""
@@ -267,6 +302,7 @@ class Decision:
     validation_job: ValidationJobIntent | None = None  # a validation gate is running: its Job
     cancel_validation_job: str | None = None  # the Job of a run nothing waits for any more: delete it
     mirror: MirrorIntent | None = None  # the mirror ConfigMap to apply; None: leave it as it is
+    retrain_job: RetrainJobIntent | None = None  # a retraining Job to create (spec.monitoring.retrain)
 
 
 def selector(rollout: str, version: str | None) -> dict[str, str]:

@@ -20,6 +20,7 @@ from typing import Any
 from modelrollout.analysis.config import AnalysisConfig
 from modelrollout.analysis.pairedconfig import PairedConfig
 from modelrollout.core.abspec import ABTestStrategy, parse_ab_test
+from modelrollout.core.monitoring import MonitoringSpec, parse_monitoring
 from modelrollout.core.notifications import Webhook, parse_notifications
 from modelrollout.core.observations import HeaderMatch
 from modelrollout.core.servermetrics import check_analysis_fits
@@ -44,6 +45,7 @@ class ModelSpec:
     format: str | None = None
     features: tuple[str, ...] = ()
     allow_pickle: bool = False  # joblib files run code when loaded: the owner opts in explicitly
+    drift_reference_digest: str | None = None  # of <model>.drift.json, checked by the server when given
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,7 @@ class RolloutSpec:
     traffic_routing: TrafficRouting | None = None  # None: the strategy's own router (strategies.py)
     notifications: tuple[Webhook, ...] = ()
     validation: ValidationSpec | None = None  # None: no validation gate
+    monitoring: MonitoringSpec | None = None  # None: nothing watched after the rollout (core/monitoring.py)
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> RolloutSpec:
@@ -188,6 +191,7 @@ class RolloutSpec:
             notifications=parse_notifications(spec.get("notifications")),
             validation=None if spec.get("validation") is None else _validation(
                 _mapping(spec["validation"], "spec.validation")),
+            monitoring=parse_monitoring(spec.get("monitoring")),
         )
 
 
@@ -223,6 +227,7 @@ def _model(d: Mapping[str, Any]) -> ModelSpec:
         raise ValueError(f"spec.model.allowPickle: must be true or false, got {allow_pickle!r}")
     if allow_pickle and digest is None:
         raise ValueError("spec.model.allowPickle: needs spec.model.digest, the sha256 recorded at publishing")
+    reference_digest = d.get("driftReferenceDigest")
     return ModelSpec(
         name=_str(d.get("name"), "spec.model.name"),
         version=_str(d.get("version"), "spec.model.version", VERSION_PATTERN),
@@ -231,6 +236,8 @@ def _model(d: Mapping[str, Any]) -> ModelSpec:
         format=fmt,
         features=tuple(str(f) for f in d.get("features") or ()),
         allow_pickle=allow_pickle,
+        drift_reference_digest=None if reference_digest is None else _str(
+            reference_digest, "spec.model.driftReferenceDigest", DIGEST_PATTERN),
     )
 
 

@@ -22,7 +22,7 @@ OWNED_KEYS = frozenset({
     "currentStepIndex", "stepStartedAt", "desiredWeight", "effectiveWeight", "rejectedVersion", "lastCommandId",
     "scaleDownAt", "observedGeneration", "conditions", "analysis", "history", "trafficRouter", "validation",
     "shadow",
-    "abTest",
+    "abTest", "drift", "retrain",
 })
 
 
@@ -62,17 +62,20 @@ class ModelRecord:
     digest: str | None = None
     format: str | None = None
     allow_pickle: bool = False  # kept with the version, so a rebuilt Deployment keeps the opt-in
+    drift_reference_digest: str | None = None  # the version's <model>.drift.json digest (spec.model)
 
     def to_dict(self) -> dict[str, Any]:
         return _drop_none({"version": self.version, "uri": self.uri, "digest": self.digest,
-                           "format": self.format, "allowPickle": self.allow_pickle or None})
+                           "format": self.format, "allowPickle": self.allow_pickle or None,
+                           "driftReferenceDigest": self.drift_reference_digest})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> ModelRecord | None:
         if not d:
             return None
         return cls(version=d["version"], uri=d["uri"], digest=d.get("digest"), format=d.get("format"),
-                   allow_pickle=bool(d.get("allowPickle", False)))
+                   allow_pickle=bool(d.get("allowPickle", False)),
+                   drift_reference_digest=d.get("driftReferenceDigest"))
 
 
 @dataclass
@@ -310,6 +313,55 @@ def _arm_from_dict(d: dict[str, Any] | None) -> ArmTotals:
 
 
 @dataclass
+class DriftStatus:
+    """The drift watch's last look (spec.monitoring.drift): per watched version its state (Drifted, NoDrift,
+    NotJudged, NotAvailable), message and per-feature scores, as plain dicts (core/driftwatch.py writes them)."""
+
+    next_look_at: datetime | None = None
+    last_look_at: datetime | None = None
+    drifted_since: datetime | None = None
+    versions: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none({"nextLookAt": _opt_time(self.next_look_at), "lastLookAt": _opt_time(self.last_look_at),
+                           "driftedSince": _opt_time(self.drifted_since),
+                           "versions": [dict(v) for v in self.versions]})
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> DriftStatus | None:
+        if not d:
+            return None
+        return cls(next_look_at=parse_time(d.get("nextLookAt")), last_look_at=parse_time(d.get("lastLookAt")),
+                   drifted_since=parse_time(d.get("driftedSince")), versions=[dict(v) for v in d.get("versions", [])])
+
+
+@dataclass
+class RetrainStatus:
+    """The last retraining Job (spec.monitoring.retrain): Running, Succeeded or Failed; `runs` counts the Jobs
+    this rollout created (each is named <rollout>-retrain-<runs>)."""
+
+    job: str
+    state: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    message: str = ""
+    runs: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none({"job": self.job, "state": self.state, "startedAt": format_time(self.started_at),
+                           "finishedAt": _opt_time(self.finished_at), "message": self.message, "runs": self.runs})
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> RetrainStatus | None:
+        if not d:
+            return None
+        started = parse_time(d.get("startedAt"))
+        assert started is not None
+        return cls(job=d["job"], state=d["state"], started_at=started, finished_at=parse_time(d.get("finishedAt")),
+                   message=d.get("message", ""), runs=int(d.get("runs", 1)))
+
+
+@dataclass
 class HistoryEntry:
     """A version that finished: Deployed/Promoted (became stable), RolledBack, Aborted, Superseded."""
 
@@ -353,6 +405,8 @@ class RolloutStatus:
     validation: ValidationStatus | None = None  # the last validation gate run (spec.validation)
     shadow: ShadowStatus | None = None  # the last shadow stage (a shadow canary step)
     ab_test: ABTestStatus | None = None  # the last A/B experiment (spec.strategy.abTest)
+    drift: DriftStatus | None = None  # the drift watch (spec.monitoring.drift)
+    retrain: RetrainStatus | None = None  # the last retraining Job (spec.monitoring.retrain)
 
     @property
     def stable_version(self) -> str | None:
@@ -384,6 +438,8 @@ class RolloutStatus:
             "validation": None if self.validation is None else self.validation.to_dict(),
             "shadow": None if self.shadow is None else self.shadow.to_dict(),
             "abTest": None if self.ab_test is None else self.ab_test.to_dict(),
+            "drift": None if self.drift is None else self.drift.to_dict(),
+            "retrain": None if self.retrain is None else self.retrain.to_dict(),
         })
 
     @classmethod
@@ -407,6 +463,8 @@ class RolloutStatus:
             validation=ValidationStatus.from_dict(d.get("validation")),
             shadow=ShadowStatus.from_dict(d.get("shadow")),
             ab_test=ABTestStatus.from_dict(d.get("abTest")),
+            drift=DriftStatus.from_dict(d.get("drift")),
+            retrain=RetrainStatus.from_dict(d.get("retrain")),
         )
 
 
