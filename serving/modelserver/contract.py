@@ -18,7 +18,10 @@ Exposed series (all on the serving port, path `/metrics`):
     modelserver_rows_predicted_total{model,version}               rows passed to predict()
     modelserver_feedback_total{model,version,outcome}             ground-truth feedback by outcome
     modelserver_feedback_absolute_error{model,version}            summary (_sum, _count) for regressors
-    modelserver_feedback_refused_total{model,version,reason}      feedback tokens refused, by reason
+    modelserver_feedback_refused_total{model,version,reason}      feedback items refused, by reason
+    modelserver_outcome{model,version,outcome}                    summary (_count, _sum) of the numeric
+                                                                  outcomes posted with feedback, per declared name
+    modelserver_outcome_squares_total{model,version,outcome}      the sum of their squares
     modelserver_model_info{model,version,digest,format}           1 for the model this pod serves
     modelserver_model_ready{model,version}                        1 when loaded, validated and warmed up
     modelserver_model_load_failures_total{model,version,reason}   failed load attempts by reason
@@ -47,10 +50,11 @@ pod's own. The operator sums the feedback series of a version over all pods of t
 
 Label values never come from request content: `model` and `version` are the configured ones, `class`
 values are the model's own `classes_` (`primary_class` and `candidate_class` too: a copy naming a class outside
-them is refused, not counted), `code`, `outcome` and `reason` come from fixed sets; `target_version` is the
-candidate version of the mirror configuration file the operator writes, one series at a time; `feature` and
-`bin` come from the model's drift reference file only (names it lists, bin numbers 0..bins-1), at most
-MODELSERVER_DRIFT_MAX_SERIES series. A request
+them is refused, not counted), `code`, `outcome` and `reason` come from fixed sets, except the numeric outcomes'
+`outcome`, which is one of the names the server was started with (MODELSERVER_OUTCOMES: an item naming another is
+refused, not counted); `target_version` is the candidate version of the mirror configuration file the operator
+writes, one series at a time; `feature` and `bin` come from the model's drift reference file only (names it lists,
+bin numbers 0..bins-1), at most MODELSERVER_DRIFT_MAX_SERIES series. A request
 for an unknown model only increments the unlabelled `modelserver_unknown_model_requests_total`.
 
 Errors: a 5xx answer of an infer/predict endpoint is a model error. A 4xx is a client's mistake and is
@@ -155,8 +159,23 @@ FEEDBACK = MetricSpec(
 )
 FEEDBACK_REFUSED = MetricSpec(
     "modelserver_feedback_refused", Kind.COUNTER,
-    "Feedback refused because its prediction token was malformed, forged, expired or replayed.",
+    "Feedback items refused: a prediction token malformed, forged, expired or replayed, or a numeric outcome "
+    "with an undeclared name or a value that is not a finite number.",
     (MODEL, VERSION, REASON),
+)
+# Numeric outcomes posted with feedback (revenue, a rating, a conversion 0/1), per request: a summary's _count and
+# _sum (the sum may fall: an outcome can be negative, so it cannot be a counter), and the squares beside them,
+# which is all an A/B experiment needs of them (n, sum, sum of squares: the mean and the variance).
+OUTCOME_VALUES = MetricSpec(
+    "modelserver_outcome", Kind.SUMMARY,
+    "Numeric outcomes posted with feedback, one per prediction token and declared outcome name, under the "
+    "version that made the prediction; outcome values are the names in MODELSERVER_OUTCOMES.",
+    (MODEL, VERSION, OUTCOME),
+)
+OUTCOME_SQUARES = MetricSpec(
+    "modelserver_outcome_squares", Kind.COUNTER,
+    "The sum of the squares of the numeric outcomes in modelserver_outcome (for their variance).",
+    (MODEL, VERSION, OUTCOME),
 )
 FEEDBACK_ABSOLUTE_ERROR = MetricSpec(
     "modelserver_feedback_absolute_error", Kind.SUMMARY,
@@ -241,7 +260,8 @@ DRIFT_REFERENCE_STATE = MetricSpec(
 
 ALL_METRICS: tuple[MetricSpec, ...] = (
     REQUESTS, REQUEST_DURATION, PREDICTIONS, PREDICTION_VALUE, PREDICTION_CONFIDENCE, ROWS_PREDICTED,
-    FEEDBACK, FEEDBACK_ABSOLUTE_ERROR, FEEDBACK_REFUSED, MODEL_INFO, MODEL_READY, LOAD_FAILURES, UNKNOWN_MODEL_REQUESTS,
+    FEEDBACK, FEEDBACK_ABSOLUTE_ERROR, FEEDBACK_REFUSED, OUTCOME_VALUES, OUTCOME_SQUARES, MODEL_INFO, MODEL_READY,
+    LOAD_FAILURES, UNKNOWN_MODEL_REQUESTS,
     MIRROR_REQUESTS, MIRROR_PERCENT, MIRROR_PENDING, MIRROR_CONFIG_LOADS, SHADOW_PAIRS, SHADOW_REFUSED,
     SHADOW_LABELLED_PAIRS, DRIFT_REFERENCE_STATE,
 )
@@ -264,7 +284,8 @@ class FeedbackOutcome(StrEnum):
 
 
 class FeedbackRefusal(StrEnum):
-    """Why a feedback item's prediction token was refused (the whole request is answered 4xx)."""
+    """Why a feedback item was refused: its prediction token or its numeric outcome (the whole request is
+    answered 4xx and nothing of it counted)."""
 
     MALFORMED = "malformed"  # not a token of this server's format
     BAD_SIGNATURE = "bad_signature"  # not signed with this rollout's key: forged, altered, another rollout
@@ -272,13 +293,21 @@ class FeedbackRefusal(StrEnum):
     EXPIRED = "expired"  # older than MODELSERVER_FEEDBACK_TTL_S (or from the future beyond clock skew)
     REPLAYED = "replayed"  # already scored by this pod (or twice in one request)
     TOO_MANY_VERSIONS = "too_many_versions"  # a version beyond the bounded set this pod counts under
+    UNDECLARED_OUTCOME = "undeclared_outcome"  # an outcome name not in MODELSERVER_OUTCOMES
+    INVALID_OUTCOME = "invalid_outcome"  # an outcome value that is not a finite number
 
 
 # The HTTP status a request gets for its first refused item.
 REFUSAL_STATUS: dict[FeedbackRefusal, int] = {
     FeedbackRefusal.MALFORMED: 400, FeedbackRefusal.BAD_SIGNATURE: 403, FeedbackRefusal.WRONG_MODEL: 403,
     FeedbackRefusal.EXPIRED: 410, FeedbackRefusal.REPLAYED: 409, FeedbackRefusal.TOO_MANY_VERSIONS: 422,
+    FeedbackRefusal.UNDECLARED_OUTCOME: 422, FeedbackRefusal.INVALID_OUTCOME: 422,
 }
+
+# Numeric outcome names (MODELSERVER_OUTCOMES, and the operator's spec.strategy.abTest.goal.outcome): they become
+# label values, so a short fixed alphabet, and a few per server at most.
+OUTCOME_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+MAX_OUTCOMES = 16
 
 
 class MirrorOutcome(StrEnum):

@@ -30,6 +30,15 @@ Buckets = tuple[tuple[float, float], ...]
 
 
 @dataclass(frozen=True)
+class OutcomeTotals:
+    """Cumulative numeric outcomes of one declared name: how many, their sum and the sum of their squares."""
+
+    count: float = 0.0
+    sum: float = 0.0
+    squares: float = 0.0
+
+
+@dataclass(frozen=True)
 class ModelMetrics:
     """Cumulative values for one (model, version) in one pod since the server started."""
 
@@ -54,6 +63,8 @@ class ModelMetrics:
     feedback_invalid: float = 0.0
     absolute_error_sum: float = 0.0
     absolute_error_count: float = 0.0
+    # Numeric outcomes posted with feedback, by declared name (modelserver_outcome, _squares).
+    outcomes: MappingProxyType[str, OutcomeTotals] = field(default_factory=lambda: MappingProxyType({}))
     digest: str | None = None
     format: str | None = None
     ready: bool = False
@@ -91,6 +102,9 @@ _FEEDBACK_FIELDS = {
     c.FeedbackOutcome.INVALID.value: "feedback_invalid",
 }
 
+_OUTCOME_FIELDS = {c.OUTCOME_VALUES.name + "_count": "count", c.OUTCOME_VALUES.name + "_sum": "sum",
+                   c.OUTCOME_SQUARES.sample: "squares"}
+
 
 def _add_request(acc: dict[str, Any], labels: dict[str, str], value: float) -> None:
     code = labels.get(c.CODE, "")
@@ -127,6 +141,8 @@ def _add_sample(acc: dict[str, Any], name: str, labels: dict[str, str], value: f
         acc["absolute_error_sum"] += value
     elif name == c.FEEDBACK_ABSOLUTE_ERROR.name + "_count":
         acc["absolute_error_count"] += value
+    elif name in _OUTCOME_FIELDS and c.OUTCOME in labels:
+        acc["outcomes"][labels[c.OUTCOME]][_OUTCOME_FIELDS[name]] += value
     elif name == c.MODEL_INFO.name and value > 0:
         acc["digest"] = labels.get(c.DIGEST) or None
         acc["format"] = labels.get(c.FORMAT) or None
@@ -166,6 +182,7 @@ def _new_accumulator() -> dict[str, Any]:
     acc: dict[str, Any] = defaultdict(float)
     for key in _MAPPINGS:
         acc[key] = defaultdict(float)
+    acc["outcomes"] = defaultdict(lambda: defaultdict(float))
     acc["digest"] = acc["format"] = None
     acc["mirror_target_version"] = ""
     acc["ready"] = False
@@ -173,7 +190,7 @@ def _new_accumulator() -> dict[str, Any]:
 
 
 def _freeze(model: str, version: str, acc: dict[str, Any]) -> ModelMetrics:
-    plain = {k: v for k, v in acc.items() if k not in _MAPPINGS}
+    plain = {k: v for k, v in acc.items() if k not in _MAPPINGS and k != "outcomes"}
     return ModelMetrics(
         model=model, version=version,
         requests_by_code=MappingProxyType(dict(acc["requests_by_code"])),
@@ -181,6 +198,7 @@ def _freeze(model: str, version: str, acc: dict[str, Any]) -> ModelMetrics:
         shadow_pairs=MappingProxyType(dict(acc["shadow_pairs"])),
         shadow_refused=MappingProxyType(dict(acc["shadow_refused"])),
         shadow_labelled=MappingProxyType(dict(acc["shadow_labelled"])),
+        outcomes=MappingProxyType({name: OutcomeTotals(**totals) for name, totals in acc["outcomes"].items()}),
         latency_buckets=tuple(sorted(acc["latency"].items())),
         value_buckets=tuple(sorted(acc["values"].items())),
         **plain,

@@ -1,6 +1,6 @@
 """The transport-free data plane: load, readiness, predict, feedback. The HTTP protocols translate to it.
 
->>> from modelserver.settings import Settings
+>>> from modelserver.settings import Settings, declared_outcomes
 >>> plane = DataPlane(Settings(model_name="iris", model_version="2"), ServerMetrics("iris", "2"))
 >>> plane.serves("iris", None), plane.serves("iris", "2"), plane.serves("iris", "3"), plane.is_ready()
 (True, True, False, False)
@@ -34,6 +34,7 @@ from modelserver.feedback import (
     FeedbackItem,
     FeedbackStore,
     FeedbackTally,
+    outcome_refusal,
     score_classifier,
     score_regressor,
     usable_labels,
@@ -41,7 +42,7 @@ from modelserver.feedback import (
 from modelserver.loading import LoadError, load_model
 from modelserver.metrics import ServerMetrics
 from modelserver.prediction import Outputs, Predictor
-from modelserver.settings import Settings
+from modelserver.settings import Settings, declared_outcomes
 from modelserver.shadow import label_outcomes, pairs_of
 from modelserver.tensors import BadInput, InferRequest, InputSpec, datatype_of
 from modelserver.tokens import MAX_VERSIONS, ReplayGuard, TokenSigner, VerifiedToken, random_key, read_key
@@ -98,6 +99,8 @@ class DataPlane:
         self.signer = TokenSigner(key, settings.feedback_ttl_s)
         self._replays = ReplayGuard(settings.feedback_store_size, settings.feedback_ttl_s)
         self._token_versions: set[str] = set()  # versions feedback was counted under (bounded)
+        self._outcomes = frozenset(declared_outcomes(settings.outcomes))
+        metrics.declare_outcomes(sorted(self._outcomes))
         # Apart from the feedback guard: a copy's token counted here must stay usable for the label.
         self._shadow_replays = ReplayGuard(settings.feedback_store_size, settings.feedback_ttl_s)
         # A counted copy's (primary, candidate) classes per row by its primary token's mac, for the label that
@@ -290,6 +293,8 @@ class DataPlane:
         classes = frozenset(predictor.class_keys) if predictor is not None and predictor.is_classifier else None
         outcomes: list[ShadowLabelOutcome] = []
         for item in items:
+            if not item.has_label:
+                continue  # numeric outcomes only: nothing to say about who was right
             token = self.signer.verify(item.token, self.settings.model_name, wall) if item.token else None
             if not isinstance(token, VerifiedToken) or classes is None:
                 continue
@@ -314,17 +319,20 @@ class DataPlane:
             if item.token is None:
                 self._join(item, now, tally)
             else:
-                self._score_token(verified[index], item.label, wall, tally)
+                self._score_token(verified[index], item, wall, tally)
         for (version, outcome), count in tally.counts.items():
             if count:
                 self.metrics.record_feedback(outcome, count, version)
+        for version, name, value in tally.outcome_values:
+            self.metrics.record_outcome(name, value, version)
         for version, error in tally.absolute_errors:
             self.metrics.record_absolute_error(error, version)
         return tally
 
     def _verify_tokens(self, items: list[FeedbackItem], wall: float) -> dict[int, VerifiedToken]:
-        """Every token of the request verified, or FeedbackRefused (refusals counted) before anything is scored:
-        a client then knows that none of its batch counted and can resend the good items."""
+        """Every token of the request verified and every outcome declared and finite, or FeedbackRefused
+        (refusals counted) before anything is scored: a client then knows that none of its batch counted and
+        can resend the good items."""
         refusals: dict[int, FeedbackRefusal] = {}
         verified: dict[int, VerifiedToken] = {}
         in_request: set[bytes] = set()
@@ -333,15 +341,18 @@ class DataPlane:
             if item.token is None:
                 continue
             found = self.signer.verify(item.token, self.settings.model_name, wall)
+            keys = guard_keys(found.mac, item) if isinstance(found, VerifiedToken) else ()
             if isinstance(found, VerifiedToken):
-                if found.mac in in_request or self._replays.seen(found.mac, wall):
+                if any(k in in_request or self._replays.seen(k, wall) for k in keys):
                     found = FeedbackRefusal.REPLAYED
                 elif found.version not in versions and len(versions) >= MAX_VERSIONS:
                     found = FeedbackRefusal.TOO_MANY_VERSIONS
+                else:
+                    found = outcome_refusal(item.outcomes, self._outcomes) or found
             if isinstance(found, FeedbackRefusal):
                 refusals[index] = found
                 continue
-            in_request.add(found.mac)
+            in_request.update(keys)
             versions.add(found.version)
             verified[index] = found
         if refusals:
@@ -351,9 +362,17 @@ class DataPlane:
         self._token_versions = versions
         return verified
 
-    def _score_token(self, token: VerifiedToken, label: Any, wall: float, tally: FeedbackTally) -> None:
-        """Count under the token's version. Labels are checked against this pod's classes: the versions of a
-        rollout share their label set. An invalid label leaves the token usable for the corrected one."""
+    def _score_token(self, token: VerifiedToken, item: FeedbackItem, wall: float, tally: FeedbackTally) -> None:
+        """Count under the token's version: its label and its outcomes, each once (guard_keys)."""
+        for name, value in item.outcomes:
+            self._replays.remember(outcome_key(token.mac, name), token.issued_at, wall)
+            tally.outcome_values.append((token.version, name, float(value)))
+        if item.has_label:
+            self._score_label(token, item.label, wall, tally)
+
+    def _score_label(self, token: VerifiedToken, label: Any, wall: float, tally: FeedbackTally) -> None:
+        """Labels are checked against this pod's classes: the versions of a rollout share their label set. An
+        invalid label leaves the token usable for the corrected one."""
         predictor = self.predictor
         classes = frozenset(predictor.class_keys) if predictor is not None and predictor.is_classifier else None
         labels = None
@@ -391,6 +410,21 @@ class DataPlane:
             score_classifier(remembered, labels, tally)
         else:
             score_regressor(remembered, labels, tally)
+
+
+def outcome_key(mac: bytes, name: str) -> bytes:
+    """The replay guard's key for one outcome of a token: a token is counted once for its label (its mac is the
+    key) and once for each outcome name, so a label and an outcome may arrive together or separately.
+
+    >>> outcome_key(b"m", "revenue")
+    b'm\\x00outcome:revenue'
+    """
+    return mac + b"\x00outcome:" + name.encode()
+
+
+def guard_keys(mac: bytes, item: FeedbackItem) -> tuple[bytes, ...]:
+    """What an item would count, as replay guard keys: its label (the mac) and each of its outcomes."""
+    return (*((mac,) if item.has_label else ()), *(outcome_key(mac, name) for name, _ in item.outcomes))
 
 
 def _predict_datatype(predictor: Predictor | None) -> str:

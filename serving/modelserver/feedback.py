@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from modelserver.contract import FeedbackOutcome
+from modelserver.contract import MAX_OUTCOMES, FeedbackOutcome, FeedbackRefusal
 from modelserver.tensors import MAX_ID_LENGTH, BadInput
 
 Remembered = tuple[Any, ...]  # class keys (str) for classifiers, floats for regressors
@@ -80,11 +80,24 @@ def class_key(value: Any) -> str:
     return str(value)
 
 
+NO_LABEL: Any = object()  # an item that carries only numeric outcomes
+
+
 @dataclass(frozen=True)
 class FeedbackItem:
     prediction_id: str | None  # joined with this pod's own store (the id path) when there is no token
-    label: Any  # scalar for a one-row prediction, or a list with one label per row
+    label: Any  # scalar for a one-row prediction, or a list with one label per row; NO_LABEL when absent
     token: str | None = None  # the prediction token of the answer: scored on any pod of the rollout
+    # Numeric outcomes of the prediction, (name, value) as sent: checked against the declared names by the
+    # data plane, which refuses the request naming the item (token items only: they name the version).
+    outcomes: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def has_label(self) -> bool:
+        return self.label is not NO_LABEL
+
+
+OUTCOMES_COUNTED = "outcomes"  # the answer's count of numeric outcome values (beside the label outcomes)
 
 
 @dataclass
@@ -93,6 +106,8 @@ class FeedbackTally:
 
     counts: dict[tuple[str | None, FeedbackOutcome], int] = field(default_factory=dict)
     absolute_errors: list[tuple[str | None, float]] = field(default_factory=list)
+    # Numeric outcomes as (token version, declared name, value), checked by outcome_refusal.
+    outcome_values: list[tuple[str, str, float]] = field(default_factory=list)
 
     def add(self, outcome: FeedbackOutcome, count: int = 1, version: str | None = None) -> None:
         self.counts[version, outcome] = self.counts.get((version, outcome), 0) + count
@@ -101,15 +116,17 @@ class FeedbackTally:
         totals = {o.value: 0 for o in FeedbackOutcome}
         for (_version, outcome), count in self.counts.items():
             totals[outcome.value] += count
+        totals[OUTCOMES_COUNTED] = len(self.outcome_values)
         return totals
 
 
 def parse_feedback(body: Any) -> list[FeedbackItem]:
-    """Accept {"token" or "id", "label"}, {"feedback": [...]} or a bare list of such objects.
+    """Accept {"token" or "id", "label"}, {"feedback": [...]} or a bare list of such objects; an item with a
+    token may carry "outcome": {name: number} beside its label or instead of it.
 
-    >>> [(i.prediction_id, i.token) for i in parse_feedback({"feedback": [{"id": "a", "label": 1},
-    ...                                                                   {"token": "t.m", "label": 0}]})]
-    [('a', None), (None, 't.m')]
+    >>> [(i.prediction_id, i.token, i.outcomes) for i in parse_feedback({"feedback": [{"id": "a", "label": 1},
+    ...     {"token": "t.m", "label": 0}, {"token": "u.n", "outcome": {"revenue": 12.5}}]})]
+    [('a', None, ()), (None, 't.m', ()), (None, 'u.n', (('revenue', 12.5),))]
     """
     raw_items = body.get("feedback") if isinstance(body, dict) and "feedback" in body else body
     if isinstance(raw_items, dict):
@@ -118,20 +135,52 @@ def parse_feedback(body: Any) -> list[FeedbackItem]:
         raise BadInput('feedback must be {"id": ..., "label": ...}, {"feedback": [...]} or a non-empty list')
     items = []
     for index, raw in enumerate(raw_items):
-        if not isinstance(raw, dict) or "label" not in raw:
-            raise BadInput(f"feedback item {index} must be an object with 'token' (or 'id') and 'label'")
+        if not isinstance(raw, dict) or not ("label" in raw or ("outcome" in raw and "token" in raw)):
+            raise BadInput(f"feedback item {index} must be an object with 'token' (or 'id') and 'label' "
+                           "(with a token: 'label', 'outcome' or both)")
         if "token" in raw:
             token = raw["token"]
             if not isinstance(token, str) or not token:
                 raise BadInput(f"feedback item {index}: 'token' must be the non-empty string an answer carried")
-            items.append(FeedbackItem(None, raw["label"], token))
+            items.append(FeedbackItem(None, raw.get("label", NO_LABEL), token, _outcomes(raw, index)))
             continue
+        if "outcome" in raw:
+            raise BadInput(f"feedback item {index}: 'outcome' needs the answer's 'token' (it names the version)")
         prediction_id = raw.get("id")
         if not isinstance(prediction_id, str) or not 0 < len(prediction_id) <= MAX_ID_LENGTH:
             raise BadInput(f"feedback item {index}: 'id' must be a non-empty string of at most "
                            f"{MAX_ID_LENGTH} characters")
         items.append(FeedbackItem(prediction_id, raw["label"]))
     return items
+
+
+def _outcomes(raw: dict[str, Any], index: int) -> tuple[tuple[str, Any], ...]:
+    """The item's outcomes as sent; their names and values are judged by the data plane (a refusal per item)."""
+    if "outcome" not in raw:
+        return ()
+    found = raw["outcome"]
+    if not isinstance(found, dict) or not 0 < len(found) <= MAX_OUTCOMES:
+        raise BadInput(f"feedback item {index}: 'outcome' must be an object of 1 to {MAX_OUTCOMES} "
+                       "{name: number} pairs")
+    return tuple(found.items())
+
+
+def outcome_refusal(outcomes: tuple[tuple[str, Any], ...], declared: frozenset[str]) -> FeedbackRefusal | None:
+    """Why an item's outcomes cannot be counted, or None: every name declared, every value a finite number.
+
+    >>> outcome_refusal((("revenue", 3),), frozenset({"revenue"})) is None
+    True
+    >>> outcome_refusal((("revnue", 3),), frozenset({"revenue"})), outcome_refusal((("revenue", True),),
+    ...                                                                           frozenset({"revenue"}))
+    (<FeedbackRefusal.UNDECLARED_OUTCOME: 'undeclared_outcome'>, <FeedbackRefusal.INVALID_OUTCOME: 'invalid_outcome'>)
+    """
+    for name, value in outcomes:
+        if name not in declared:
+            return FeedbackRefusal.UNDECLARED_OUTCOME
+        # Its square too: the server counts the sum of squares, which one huge value would make infinite.
+        if not _is_finite_number(value) or not math.isfinite(float(value) * float(value)):
+            return FeedbackRefusal.INVALID_OUTCOME
+    return None
 
 
 def labels_per_row(label: Any, rows: int) -> list[Any] | None:

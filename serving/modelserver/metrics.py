@@ -49,6 +49,8 @@ class ServerMetrics:
         self._feedback = m[c.FEEDBACK.name]
         self._abs_error = m[c.FEEDBACK_ABSOLUTE_ERROR.name]
         self._refused = m[c.FEEDBACK_REFUSED.name]
+        self._outcome_values = m[c.OUTCOME_VALUES.name]
+        self._outcome_squares = m[c.OUTCOME_SQUARES.name]
         self._info = m[c.MODEL_INFO.name]
         self._ready = m[c.MODEL_READY.name].labels(model, version)
         self._load_failures = m[c.LOAD_FAILURES.name]
@@ -121,6 +123,18 @@ class ServerMetrics:
 
     def record_absolute_error(self, error: float, version: str | None = None) -> None:
         self._abs_error.labels(self._model, version or self._version).observe(error)
+
+    def declare_outcomes(self, names: Sequence[str]) -> None:
+        """This version's series of every declared outcome at 0: no outcome yet reads as 0, not missing data."""
+        for name in names:
+            self._outcome_values.labels(self._model, self._version, name)
+            self._outcome_squares.labels(self._model, self._version, name)
+
+    def record_outcome(self, name: str, value: float, version: str | None = None) -> None:
+        """`name`: a declared one (the caller refused others); `version`: as for record_feedback."""
+        labels = (self._model, version or self._version, name)
+        self._outcome_values.labels(*labels).observe(value)
+        self._outcome_squares.labels(*labels).inc(value * value)
 
     def count_refusal(self, reason: c.FeedbackRefusal, count: int = 1) -> None:
         self._refused.labels(self._model, self._version, reason.value).inc(count)

@@ -22,7 +22,15 @@ from typing import Any
 
 import modelserver
 from modelserver.binary import DTYPES, EXTENSION, HEADER_LENGTH
-from modelserver.contract import REFUSAL_STATUS, FeedbackOutcome, FeedbackRefusal, LoadFailure, ModelState
+from modelserver.contract import (
+    MAX_OUTCOMES,
+    REFUSAL_STATUS,
+    FeedbackOutcome,
+    FeedbackRefusal,
+    LoadFailure,
+    ModelState,
+)
+from modelserver.feedback import OUTCOMES_COUNTED
 from modelserver.mirror import PRIMARY_PREDICTION_HEADER, REQUEST_ID_HEADER, SHADOW_OF_VERSION_HEADER
 from modelserver.tensors import ID_PATTERN, KNOWN_TYPES, MAX_ID_LENGTH, OUTPUT_NAMES
 from modelserver.tokens import MAX_TOKEN_HEADER_CHARS
@@ -191,12 +199,22 @@ def _inference_schemas() -> dict[str, Any]:
 def _feedback_schemas() -> dict[str, Any]:
     return {
         "FeedbackItem": {
-            "type": "object", "required": ["label"], "anyOf": [{"required": ["token"]}, {"required": ["id"]}],
+            "type": "object",
+            # An outcome names the version by its token: an id (this pod's own prediction) carries a label only.
+            "anyOf": [{"required": ["token", "label"]}, {"required": ["token", "outcome"]},
+                      {"required": ["id", "label"], "not": {"required": ["outcome"]}}],
             "description": "`token` (scored by any pod of the rollout) or `id` (only the pod that predicted).",
             "properties": {"token": _TOKEN, "id": _ID, "label": {
                 "description": "The true class (classifiers) or value (regressors); a list with one label per "
                                "row for a multi-row prediction. One that is not usable counts as `invalid` and "
-                               "leaves the prediction for a corrected label."}}},
+                               "leaves the prediction for a corrected label."},
+                "outcome": {
+                    "type": "object", "minProperties": 1, "maxProperties": MAX_OUTCOMES,
+                    "additionalProperties": {"type": "number"},
+                    "description": "Numeric outcomes of the prediction (revenue, a rating, a conversion 0/1), "
+                                   "one number per name declared in MODELSERVER_OUTCOMES, counted once per token "
+                                   "and name; an undeclared name or a value that is not a finite number refuses "
+                                   "the request (undeclared_outcome, invalid_outcome)."}}},
         "Feedback": {"anyOf": [
             {"$ref": "#/components/schemas/FeedbackItem"},
             {"type": "object", "required": ["feedback"], "properties": {"feedback": {"anyOf": [
@@ -209,9 +227,12 @@ def _feedback_schemas() -> dict[str, Any]:
                 "type": "object", "description": "Item index -> reason; nothing of the request was counted.",
                 "additionalProperties": {"type": "string", "enum": [r.value for r in FeedbackRefusal]}}}},
         "FeedbackTally": {
-            "type": "object", "required": ["model_name", "model_version", *(o.value for o in FeedbackOutcome)],
+            "type": "object",
+            "required": ["model_name", "model_version", *(o.value for o in FeedbackOutcome), OUTCOMES_COUNTED],
             "properties": {"model_name": {"type": "string"}, "model_version": {"type": "string"},
-                           **{o.value: {"type": "integer", "minimum": 0} for o in FeedbackOutcome}}},
+                           **{o.value: {"type": "integer", "minimum": 0} for o in FeedbackOutcome},
+                           OUTCOMES_COUNTED: {"type": "integer", "minimum": 0,
+                                              "description": "Numeric outcome values counted."}}},
     }
 
 
@@ -330,11 +351,11 @@ def _model_operations(params: tuple[str, ...], n_features: int | None) -> dict[s
 
 
 def _refusals() -> dict[str, Any]:
-    """A refused token's statuses (contract.REFUSAL_STATUS), each with the refused items."""
+    """A refused item's statuses (contract.REFUSAL_STATUS: its token or its outcome), each with the refused items."""
     refused = _json({"$ref": "#/components/schemas/FeedbackRefused"})
     out: dict[str, Any] = {}
     for reason, status in REFUSAL_STATUS.items():
-        entry = out.setdefault(str(status), {"description": "A prediction token was refused:", "content": refused})
+        entry = out.setdefault(str(status), {"description": "A feedback item was refused:", "content": refused})
         entry["description"] += f" {reason.value}"
     # 400 also answers a malformed body with the plain Error: either shape.
     out["400"]["content"] = _json({"anyOf": [_ERROR, {"$ref": "#/components/schemas/FeedbackRefused"}]})

@@ -6,9 +6,11 @@ Feedback (an extension of this server, not part of the protocol):
     {"token": "...", "label": [1, 0, 2]}                  a multi-row prediction, one label per row
     {"feedback": [{"token": ..., "label": ...}, ...]}     a batch (a bare JSON list works too)
     {"id": "<prediction id>", "label": 1}                 the same pod only, while it remembers the id
-answers 200 {"correct": n, "incorrect": n, "scored": n, "unknown_id": n, "expired_id": n, "invalid": n};
-a refused token (malformed, forged, expired, replayed) refuses the whole request with 4xx
-{"error": ..., "refused": {"<item index>": "<reason>"}} and counts nothing.
+    {"token": "...", "outcome": {"revenue": 12.5}}        numeric outcomes (declared names), with or without a label
+answers 200 {"correct": n, "incorrect": n, "scored": n, "unknown_id": n, "expired_id": n, "invalid": n,
+"outcomes": n}; a refused item (a token malformed, forged, expired or replayed; an outcome undeclared or not a
+finite number) refuses the whole request with 4xx {"error": ..., "refused": {"<item index>": "<reason>"}} and
+counts nothing.
 """
 
 from __future__ import annotations

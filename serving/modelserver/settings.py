@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, NoReturn
+
+from modelserver.contract import MAX_OUTCOMES, OUTCOME_NAME_PATTERN
 
 BATCHING_MODES = ("auto", "on", "off")
 
@@ -55,6 +58,9 @@ class Settings:
     # The rollout's prediction-token key (a mounted Secret); without one a random per-process key is made,
     # so tokens verify on this process only.
     feedback_key_file: str = ""
+    # Names of the numeric outcomes clients may post with feedback (comma-separated; the operator sets them from
+    # spec.strategy.abTest.goal): the only values the outcome metrics' `outcome` label takes.
+    outcomes: str = ""
     # Mirroring to a shadow candidate (modelserver/mirror.py): the configuration file the operator mounts
     # (a ConfigMap), watched for changes; without one the server never mirrors.
     mirror_config_file: str = ""
@@ -100,6 +106,8 @@ _ENV: dict[str, tuple[str, str]] = {
     "feedback_ttl_s": ("MODELSERVER_FEEDBACK_TTL_S", "seconds a prediction (and its token) stays joinable"),
     "feedback_key_file": ("MODELSERVER_FEEDBACK_KEY_FILE", "file holding the key that signs prediction tokens "
                                                            "(shared by every pod of a rollout)"),
+    "outcomes": ("MODELSERVER_OUTCOMES", "comma-separated names of the numeric outcomes feedback may carry "
+                                         "(e.g. revenue,rating); others are refused"),
     "mirror_config_file": ("MODELSERVER_MIRROR_CONFIG", "file with the mirror target, percent and candidate version "
                                                         "(JSON or YAML), re-read when it changes; missing: off"),
     "mirror_queue_size": ("MODELSERVER_MIRROR_QUEUE_SIZE", "mirrored copies waiting to be sent (full: dropped)"),
@@ -182,8 +190,33 @@ def read_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | No
     return settings
 
 
+def declared_outcomes(text: str) -> tuple[str, ...]:
+    """The outcome names of MODELSERVER_OUTCOMES; ValueError names the first bad one.
+
+    >>> declared_outcomes(" revenue, rating "), declared_outcomes("")
+    (('revenue', 'rating'), ())
+    >>> declared_outcomes("Revenue")
+    Traceback (most recent call last):
+    ...
+    ValueError: MODELSERVER_OUTCOMES: 'Revenue' must match ^[a-z][a-z0-9_]{0,62}$
+    """
+    names = tuple(n.strip() for n in text.split(",")) if text.strip() else ()
+    for name in names:
+        if not re.fullmatch(OUTCOME_NAME_PATTERN, name):
+            raise ValueError(f"MODELSERVER_OUTCOMES: {name!r} must match {OUTCOME_NAME_PATTERN}")
+    if len(set(names)) != len(names):
+        raise ValueError("MODELSERVER_OUTCOMES: a name appears twice")
+    if len(names) > MAX_OUTCOMES:
+        raise ValueError(f"MODELSERVER_OUTCOMES: {len(names)} names, at most {MAX_OUTCOMES}")
+    return names
+
+
 def settings_problem(s: Settings) -> str | None:
     """The first inconsistency in `s`, or None."""
+    try:
+        declared_outcomes(s.outcomes)
+    except ValueError as exc:
+        return str(exc)
     if s.batching not in BATCHING_MODES:
         return f"batching must be one of {BATCHING_MODES}, not {s.batching!r}"
     if s.model_digest and not s.model_digest.startswith("sha256:"):

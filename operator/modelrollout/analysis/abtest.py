@@ -31,26 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from modelrollout.analysis.sequential import FloatArray, mixture_rho, radius_for_rho, two_sided_log_e_value
-
-
-@dataclass(frozen=True)
-class ArmTotals:
-    """Cumulative outcome totals of one arm: requests with an outcome, their sum and sum of squares."""
-
-    n: float = 0.0
-    total: float = 0.0
-    squares: float = 0.0
-
-    @property
-    def mean(self) -> float:
-        return self.total / self.n if self.n else math.nan
-
-    @property
-    def variance(self) -> float:
-        """The outcome's sample variance in this arm (0 below two samples)."""
-        if self.n < 2:
-            return 0.0
-        return max(self.squares - self.total * self.total / self.n, 0.0) / (self.n - 1)
+from modelrollout.analysis.types import ArmTotals
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ metric source turns the pods' cumulative Prometheus counters into per-tick incre
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -22,6 +23,27 @@ class Verdict(enum.StrEnum):
 
 # How a verdict ends a status message.
 VERDICT_WORDS = {Verdict.FAIL: "rollback", Verdict.PASS: "promote", Verdict.INCONCLUSIVE: "keep collecting"}
+
+
+@dataclass(frozen=True)
+class ArmTotals:
+    """Totals of a per-request outcome: how many requests had one (n), their sum and sum of squares. An A/B
+    arm's cumulative totals (analysis/abtest.py), or one tick's numeric outcomes of a version."""
+
+    n: float = 0.0
+    total: float = 0.0
+    squares: float = 0.0
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.n if self.n else math.nan
+
+    @property
+    def variance(self) -> float:
+        """The outcome's sample variance in this arm (0 below two samples)."""
+        if self.n < 2:
+            return 0.0
+        return max(self.squares - self.total * self.total / self.n, 0.0) / (self.n - 1)
 
 
 @dataclass(frozen=True)
@@ -43,6 +65,8 @@ class VersionCounts:
     feedback_incorrect: float = 0.0
     abs_error_sum: float = 0.0
     abs_error_count: float = 0.0
+    # Numeric outcomes posted with feedback, by declared name (docs/metrics.md, "Numeric outcomes").
+    outcomes: Mapping[str, ArmTotals] = field(default_factory=dict)
     pods: int = 0  # how many pods' scrapes contributed
 
 

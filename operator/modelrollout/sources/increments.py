@@ -10,13 +10,25 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from modelrollout.analysis.types import VersionCounts
-from modelserver.contract_parse import ModelMetrics
+from modelrollout.analysis.types import ArmTotals, VersionCounts
+from modelserver.contract_parse import ModelMetrics, OutcomeTotals
 
 
 def _is_reset(before: ModelMetrics, now: ModelMetrics) -> bool:
+    # An outcome's count, not its sum: the sum falls with a negative outcome (a refund), the count only on a reset.
     return (now.requests < before.requests or now.latency_count < before.latency_count
-            or now.feedback_correct + now.feedback_incorrect < before.feedback_correct + before.feedback_incorrect)
+            or now.feedback_correct + now.feedback_incorrect < before.feedback_correct + before.feedback_incorrect
+            or any(totals.count < before.outcomes.get(name, OutcomeTotals()).count
+                   for name, totals in now.outcomes.items()))
+
+
+def _outcome_delta(before: ModelMetrics, now: ModelMetrics) -> dict[str, ArmTotals]:
+    """Each declared outcome's increment (the sum may be negative: outcomes can be)."""
+    out = {}
+    for name, totals in now.outcomes.items():
+        old = before.outcomes.get(name, OutcomeTotals())
+        out[name] = ArmTotals(totals.count - old.count, totals.sum - old.sum, totals.squares - old.squares)
+    return out
 
 
 def _bucket_delta(before: tuple[tuple[float, float], ...],
@@ -50,6 +62,7 @@ def pod_increment(before: ModelMetrics | None, now: ModelMetrics) -> VersionCoun
         feedback_incorrect=now.feedback_incorrect - before.feedback_incorrect,
         abs_error_sum=max(0.0, now.absolute_error_sum - before.absolute_error_sum),
         abs_error_count=max(0.0, now.absolute_error_count - before.absolute_error_count),
+        outcomes=_outcome_delta(before, now),
         pods=1,
     )
 
@@ -61,7 +74,11 @@ def sum_counts(parts: Iterable[VersionCounts]) -> VersionCounts | None:
         return None
     buckets: dict[float, float] = defaultdict(float)
     classes: dict[str, float] = defaultdict(float)
+    outcomes: dict[str, ArmTotals] = {}
     for p in parts:
+        for name, t in p.outcomes.items():
+            o = outcomes.get(name, ArmTotals())
+            outcomes[name] = ArmTotals(o.n + t.n, o.total + t.total, o.squares + t.squares)
         for le, n in p.latency_buckets:
             buckets[le] += n
         for k, n in p.class_counts.items():
@@ -72,5 +89,5 @@ def sum_counts(parts: Iterable[VersionCounts]) -> VersionCounts | None:
         feedback_correct=sum(p.feedback_correct for p in parts),
         feedback_incorrect=sum(p.feedback_incorrect for p in parts),
         abs_error_sum=sum(p.abs_error_sum for p in parts), abs_error_count=sum(p.abs_error_count for p in parts),
-        pods=sum(p.pods for p in parts),
+        outcomes=outcomes, pods=sum(p.pods for p in parts),
     )
