@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from modelserver import contract as c
+from modelserver import driftref
 from modelserver.batching import AdaptiveBatcher
 from modelserver.contract import (
     REFUSAL_STATUS,
@@ -112,8 +114,10 @@ class DataPlane:
         """Load in a worker thread, retrying fetch failures with backoff; never raises."""
         pause = 1.0
         while True:
+            found: list[ReferenceResult] = []  # the drift reference, read while loading: warm-up's first row
             try:
-                loaded = await asyncio.to_thread(load_model, self.settings)
+                loaded = await asyncio.to_thread(load_model, self.settings,
+                                                 functools.partial(self._typical_row, found=found))
             except LoadError as exc:
                 self.metrics.count_load_failure(exc.reason)
                 self.failure_reason = exc.reason.value
@@ -126,10 +130,17 @@ class DataPlane:
                 pause = min(pause * 2, self.settings.load_retry_max_s)
                 continue
             predictor = Predictor(loaded)
-            self._watch_drift(await asyncio.to_thread(load_reference, self.settings, loaded.n_features),
+            self._watch_drift(found[0] if found else await asyncio.to_thread(load_reference, self.settings,
+                                                                                 loaded.n_features),
                               predictor.allow_nan)
             self._become_ready(predictor)
             return
+
+    def _typical_row(self, n_features: int, found: list[ReferenceResult]) -> list[float] | None:
+        """Blocking (in load_model's thread): the model's drift reference, kept in `found` for the drift watch,
+        and a training-like row from it for warm-up (None without a usable reference)."""
+        found.append(load_reference(self.settings, n_features))
+        return None if found[0].reference is None else driftref.typical_row(found[0].reference)
 
     def _watch_drift(self, found: ReferenceResult, allow_nan: bool) -> None:
         """Count inputs into the reference's bins when there is a usable one; serving never depends on it."""

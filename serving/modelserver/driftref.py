@@ -63,6 +63,28 @@ def bin_index(edges: Sequence[float], value: float) -> int:
     return bisect.bisect_right(edges, value)
 
 
+def typical_row(reference: DriftReference) -> list[float]:
+    """One training-like input: per feature, the lower edge of the bin holding the median (edges are observed
+    training values), for warming a model up on a row it was trained to accept.
+
+    >>> f0, f1 = FeatureReference("f0", (2.0, 5.0), (2, 6, 2)), FeatureReference("f1", (1.0,), (7, 3))
+    >>> typical_row(DriftReference(10, (f0, f1)))
+    [2.0, 1.0]
+    """
+    return [_median_edge(f) for f in reference.features]
+
+
+def _median_edge(feature: FeatureReference) -> float:
+    if not feature.edges:
+        return 0.0
+    total, seen = sum(feature.counts), 0
+    for i, count in enumerate(feature.counts):
+        seen += count
+        if 2 * seen >= total:
+            return feature.edges[max(i - 1, 0)]
+    return feature.edges[-1]
+
+
 def build(rows: Any, names: Sequence[str] | None = None, bins: int = 10) -> DriftReference:
     """Quantile bins of each column of `rows` (n x d). Repeated quantiles (a discrete feature) merge into one
     edge, so such a feature has fewer bins."""

@@ -22,6 +22,7 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,11 +180,21 @@ def validate(estimator: Any, configured_features: int) -> int:
     return n_features
 
 
-# Constant rows tried in turn: all zeros first, then all ones for models that take logs or ratios.
+# Constant rows tried in turn after the training-like row (when the model ships a drift reference): all zeros,
+# then all ones for models that take logs or ratios.
 WARM_UP_VALUES = (0.0, 1.0)
 
 
-def warm_up(estimator: Any, n_features: int, fast_path: FastPath | None = None) -> float:
+def warm_up_rows(n_features: int, typical: Sequence[float] | None = None) -> list[np.ndarray]:
+    """The rows warm-up tries in turn: a training-like one first when known, then the constant ones."""
+    rows = [np.full((1, n_features), value, dtype=np.float64) for value in WARM_UP_VALUES]
+    if typical is not None and len(typical) == n_features:
+        rows.insert(0, np.asarray([typical], dtype=np.float64))
+    return rows
+
+
+def warm_up(estimator: Any, n_features: int, fast_path: FastPath | None = None,
+            typical: Sequence[float] | None = None) -> float:
     """Run predict (and predict_proba) on a row the model accepts; return the median single-row time.
 
     The time is taken on the path requests will use (the fast path when there is one), because it
@@ -192,8 +203,7 @@ def warm_up(estimator: Any, n_features: int, fast_path: FastPath | None = None) 
     warning and served, with a cost of 0 (no batching). Anything else fails the load.
     """
     refused: Exception | None = None
-    for value in WARM_UP_VALUES:
-        row = np.full((1, n_features), value, dtype=np.float64)
+    for row in warm_up_rows(n_features, typical):
         try:
             with np.errstate(divide="ignore", invalid="ignore"):  # log(0) in a pipeline: refused below
                 return _timed_predict(estimator, row, fast_path)
@@ -204,8 +214,9 @@ def warm_up(estimator: Any, n_features: int, fast_path: FastPath | None = None) 
         except Exception as exc:
             raise LoadError(LoadFailure.WARMUP,
                             f"warm-up predict on {n_features} features failed: {exc!r}") from exc
-    log.warning("warm-up skipped: the model refused rows of all %s (%r); serving it anyway - requests "
-                "whose values it refuses get 422", " and all ".join(f"{v:g}" for v in WARM_UP_VALUES), refused)
+    log.warning("warm-up skipped: the model refused %srows of all %s (%r); serving it anyway - requests "
+                "whose values it refuses get 422", "its training-like row and " if typical is not None else "",
+                " and all ".join(f"{v:g}" for v in WARM_UP_VALUES), refused)
     return 0.0
 
 
@@ -222,8 +233,11 @@ def _timed_predict(estimator: Any, row: np.ndarray, fast_path: FastPath | None) 
     return sorted(timings)[len(timings) // 2]
 
 
-def load_model(settings: Settings) -> LoadedModel:
-    """Blocking: fetch, verify, deserialize, validate and warm up the configured model."""
+def load_model(settings: Settings, typical_row: Callable[[int], Sequence[float] | None] | None = None) -> LoadedModel:
+    """Blocking: fetch, verify, deserialize, validate and warm up the configured model.
+
+    `typical_row(n_features)`: a training-like input to warm up on first (from the model's drift reference), so
+    a model that refuses constant rows (a log in its pipeline) is still warmed up on a row it accepts."""
     if not settings.model_uri:
         raise LoadError(LoadFailure.FETCH, "no MODEL_URI configured")
     fmt = detect_format(settings.model_uri, settings.model_format)
@@ -234,10 +248,11 @@ def load_model(settings: Settings) -> LoadedModel:
         digest = verify_digest(path, settings.model_digest, fmt)
         estimator = deserialize(path, fmt, trusted)
     n_features = validate(estimator, settings.model_features)
-    cost = warm_up(estimator, n_features)  # first, so a broken model fails as a warm-up failure
+    typical = typical_row(n_features) if typical_row is not None else None
+    cost = warm_up(estimator, n_features, typical=typical)  # first, so a broken model fails as a warm-up failure
     fast_path = fast_path_for(estimator, n_features) if settings.fast_path else None
     if fast_path is not None:
-        cost = warm_up(estimator, n_features, fast_path)
+        cost = warm_up(estimator, n_features, fast_path, typical)
     log.info("loaded %s %s (%s, %s, %d features, predict %.3f ms, fast path %s) pid=%d", settings.model_name,
              settings.model_version, fmt, digest, n_features, cost * 1000,
              type(fast_path).__name__ if fast_path else "off", os.getpid())

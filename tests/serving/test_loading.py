@@ -204,6 +204,25 @@ def test_a_model_that_refuses_every_warm_up_row_is_served_with_a_warning(
     assert m is not None and m.ready and m.load_failures == 0
 
 
+def test_a_model_shipped_with_its_training_reference_is_warmed_up_on_a_training_like_row(
+        tmp_path: Path, models: ExampleModels, start_server: Callable[..., RunningServer],
+        caplog: pytest.LogCaptureFixture) -> None:
+    import numpy as np
+
+    from modelserver import driftref
+
+    uri, digest = _log_pipeline(tmp_path, logs=2)  # refuses the all-zeros and all-ones rows
+    rng = np.random.default_rng(1)
+    (tmp_path / "log2.drift.json").write_text(driftref.build(rng.uniform(2, 10, size=(500, 3))).to_json())
+    server = start_server(models.settings("lr.joblib", model_uri=uri, model_digest=digest, model_features=3))
+    assert server.server.plane.is_ready()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert not any("warm-up" in w for w in warnings), warnings
+    predictor = server.server.plane.predictor
+    assert predictor is not None and predictor.loaded.predict_cost_s > 0  # measured on that row, not skipped
+    assert server.infer([[5.0, 3.0, 7.0]]).status_code == 200
+
+
 def test_a_model_whose_predict_is_broken_still_fails_warm_up(
         tmp_path: Path, models: ExampleModels, start_server: Callable[..., RunningServer]) -> None:
     import hashlib
