@@ -3,12 +3,14 @@
 values.yaml's image.digest from the operator image that the release workflow just pushed.
 
     hack/release/chart_release.py v1.2.3 sha256:<64 hex> [--chart charts/modelrollout]
+    hack/release/chart_release.py v1.2.3          # only check the versions (the workflow's first step)
 
 Edits the files in place line by line, so their comments stay, then reads them back with a YAML parser
 and refuses to finish unless exactly the three fields changed (a line the patterns did not expect, say a
 second `digest:` key, stops the release instead of shipping a chart that pulls another image).
-Also checks that the Python distributions carry the tag's version (they are built from the same commit
-and published beside the chart): a tag that does not match them is refused, nothing is rewritten.
+Also checks that the Python distributions and the operator's default serving image carry the tag's
+version (they are built from the same commit and published beside the chart): a tag that does not match
+them is refused, nothing is rewritten.
 Exit 0 done, 1 refused (the reason on stderr), 2 usage.
 """
 
@@ -29,6 +31,11 @@ TAG = re.compile(r"v(?P<version>(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 # The distributions published from this commit (the repository root's is development-only).
 PYPROJECTS = ("operator/pyproject.toml", "serving/pyproject.toml", "serving/contract/pyproject.toml")
+# The serving image a ModelRollout runs when it names none: the one released with this operator.
+SERVING_IMAGE_DEFAULT = (
+    "operator/modelrollout/workloads.py",
+    re.compile(r'^DEFAULT_SERVING_IMAGE = "ghcr\.io/modelrollout/modelserver:(?P<tag>[^"]+)"$', re.M),
+)
 
 
 class Refused(Exception):
@@ -44,7 +51,8 @@ def version_of(tag: str) -> str:
 
 
 def check_distributions(root: Path, version: str) -> None:
-    """Every published pyproject, and the operator's pin of the contract, carries `version`."""
+    """Every published pyproject, the operator's pin of the contract and its default serving image
+    carry `version`."""
     for rel in PYPROJECTS:
         with (root / rel).open("rb") as f:
             project = tomllib.load(f)["project"]
@@ -54,6 +62,11 @@ def check_distributions(root: Path, version: str) -> None:
             pinned = re.fullmatch(r"modelrollout-contract==(\S+)", req)
             if pinned and pinned[1] != version:
                 raise Refused(f"{rel}: pins {req}, the tag says {version}")
+    rel, pattern = SERVING_IMAGE_DEFAULT
+    match = pattern.search((root / rel).read_text())
+    if not match or match["tag"] != version:
+        found = match["tag"] if match else "no DEFAULT_SERVING_IMAGE line"
+        raise Refused(f"{rel}: the default serving image is {found}, the tag says {version}")
 
 
 def _replace_one(text: str, pattern: str, replacement: str, what: str) -> str:
@@ -100,13 +113,18 @@ def _check(before: dict[str, Any], after: dict[str, Any], changes: dict[str, Any
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("tag", help="the git tag being released, v<semver>")
-    parser.add_argument("operator_digest", help="sha256:... of the pushed operator image (its manifest list)")
+    parser.add_argument("operator_digest", nargs="?",
+                        help="sha256:... of the pushed operator image (its manifest list); without it, only "
+                             "the tag and the distributions' versions are checked (before anything is built)")
     parser.add_argument("--chart", type=Path, default=ROOT / "charts" / "modelrollout")
     parser.add_argument("--root", type=Path, default=ROOT, help="repository holding the pyprojects")
     args = parser.parse_args(argv)
     try:
         version = version_of(args.tag)
         check_distributions(args.root, version)
+        if args.operator_digest is None:
+            print(f"{args.tag}: the distributions and the default serving image carry {version}")
+            return 0
         stamp_chart(args.chart, version, args.operator_digest)
     except Refused as refused:
         print(f"chart_release: {refused}", file=sys.stderr)

@@ -42,16 +42,20 @@ def run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
 def repo(tmp_path: Path) -> Path:
     """A copy of the chart and of the published pyprojects, as a release checkout has them."""
     shutil.copytree(ROOT / "charts" / "modelrollout", tmp_path / "charts" / "modelrollout")
-    for rel in ("operator/pyproject.toml", "serving/pyproject.toml", "serving/contract/pyproject.toml"):
+    for rel in ("operator/pyproject.toml", "serving/pyproject.toml", "serving/contract/pyproject.toml",
+                "operator/modelrollout/workloads.py"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / rel, tmp_path / rel)
     return tmp_path
 
 
 def _set_versions(repo: Path, version: str) -> None:
+    """What a maintainer bumps before tagging."""
     for path in repo.glob("**/pyproject.toml"):
         text = path.read_text().replace('version = "0.1.0"', f'version = "{version}"')
         path.write_text(text.replace("modelrollout-contract==0.1.0", f"modelrollout-contract=={version}"))
+    workloads = repo / "operator" / "modelrollout" / "workloads.py"
+    workloads.write_text(workloads.read_text().replace("modelserver:0.1.0", f"modelserver:{version}"))
 
 
 def _stamp(repo: Path, tag: str, digest: str = DIGEST) -> subprocess.CompletedProcess[str]:
@@ -117,6 +121,25 @@ def test_a_contract_pin_left_behind_is_refused(repo: Path) -> None:
     operator.write_text(operator.read_text().replace("modelrollout-contract==0.2.0", "modelrollout-contract==0.1.0"))
     out = _stamp(repo, "v0.2.0")
     assert out.returncode == 1 and "pins modelrollout-contract==0.1.0" in out.stderr, out.stderr
+
+
+def test_a_default_serving_image_left_behind_is_refused(repo: Path) -> None:
+    _set_versions(repo, "0.2.0")
+    workloads = repo / "operator" / "modelrollout" / "workloads.py"
+    workloads.write_text(workloads.read_text().replace("modelserver:0.2.0", "modelserver:0.1.0"))
+    out = _stamp(repo, "v0.2.0")
+    assert out.returncode == 1 and "the default serving image is 0.1.0, the tag says 0.2.0" in out.stderr
+
+
+def test_without_a_digest_only_the_versions_are_checked(repo: Path) -> None:
+    chart = repo / "charts" / "modelrollout"
+    before = (chart / "Chart.yaml").read_text(), (chart / "values.yaml").read_text()
+    refused = run("chart_release.py", "v0.2.0", "--root", str(repo))
+    assert refused.returncode == 1 and "the tag says 0.2.0" in refused.stderr
+    _set_versions(repo, "0.2.0")
+    checked = run("chart_release.py", "v0.2.0", "--root", str(repo), "--chart", str(chart))
+    assert checked.returncode == 0, checked.stderr
+    assert ((chart / "Chart.yaml").read_text(), (chart / "values.yaml").read_text()) == before
 
 
 def test_a_second_digest_line_stops_the_release(repo: Path) -> None:
