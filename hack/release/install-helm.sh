@@ -5,7 +5,7 @@
 #   hack/release/install-helm.sh [DIR]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=../../examples/ci/steps/install-tools.sh
+# shellcheck source=examples/ci/steps/install-tools.sh
 source "${here}/../../examples/ci/steps/install-tools.sh"
 
 dir=${1:-${RUNNER_TEMP:?set RUNNER_TEMP or pass DIR}/bin}

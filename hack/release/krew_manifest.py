@@ -25,9 +25,10 @@ from typing import Any
 
 import yaml
 
-LAUNCHER = Path(__file__).resolve().parent / "kubectl-modelrollout"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chart_release import Refused, version_of  # noqa: E402  (a sibling script, not a package)
+from chart_release import Refused, version_of  # a sibling script, not a package
+
+LAUNCHER = Path(__file__).resolve().parent / "kubectl-modelrollout"
 
 # What krew can install it on: where a python3 >= 3.11 and a POSIX shell exist (no Windows launcher).
 PLATFORMS = [("linux", "amd64"), ("linux", "arm64"), ("darwin", "amd64"), ("darwin", "arm64")]

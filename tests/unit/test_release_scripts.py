@@ -212,3 +212,31 @@ def test_the_launcher_refuses_a_python_older_than_3_11_naming_pipx(tmp_path: Pat
     assert out.returncode == 1
     assert "needs Python >= 3.11" in out.stderr and "pipx install modelrollout-operator==1.2.3" in out.stderr
     assert not (tmp_path / ".local" / "share" / "modelrollout-plugin" / "1.2.3").exists()
+
+
+DIGESTS = {"OPERATOR_DIGEST": "sha256:" + "1" * 64, "SERVER_DIGEST": "sha256:" + "2" * 64,
+           "CHART_DIGEST": "sha256:" + "3" * 64, "GITHUB_REPOSITORY": "acme/modelrollout"}
+
+
+def _notes(tag: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(RELEASE / "release_notes.py"), tag], capture_output=True, text=True,
+                          env={"PATH": os.environ["PATH"], **env})
+
+
+def test_the_release_notes_name_each_artifact_by_its_digest_and_how_to_verify_it() -> None:
+    out = _notes("v1.2.3", DIGESTS)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert f"ghcr.io/modelrollout/operator:1.2.3@{DIGESTS['OPERATOR_DIGEST']}" in text
+    assert f"ghcr.io/modelrollout/modelserver:1.2.3@{DIGESTS['SERVER_DIGEST']}" in text
+    assert DIGESTS["CHART_DIGEST"] in text and "oci://ghcr.io/modelrollout/charts/modelrollout --version 1.2.3" in text
+    assert "pipx install modelrollout-operator==1.2.3" in text
+    assert ("--certificate-identity https://github.com/acme/modelrollout/.github/workflows/release.yml"
+            "@refs/tags/v1.2.3") in text
+
+
+@pytest.mark.parametrize("missing", ["OPERATOR_DIGEST", "SERVER_DIGEST", "CHART_DIGEST"])
+def test_release_notes_without_a_pushed_digest_are_refused(missing: str) -> None:
+    out = _notes("v1.2.3", {**DIGESTS, missing: ""})
+    assert out.returncode == 1 and f"{missing}='' is not sha256" in out.stderr, out.stderr
+    assert out.stdout == ""
