@@ -43,20 +43,30 @@ class Pod:
         return PodTarget(name=f"pod-{self.ip}", uid=self.ip, ip=self.ip, version=self.version, started_at=None)
 
 
-async def _scenario() -> list[tuple[float, float, float, float, int, int]]:
-    port = free_port()
-    stable, canary = Pod("127.0.0.21", "1"), Pod("127.0.0.22", "2")
+async def serve(*pods: Pod, port: int) -> list[web.AppRunner]:
+    """Each pod's /metrics on its own loopback address, as a pod IP answers the operator's scrape."""
     runners = []
-    for pod in (stable, canary):
+    for pod in pods:
         app = web.Application()
         app.router.add_get("/metrics", pod.handle)
         runner = web.AppRunner(app)
         await runner.setup()
         await web.TCPSite(runner, pod.ip, port).start()
         runners.append(runner)
+    return runners
+
+
+def scrape_request(stable: Pod, canary: Pod, port: int) -> ScrapeRequest:
+    return ScrapeRequest(key="ns/fraud", model=MODEL, canary_version="2", stable_version="1", port=port,
+                         pods=[stable.target(), canary.target()])
+
+
+async def _scenario() -> list[tuple[float, float, float, float, int, int]]:
+    port = free_port()
+    stable, canary = Pod("127.0.0.21", "1"), Pod("127.0.0.22", "2")
+    runners = await serve(stable, canary, port=port)
     source = PodScrapeSource()
-    request = ScrapeRequest(key="ns/fraud", model=MODEL, canary_version="2", stable_version="1", port=port,
-                            pods=[stable.target(), canary.target()])
+    request = scrape_request(stable, canary, port)
     seen = []
     try:
         canary.labels("1", 5, 5)  # history before the first look: a baseline, not counted

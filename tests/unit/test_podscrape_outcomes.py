@@ -7,13 +7,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from aiohttp import web
 
 from modelrollout.analysis.types import ArmTotals
-from modelrollout.sources import ScrapeRequest
 from modelrollout.sources.podscrape import PodScrapeSource
 from tests.unit.test_podscrape_faults import free_port
-from tests.unit.test_podscrape_feedback import MODEL, Pod
+from tests.unit.test_podscrape_feedback import Pod, scrape_request, serve
 
 pytestmark = pytest.mark.unit
 
@@ -31,17 +29,9 @@ class OutcomePod(Pod):
 async def _scenario() -> list[tuple[ArmTotals, ArmTotals]]:
     port = free_port()
     stable, canary = OutcomePod("127.0.0.31", "1"), OutcomePod("127.0.0.32", "2")
-    runners = []
-    for pod in (stable, canary):
-        app = web.Application()
-        app.router.add_get("/metrics", pod.handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, pod.ip, port).start()
-        runners.append(runner)
+    runners = await serve(stable, canary, port=port)
     source = PodScrapeSource()
-    request = ScrapeRequest(key="ns/fraud", model=MODEL, canary_version="2", stable_version="1", port=port,
-                            pods=[stable.target(), canary.target()])
+    request = scrape_request(stable, canary, port)
     seen = []
 
     async def look() -> None:
