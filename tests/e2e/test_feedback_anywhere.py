@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import kubernetes
 import pytest
 
@@ -18,6 +17,7 @@ from localcluster.testing import wait_until
 from localcluster.traffic import pod_log, read_metrics
 from modelserver.contract_parse import parse_pod_metrics
 from tests.conftest import ROOT, ClusterHandle
+from tests.e2e.predictions import predict_on_fresh_connections
 from tests.e2e.rollouts import OperatorProcess, Scenario, make_rollout
 
 pytestmark = pytest.mark.e2e
@@ -28,20 +28,10 @@ SELECTOR = "modelrollout.dev/rollout=fraud"
 
 
 async def _predict(url: str, rows: list[list[float]], labels: list[Any]) -> list[dict[str, Any]]:
-    """One request per connection (force_close), so the Service spreads them over all pods of both versions."""
-    answered: list[dict[str, Any]] = []
-    connector = aiohttp.TCPConnector(force_close=True)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=10)) as session:
-        for i in range(PREDICTIONS):
-            row = rows[i % len(rows)]
-            body = {"inputs": [{"name": "x", "shape": [1, len(row)], "datatype": "FP64", "data": row}]}
-            async with session.post(f"{url}/v2/models/fraud/infer", json=body) as resp:
-                assert resp.status == 200, await resp.text()
-                payload = await resp.json()
-            answered.append({"version": resp.headers["X-Model-Version"], "label": labels[i % len(labels)],
-                             "predicted": payload["outputs"][0]["data"][0],
-                             "token": payload["parameters"]["prediction_token"]})
-    return answered
+    """Answers spread over all pods of both versions, each with the label it will get."""
+    answered = await predict_on_fresh_connections(url, "fraud", rows, PREDICTIONS)
+    return [{"version": version, "label": labels[i % len(labels)], "predicted": payload["outputs"][0]["data"][0],
+             "token": payload["parameters"]["prediction_token"]} for i, (version, payload) in enumerate(answered)]
 
 
 def _serving_pods(core: kubernetes.client.CoreV1Api, namespace: str) -> list[Any]:

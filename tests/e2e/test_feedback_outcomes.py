@@ -15,6 +15,7 @@ from localcluster.testing import wait_until
 from localcluster.traffic import read_metrics
 from modelserver.contract_parse import OutcomeTotals, parse_pod_metrics
 from tests.conftest import ClusterHandle
+from tests.e2e.predictions import predict_on_fresh_connections
 from tests.e2e.rollouts import OperatorProcess, Scenario, make_rollout
 
 pytestmark = pytest.mark.e2e
@@ -25,18 +26,9 @@ REVENUE = {"1": 10.0, "2": 12.5}  # what a customer spends after each version's 
 
 
 async def _predict(url: str, rows: list[list[float]]) -> list[tuple[str, str]]:
-    """(version, token) of answers, one request per connection so the Service spreads them over every pod."""
-    answered = []
-    connector = aiohttp.TCPConnector(force_close=True)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=10)) as session:
-        for i in range(PREDICTIONS):
-            row = rows[i % len(rows)]
-            body = {"inputs": [{"name": "x", "shape": [1, len(row)], "datatype": "FP64", "data": row}]}
-            async with session.post(f"{url}/v2/models/shop/infer", json=body) as resp:
-                assert resp.status == 200, await resp.text()
-                payload = await resp.json()
-            answered.append((resp.headers["X-Model-Version"], payload["parameters"]["prediction_token"]))
-    return answered
+    """(version, token) of answers, spread over every pod."""
+    answered = await predict_on_fresh_connections(url, "shop", rows, PREDICTIONS)
+    return [(version, payload["parameters"]["prediction_token"]) for version, payload in answered]
 
 
 async def _post_outcomes(url: str, items: list[dict[str, Any]]) -> list[int]:
