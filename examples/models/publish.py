@@ -74,10 +74,12 @@ def store_manifests(image: str = DEFAULT_IMAGE) -> list[dict[str, Any]]:
     return [scripts, deployment, service]
 
 
-def traffic_manifests(service: str, model: str, image: str = DEFAULT_IMAGE, rate: float = 20) -> list[dict[str, Any]]:
-    """A Deployment `traffic-<service>` sending requests and feedback labels to http://<service>."""
+def traffic_manifests(service: str, model: str, image: str = DEFAULT_IMAGE, rate: float = 20,
+                      revenue: bool = False) -> list[dict[str, Any]]:
+    """A Deployment `traffic-<service>` sending requests and feedback labels (and `revenue` outcomes) to
+    http://<service>."""
     args = ["--url", f"http://{service}", "--model", model, "--holdout", f"{STORE_URL}/holdout-classification.json",
-            "--rate", str(rate), "--seconds", "86400"]
+            "--rate", str(rate), "--seconds", "86400", *(["--revenue"] if revenue else [])]
     container = {"name": "traffic", "image": image, "command": ["python", "/opt/model-store/traffic.py", *args],
                  "volumeMounts": [{"name": "scripts", "mountPath": "/opt/model-store", "readOnly": True}]}
     volumes = [{"name": "scripts", "configMap": {"name": "model-store-scripts"}}]
@@ -149,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     traffic.add_argument("--model", required=True)
     traffic.add_argument("--image", default=DEFAULT_IMAGE)
     traffic.add_argument("--rate", type=float, default=20)
+    traffic.add_argument("--revenue", action="store_true", help="post a simulated revenue outcome with each label")
     rend = sub.add_parser("render", help="print an example with the store's digests")
     rend.add_argument("example", type=Path)
     rend.add_argument("--manifest", required=True, help="manifest.json of the store (file or URL)")
@@ -157,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "store":
         sys.stdout.write(_dump(store_manifests(args.image)))
     elif args.command == "traffic":
-        sys.stdout.write(_dump(traffic_manifests(args.service, args.model, args.image, args.rate)))
+        sys.stdout.write(_dump(traffic_manifests(args.service, args.model, args.image, args.rate, args.revenue)))
     else:
         manifest = load_manifest(args.manifest)
         docs = [render(d, manifest, args.store) for d in yaml.safe_load_all(args.example.read_text()) if d]

@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from localcluster.modeltraffic import ModelTraffic, TrafficStats
+from localcluster.modeltraffic import ModelTraffic, TrafficStats, revenue_after
 
 
 def load_holdout(source: str) -> dict[str, Any]:
@@ -60,9 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=20.0, help="requests per second")
     parser.add_argument("--seconds", type=float, default=600.0)
     parser.add_argument("--report", type=float, default=10.0, help="seconds between progress lines")
+    parser.add_argument("--revenue", action="store_true",
+                        help="post a simulated `revenue` outcome with each label (more after a right answer), for "
+                             "an A/B experiment on an outcome goal (examples/ab-test-revenue.yaml)")
     args = parser.parse_args(argv)
     holdout = load_holdout(args.holdout)
-    traffic = ModelTraffic(args.url, args.model, holdout["X"], holdout["y"], rate=args.rate, clients=4, burst=3)
+    traffic = ModelTraffic(args.url, args.model, holdout["X"], holdout["y"], rate=args.rate, clients=4, burst=3,
+                           outcome=revenue_after if args.revenue else None)
     stats = asyncio.run(drive(traffic, args.seconds, args.report))
     print("final:", summary(stats), flush=True)
     return 0 if any(s.ok for s in stats.by_version.values()) else 1

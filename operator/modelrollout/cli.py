@@ -177,7 +177,7 @@ def render_retrain(run: dict[str, Any] | None) -> list[str]:
     job = f"Job {run.get('job')} {run.get('state')} (run {run.get('runs', 1)})"
     return [f"Retrain:     {job}: {run.get('message', '')}"]
 def render_ab_test(run: dict[str, Any] | None) -> list[str]:
-    """status.abTest: each arm's samples and accuracy, the winner so far and the assessment's numbers.
+    """status.abTest: each arm's samples and accuracy (or mean outcome), the winner so far and the numbers.
 
     >>> for line in render_ab_test({"version": "2", "looks": 9, "winner": "B", "split": 0.5, "shareB": 0.492,
     ...     "arms": {"A": {"samples": 1030, "total": 824}, "B": {"samples": 1000, "total": 920}},
@@ -192,14 +192,17 @@ def render_ab_test(run: dict[str, Any] | None) -> list[str]:
         return []
     arms = run.get("arms") or {}
     share_b = run.get("shareB")
+    goal = str(run.get("goal", "accuracy"))
+    heading = "ACCURACY" if goal == "accuracy" else f"MEAN {goal.upper()}"
+    width = max(10, len(heading) + 1)
     lines = [f"A/B test:    v{run.get('version')} (B) against the stable version (A), look {run.get('looks', 0)}: "
              f"winner {run.get('winner', 'none')}",
-             f"  {'ARM':<4} {'SAMPLES':<10} {'ACCURACY':<10} SHARE"]
+             f"  {'ARM':<4} {'SAMPLES':<10} {heading:<{width}} SHARE"]
     for arm, share in (("A", None if share_b is None else 1 - share_b), ("B", share_b)):
         totals = arms.get(arm) or {}
         n = totals.get("samples", 0)
         split = f"  (split {run.get('split', 0):.1%} of pods)" if arm == "A" else ""
-        lines.append(f"  {arm:<4} {n:<10,.0f} {_num(totals.get('total', 0) / n if n else None):<10} "
+        lines.append(f"  {arm:<4} {n:<10,.0f} {_num(totals.get('total', 0) / n if n else None):<{width}} "
                      f"{'-' if share is None else f'{share:.1%}'}{split}")
     if run.get("message"):
         lines.append(f"  {run['message']}")

@@ -97,9 +97,9 @@ async def _read(ctx: Context, fn: Callable[..., T], *args: Any) -> T:
 
 
 async def _mirror_config(ctx: Context, body: dict[str, Any], spec: RolloutSpec) -> dict[str, str] | None:
-    """The mirror ConfigMap's data, read only for rollouts with a shadow step or a shadow stage in status
-    (every other rollout has none, and its tick makes no call for it)."""
-    if not spec.strategy.has_shadow and not (body.get("status") or {}).get("shadow"):
+    """The mirror ConfigMap's data, read only for rollouts with a shadow step, a shadow stage in status or an
+    outcome goal (every other rollout has none, and its tick makes no call for it)."""
+    if not (spec.strategy.has_shadow or spec.strategy.outcome_names or (body.get("status") or {}).get("shadow")):
         return None
     return await blocking.run(ctx.kube.observe_mirror_config, body)
 

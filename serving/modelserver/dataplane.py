@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,8 +101,8 @@ class DataPlane:
         self.signer = TokenSigner(key, settings.feedback_ttl_s)
         self._replays = ReplayGuard(settings.feedback_store_size, settings.feedback_ttl_s)
         self._token_versions: set[str] = set()  # versions feedback was counted under (bounded)
-        self._outcomes = frozenset(declared_outcomes(settings.outcomes))
-        metrics.declare_outcomes(sorted(self._outcomes))
+        self._outcomes: frozenset[str] = frozenset()
+        self.declare_outcomes(declared_outcomes(settings.outcomes))
         # Apart from the feedback guard: a copy's token counted here must stay usable for the label.
         self._shadow_replays = ReplayGuard(settings.feedback_store_size, settings.feedback_ttl_s)
         # A counted copy's (primary, candidate) classes per row by its primary token's mac, for the label that
@@ -135,6 +135,22 @@ class DataPlane:
                               predictor.allow_nan)
             self._become_ready(predictor)
             return
+
+    def declare_outcomes(self, names: Sequence[str]) -> None:
+        """Count these numeric outcome names from now on (MODELSERVER_OUTCOMES at start, then the names the
+        operator writes into the mounted configuration). A name stays declared once it was: clients that post
+        it keep being answered the same way, and its series never vanish. At most MAX_OUTCOMES in all: they
+        are label values."""
+        new = [n for n in names if n not in self._outcomes]
+        room = c.MAX_OUTCOMES - len(self._outcomes)
+        if len(new) > room:
+            log.warning("outcome names %s not counted: at most %d outcome names per server", new[room:],
+                        c.MAX_OUTCOMES)
+            new = new[:max(room, 0)]
+        if new:
+            self._outcomes = self._outcomes | frozenset(new)
+            self.metrics.declare_outcomes(new)
+            log.info("counting numeric outcomes %s", ", ".join(sorted(self._outcomes)))
 
     def _typical_row(self, n_features: int, found: list[ReferenceResult]) -> list[float] | None:
         """Blocking (in load_model's thread): the model's drift reference, kept in `found` for the drift watch,

@@ -37,6 +37,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 
 from modelserver.contract import MirrorOutcome, Protocol
 from modelserver.metrics import ServerMetrics
@@ -69,8 +70,10 @@ class Mirror:
     """The sampler, the bounded queue and the sender process of one server; configured by `apply`."""
 
     def __init__(self, settings: Settings, metrics: ServerMetrics, rng: random.Random | None = None,
-                 poll_s: float = POLL_S) -> None:
+                 poll_s: float = POLL_S, declare: Callable[[Sequence[str]], None] | None = None) -> None:
+        """`declare`: told the outcome names of each configuration read (the data plane counts them)."""
         self.settings = settings
+        self._declare = declare
         self.metrics = metrics
         self.config: MirrorConfig = OFF
         self._rng = rng or random.Random()
@@ -88,6 +91,8 @@ class Mirror:
     # --- configuration ---------------------------------------------------------------------------
     def apply(self, config: MirrorConfig) -> None:
         self.config = config
+        if self._declare is not None and config.outcomes:
+            self._declare(config.outcomes)
         self.metrics.set_mirror(config.percent, config.version if config.is_on else "")
         if config.is_on and self._started and self._channel is None:
             self._start_senders()  # now rather than at the first copy, which would wait for it

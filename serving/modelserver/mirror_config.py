@@ -1,4 +1,5 @@
-"""The mirror configuration: which candidate gets copies of answered requests, and how many.
+"""The rollout's runtime configuration of its pods: which candidate gets copies of answered requests, and how
+many; and which numeric outcomes feedback may carry beside those of MODELSERVER_OUTCOMES.
 
 The operator writes it into a ConfigMap mounted as a volume (`MODELSERVER_MIRROR_CONFIG` names the file);
 the server polls the file about once a second and applies a change without a restart. The kubelet
@@ -9,9 +10,15 @@ which catches that swap as well as an in-place rewrite. JSON or YAML (JSON is YA
     target: http://iris-canary.models.svc:8080   # the candidate's own Service (base URL)
     percent: 25                                  # of answered requests, 0..100; 0 = off
     version: "2"                                 # the candidate's version
+    outcomes: [revenue]                          # numeric outcome names to count (an A/B experiment's goal)
+
+The outcome names are here, not only in MODELSERVER_OUTCOMES, because a pod template never changes: the stable
+version's pods predate the A/B experiment that compares it on an outcome, and they must count it too.
 
 >>> parse_mirror_config('{"target": "http://cand:8080/", "percent": 10, "version": "2"}')
-MirrorConfig(target='http://cand:8080', percent=10.0, version='2')
+MirrorConfig(target='http://cand:8080', percent=10.0, version='2', outcomes=())
+>>> parse_mirror_config("percent: 0\\noutcomes: [revenue]").outcomes
+('revenue',)
 >>> parse_mirror_config("percent: 0").is_on
 False
 >>> parse_mirror_config("percent: 150")
@@ -33,11 +40,11 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from modelserver.contract import MirrorConfigOutcome
+from modelserver.contract import MAX_OUTCOMES, OUTCOME_NAME_PATTERN, MirrorConfigOutcome
 
 log = logging.getLogger(__name__)
 
-FIELDS = ("target", "percent", "version")
+FIELDS = ("target", "percent", "version", "outcomes")
 # The version becomes a label value (modelserver_mirror_percent's target_version): a Kubernetes label's shape.
 _VERSION = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
 MAX_CONFIG_BYTES = 64 * 1024  # a ConfigMap holds three fields; anything larger is not one
@@ -52,6 +59,7 @@ class MirrorConfig:
     target: str  # base URL of the candidate's Service, without a trailing slash
     percent: float  # share of answered requests copied, 0..100
     version: str  # the candidate's version (reported, and a check on what the operator meant)
+    outcomes: tuple[str, ...] = ()  # numeric outcome names feedback may carry (declared for good once read)
 
     @property
     def is_on(self) -> bool:
@@ -73,9 +81,22 @@ def parse_mirror_config(text: str) -> MirrorConfig:
     if unknown:
         raise MirrorConfigError(f"unknown field(s) {', '.join(unknown)}; expected {', '.join(FIELDS)}")
     percent = _percent(document.get("percent"))
+    outcomes = _outcomes(document.get("outcomes", []))
     if percent == 0 and "target" not in document and "version" not in document:
-        return OFF
-    return MirrorConfig(_target(document.get("target")), percent, _version(document.get("version")))
+        return MirrorConfig("", 0.0, "", outcomes)
+    return MirrorConfig(_target(document.get("target")), percent, _version(document.get("version")), outcomes)
+
+
+def _outcomes(value: Any) -> tuple[str, ...]:
+    """Outcome names become label values: the contract's alphabet, no repeats, at most MAX_OUTCOMES."""
+    if not isinstance(value, list) or len(value) > MAX_OUTCOMES:
+        raise MirrorConfigError(f"outcomes: must be a list of at most {MAX_OUTCOMES} names, got {value!r}")
+    for name in value:
+        if not isinstance(name, str) or not re.fullmatch(OUTCOME_NAME_PATTERN, name):
+            raise MirrorConfigError(f"outcomes: {name!r} must match {OUTCOME_NAME_PATTERN}")
+    if len(set(value)) != len(value):
+        raise MirrorConfigError("outcomes: a name appears twice")
+    return tuple(value)
 
 
 def _percent(value: Any) -> float:

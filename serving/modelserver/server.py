@@ -62,7 +62,7 @@ class ModelServer:
         self.settings = settings
         self.plane = plane if plane is not None else DataPlane(settings, ServerMetrics(settings.model_name,
                                                                                  settings.model_version))
-        self.mirror = Mirror(settings, self.plane.metrics)
+        self.mirror = Mirror(settings, self.plane.metrics, declare=self.plane.declare_outcomes)
         self.app = build_app(self.plane, self.mirror)
         self.port = settings.port
         self._runner: web.AppRunner | None = None

@@ -21,7 +21,7 @@ import kubernetes
 import pytest
 
 from localcluster.demoview import event_time
-from localcluster.modeltraffic import ModelTraffic, TrafficStats
+from localcluster.modeltraffic import ModelTraffic, Outcome, TrafficStats
 from localcluster.testing import wait_until
 from tests.conftest import ROOT, ClusterHandle
 
@@ -207,6 +207,13 @@ class Scenario:
         selector = f"modelrollout.dev/rollout={self.name}"
         return list(apps.list_namespaced_deployment(self.namespace, label_selector=selector).items)
 
+    def pods(self, version: str) -> list[Any]:
+        """The pods of one version of this rollout (not yet deleted)."""
+        selector = f"modelrollout.dev/rollout={self.name},modelrollout.dev/version={version}"
+        items = kubernetes.client.CoreV1Api(self.cluster.api).list_namespaced_pod(self.namespace,
+                                                                                  label_selector=selector).items
+        return [p for p in items if p.metadata.deletion_timestamp is None]
+
     def events(self) -> list[tuple[str, str, str]]:
         core = kubernetes.client.CoreV1Api(self.cluster.api)
         items = core.list_namespaced_event(self.namespace, field_selector=f"involvedObject.name={self.name}").items
@@ -222,11 +229,12 @@ class Traffic:
     """Continuous traffic (with feedback labels) in a background thread's event loop."""
 
     def __init__(self, url: str, model: str, holdout: dict[str, Any], rate: float = 80, burst: int = 3,
-                 abort_fraction: float = 0.0, headers: dict[str, str] | None = None) -> None:
+                 abort_fraction: float = 0.0, headers: dict[str, str] | None = None,
+                 outcome: Outcome | None = None) -> None:
         # Short bursts per connection: the Service balances connections, so fewer requests per
         # connection make the per-tick share less noisy.
         self.generator = ModelTraffic(url, model, holdout["X"], holdout["y"], rate=rate, clients=12, burst=burst,
-                                      abort_fraction=abort_fraction, headers=headers)
+                                      abort_fraction=abort_fraction, headers=headers, outcome=outcome)
         self._loop = asyncio.new_event_loop()
         self._stop = asyncio.Event()
         self._thread: Any = None

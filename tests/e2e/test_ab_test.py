@@ -1,7 +1,8 @@
 """strategy.abTest on the local cluster, under live traffic with feedback labels: a more accurate B is promoted as
-the winner, an A/A experiment ends at maxSamples with "no significant difference" keeping A, a B answering
-errors is stopped early by the guard-rails, keeping A; and through a real gateway (the gatewayAPI router) B gets
-exactly its weight of requests on fewer pods, and wins."""
+the winner, a B earning more revenue per prediction (posted with feedback) wins on an outcome goal, an A/A
+experiment ends at maxSamples with "no significant difference" keeping A, a B answering errors is stopped early by
+the guard-rails, keeping A; and through a real gateway (the gatewayAPI router) B gets exactly its weight of
+requests on fewer pods, and wins."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from typing import Any
 
 import pytest
 
+from localcluster.modeltraffic import revenue_after
 from tests.conftest import ClusterHandle
 from tests.e2e.gateway import Gateway
-from tests.e2e.rollouts import OperatorProcess, Scenario, Traffic, make_rollout
+from tests.e2e.rollouts import OperatorProcess, Outcome, Scenario, Traffic, make_rollout
 
 pytestmark = pytest.mark.e2e
 GUARD_RAILS = {"interval": "2s", "minSamples": 60, "failureLimit": 2, "inconclusiveLimit": 1000,
@@ -33,9 +35,9 @@ def given_version_1(s: Scenario, model: dict[str, Any], store: str) -> None:
     s.wait_phase("Healthy", 90)
 
 
-def traffic(s: Scenario, models: dict[str, Any]) -> Traffic:
+def traffic(s: Scenario, models: dict[str, Any], outcome: Outcome | None = None) -> Traffic:
     # One request per connection: the sample-ratio check assumes requests, not connections, pick the arm.
-    return Traffic(s.service_url(), s.name, models["holdout"], rate=80, burst=1)
+    return Traffic(s.service_url(), s.name, models["holdout"], rate=80, burst=1, outcome=outcome)
 
 
 def test_a_more_accurate_b_is_promoted_as_the_winner(
@@ -67,6 +69,33 @@ def test_a_more_accurate_b_is_promoted_as_the_winner(
                             "--kubeconfig", str(cluster.kubeconfig)], capture_output=True, text=True, check=True)
     assert "A/B test:    v2 (B) against the stable version (A)" in shown.stdout and "winner B" in shown.stdout
     assert "  B wins: B - A = +0." in shown.stdout, shown.stdout
+
+
+def test_b_earning_more_revenue_per_prediction_wins_on_the_outcome_goal_counted_by_a_s_older_pods_too(
+        cluster: ClusterHandle, namespace: str, operator: OperatorProcess, models: dict[str, Any],
+        model_store: str) -> None:
+    # Given version 1 (lr-biased, 80% accurate), started before any experiment: no outcome declared to its pods
+    s = Scenario(cluster, namespace, "abrevenue")
+    given_version_1(s, models["models"]["lr-biased"], model_store)
+    a_pods = {p.metadata.name for p in s.pods("1")}
+    with traffic(s, models, outcome=revenue_after) as sent:
+        # When version 2 (rf, 92%) is tried against it on the revenue clients post with their feedback
+        s.apply(ab_rollout(s, "2", models["models"]["rf"], model_store,
+                           goal={"type": "outcome", "outcome": "revenue"}))
+        final = s.wait_phase("Healthy", 240)
+    # Then B is declared the winner on mean revenue per prediction (+1.8 expected), reported as Cohen's d
+    assert final["stableVersion"] == "2" and final["history"][-1]["reason"] == "ABTestWinner", final["message"]
+    ab = final["abTest"]
+    assert ab["goal"] == "revenue" and ab["winner"] == "B" and ab["interval"][0] > 0, ab
+    assert 0.3 < ab["estimate"] < 3.5 and 0.0 < ab["effectSize"] < 0.6, ab
+    assert min(ab["arms"]["A"]["samples"], ab["arms"]["B"]["samples"]) >= 100, ab
+    assert "Cohen's d" in ab["message"] and not ab["srmBroken"], ab
+    # counted on A's pods that predate the experiment (declared through the mounted file, no restart)
+    assert {p.metadata.name for p in s.pods("1")} <= a_pods
+    assert all(c.restart_count == 0 for p in s.pods("1") for c in p.status.container_statuses)
+    assert sent.stats.by_version["1"].feedback_sent > 0 and sent.stats.by_version["2"].feedback_sent > 0
+    started = [m for _, reason, m in s.events() if reason == "ABTestStarted"]
+    assert started and "goal: the mean of outcome 'revenue'" in started[-1], started
 
 
 def test_an_a_a_experiment_ends_at_max_samples_with_no_significant_difference(

@@ -444,11 +444,21 @@ AB = {"abTest": {"weight": 50}}
 INVALID_AB_TEST = [
     ("an A/B weight of 0", make_rollout(strategy={"abTest": {"weight": 0}}), "spec.strategy.abTest.weight"),
     ("an A/B weight of 100", make_rollout(strategy={"abTest": {"weight": 100}}), "spec.strategy.abTest.weight"),
-    ("an A/B outcome goal", make_rollout(strategy={"abTest": {"goal": {"type": "outcome"}}}),
+    ("an A/B outcome goal naming no outcome", make_rollout(strategy={"abTest": {"goal": {"type": "outcome"}}}),
+     "spec.strategy.abTest.goal.outcome: required with type outcome"),
+    ("an A/B goal of another type", make_rollout(strategy={"abTest": {"goal": {"type": "clicks"}}}),
      "spec.strategy.abTest.goal.type"),
+    ("an A/B outcome name that is not a label value",
+     make_rollout(strategy={"abTest": {"goal": {"type": "outcome", "outcome": "Revenue ($)"}}}),
+     "spec.strategy.abTest.goal.outcome"),
+    ("an outcome named on an accuracy goal", make_rollout(strategy={"abTest": {"goal": {"outcome": "revenue"}}}),
+     "spec.strategy.abTest.goal: outcome and binary only go with type outcome"),
     ("an A/B alpha of 0.5", make_rollout(strategy={"abTest": {"goal": {"alpha": 0.5}}}),
      "spec.strategy.abTest.goal.alpha"),
-    ("an A/B minEffect of 1", make_rollout(strategy={"abTest": {"goal": {"minEffect": 1.0}}}),
+    ("an A/B accuracy minEffect of 1", make_rollout(strategy={"abTest": {"goal": {"minEffect": 1.0}}}),
+     "spec.strategy.abTest.goal.minEffect: a share with type accuracy"),
+    ("a negative A/B minEffect",
+     make_rollout(strategy={"abTest": {"goal": {"type": "outcome", "outcome": "revenue", "minEffect": -1}}}),
      "spec.strategy.abTest.goal.minEffect"),
     ("an A/B experiment without analysis", _no_analysis(make_rollout(strategy=AB)),
      "spec.analysis: required with spec.strategy.abTest"),
@@ -459,9 +469,9 @@ INVALID_AB_TEST = [
      "spec.strategy: set exactly one of canary, blueGreen or abTest"),
     ("an A/B accuracy goal on another server", make_rollout(strategy=AB, serving={
         "image": "mlserver:1.7.1", "metrics": {"preset": "mlserver"}}, analysis={"metrics": [ERROR_RATE]}),
-     "spec.strategy.abTest.goal: accuracy needs this project's model server"),
+     "spec.strategy.abTest.goal: accuracy and outcomes need this project's model server"),
     ("an A/B experiment on the Prometheus source", make_rollout(strategy=AB, analysis=_queries(
-        feedbackCorrect=COUNT, feedbackIncorrect=COUNT)), "spec.strategy.abTest.goal: accuracy needs"),
+        feedbackCorrect=COUNT, feedbackIncorrect=COUNT)), "spec.strategy.abTest.goal: accuracy and outcomes need"),
 ]
 
 

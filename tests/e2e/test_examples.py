@@ -35,7 +35,7 @@ pytestmark = pytest.mark.e2e
 EXAMPLES = ROOT / "examples"
 PUBLISH = EXAMPLES / "models" / "publish.py"
 ROLLOUTS = ("baseline.yaml", "canary.yaml", "bad-model.yaml", "blue-green.yaml", "prometheus-canary.yaml",
-            "validation-gate.yaml", "shadow.yaml", "ab-test.yaml", "drift-watch.yaml",
+            "validation-gate.yaml", "shadow.yaml", "ab-test.yaml", "ab-test-revenue.yaml", "drift-watch.yaml",
             "drift-retrain.yaml")
 # Other servers: their version 1 must be served the same way, so tests/e2e/test_mlserver.py and
 # test_kserve.py roll these out as written after such a version 1.

@@ -4,6 +4,7 @@ number, and counted once per (token, kind) - a token's label and each of its out
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,38 @@ def test_a_server_declaring_no_outcomes_refuses_every_outcome(
     answer = _fresh_post(alone, {"token": token, "outcome": {"revenue": 1}})
     assert answer.status_code == 422 and answer.json()["refused"] == {"0": "undeclared_outcome"}
     assert "modelserver_outcome_count{" not in alone.get("/metrics").text
+
+
+def test_outcome_names_written_into_the_mounted_configuration_are_counted_from_then_on_and_stay(
+        models: ExampleModels, start_server: Callable[..., RunningServer], tmp_path: Path) -> None:
+    # A stable pod started before any A/B experiment: MODELSERVER_OUTCOMES empty, the rollout's file mounted
+    config = tmp_path / "mirror.yaml"
+    config.write_text("percent: 0\n")
+    server = start_server(models.settings("lr.joblib", mirror_config_file=str(config)))
+    first, _ = _token(server)
+    assert _fresh_post(server, {"token": first, "outcome": {"revenue": 2}}).json()["refused"] == {
+        "0": "undeclared_outcome"}
+    # When the operator writes the experiment's outcome into the file (the kubelet swaps it in)
+    config.write_text("percent: 0\noutcomes: [revenue]\n")
+    _wait_for(lambda: "revenue" in _outcomes(server, "1"))
+    # Then the series shows at 0 and outcomes count, with no restart
+    assert _outcomes(server, "1") == {"revenue": OutcomeTotals()}
+    assert _fresh_post(server, {"token": first, "outcome": {"revenue": 2}}).status_code == 200
+    # And a later file without it (the experiment over) keeps it declared: clients posting it are not refused
+    config.write_text("percent: 0\n")
+    second, _ = _token(server)
+    # (the third read of the file: at start, with the outcome, without it)
+    _wait_for(lambda: 'modelserver_mirror_config_loads_total{model="lr",outcome="off",version="1"} 3.0'
+              in server.get("/metrics").text)
+    assert _fresh_post(server, {"token": second, "outcome": {"revenue": 3}}).status_code == 200
+    assert _outcomes(server, "1") == {"revenue": OutcomeTotals(2, 5, 13)}
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "not within 10 s"
+        time.sleep(0.1)
 
 
 @pytest.mark.parametrize("item", [

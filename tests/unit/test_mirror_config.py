@@ -44,6 +44,10 @@ Outcomes = tuple[float, float, float, float]  # sent, failed, dropped, pending
      MirrorConfig("http://10.0.0.7:8080/prefix", 0.5, "v2.1-rc_1")),
     ('{"percent": 0}', OFF),
     ('{"target": "http://cand:8080", "percent": 0, "version": "2"}', MirrorConfig("http://cand:8080", 0.0, "2")),
+    # An A/B experiment's outcome names, with mirroring off or on
+    ("percent: 0\noutcomes: [revenue, rating]\n", MirrorConfig("", 0.0, "", ("revenue", "rating"))),
+    ('{"target": "http://c", "percent": 5, "version": "2", "outcomes": ["revenue"]}',
+     MirrorConfig("http://c", 5.0, "2", ("revenue",))),
 ])
 def test_valid_configurations_parse(text: str, expected: MirrorConfig) -> None:
     assert parse_mirror_config(text) == expected
@@ -69,6 +73,11 @@ def test_valid_configurations_parse(text: str, expected: MirrorConfig) -> None:
     ('{"target": "http://cand", "percent": 10, "version": "two words"}', "version:"),
     ('{"target": "http://cand", "percent": 10, "version": "' + "v" * 64 + '"}', "version:"),
     ('{"target": "http://cand", "percent": 0, "version": ""}', "version:"),
+    ("percent: 0\noutcomes: revenue", "outcomes: must be a list"),
+    ("percent: 0\noutcomes: [Revenue]", "outcomes: 'Revenue' must match"),
+    ("percent: 0\noutcomes: [1]", "outcomes: 1 must match"),
+    ("percent: 0\noutcomes: [a, a]", "outcomes: a name appears twice"),
+    ("percent: 0\noutcomes: [" + ", ".join(f"o{i}" for i in range(17)) + "]", "outcomes: must be a list of at most 16"),
 ])
 def test_invalid_configurations_name_the_field(text: str, field: str) -> None:
     with pytest.raises(MirrorConfigError) as caught:

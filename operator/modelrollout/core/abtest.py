@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 
 from modelrollout.analysis.abtest import ABConfig, ABResult, ArmTotals, Winner, assess
 from modelrollout.analysis.types import VersionCounts
-from modelrollout.core.abspec import ABTestStrategy
+from modelrollout.core.abspec import OUTCOME, ABGoal, ABTestStrategy
 from modelrollout.core.change import Change, roll_back
 from modelrollout.core.observations import Observations, StrategyPlan, TrafficIntent
 from modelrollout.core.phases import Phase
@@ -81,7 +81,7 @@ def split_of(spec: RolloutSpec, router: TrafficRouter, st: RolloutStatus) -> flo
     """B's share of requests the router gives the experiment: the split the sample-ratio check expects
     (of the pods with the replicas router, exactly the weight with the gateway's).
 
-    >>> from modelrollout.core.abspec import ABTestStrategy
+    >>> from modelrollout.core.abspec import OUTCOME, ABGoal, ABTestStrategy
     >>> from modelrollout.core.routers import ROUTERS
     >>> from modelrollout.core.spec import ModelSpec, ServiceSpec
     >>> from modelrollout.core.status import ModelRecord
@@ -97,20 +97,33 @@ def split_of(spec: RolloutSpec, router: TrafficRouter, st: RolloutStatus) -> flo
 
 
 def config_for(strategy: ABTestStrategy, split: float) -> ABConfig:
-    """The statistics' settings: accuracy is a 0/1 outcome, tightest at maxSamples (fixed before the data)."""
+    """The statistics' settings: tightest at maxSamples (fixed before the data); accuracy is a 0/1 outcome."""
     return ABConfig(alpha=strategy.goal.alpha, min_effect=strategy.goal.min_effect,
                     min_samples=strategy.min_samples_per_arm, planned_samples=strategy.max_samples,
-                    split=split, binary=True)
+                    split=split, binary=strategy.goal.is_binary)
 
 
-def arm_increment(counts: VersionCounts | None) -> ArmTotals:
-    """One tick's accuracy totals of an arm: n = judged predictions, total = squares = correct ones (0/1).
+ACCURACY_GOAL = ABGoal()
+
+
+def arm_increment(counts: VersionCounts | None, goal: ABGoal = ACCURACY_GOAL) -> ArmTotals | None:
+    """One tick's goal totals of an arm, or None when its pods do not count the goal's outcome at all.
+
+    Accuracy: n = judged predictions, total = squares = correct ones (0/1). An outcome: the tick's increments
+    of its count, sum and sum of squares, over every pod (counted under the predicting version).
 
     >>> arm_increment(VersionCounts(feedback_correct=9, feedback_incorrect=1))
     ArmTotals(n=10.0, total=9.0, squares=9.0)
+    >>> revenue = ABGoal(type="outcome", outcome="revenue")
+    >>> arm_increment(VersionCounts(outcomes={"revenue": ArmTotals(2, 15.0, 125.0)}), revenue)
+    ArmTotals(n=2, total=15.0, squares=125.0)
+    >>> arm_increment(VersionCounts(), revenue) is None
+    True
     """
     if counts is None:
         return ArmTotals()
+    if goal.type == OUTCOME:
+        return counts.outcomes.get(goal.outcome)
     correct = float(max(counts.feedback_correct, 0.0))
     return ArmTotals(correct + float(max(counts.feedback_incorrect, 0.0)), correct, correct)
 
@@ -123,9 +136,10 @@ def _experiment(change: Change, spec: RolloutSpec, strategy: ABTestStrategy, obs
     st.desired_weight = strategy.weight  # what `kubectl get` shows beside the measured share
     pods = router.pods(spec, traffic(spec, st))
     wanted = pods.get(version, 0)
-    if st.ab_test is None or st.ab_test.version != version or (
+    goal = goal_name(strategy)
+    if st.ab_test is None or st.ab_test.version != version or st.ab_test.goal != goal or (
             st.step_started_at is not None and st.ab_test.started_at < st.step_started_at):  # a retry starts anew
-        st.ab_test = ABTestStatus(version=version, started_at=change.now, split=split_of(spec, router, st))
+        st.ab_test = ABTestStatus(version=version, started_at=change.now, split=split_of(spec, router, st), goal=goal)
     if not obs.is_version_ready(version, wanted) and st.analysis.next_tick_at is None:
         _wait_for_b(change, spec, obs, version, wanted)
         return
@@ -137,7 +151,7 @@ def _experiment(change: Change, spec: RolloutSpec, strategy: ABTestStrategy, obs
         st.ab_test.started_at = change.now  # the experiment's clock starts once both arms serve
         change.note("ABTestStarted", f"A/B experiment: version {version} (B) on {wanted} pod(s), "
                     f"{100 * st.ab_test.split:.0f}% of them, beside stable version {st.stable_version} (A); "
-                    f"goal: {strategy.goal.type}")
+                    f"goal: {_goal_text(strategy)}")
     if _is_new_tick(change, obs):
         _look(change, strategy, obs)
     if st.phase == Phase.PROGRESSING:
@@ -180,8 +194,12 @@ def _look(change: Change, strategy: ABTestStrategy, obs: Observations) -> None:
     assert run is not None and obs.analysis is not None and obs.analysis.tick is not None
     tick = obs.analysis.tick
     if tick.stable is not None and tick.canary is not None:
-        run.a = _plus(run.a, arm_increment(tick.stable))
-        run.b = _plus(run.b, arm_increment(tick.canary))
+        a, b = arm_increment(tick.stable, strategy.goal), arm_increment(tick.canary, strategy.goal)
+        if a is None or b is None:  # missing data is no sample: the arms stay as they were, and we say why
+            change.note("ABTestOutcomeMissing", _missing_outcome(strategy, run.version, a is None, b is None),
+                        warning=True)
+        else:
+            run.a, run.b = _plus(run.a, a), _plus(run.b, b)
     result = assess(run.a, run.b, config_for(strategy, run.split))
     run.looks += 1
     run.winner = result.winner.value
@@ -191,6 +209,23 @@ def _look(change: Change, strategy: ABTestStrategy, obs: Observations) -> None:
     run.share_b = _finite(result.share_b)
     run.srm_broken = result.srm_broken
     run.message = result.describe(config_for(strategy, run.split))
+
+
+def goal_name(strategy: ABTestStrategy) -> str:
+    """What the arms' totals are of: `accuracy`, or the outcome's name (`revenue`)."""
+    return strategy.goal.outcome if strategy.goal.type == OUTCOME else strategy.goal.type
+
+
+def _goal_text(strategy: ABTestStrategy) -> str:
+    goal = strategy.goal
+    return f"the mean of outcome '{goal.outcome}'" if goal.type == OUTCOME else goal.type
+
+
+def _missing_outcome(strategy: ABTestStrategy, version: str, a: bool, b: bool) -> str:
+    arms = " and ".join(arm for arm, missing in (("A", a), ("B", b)) if missing)
+    return (f"A/B experiment on version {version}: the pods of {arms} expose no '{strategy.goal.outcome}' outcome "
+            "series (their server does not count it: not this project's model server, or the rollout's mounted "
+            "configuration not read yet); this look adds no sample")
 
 
 def _decide(change: Change, strategy: ABTestStrategy) -> None:

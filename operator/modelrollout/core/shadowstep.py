@@ -69,9 +69,11 @@ def traffic(spec: RolloutSpec, st: RolloutStatus) -> ShadowTraffic | None:
 
 
 def mirror_intent(spec: RolloutSpec, obs: Observations, shadow: ShadowTraffic | None) -> MirrorIntent | None:
-    """The mirror ConfigMap's data when it must change: the shadow's percentage while mirroring, 0 otherwise.
-    Only for rollouts with a shadow step, or whose ConfigMap exists (a spec that dropped its shadow step
-    still turns copies off). None: nothing to write.
+    """The mirror ConfigMap's data when it must change: the shadow's percentage while mirroring, 0 otherwise,
+    and the numeric outcomes an A/B experiment's goal needs counted (the file is the only way to tell pods
+    that predate the experiment: a pod template never changes). Only for rollouts with a shadow step or an
+    outcome goal, or whose ConfigMap exists (a spec that dropped its shadow step still turns copies off).
+    None: nothing to write.
 
     >>> from modelrollout.core.spec import CanaryStrategy, ModelSpec, ServiceSpec
     >>> spec = RolloutSpec(ModelSpec("m", "2", "u"), ServiceSpec("iris"), CanaryStrategy(()))
@@ -86,14 +88,23 @@ def mirror_intent(spec: RolloutSpec, obs: Observations, shadow: ShadowTraffic | 
     {'mirror.yaml': 'percent: 0\\n'}
     >>> mirror_intent(spec, Observations("r", 1, mirror={"mirror.yaml": "percent: 0\\n"}), None) is None
     True
+    >>> from dataclasses import replace
+    >>> from modelrollout.core.abspec import parse_ab_test
+    >>> ab = replace(spec, strategy=parse_ab_test({"goal": {"type": "outcome", "outcome": "revenue"}}))
+    >>> mirror_intent(ab, Observations("r", 1), None).data
+    {'mirror.yaml': 'percent: 0\\noutcomes: [revenue]\\n'}
     """
-    if not spec.strategy.has_shadow and obs.mirror is None and shadow is None:
+    outcomes = spec.strategy.outcome_names
+    if not spec.strategy.has_shadow and not outcomes and obs.mirror is None and shadow is None:
         return None
     if shadow is None or shadow.mirror_percent == 0:
-        data = {MIRROR_CONFIG_KEY: "percent: 0\n"}
+        text = "percent: 0\n"
     else:
-        data = {MIRROR_CONFIG_KEY: f"target: {mirror_target(spec, obs.namespace)}\npercent: {shadow.mirror_percent}"
-                                   f'\nversion: "{shadow.version}"\n'}
+        text = (f"target: {mirror_target(spec, obs.namespace)}\npercent: {shadow.mirror_percent}"
+                f'\nversion: "{shadow.version}"\n')
+    if outcomes:
+        text += f"outcomes: [{', '.join(outcomes)}]\n"
+    data = {MIRROR_CONFIG_KEY: text}
     return None if obs.mirror is not None and dict(obs.mirror) == data else MirrorIntent(data)
 
 

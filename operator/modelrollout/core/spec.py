@@ -85,6 +85,7 @@ class CanaryStrategy:
     # None scales them by it (at least one), a number keeps at least that many while a canary runs.
     canary_replicas: int | None = None
     header_route: HeaderMatch | None = None  # requests with it go to the canary at every step
+    outcome_names: tuple[str, ...] = ()  # numeric outcomes its pods must count: none (an A/B goal's only)
 
     @property
     def has_shadow(self) -> bool:
@@ -118,6 +119,7 @@ class BlueGreenStrategy:
     auto_promotion_seconds: float | None = None  # None: Paused until `kubectl modelrollout promote`
     scale_down_delay_seconds: float = 30.0
     has_shadow = False  # no shadow stage in a blue-green rollout
+    outcome_names: tuple[str, ...] = ()  # numeric outcomes its pods must count: none (an A/B goal's only)
 
     def shadow_at(self, index: int) -> ShadowStep | None:
         return None
@@ -333,8 +335,9 @@ def check_ab_test_fits(serving: ServingSpec, analysis: AnalysisConfig | None) ->
         raise ValueError("spec.analysis: required with spec.strategy.abTest (its guard-rails; its scrape counts "
                          "the arms)")
     if not serving.metrics.is_own_server or analysis.prometheus is not None:
-        raise ValueError("spec.strategy.abTest.goal: accuracy needs this project's model server (spec.serving.metrics "
-                         "preset modelserver, no explicit names), scraped from its pods (spec.analysis.source pods)")
+        raise ValueError("spec.strategy.abTest.goal: accuracy and outcomes need this project's model server "
+                         "(spec.serving.metrics preset modelserver, no explicit names), scraped from its pods "
+                         "(spec.analysis.source pods)")
 
 
 def _check_rising(steps: tuple[CanaryStep, ...]) -> None:

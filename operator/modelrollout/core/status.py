@@ -269,6 +269,7 @@ class ABTestStatus:
     version: str
     started_at: datetime
     split: float  # B's share of requests the router gives it: what the sample-ratio check expects
+    goal: str = "accuracy"  # what the arms' totals are of: accuracy or the outcome's name
     a: ArmTotals = field(default_factory=ArmTotals)
     b: ArmTotals = field(default_factory=ArmTotals)
     looks: int = 0
@@ -283,7 +284,7 @@ class ABTestStatus:
     def to_dict(self) -> dict[str, Any]:
         return _drop_none({
             "version": self.version, "startedAt": format_time(self.started_at), "split": self.split,
-            "arms": {"A": _arm_to_dict(self.a), "B": _arm_to_dict(self.b)}, "looks": self.looks,
+            "goal": self.goal, "arms": {"A": _arm_to_dict(self.a), "B": _arm_to_dict(self.b)}, "looks": self.looks,
             "winner": self.winner, "estimate": self.estimate, "interval": self.interval,
             "effectSize": self.effect_size, "shareB": self.share_b, "srmBroken": self.srm_broken,
             "message": self.message,
@@ -296,7 +297,7 @@ class ABTestStatus:
         started = parse_time(d.get("startedAt"))
         assert started is not None
         arms = d.get("arms") or {}
-        return cls(version=d["version"], started_at=started, split=float(d["split"]),
+        return cls(version=d["version"], started_at=started, split=float(d["split"]), goal=d.get("goal", "accuracy"),
                    a=_arm_from_dict(arms.get("A")), b=_arm_from_dict(arms.get("B")), looks=d.get("looks", 0),
                    winner=d.get("winner", "none"), estimate=d.get("estimate"), interval=d.get("interval"),
                    effect_size=d.get("effectSize"), share_b=d.get("shareB"), srm_broken=d.get("srmBroken", False),

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from modelrollout import cli
-from modelrollout.analysis.types import Tick, Verdict, VersionCounts
+from modelrollout.analysis.types import ArmTotals, Tick, Verdict, VersionCounts
 from modelrollout.core import abspec, abtest
 from modelrollout.core.phases import Phase
 from modelrollout.core.spec import RolloutSpec
@@ -145,6 +145,61 @@ def test_a_tick_missing_an_arm_adds_nothing_to_either() -> None:
     assert run.status.ab_test.looks == 2
 
 
+REVENUE = {"goal": {"type": "outcome", "outcome": "revenue"}, "maxDuration": "10h"}
+
+
+def revenue(n: float, mean: float, sd: float) -> VersionCounts:
+    """A tick's revenue totals of an arm: n outcomes of this mean and standard deviation."""
+    return VersionCounts(requests=n, outcomes={"revenue": ArmTotals(n, n * mean, n * (sd * sd + mean * mean))})
+
+
+def test_the_outcome_name_pattern_is_the_server_s_and_the_crd_s() -> None:
+    from modelserver.contract import OUTCOME_NAME_PATTERN
+    from tests.unit.core.test_docs import crd_schema
+    goal = crd_schema()["properties"]["spec"]["properties"]["strategy"]["properties"]["abTest"]["properties"]["goal"]
+    assert abspec.OUTCOME_NAME_PATTERN == OUTCOME_NAME_PATTERN == goal["properties"]["outcome"]["pattern"]
+
+
+def test_an_outcome_goal_declares_its_name_to_every_pod_from_the_first_tick() -> None:
+    run = run_from_healthy(ab_spec(REVENUE))
+    decision = run.tick()
+    assert decision.mirror is not None
+    assert decision.mirror.data == {"mirror.yaml": "percent: 0\noutcomes: [revenue]\n"}
+
+
+def test_b_with_more_revenue_per_prediction_wins_reported_as_cohen_s_d() -> None:
+    run = experimenting(ab_spec(REVENUE))
+    for _ in range(40):
+        look(run, a=revenue(200, 10.0, 5.0), b=revenue(200, 11.5, 5.0))
+        if run.phase != Phase.PROGRESSING:
+            break
+    assert run.phase in (Phase.PROMOTING, Phase.HEALTHY), run.status.message
+    ab = run.status.ab_test
+    assert ab is not None and ab.winner == "B" and ab.estimate is not None and abs(ab.estimate - 1.5) < 1e-9
+    assert ab.effect_size is not None and abs(ab.effect_size - 1.5 / 5.0) < 0.01, "Cohen's d: 1.5 / 5"
+    assert "Cohen's d +0.3" in ab.message
+    run.tick(after=1)
+    assert run.phase == Phase.HEALTHY and run.status.history[-1].reason == "ABTestWinner"
+    started = [e.message for d in run.decisions for e in d.events if e.reason == "ABTestStarted"]
+    assert started and "goal: the mean of outcome 'revenue'" in started[0]
+
+
+def test_a_binary_outcome_reports_the_difference_in_proportions() -> None:
+    run = experimenting(ab_spec({**REVENUE, "goal": {**REVENUE["goal"], "binary": True}}))
+    look(run, a=revenue(400, 0.10, 0.3), b=revenue(400, 0.12, 0.3))
+    ab = run.status.ab_test
+    assert ab is not None and "difference in proportions +0.02" in ab.message, ab.message
+
+
+def test_arms_whose_pods_do_not_count_the_outcome_add_no_sample_and_say_why() -> None:
+    run = experimenting(ab_spec(REVENUE))
+    look(run, a=VersionCounts(requests=200), b=revenue(200, 11.5, 5.0))
+    ab = run.status.ab_test
+    assert ab is not None and (ab.a.n, ab.b.n) == (0, 0) and ab.winner == "none"
+    warned = [e for e in run.decisions[-1].events if e.reason == "ABTestOutcomeMissing"]
+    assert warned and warned[0].type == "Warning" and "the pods of A expose no 'revenue'" in warned[0].message
+
+
 def test_the_experiment_survives_a_status_round_trip() -> None:
     run = experimenting(ab_spec())
     look(run, a=judged(150, 200), b=judged(160, 200))
@@ -163,12 +218,17 @@ def test_promote_ends_the_experiment_in_b_s_favour() -> None:
 @pytest.mark.parametrize(("ab", "extra", "message"), [
     ({"weight": 0}, {}, "spec.strategy.abTest.weight: 0 is outside [1, 99]"),
     ({"weight": 100}, {}, "spec.strategy.abTest.weight: 100 is outside [1, 99]"),
-    ({"goal": {"type": "outcome"}}, {}, "spec.strategy.abTest.goal.type: 'outcome' is not supported"),
+    ({"goal": {"type": "outcome"}}, {}, "spec.strategy.abTest.goal.outcome: required with type outcome"),
+    ({"goal": {"type": "clicks"}}, {}, "spec.strategy.abTest.goal.type: 'clicks' must be accuracy or outcome"),
+    ({"goal": {"type": "outcome", "outcome": "Revenue"}}, {}, "spec.strategy.abTest.goal.outcome: 'Revenue' must"),
+    ({"goal": {"type": "outcome", "outcome": "revenue", "binary": "yes"}}, {}, "spec.strategy.abTest.goal.binary"),
+    ({"goal": {"outcome": "revenue"}}, {}, "spec.strategy.abTest.goal: outcome and binary only go with type outcome"),
+    ({"goal": {"minEffect": 1.0}}, {}, "spec.strategy.abTest.goal.minEffect: 1.0 must be in [0, 1)"),
     ({"goal": {"alpha": 0.5}}, {}, "spec.strategy.abTest.goal.alpha: 0.5 must be in (0, 0.5)"),
     ({"goal": {"minEffect": -0.1}}, {}, "spec.strategy.abTest.goal.minEffect"),
     ({}, {"analysis": None}, "spec.analysis: required with spec.strategy.abTest"),
     ({}, {"trafficRouting": {"service": {}}}, "spec.trafficRouting.service: needs spec.strategy.blueGreen"),
-    ({}, {"serving": {"metrics": {"preset": "mlserver"}}}, "spec.strategy.abTest.goal: accuracy needs this project's"),
+    ({}, {"serving": {"metrics": {"preset": "mlserver"}}}, "spec.strategy.abTest.goal: accuracy and outcomes need"),
 ])
 def test_invalid_ab_specs_name_the_field(ab: dict[str, Any], extra: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
