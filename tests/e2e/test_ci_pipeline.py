@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from localcluster.binaries import bin_dir
+from localcluster.testing import wait_until
 from tests.conftest import ROOT, ClusterHandle
 from tests.e2e.rollouts import OperatorProcess, Scenario
 
@@ -139,6 +140,15 @@ def test_a_better_model_passes_the_check_and_is_promoted_by_the_push_pipeline(
     published = (tmp_path / "out" / "candidate" / "published.env").read_text()
     rollout = Scenario(pipeline.cluster, pipeline.namespace, NAME).get()["spec"]["model"]
     assert f"MODEL_DIGEST={rollout['digest']}" in published and rollout["uri"].endswith("/fraud/2/model.skops")
+    # And the drift reference was published beside the model with its digest: the new version is watched
+    assert f"DRIFT_REFERENCE_DIGEST={rollout['driftReferenceDigest']}" in published
+
+    def watched() -> dict[str, Any] | None:
+        versions = (Scenario(pipeline.cluster, pipeline.namespace, NAME).status().get("drift") or {}).get("versions")
+        return next((v for v in versions or () if v["version"] == "2"), None)
+
+    drift = wait_until(watched, 90, "the drift watch to look at version 2", interval=1)
+    assert drift["state"] != "NotAvailable", drift
 
 
 @pytest.mark.timeout(900)

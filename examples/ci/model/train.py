@@ -6,7 +6,9 @@ Trains one classifier on the team's data (here make_classification(2000, 20, ran
 for a warehouse export) with the estimator and hyperparameters of params.yaml, and writes into --out:
 
   model.skops     the model (skops: no code runs when it is loaded, so no allowPickle)
-  model.json      {"file", "format", "digest", "accuracy"}: the digest is what the cluster verifies
+  model.json      {"file", "format", "digest", "accuracy", "drift_reference"}: the digests the cluster verifies
+  model.drift.json  the training inputs' reference for drift watching (per-feature quantile bins and counts,
+                  modelserver.driftref), beside the model, where the server looks for it
   holdout.csv     the held-out quarter (columns f0..f19, label), for `modelrollout validate`
   holdout.json    the same rows as {"X": [...], "y": [...]}, for the staging traffic generator
 
@@ -31,6 +33,8 @@ from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
+
+from modelserver import driftref
 
 SEED = 42
 ESTIMATORS: dict[str, Any] = {"logisticRegression": LogisticRegression, "randomForest": RandomForestClassifier}
@@ -64,6 +68,10 @@ def write_holdout(out: Path, x: np.ndarray, y: np.ndarray) -> None:
     (out / "holdout.json").write_text(json.dumps({"X": x.tolist(), "y": [int(v) for v in y]}))
 
 
+def _digest(path: Path) -> str:
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def train(params: dict[str, Any], out: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     x, y = make_classification(n_samples=2000, n_features=20, random_state=SEED)
@@ -71,9 +79,12 @@ def train(params: dict[str, Any], out: Path) -> dict[str, Any]:
     model = make_estimator(params).fit(x_train, noisy(y_train, float(params.get("labelNoise", 0.0))))
     path = out / "model.skops"
     skops.io.dump(model, path)
+    reference = out / "model.drift.json"  # <model file stem>.drift.json: the server finds it beside the model
+    reference.write_text(driftref.build(x_train, [f"f{i}" for i in range(x.shape[1])]).to_json() + "\n")
     write_holdout(out, x_test, y_test)
-    entry = {"file": path.name, "format": "skops", "digest": "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest(),
-             "accuracy": float((model.predict(x_test) == y_test).mean())}
+    entry = {"file": path.name, "format": "skops", "digest": _digest(path),
+             "accuracy": float((model.predict(x_test) == y_test).mean()),
+             "drift_reference": {"file": reference.name, "digest": _digest(reference)}}
     (out / "model.json").write_text(json.dumps(entry, indent=2) + "\n")
     return entry
 

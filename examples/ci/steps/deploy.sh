@@ -8,7 +8,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=/dev/null
 source "$1/published.env"
-export MODEL_NAME=${MODEL_NAME:-fraud} MODEL_VERSION MODEL_URI MODEL_DIGEST
+export MODEL_NAME=${MODEL_NAME:-fraud} MODEL_VERSION MODEL_URI MODEL_DIGEST DRIFT_REFERENCE_DIGEST
 # shellcheck disable=SC2016 # the names envsubst may replace, unexpanded on purpose
-envsubst '${MODEL_NAME} ${MODEL_VERSION} ${MODEL_URI} ${MODEL_DIGEST}' < "${here}/deploy/rollout.yaml" \
+envsubst '${MODEL_NAME} ${MODEL_VERSION} ${MODEL_URI} ${MODEL_DIGEST} ${DRIFT_REFERENCE_DIGEST}' \
+  < "${here}/deploy/rollout.yaml" \
   | kubectl -n "${NAMESPACE:-ml}" apply -f -

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Publish one trained model (the folder train.sh wrote) as MODEL_NAME/VERSION in the model store:
-# model.skops, model.json and the holdout rows are uploaded with their sha256 (the store refuses a body
+# model.skops, its drift reference (model.drift.json), model.json and the holdout rows are uploaded with their sha256 (the store refuses a body
 # that does not match and never overwrites a published version), then read back and checked again.
-# Writes MODEL_DIR/published.env (MODEL_VERSION, MODEL_URI, MODEL_DIGEST, HOLDOUT_URI) for deploy.sh.
+# Writes MODEL_DIR/published.env (MODEL_VERSION, MODEL_URI, MODEL_DIGEST, DRIFT_REFERENCE_DIGEST, HOLDOUT_URI)
+# for deploy.sh.
 #   STORE_TOKEN=... STORE_UPLOAD_URL=http://127.0.0.1:18080 examples/ci/steps/publish.sh MODEL_DIR VERSION
 # STORE_UPLOAD_URL is how this machine reaches the store; STORE_URL (default http://model-store) is how
 # the serving pods do, and goes into the ModelRollout.
@@ -29,11 +30,17 @@ put() {  # put FILE: upload it, then fetch it back and compare
 sha=$(put "${dir}/model.skops")
 recorded=$("${PYTHON:-python3}" -c 'import json,sys; print(json.load(open(sys.argv[1]))["digest"])' "${dir}/model.json")
 [[ "sha256:${sha}" == "${recorded}" ]] || { echo "publish: model.skops is not the file model.json describes" >&2; exit 1; }
+reference=$(put "${dir}/model.drift.json")
+recorded=$("${PYTHON:-python3}" -c 'import json,sys; print(json.load(open(sys.argv[1]))["drift_reference"]["digest"])' \
+  "${dir}/model.json")
+[[ "sha256:${reference}" == "${recorded}" ]] \
+  || { echo "publish: model.drift.json is not the reference model.json describes" >&2; exit 1; }
 for file in model.json holdout.csv holdout.json; do put "${dir}/${file}" >/dev/null; done
 {
   printf 'MODEL_VERSION=%q\n' "${version}"
   printf 'MODEL_URI=%q\n' "${served}/${name}/${version}/model.skops"
   printf 'MODEL_DIGEST=%q\n' "sha256:${sha}"
+  printf 'DRIFT_REFERENCE_DIGEST=%q\n' "sha256:${reference}"
   printf 'HOLDOUT_URI=%q\n' "${served}/${name}/${version}/holdout.json"
 } > "${dir}/published.env"
 echo "published ${name} version ${version}: ${served}/${name}/${version}/model.skops sha256:${sha}"
