@@ -1,7 +1,9 @@
 """kopf handlers: thin translations between kopf and reconcile.tick.
 
-One timer per ModelRollout (every second) is the only writer of progress; it reconciles only
-when the decided wake-up time has come, the spec changed, or a manual command waits.
+The watch of ModelRollouts (an event handler) hands each rollout's latest body to one TickScheduler
+(scheduler.py), which is the only writer of progress: it ticks a rollout when its decided wake-up time has
+come, its spec changed, or a manual command waits, and costs nothing for a rollout in between (a kopf timer per
+rollout woke every second whether or not it was due).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from modelrollout import blocking, opmetrics
 from modelrollout.core.phases import Event
 from modelrollout.kube import GROUP, PLURAL, VERSION, KubeAdapter, OwnershipConflictError, PermissionDeniedError
 from modelrollout.notify import Notifier
-from modelrollout.reconcile import Context, is_due, tick
+from modelrollout.reconcile import Context, has_pending_change, is_due, tick
+from modelrollout.scheduler import Retry, TickScheduler
 from modelrollout.sources import all_sources
 
 log = logging.getLogger(__name__)
@@ -35,12 +38,16 @@ API_WORKERS = 32  # blocking Kubernetes calls in flight at once (a tick makes ab
 
 
 class _QuietTimerSuccess(logging.Filter):
-    """kopf logs every successful handler run at INFO. For the reconcile timer that is a line per rollout
-    per second that says nothing (1,000 lines a second at 1,000 rollouts, a sixth of a settled
-    operator's CPU in make bench-operator); its failures and the rollouts' events are still logged."""
+    """kopf logs every successful handler run at INFO. For the watch handler that is a line per rollout
+    event that says nothing (it was a line per rollout per second for the timer this replaced, a sixth of a
+    settled operator's CPU at 1,000 rollouts in make bench-operator); failures and the rollouts' events are
+    still logged."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.msg != "Timer 'reconcile' succeeded."
+        return record.msg not in QUIET_LINES
+
+
+QUIET_LINES = frozenset({"Handler 'watch' succeeded.", "Timer 'reconcile' succeeded."})
 
 
 _QUIET_TIMER = _QuietTimerSuccess()  # one instance: addFilter() on a restart keeps a single copy
@@ -70,6 +77,21 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.ctx = Context(kube=kube, source=all_sources(), notifier=Notifier(
         lambda ns, ref: blocking.run(kube.secret_value, ns, ref.name, ref.key)))
     memo.lag_watch = asyncio.get_running_loop().create_task(blocking.watch_loop_lag())  # held: not collected
+    memo.loggers = {}  # the watch's per-rollout logger (kopf's, which also posts warnings as Events), by uid
+    memo.scheduler = TickScheduler(
+        run_tick=lambda uid, body: reconcile_once(memo.ctx, body, memo.loggers.get(uid) or log),
+        is_due=lambda body: is_due(memo.ctx, body, dt.datetime.now(dt.UTC)), has_change=has_pending_change,
+        spacing=TICK_SECONDS)
+    memo.scheduler_task = asyncio.get_running_loop().create_task(memo.scheduler.run(), name="tick-scheduler")
+
+
+@kopf.on.cleanup(id="stop-scheduler")
+async def stop_scheduler(memo: kopf.Memo, **_: Any) -> None:
+    task = getattr(memo, "scheduler_task", None)
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def _api_client() -> kubernetes.client.ApiClient:
@@ -88,16 +110,36 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return kopf.login_via_client(**kwargs)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, id="reconcile", interval=TICK_SECONDS, initial_delay=0.0)
-async def reconcile_timer(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    ctx: Context = memo.ctx
-    now = dt.datetime.now(dt.UTC)
-    # is_due only reads, so the tick's own copy is made only for a tick that runs: this timer fires for
-    # every rollout every second, nearly always not due, and the copy of a body with its analysis state
-    # was a fifth of the operator's CPU with 50 rollouts in canary (make bench-operator).
-    if not is_due(ctx, dict(body), now):
+@kopf.on.event(GROUP, VERSION, PLURAL, id="watch")
+def watch(event: kopf.RawEvent, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """Every event of every ModelRollout (the listing at start included): the scheduler keeps the latest body
+    and ticks the rollout at once if this change makes it due. Nothing blocks here: kopf's watch waits."""
+    obj = event["object"]
+    uid = obj["metadata"]["uid"]
+    if event["type"] == "DELETED":
+        memo.scheduler.forget(uid)
+        memo.loggers.pop(uid, None)
         return
-    raw = copy.deepcopy(dict(body))
+    memo.loggers[uid] = logger
+    memo.scheduler.observe(uid, obj)
+
+
+async def reconcile_once(ctx: Context, body: dict[str, Any], logger: logging.Logger | kopf.Logger) -> float | None:
+    """One tick of one rollout if it is due; the monotonic time it should tick next (None: at its next change).
+    A failure worth retrying raises Retry with the delay, after showing it where users look."""
+    now = dt.datetime.now(dt.UTC)
+    # is_due only reads, so the tick's own copy is made only for a tick that runs (the copy of a body with its
+    # analysis state was a fifth of the operator's CPU with 50 rollouts in canary, make bench-operator).
+    if is_due(ctx, body, now):
+        raw = copy.deepcopy(body)
+        await _tick(ctx, raw, now, logger)
+    wake = ctx.next_tick.get(body["metadata"]["uid"])
+    if wake is None or body["metadata"].get("deletionTimestamp"):
+        return None
+    return time.monotonic() + max(0.0, (wake - dt.datetime.now(dt.UTC)).total_seconds())
+
+
+async def _tick(ctx: Context, raw: dict[str, Any], now: dt.datetime, logger: logging.Logger | kopf.Logger) -> None:
     started = time.monotonic()
     try:
         decision = await tick(ctx, raw, now)
@@ -105,20 +147,20 @@ async def reconcile_timer(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger,
         opmetrics.RECONCILE_ERRORS.labels("Forbidden").inc()
         logger.error("%s", exc)
         await _report_problem(ctx, raw, "PermissionDenied", str(exc))
-        raise kopf.TemporaryError(str(exc), delay=10) from None
+        raise Retry(10) from None
     except OwnershipConflictError as exc:
         opmetrics.RECONCILE_ERRORS.labels("Conflict").inc()
         logger.error("%s", exc)
         await _report_problem(ctx, raw, "Conflict", str(exc))
-        raise kopf.TemporaryError(str(exc), delay=10) from None
+        raise Retry(10) from None
     except kubernetes.client.ApiException as exc:
         opmetrics.RECONCILE_ERRORS.labels("ApiError").inc()
         if exc.status == 409:  # someone wrote meanwhile: the next tick sees the new state
-            return
+            raise Retry(TICK_SECONDS) from None
         message = f"API error {exc.status} {exc.reason}: {_api_message(exc)}"
         logger.error("%s", message)
         await _report_problem(ctx, raw, "ApiError", message)
-        raise kopf.TemporaryError(message, delay=2) from None
+        raise Retry(2) from None
     finally:
         opmetrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
     ctx.reported.pop(raw["metadata"]["uid"], None)
@@ -165,6 +207,7 @@ async def release_services(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger
 def forget(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
     """Drop in-memory state; the Deployments and owned Services go by garbage collection."""
     ctx: Context = memo.ctx
+    memo.scheduler.forget(meta["uid"])
     ctx.next_tick.pop(meta["uid"], None)
     ctx.reported.pop(meta["uid"], None)
     ctx.kube.forget(meta["uid"])

@@ -272,16 +272,23 @@ async def _write_status(ctx: Context, body: dict[str, Any], status: RolloutStatu
 
 
 def is_due(ctx: Context, body: dict[str, Any], now: datetime) -> bool:
-    """Whether this timer tick should reconcile: the decided wake-up time came, spec changed, or a
-    manual command waits. (Memory only: after a restart every rollout is looked at at once.) Never
+    """Whether this rollout should reconcile now: the decided wake-up time came, or a change waits
+    (has_pending_change). (Memory only: after a restart every rollout is looked at at once.) Never
     once the rollout is being deleted: a tick then could adopt a Service again after it was released."""
-    meta, status = body["metadata"], body.get("status") or {}
+    meta = body["metadata"]
     if meta.get("deletionTimestamp"):
         return False
     wake = ctx.next_tick.get(meta["uid"])
-    annotations = meta.get("annotations") or {}
-    command_id = annotations.get(COMMAND_ID_ANNOTATION)
-    return (wake is None or now >= wake or status.get("observedGeneration") != meta.get("generation")
+    return wake is None or now >= wake or has_pending_change(body)
+
+
+def has_pending_change(body: dict[str, Any]) -> bool:
+    """A spec the status has not caught up with, or a manual command not yet carried out."""
+    meta, status = body["metadata"], body.get("status") or {}
+    if meta.get("deletionTimestamp"):
+        return False
+    command_id = (meta.get("annotations") or {}).get(COMMAND_ID_ANNOTATION)
+    return (status.get("observedGeneration") != meta.get("generation")
             or (command_id is not None and command_id != status.get("lastCommandId")))
 
 
