@@ -188,6 +188,8 @@ async def measured_inference(request: web.Request, protocol: Protocol, decode: D
     headers = {**(headers or {}), MODEL_VERSION_HEADER: plane.settings.model_version}
     response = _closing(json_response(payload, status, headers) if not binary else
                         _binary_response(payload, binary, headers))
+    if status == 200:
+        _stick(request, response, request.app[MIRROR].config, plane.settings.model_version)
     if status == CLIENT_CLOSED_REQUEST:
         plane.metrics.count_client_disconnect(protocol)
     else:
@@ -198,6 +200,15 @@ async def measured_inference(request: web.Request, protocol: Protocol, decode: D
         if config is not None:
             await _mirror_after_answering(request, response, mirror, config, protocol, headers)
     return response
+
+
+def _stick(request: web.Request, response: web.StreamResponse, config: MirrorConfig, version: str) -> None:
+    """An A/B experiment's sticky split: a user not yet on this version's arm is put on it by a cookie naming
+    it (the gateway's rules route by it). Answers only: a refused request assigns no arm."""
+    if config.sticky_cookie and request.cookies.get(config.sticky_cookie) != version \
+            and SHADOW_OF_VERSION_HEADER not in request.headers:
+        response.set_cookie(config.sticky_cookie, version, max_age=config.sticky_max_age, path="/", httponly=True,
+                            samesite="Lax")
 
 
 async def _mirror_after_answering(request: web.Request, response: web.Response, mirror: Mirror,

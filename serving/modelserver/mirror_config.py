@@ -11,12 +11,13 @@ which catches that swap as well as an in-place rewrite. JSON or YAML (JSON is YA
     percent: 25                                  # of answered requests, 0..100; 0 = off
     version: "2"                                 # the candidate's version
     outcomes: [revenue]                          # numeric outcome names to count (an A/B experiment's goal)
+    sticky: {cookie: modelrollout-arm, maxAge: 86400}   # an A/B sticky split: name the answering version
 
 The outcome names are here, not only in MODELSERVER_OUTCOMES, because a pod template never changes: the stable
 version's pods predate the A/B experiment that compares it on an outcome, and they must count it too.
 
 >>> parse_mirror_config('{"target": "http://cand:8080/", "percent": 10, "version": "2"}')
-MirrorConfig(target='http://cand:8080', percent=10.0, version='2', outcomes=())
+MirrorConfig(target='http://cand:8080', percent=10.0, version='2', outcomes=(), sticky_cookie='', sticky_max_age=0)
 >>> parse_mirror_config("percent: 0\\noutcomes: [revenue]").outcomes
 ('revenue',)
 >>> parse_mirror_config("percent: 0").is_on
@@ -44,7 +45,8 @@ from modelserver.contract import MAX_OUTCOMES, OUTCOME_NAME_PATTERN, MirrorConfi
 
 log = logging.getLogger(__name__)
 
-FIELDS = ("target", "percent", "version", "outcomes")
+FIELDS = ("target", "percent", "version", "outcomes", "sticky")
+_COOKIE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # the operator's spec.strategy.abTest.sticky.cookie
 # The version becomes a label value (modelserver_mirror_percent's target_version): a Kubernetes label's shape.
 _VERSION = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
 MAX_CONFIG_BYTES = 64 * 1024  # a ConfigMap holds three fields; anything larger is not one
@@ -60,6 +62,8 @@ class MirrorConfig:
     percent: float  # share of answered requests copied, 0..100
     version: str  # the candidate's version (reported, and a check on what the operator meant)
     outcomes: tuple[str, ...] = ()  # numeric outcome names feedback may carry (declared for good once read)
+    sticky_cookie: str = ""  # set this cookie to the answering version (an A/B experiment's sticky split)
+    sticky_max_age: int = 0  # its Max-Age, seconds
 
     @property
     def is_on(self) -> bool:
@@ -82,9 +86,25 @@ def parse_mirror_config(text: str) -> MirrorConfig:
         raise MirrorConfigError(f"unknown field(s) {', '.join(unknown)}; expected {', '.join(FIELDS)}")
     percent = _percent(document.get("percent"))
     outcomes = _outcomes(document.get("outcomes", []))
+    cookie, max_age = _sticky(document.get("sticky"))
     if percent == 0 and "target" not in document and "version" not in document:
-        return MirrorConfig("", 0.0, "", outcomes)
-    return MirrorConfig(_target(document.get("target")), percent, _version(document.get("version")), outcomes)
+        return MirrorConfig("", 0.0, "", outcomes, cookie, max_age)
+    return MirrorConfig(_target(document.get("target")), percent, _version(document.get("version")), outcomes,
+                        cookie, max_age)
+
+
+def _sticky(value: Any) -> tuple[str, int]:
+    """(cookie name, Max-Age seconds) of a sticky split, ("", 0) without one."""
+    if value is None:
+        return "", 0
+    if not isinstance(value, dict) or set(value) - {"cookie", "maxAge"}:
+        raise MirrorConfigError(f"sticky: must be {{cookie, maxAge}}, got {value!r}")
+    cookie, age = value.get("cookie"), value.get("maxAge")
+    if not isinstance(cookie, str) or not _COOKIE.match(cookie):
+        raise MirrorConfigError(f"sticky.cookie: must match {_COOKIE.pattern}, got {cookie!r}")
+    if not isinstance(age, int) or isinstance(age, bool) or not 1 <= age <= 10 * 365 * 86400:
+        raise MirrorConfigError(f"sticky.maxAge: must be whole seconds from 1 to ten years, got {age!r}")
+    return cookie, age
 
 
 def _outcomes(value: Any) -> tuple[str, ...]:

@@ -6,10 +6,16 @@ requests on fewer pods, and wins."""
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import random
 import subprocess
 import sys
+import threading
+import time
 from typing import Any
 
+import aiohttp
 import pytest
 
 from localcluster.modeltraffic import revenue_after
@@ -149,11 +155,11 @@ def test_through_the_gateway_b_gets_exactly_its_weight_of_requests_and_wins(
 
     s.apply(through_gateway("1", models["models"]["lr-biased"]))
     s.wait_phase("Healthy", 120)
-    pods_seen: set[tuple[tuple[str, int], ...]] = set()
+    pods_seen: list[tuple[tuple[str, int], ...]] = []
 
     def note_pods(st: dict[str, Any]) -> None:
         if st.get("reason") == "Experimenting":
-            pods_seen.add(tuple(sorted((d.metadata.labels["modelrollout.dev/version"], d.spec.replicas)
+            pods_seen.append(tuple(sorted((d.metadata.labels["modelrollout.dev/version"], d.spec.replicas)
                                        for d in s.deployments())))
 
     with Traffic(gateway.url, s.name, models["holdout"], rate=80, burst=5) as sent:
@@ -166,5 +172,122 @@ def test_through_the_gateway_b_gets_exactly_its_weight_of_requests_and_wins(
     assert ab["winner"] == "B" and ab["split"] == 0.3 and not ab["srmBroken"], ab
     assert 0.24 < ab["shareB"] < 0.36, ab
     # on one pod of B beside A's two: the route, not the pods, split the requests
-    assert pods_seen == {(("1", 2), ("2", 1))}, pods_seen
+    # (the last look may list the Deployments just after the winner was promoted: B already scaling up)
+    assert len(pods_seen) > 1 and set(pods_seen[:-1]) == {(("1", 2), ("2", 1))}, pods_seen
     assert sent.stats.failures == 0, sent.stats.explain()
+
+
+class StickyUsers:
+    """Users of a product behind the gateway, each with a cookie jar (a browser's): a user sends `requests`
+    predictions on fresh connections, then posts one revenue outcome for the whole visit (on the token of
+    their first answer, from whether it was right), as a sticky split needs: one sample per user."""
+
+    def __init__(self, url: str, model: str, holdout: dict[str, Any], requests: int = 2, concurrency: int = 8) -> None:
+        self.url, self.model, self.holdout = url, model, holdout
+        self.requests, self.concurrency = requests, concurrency
+        self.seen: list[list[str]] = []  # the versions that answered each user, in order
+        self.assigned: list[bool] = []  # whether the user's first answer put them on an arm (Set-Cookie)
+        self.times: list[tuple[float, float]] = []  # each visit's first request and last answer (monotonic)
+        self.failures = 0
+        self._stop = asyncio.Event()
+        self._thread: threading.Thread | None = None
+        self._loop = asyncio.new_event_loop()
+        self._rng = random.Random(11)
+
+    async def _user(self) -> None:
+        jar = aiohttp.CookieJar(unsafe=True)  # the gateway is reached by IP: keep its cookies anyway
+        async with aiohttp.ClientSession(cookie_jar=jar, connector=aiohttp.TCPConnector(force_close=True),
+                                         timeout=aiohttp.ClientTimeout(total=10)) as session:
+            versions, first, assigned, began = [], None, False, time.monotonic()
+            for _ in range(self.requests):
+                i = self._rng.randrange(len(self.holdout["X"]))
+                row = self.holdout["X"][i]
+                body = {"inputs": [{"name": "x", "shape": [1, len(row)], "datatype": "FP64", "data": row}]}
+                async with session.post(f"{self.url}/v2/models/{self.model}/infer", json=body) as resp:
+                    if resp.status != 200:
+                        self.failures += 1
+                        return
+                    answer = await resp.json()
+                versions.append(resp.headers["X-Model-Version"])
+                if first is None:
+                    assigned = "Set-Cookie" in resp.headers
+                    right = answer["outputs"][0]["data"][0] == self.holdout["y"][i]
+                    first = (answer["parameters"]["prediction_token"], right)
+            assert first is not None
+            self.seen.append(versions)
+            self.assigned.append(assigned)
+            self.times.append((began, time.monotonic()))
+            item = {"token": first[0], "outcome": revenue_after(first[1], self._rng)}
+            async with session.post(f"{self.url}/v2/models/{self.model}/feedback", json={"feedback": [item]}) as r:
+                self.failures += r.status != 200
+
+    async def _run(self) -> None:
+        async def worker() -> None:
+            while not self._stop.is_set():
+                try:
+                    await self._user()
+                except (aiohttp.ClientError, OSError, TimeoutError):
+                    self.failures += 1
+                await asyncio.sleep(0.02)
+
+        await asyncio.gather(*(worker() for _ in range(self.concurrency)))
+
+    def __enter__(self) -> StickyUsers:
+        self._thread = threading.Thread(target=lambda: self._loop.run_until_complete(self._run()), daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        assert self._thread is not None
+        self._thread.join(30)
+
+
+def test_a_sticky_split_keeps_each_user_on_one_arm_and_b_wins_on_revenue_per_user(
+        cluster: ClusterHandle, namespace: str, operator: OperatorProcess, models: dict[str, Any],
+        model_store: str, gateway: Gateway) -> None:
+    # Given version 1 (lr-biased) behind the user's HTTPRoute
+    s = Scenario(cluster, namespace, "absticky")
+    gateway.create_route("sticky-route", backend=s.name)
+
+    def sticky(version: str, model: dict[str, Any]) -> dict[str, Any]:
+        rollout = ab_rollout(s, version, model, model_store, weight=50,
+                             goal={"type": "outcome", "outcome": "revenue"}, sticky={"cookie": "ab-arm"})
+        rollout["spec"]["trafficRouting"] = {"gatewayAPI": {"httpRoute": "sticky-route"}}
+        return rollout
+
+    s.apply(sticky("1", models["models"]["lr-biased"]))
+    s.wait_phase("Healthy", 120)
+    rules_seen: list[list[str]] = []
+    experimenting: list[float] = []  # when the status said Experimenting (monotonic)
+
+    def note_rules(st: dict[str, Any]) -> None:
+        if st.get("reason") == "Experimenting":
+            experimenting.append(time.monotonic())
+            rules_seen.append([r.get("name", "") for r in gateway.route("sticky-route")["spec"]["rules"]])
+
+    with StickyUsers(gateway.url, s.name, models["holdout"]) as users:
+        # When version 2 (rf, more accurate: more revenue per user) is tried against it with a sticky split
+        s.apply(sticky("2", models["models"]["rf"]))
+        try:
+            final = s.wait_phase("Healthy", 240, check=note_rules)
+        finally:
+            firsts = collections.Counter(v[0] for v in users.seen)
+            print(f"sticky e2e: {len(users.seen)} visits, first answers {dict(firsts)}, failures {users.failures}")
+    # Then each user put on an arm during the experiment was answered by that version only (the cookie and the
+    # route's rules; without them half of these two-request visits would see both versions)
+    assert experimenting and rules_seen, "never seen Experimenting"
+    assert all(r[:2] == ["modelrollout-sticky-a", "modelrollout-sticky-b"] for r in rules_seen), rules_seen
+    during = [v for v, assigned, (began, ended) in zip(users.seen, users.assigned, users.times, strict=True)
+              if assigned and experimenting[0] <= began and ended <= experimenting[-1]]
+    mixed = [v for v in during if len(set(v)) > 1]
+    assert len(during) > 200 and not mixed, (len(during), mixed)
+    assert {v[0] for v in during} == {"1", "2"}
+    # And B won on revenue per user, with the users (not the requests) split at the weight
+    assert final["stableVersion"] == "2" and final["history"][-1]["reason"] == "ABTestWinner", final["message"]
+    ab = final["abTest"]
+    assert ab["goal"] == "revenue" and ab["winner"] == "B" and not ab["srmBroken"] and 0.4 < ab["shareB"] < 0.6, ab
+    assert users.failures == 0
+    # And once promoted the route carries no cookie rule any more
+    assert [r.get("name") for r in gateway.route("sticky-route")["spec"]["rules"]] == [None]
+

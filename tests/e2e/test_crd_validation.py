@@ -439,6 +439,7 @@ INVALID_SHADOW = [
      "spec.strategy.canary.steps[0].shadow: needs this project's model server"),
 ]
 AB = {"abTest": {"weight": 50}}
+REVENUE = {"type": "outcome", "outcome": "revenue"}
 # An A/B experiment needs spec.analysis (guard-rails, the scrape), the feedback counters of this project's server
 # scraped from its pods for its accuracy goal, and the replicas router; the parser refuses the same.
 INVALID_AB_TEST = [
@@ -460,6 +461,16 @@ INVALID_AB_TEST = [
     ("a negative A/B minEffect",
      make_rollout(strategy={"abTest": {"goal": {"type": "outcome", "outcome": "revenue", "minEffect": -1}}}),
      "spec.strategy.abTest.goal.minEffect"),
+    ("a sticky A/B split without the gateway router",
+     make_rollout(strategy={"abTest": {"goal": REVENUE, "sticky": {}}}),
+     "spec.strategy.abTest.sticky: needs spec.trafficRouting.gatewayAPI"),
+    ("a sticky A/B split judged on accuracy",
+     make_rollout(strategy={"abTest": {"sticky": {}}}, trafficRouting={"gatewayAPI": {"httpRoute": "web"}}),
+     "spec.strategy.abTest.sticky: needs goal.type outcome"),
+    ("a sticky cookie name a regex would read",
+     make_rollout(strategy={"abTest": {"goal": REVENUE, "sticky": {"cookie": "arm.*"}}},
+                  trafficRouting={"gatewayAPI": {"httpRoute": "web"}}),
+     "spec.strategy.abTest.sticky.cookie"),
     ("an A/B experiment without analysis", _no_analysis(make_rollout(strategy=AB)),
      "spec.analysis: required with spec.strategy.abTest"),
     ("an A/B experiment through Services switched by selector",

@@ -257,8 +257,10 @@ def test_gateway_example_is_promoted_through_a_real_gateway(
         cluster: ClusterHandle, namespace: str, operator: OperatorProcess, examples: PublishedExamples,
         gateway: Gateway) -> None:
     # Given version 1 from the baseline example and a Gateway named `web` (Traefik), as the example asks
-    assert "httproute.gateway.networking.k8s.io/fraud serverside-applied" in dry_run(
-        cluster, namespace, (EXAMPLES / "gateway-canary.yaml").read_text())
+    for example in ("gateway-canary.yaml", "ab-test-sticky.yaml"):
+        applied = dry_run(cluster, namespace, (EXAMPLES / example).read_text())
+        assert "httproute.gateway.networking.k8s.io/fraud serverside-applied" in applied, example
+        assert "modelrollout.modelrollout.dev/fraud serverside-applied" in applied, example
     s = Scenario(cluster, namespace, "fraud")
     examples.apply("baseline.yaml")
     s.wait_phase("Healthy", 60)

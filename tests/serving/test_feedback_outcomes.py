@@ -152,6 +152,32 @@ def test_outcome_names_written_into_the_mounted_configuration_are_counted_from_t
     assert _outcomes(server, "1") == {"revenue": OutcomeTotals(2, 5, 13)}
 
 
+def test_a_sticky_split_in_the_mounted_configuration_puts_each_new_user_on_the_answering_version(
+        models: ExampleModels, start_server: Callable[..., RunningServer], tmp_path: Path) -> None:
+    config = tmp_path / "mirror.yaml"
+    config.write_text("percent: 0\n")
+    server = start_server(models.settings("lr.joblib", model_version="2", mirror_config_file=str(config)))
+    body = {"inputs": [{"name": "x", "shape": [1, len(ONE_ROW)], "datatype": "FP64", "data": ONE_ROW}]}
+
+    def answer(cookie: str | None = None) -> requests.Response:
+        with requests.Session() as session:
+            headers = {"Cookie": cookie} if cookie else {}
+            return session.post(server.url + "/v2/models/lr/infer", json=body, headers=headers, timeout=10)
+
+    assert "Set-Cookie" not in answer().headers, "no sticky split configured: no cookie"
+    config.write_text("percent: 0\noutcomes: [revenue]\nsticky: {cookie: ab-arm, maxAge: 3600}\n")
+    _wait_for(lambda: "Set-Cookie" in answer().headers)
+    cookie = answer().headers["Set-Cookie"]
+    assert cookie.startswith("ab-arm=2;") and "Max-Age=3600" in cookie and "HttpOnly" in cookie, cookie
+    assert "Path=/" in cookie and "SameSite=Lax" in cookie, cookie
+    # A user already on this version's arm gets no new cookie; one whose cookie names another version is put here
+    assert "Set-Cookie" not in answer("other=1; ab-arm=2").headers
+    assert answer("ab-arm=1").headers["Set-Cookie"].startswith("ab-arm=2;")
+    # A refused request assigns no arm
+    refused = server.post("/v2/models/lr/infer", {"inputs": []})
+    assert refused.status_code == 400 and "Set-Cookie" not in refused.headers
+
+
 def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():

@@ -34,6 +34,9 @@ MINIMAL_SPECS = {
                    "strategy": {"blueGreen": {"previewService": "fraud-preview"}},
                    "monitoring": {"drift": {}, "retrain": {"jobTemplate": {"spec": {"template": {"spec": {
                        "containers": [{"name": "train", "image": "trainer:1"}]}}}}}}},
+    "ab-sticky": {"model": MODEL, "service": {"name": "fraud"}, "analysis": {"metrics": [METRIC]},
+                  "strategy": {"abTest": {"goal": {"type": "outcome", "outcome": "revenue"}, "sticky": {}}},
+                  "trafficRouting": {"gatewayAPI": {"httpRoute": "web"}}},
     "gateway": {"model": MODEL, "service": {"name": "fraud"},
                 "strategy": {"canary": {"steps": [{"setWeight": 5}]}},
                 "trafficRouting": {"gatewayAPI": {"httpRoute": "web"}}},

@@ -48,6 +48,8 @@ Outcomes = tuple[float, float, float, float]  # sent, failed, dropped, pending
     ("percent: 0\noutcomes: [revenue, rating]\n", MirrorConfig("", 0.0, "", ("revenue", "rating"))),
     ('{"target": "http://c", "percent": 5, "version": "2", "outcomes": ["revenue"]}',
      MirrorConfig("http://c", 5.0, "2", ("revenue",))),
+    ("percent: 0\noutcomes: [revenue]\nsticky: {cookie: modelrollout-arm, maxAge: 86400}\n",
+     MirrorConfig("", 0.0, "", ("revenue",), "modelrollout-arm", 86400)),
 ])
 def test_valid_configurations_parse(text: str, expected: MirrorConfig) -> None:
     assert parse_mirror_config(text) == expected
@@ -77,6 +79,11 @@ def test_valid_configurations_parse(text: str, expected: MirrorConfig) -> None:
     ("percent: 0\noutcomes: [Revenue]", "outcomes: 'Revenue' must match"),
     ("percent: 0\noutcomes: [1]", "outcomes: 1 must match"),
     ("percent: 0\noutcomes: [a, a]", "outcomes: a name appears twice"),
+    ("percent: 0\nsticky: arm", "sticky: must be {cookie, maxAge}"),
+    ("percent: 0\nsticky: {cookie: arm, maxAge: 60, path: /}", "sticky: must be {cookie, maxAge}"),
+    ("percent: 0\nsticky: {cookie: 'a=b', maxAge: 60}", "sticky.cookie: must match"),
+    ("percent: 0\nsticky: {cookie: arm, maxAge: 0}", "sticky.maxAge: must be whole seconds"),
+    ("percent: 0\nsticky: {cookie: arm, maxAge: 1.5}", "sticky.maxAge: must be whole seconds"),
     ("percent: 0\noutcomes: [" + ", ".join(f"o{i}" for i in range(17)) + "]", "outcomes: must be a list of at most 16"),
 ])
 def test_invalid_configurations_name_the_field(text: str, field: str) -> None:

@@ -17,6 +17,7 @@ WHERE = "spec.strategy.abTest"
 # modelserver.contract.OUTCOME_NAME_PATTERN (the core imports no server module; test_abtest_strategy compares
 # them, and the CRD's pattern): the server counts only names of this shape, as label values.
 OUTCOME_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+COOKIE_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # an RFC 6265 token without the characters a regex would need
 ACCURACY = "accuracy"
 OUTCOME = "outcome"
 
@@ -41,6 +42,17 @@ class ABGoal:
 
 
 @dataclass(frozen=True)
+class StickySplit:
+    """Keep each user on one arm (with the gatewayAPI router): the version that answers a user's first request
+    sets the cookie `cookie` to its own version for `max_age_seconds`, and the operator's route rules send every
+    request carrying it to that version. The user, not the request, is then the unit of the experiment, so the
+    goal must be an outcome posted once per user (docs/modelrollout.md, "Sticky split")."""
+
+    cookie: str = "modelrollout-arm"
+    max_age_seconds: float = 86400.0
+
+
+@dataclass(frozen=True)
 class ABTestStrategy:
     """An A/B experiment (core/abtest.py): the stable version (A) and the new one (B) serve side by side,
     B on `weight` percent of the pods, until the goal's always-valid interval names a winner, or
@@ -52,6 +64,7 @@ class ABTestStrategy:
     min_samples_per_arm: int = 200
     max_samples: int = 20_000
     max_duration_seconds: float = 3600.0
+    sticky: StickySplit | None = None
     has_shadow = False  # no shadow stage in an A/B experiment
 
     @property
@@ -76,8 +89,10 @@ def parse_ab_test(d: Mapping[str, Any]) -> ABTestStrategy:
     ValueError: spec.strategy.abTest.goal.outcome: required with type outcome (the name clients post it under)
     """
     duration = d.get("maxDuration")
+    goal = _goal(d.get("goal", {}))
     return ABTestStrategy(
-        goal=_goal(d.get("goal", {})),
+        goal=goal,
+        sticky=None if "sticky" not in d else _sticky(d["sticky"], goal),
         weight=_int(d.get("weight", ABTestStrategy.weight), f"{WHERE}.weight", 1, 99),
         min_samples_per_arm=_int(d.get("minSamplesPerArm", ABTestStrategy.min_samples_per_arm),
                                  f"{WHERE}.minSamplesPerArm", 1, 100_000_000),
@@ -85,6 +100,22 @@ def parse_ab_test(d: Mapping[str, Any]) -> ABTestStrategy:
         max_duration_seconds=ABTestStrategy.max_duration_seconds if duration is None else parse_duration(
             duration, f"{WHERE}.maxDuration"),
     )
+
+
+def _sticky(d: Any, goal: ABGoal) -> StickySplit:
+    where = f"{WHERE}.sticky"
+    if not isinstance(d, Mapping):
+        raise ValueError(f"{where}: must be an object")
+    if goal.type != OUTCOME:
+        raise ValueError(f"{where}: needs goal.type outcome (posted once per user: with a sticky split the user "
+                         "is the unit, and per-prediction accuracy would count one user many times)")
+    cookie = d.get("cookie", StickySplit.cookie)
+    if not isinstance(cookie, str) or not re.fullmatch(COOKIE_NAME_PATTERN, cookie):
+        raise ValueError(f"{where}.cookie: {cookie!r} must match {COOKIE_NAME_PATTERN}")
+    age = StickySplit.max_age_seconds if d.get("maxAge") is None else parse_duration(d["maxAge"], f"{where}.maxAge")
+    if age < 1:
+        raise ValueError(f"{where}.maxAge: at least 1s")
+    return StickySplit(cookie=cookie, max_age_seconds=age)
 
 
 def _goal(goal: Any) -> ABGoal:

@@ -5,7 +5,8 @@ fixed split until the goal names a winner.
                         or of the requests exactly (trafficRouting.gatewayAPI: the HTTPRoute's weights);
                         Progressing until they are Ready (a model that cannot load is rolled back at once)
     experimenting       every analysis tick (spec.analysis.interval) judges the guard-rails (spec.analysis
-                        metrics, as in a canary: failureLimit Fails roll back, keeping A) and adds the tick's
+                        metrics, as in a canary: failureLimit Fails roll back, keeping A) and, from the
+                        second one on (the first marks where the counters stand), adds the tick's
                         feedback increments to each arm's totals in status.abTest; analysis/abtest.assess then
                         gives the difference B - A with an always-valid interval, so looking every tick
                         inflates no error:
@@ -63,8 +64,11 @@ def traffic(spec: RolloutSpec, st: RolloutStatus) -> TrafficIntent:
     assert isinstance(spec.strategy, ABTestStrategy)
     if st.canary_model is None or st.stable_version is None:
         return TrafficIntent(stable=st.stable_version)
-    weight = 100 if st.phase == Phase.PROMOTING else spec.strategy.weight
-    return TrafficIntent(stable=st.stable_version, canary=st.canary_model.version, canary_weight=weight)
+    promoting = st.phase == Phase.PROMOTING
+    sticky = spec.strategy.sticky
+    return TrafficIntent(stable=st.stable_version, canary=st.canary_model.version,
+                         canary_weight=100 if promoting else spec.strategy.weight,
+                         sticky=None if promoting else sticky)
 
 
 def entry_services(spec: RolloutSpec) -> tuple[str, ...]:
@@ -193,7 +197,13 @@ def _look(change: Change, strategy: ABTestStrategy, obs: Observations) -> None:
     run = change.status.ab_test
     assert run is not None and obs.analysis is not None and obs.analysis.tick is not None
     tick = obs.analysis.tick
-    if tick.stable is not None and tick.canary is not None:
+    if run.looks == 0:
+        # The first look only marks where the counters stand: its increments reach back to before the
+        # experiment (A's pods were read while B's started and the split took effect, B's pods were not), so
+        # counting them gave A a thousand extra samples in the sticky e2e test and the sample-ratio check
+        # flagged the split as broken.
+        pass
+    elif tick.stable is not None and tick.canary is not None:
         a, b = arm_increment(tick.stable, strategy.goal), arm_increment(tick.canary, strategy.goal)
         if a is None or b is None:  # missing data is no sample: the arms stay as they were, and we say why
             change.note("ABTestOutcomeMissing", _missing_outcome(strategy, run.version, a is None, b is None),
@@ -252,8 +262,9 @@ def _decide(change: Change, strategy: ABTestStrategy) -> None:
 
 
 def _progress(result: ABResult, run: ABTestStatus, strategy: ABTestStrategy) -> str:
-    if run.looks == 0:
-        return f"version {run.version} (B) serves beside the stable version (A); first look after one interval"
+    if run.looks <= 1:
+        return (f"version {run.version} (B) serves beside the stable version (A); the arms count from the first "
+                "look on")
     return result.describe(config_for(strategy, run.split))
 
 

@@ -235,5 +235,6 @@ def _decision(change: Change, spec: RolloutSpec, obs: Observations, plan: Strate
         status=st, deployments=intents, delete_versions=doomed,
         selectors=router.selectors(spec, obs.name, routable), events=tuple(change.events), next_tick_at=wake,
         route=router.route(spec, routable, obs), validation_job=validation.job_intent(spec, change),
-        mirror=shadowstep.mirror_intent(spec, obs, plan.traffic.shadow),
+        # Pods name a user's arm only once the gateway routes by it: a cookie the route ignores moves the user.
+        mirror=shadowstep.mirror_intent(spec, obs, plan.traffic.shadow, plan.traffic.sticky if routed else None),
     )

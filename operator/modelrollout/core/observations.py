@@ -9,6 +9,7 @@ from typing import Any
 
 from modelrollout.analysis.paired import PairedCounts
 from modelrollout.analysis.types import AnalysisOutcome, Tick
+from modelrollout.core.abspec import StickySplit
 from modelrollout.core.phases import Event
 from modelrollout.core.status import ModelRecord, RolloutStatus
 
@@ -259,6 +260,9 @@ class TrafficIntent:
     # Routers that split by request (gatewayAPI) also honour these; replica and selector routers cannot.
     canary_header: HeaderMatch | None = None  # requests with this header go to the canary at every step
     canary_pods_floor: int = 0  # keep at least this many canary pods, whatever the weight
+    # An A/B experiment's sticky split: requests carrying its cookie go to the version it names (the version that
+    # answered a user first sets it, told so by the rollout's mounted configuration).
+    sticky: StickySplit | None = None
     # A shadow stage: no user request reaches this version, the main Service selects the stable one only.
     shadow: ShadowTraffic | None = None
     # The main Service keeps selecting the stable version alone (a shadow candidate's pods are still going).

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 
 from modelrollout.analysis.paired import PairedCounts, PairedOutcome, PairedState, assess_paired
 from modelrollout.analysis.types import Verdict
+from modelrollout.core.abspec import StickySplit
 from modelrollout.core.change import Change, roll_back
 from modelrollout.core.observations import MirrorIntent, Observations, ShadowObservation, ShadowTraffic
 from modelrollout.core.phases import Phase
@@ -68,11 +69,13 @@ def traffic(spec: RolloutSpec, st: RolloutStatus) -> ShadowTraffic | None:
                          mirror_percent=step.percent if run.stage == MIRRORING else 0)
 
 
-def mirror_intent(spec: RolloutSpec, obs: Observations, shadow: ShadowTraffic | None) -> MirrorIntent | None:
+def mirror_intent(spec: RolloutSpec, obs: Observations, shadow: ShadowTraffic | None,
+                  sticky: StickySplit | None = None) -> MirrorIntent | None:
     """The mirror ConfigMap's data when it must change: the shadow's percentage while mirroring, 0 otherwise,
-    and the numeric outcomes an A/B experiment's goal needs counted (the file is the only way to tell pods
-    that predate the experiment: a pod template never changes). Only for rollouts with a shadow step or an
-    outcome goal, or whose ConfigMap exists (a spec that dropped its shadow step still turns copies off).
+    the numeric outcomes an A/B experiment's goal needs counted, and its sticky split's cookie while it runs (the
+    file is the only way to tell pods that predate the experiment: a pod template never changes). Only for
+    rollouts with a shadow step or an outcome goal, or whose ConfigMap exists (a spec that dropped its shadow
+    step still turns copies off).
     None: nothing to write.
 
     >>> from modelrollout.core.spec import CanaryStrategy, ModelSpec, ServiceSpec
@@ -104,6 +107,8 @@ def mirror_intent(spec: RolloutSpec, obs: Observations, shadow: ShadowTraffic | 
                 f'\nversion: "{shadow.version}"\n')
     if outcomes:
         text += f"outcomes: [{', '.join(outcomes)}]\n"
+    if sticky is not None:
+        text += f"sticky: {{cookie: {sticky.cookie}, maxAge: {round(sticky.max_age_seconds)}}}\n"
     data = {MIRROR_CONFIG_KEY: text}
     return None if obs.mirror is not None and dict(obs.mirror) == data else MirrorIntent(data)
 

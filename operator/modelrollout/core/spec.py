@@ -349,14 +349,22 @@ def _check_rising(steps: tuple[CanaryStep, ...]) -> None:
 
 
 def _routing(spec: Mapping[str, Any]) -> TrafficRouting | None:
-    """Without spec.trafficRouting a canary's header route or replica floor would be silently ignored."""
+    """Without spec.trafficRouting a canary's header route or replica floor, or an A/B experiment's sticky
+    split, would be silently ignored."""
     strategy = spec["strategy"]
     if "trafficRouting" in spec:
         return _traffic_routing(_mapping(spec["trafficRouting"], "spec.trafficRouting"), strategy)
     canary = strategy.get("canary") or {}
     if "headerRoute" in canary or "canaryReplicas" in canary:
         raise ValueError("spec.strategy.canary: headerRoute and canaryReplicas need spec.trafficRouting.gatewayAPI")
+    _check_sticky(strategy, None)
     return None
+
+
+def _check_sticky(strategy: Mapping[str, Any], router: str | None) -> None:
+    if "sticky" in (strategy.get("abTest") or {}) and router != "gatewayAPI":
+        raise ValueError("spec.strategy.abTest.sticky: needs spec.trafficRouting.gatewayAPI (the route keeps a "
+                         "user's requests on the arm their cookie names)")
 
 
 def _header_route(d: Mapping[str, Any]) -> HeaderMatch:
@@ -366,8 +374,7 @@ def _header_route(d: Mapping[str, Any]) -> HeaderMatch:
 
 
 # Each router serves some kinds of strategy (the keys under spec.strategy): replica weights split a canary or
-# an A/B experiment, a route a canary (an A/B split through a gateway is issue 11), selectors switch whole
-# versions (blue-green).
+# an A/B experiment, a route too (exactly, and sticky by cookie), selectors switch whole versions (blue-green).
 ROUTER_STRATEGIES = {"replicas": ("canary", "abTest"), "gatewayAPI": ("canary", "abTest"), "service": ("blueGreen",)}
 
 
@@ -382,6 +389,7 @@ def _traffic_routing(d: Mapping[str, Any], strategy: Mapping[str, Any]) -> Traff
     canary = strategy.get("canary") or {}
     if router != "gatewayAPI" and ("headerRoute" in canary or "canaryReplicas" in canary):
         raise ValueError("spec.strategy.canary: headerRoute and canaryReplicas need spec.trafficRouting.gatewayAPI")
+    _check_sticky(strategy, router)
     if router != "gatewayAPI":
         return TrafficRouting(router=router)
     gw = _mapping(d["gatewayAPI"], "spec.trafficRouting.gatewayAPI")

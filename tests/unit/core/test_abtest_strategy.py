@@ -46,7 +46,17 @@ def experimenting(spec: RolloutSpec) -> Run:
     run.tick()  # B's pods are asked for
     run.tick(after=1)  # and Ready: A goes to its share
     run.tick(after=1)  # the experiment starts
+    look(run, a=judged(900, 1000), b=judged(10, 20))  # the first look marks where the counters stand
     return run
+
+
+def test_the_first_look_counts_nothing_since_its_increments_reach_back_before_the_experiment() -> None:
+    run = experimenting(ab_spec())
+    ab = run.status.ab_test
+    assert ab is not None and ab.looks == 1 and (ab.a.n, ab.b.n) == (0, 0), ab
+    look(run, a=judged(150, 200), b=judged(160, 200))
+    ab = run.status.ab_test
+    assert ab is not None and (ab.a.n, ab.b.n) == (200, 200), ab
 
 
 def test_b_serves_beside_a_at_the_weight_and_the_experiment_starts_once_its_pods_are_ready() -> None:
@@ -142,7 +152,7 @@ def test_a_tick_missing_an_arm_adds_nothing_to_either() -> None:
     look(run, a=judged(150, 200), b=None)
     assert run.status.ab_test is not None
     assert (run.status.ab_test.a.n, run.status.ab_test.b.n) == (200, 200)
-    assert run.status.ab_test.looks == 2
+    assert run.status.ab_test.looks == 3  # the first look, a baseline, and these two
 
 
 REVENUE = {"goal": {"type": "outcome", "outcome": "revenue"}, "maxDuration": "10h"}

@@ -259,3 +259,47 @@ def test_an_ab_experiment_through_the_gateway_splits_requests_exactly_and_starts
             assert status.ab_test is not None and status.ab_test.split == 0.1
             assert second >= 4
     assert started, status.message
+
+
+def sticky_spec() -> RolloutSpec:
+    d = spec_dict(replicas=2, trafficRouting={"gatewayAPI": {"httpRoute": "web"}})
+    d["strategy"] = {"abTest": {"weight": 30, "goal": {"type": "outcome", "outcome": "revenue"},
+                                "sticky": {"cookie": "ab-arm", "maxAge": "1h"}}}
+    return RolloutSpec.from_dict(d)
+
+
+def test_a_sticky_ab_split_adds_a_cookie_rule_per_arm_beside_the_weights_and_removes_them_at_the_end() -> None:
+    spec = sticky_spec()
+    assert spec.strategy.sticky is not None
+    intent = TrafficIntent("1", "2.1", 30, sticky=spec.strategy.sticky)
+    a, b, rule = gateway.desired_rules(spec, intent, seen(USER_RULE))
+    assert (a["name"], b["name"]) == gateway.STICKY_RULES
+    assert a["matches"] == [{"path": {"type": "PathPrefix", "value": "/v2"}, "headers": [
+        {"type": "RegularExpression", "name": "Cookie", "value": r"(^|;\s*)ab-arm=1(;|$)"}]}]
+    assert b["matches"][0]["headers"] == [
+        {"type": "RegularExpression", "name": "Cookie", "value": r"(^|;\s*)ab-arm=2\.1(;|$)"}]
+    assert weights(a) == {"fraud": 1} and weights(b) == {"fraud-canary": 1}
+    assert a["filters"] == b["filters"] == USER_RULE["filters"], "the user's rule's filters apply to them too"
+    assert weights(rule) == {"fraud": 70, "fraud-canary": 30}
+    # The cookie rules are not the split: the observed weight is the user's rule's
+    observed = Observations("fraud", 1, route=seen(a, b, rule))
+    assert gateway.observed_weight(spec, observed) == 30
+    # Applying twice changes nothing; once the experiment ends both rules go
+    assert gateway.desired_rules(spec, intent, seen(a, b, rule)) == [a, b, rule]
+    [after] = gateway.desired_rules(spec, TrafficIntent("2.1"), seen(a, b, rule))
+    assert weights(after) == {"fraud": 100, "fraud-canary": 0}
+
+
+def test_a_sticky_experiment_tells_every_pod_to_set_the_cookie_while_it_runs_only() -> None:
+    from modelrollout.core import abtest, shadowstep
+    from modelrollout.core.status import ModelRecord
+
+    spec = sticky_spec()
+    running = RolloutStatus(phase=Phase.PROGRESSING, stable_model=ModelRecord("1", "u"),
+                            canary_model=ModelRecord("2", "u"))
+    traffic = abtest.traffic(spec, running)
+    assert traffic.sticky == spec.strategy.sticky
+    assert abtest.traffic(spec, replace(running, phase=Phase.PROMOTING)).sticky is None
+    intent = shadowstep.mirror_intent(spec, Observations("r", 1), traffic.shadow, traffic.sticky)
+    assert intent is not None and intent.data == {
+        "mirror.yaml": "percent: 0\noutcomes: [revenue]\nsticky: {cookie: ab-arm, maxAge: 3600}\n"}

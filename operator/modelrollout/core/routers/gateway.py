@@ -1,8 +1,9 @@
 """The `gatewayAPI` router: exact canary weights on the backendRefs of a user's HTTPRoute.
 
 The user owns the HTTPRoute (hostnames, matches, filters, parents); the operator only rewrites the
-weights of the backendRefs that name the rollout's Services, and - with `canary.headerRoute` - keeps
-one rule of its own (named HEADER_RULE) that sends marked requests to the canary. Two Services carry
+weights of the backendRefs that name the rollout's Services, and keeps rules of its own: with
+`canary.headerRoute` one (HEADER_RULE) that sends marked requests to the canary, with an A/B experiment's
+`sticky` split two (STICKY_RULES) that send requests whose cookie names a version to that version. Two Services carry
 the versions: `spec.service.name` pins the stable version, `<spec.service.name>-canary` the canary
 (or the stable version while no canary runs, so a stale weight on it still reaches Ready pods).
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -33,7 +35,10 @@ from modelrollout.core.observations import (
 )
 from modelrollout.core.spec import RolloutSpec
 
-HEADER_RULE = "modelrollout-header-route"  # the one rule the operator adds (and removes) itself
+HEADER_RULE = "modelrollout-header-route"  # a rule the operator adds (and removes) itself
+# An A/B experiment's sticky split: one rule per arm sending requests whose cookie names that arm's version to it.
+STICKY_RULES = ("modelrollout-sticky-a", "modelrollout-sticky-b")
+OWN_RULES = frozenset({HEADER_RULE, *STICKY_RULES})
 ALL_PATHS = {"path": {"type": "PathPrefix", "value": "/"}}  # the Gateway API's default match
 
 
@@ -133,7 +138,7 @@ def observed_weight(spec: RolloutSpec, obs: Observations) -> int | None:
     for rule in seen.rules:
         refs = [r for r in rule.get("backendRefs") or [] if _names(r, seen, spec.service.name)
                 or _names(r, seen, canary_service(spec))]
-        if rule.get("name") == HEADER_RULE or not refs:
+        if rule.get("name") in OWN_RULES or not refs:
             continue
         total = sum(_weight(r) for r in refs)
         canary = sum(_weight(r) for r in refs if _names(r, seen, canary_service(spec)))
@@ -156,8 +161,9 @@ def desired_rules(spec: RolloutSpec, traffic: TrafficIntent, seen: RouteObservat
     weight = traffic.canary_weight if traffic.canary is not None else 0
     out: list[dict[str, Any]] = []
     header: dict[str, Any] | None = None
+    sticky: list[dict[str, Any]] = []
     for rule in seen.rules:
-        if rule.get("name") == HEADER_RULE:
+        if rule.get("name") in OWN_RULES:
             continue
         refs = list(rule.get("backendRefs") or [])
         stable_ref = next((r for r in refs if _names(r, seen, main)), None)
@@ -173,24 +179,42 @@ def desired_rules(spec: RolloutSpec, traffic: TrafficIntent, seen: RouteObservat
         out.append(split)
         if header is None and traffic.canary is not None and traffic.canary_header is not None:
             header = _header_rule(split, canary_ref, traffic.canary_header)
-    if header is not None:
-        out.insert(0, header)
-    return out
+        if not sticky and traffic.canary is not None and traffic.sticky is not None and traffic.stable is not None:
+            sticky = [_cookie_rule(split, ref, name, traffic.sticky.cookie, version) for name, ref, version in (
+                (STICKY_RULES[0], stable_ref, traffic.stable), (STICKY_RULES[1], canary_ref, traffic.canary))]
+    return ([header] if header is not None else []) + sticky + out
 
 
 def _header_rule(rule: Mapping[str, Any], canary_ref: Mapping[str, Any], header: HeaderMatch) -> dict[str, Any]:
     """A copy of the user's rule whose every match also requires the header, sending all to the canary."""
     wanted = {"type": "Exact", "name": header.name, "value": header.value}
+    return _marked_rule(HEADER_RULE, rule, canary_ref, wanted)
+
+
+def _cookie_rule(rule: Mapping[str, Any], ref: Mapping[str, Any], name: str, cookie: str,
+                 version: str) -> dict[str, Any]:
+    """A copy of the user's rule for requests whose Cookie header holds `cookie=version`, sent to `ref` only.
+    (The Gateway API has no cookie match; a header match of type RegularExpression on Cookie is the way.)
+
+    >>> _cookie_rule({}, {"name": "fraud-canary"}, "r", "arm", "2.1")["matches"][0]["headers"][0]["value"]
+    '(^|;\\\\s*)arm=2\\\\.1(;|$)'
+    """
+    wanted = {"type": "RegularExpression", "name": "Cookie", "value": rf"(^|;\s*){cookie}={re.escape(version)}(;|$)"}
+    return _marked_rule(name, rule, ref, wanted)
+
+
+def _marked_rule(name: str, rule: Mapping[str, Any], ref: Mapping[str, Any], wanted: dict[str, str]) -> dict[str, Any]:
+    """A copy of the user's rule whose every match also requires the header `wanted`, all sent to `ref`."""
     matches = []
     for match in rule.get("matches") or [ALL_PATHS]:
         m = copy.deepcopy(dict(match))
-        m["headers"] = [h for h in m.get("headers") or [] if h.get("name", "").lower() != header.name.lower()]
+        m["headers"] = [h for h in m.get("headers") or [] if h.get("name", "").lower() != wanted["name"].lower()]
         m["headers"].append(wanted)
         matches.append(m)
-    out: dict[str, Any] = {"name": HEADER_RULE, "matches": matches}
+    out: dict[str, Any] = {"name": name, "matches": matches}
     if rule.get("filters"):
         out["filters"] = copy.deepcopy(rule["filters"])
-    out["backendRefs"] = [dict(copy.deepcopy(dict(canary_ref)), weight=1)]
+    out["backendRefs"] = [dict(copy.deepcopy(dict(ref)), weight=1)]
     return out
 
 
