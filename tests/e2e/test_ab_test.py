@@ -276,8 +276,9 @@ def test_a_sticky_split_keeps_each_user_on_one_arm_and_b_wins_on_revenue_per_use
             print(f"sticky e2e: {len(users.seen)} visits, first answers {dict(firsts)}, failures {users.failures}")
     # Then each user put on an arm during the experiment was answered by that version only (the cookie and the
     # route's rules; without them half of these two-request visits would see both versions)
-    assert experimenting and rules_seen, "never seen Experimenting"
-    assert all(r[:2] == ["modelrollout-sticky-a", "modelrollout-sticky-b"] for r in rules_seen), rules_seen
+    # (the last look may read the route just after the experiment ended and its rules went)
+    assert len(rules_seen) > 1, "never seen Experimenting"
+    assert all(r[:2] == ["modelrollout-sticky-a", "modelrollout-sticky-b"] for r in rules_seen[:-1]), rules_seen
     during = [v for v, assigned, (began, ended) in zip(users.seen, users.assigned, users.times, strict=True)
               if assigned and experimenting[0] <= began and ended <= experimenting[-1]]
     mixed = [v for v in during if len(set(v)) > 1]
