@@ -142,7 +142,7 @@ def run(n: int, workdir: Path, cache: bool) -> dict[str, Any]:
     operator = None
     try:
         cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        cluster.wait_crds_established()
         api_client = cluster.api_client()
         models, _, store = publish_models(api_client, workdir)
         model = models[("lr", "joblib")]

@@ -231,9 +231,7 @@ def run(n: int, nodes: int, cache: bool, steady: float, workdir: Path, profile: 
     try:
         env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig))
         cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-        # Retried: on a loaded machine `kubectl wait` can fail before the CRDs are listed at all.
-        wait_until(lambda: cluster.kubectl("wait", "--for=condition=Established", "--timeout=20s", "crd", "--all",
-                                           check=False).returncode == 0, 120, "the CRDs to be established")
+        cluster.wait_crds_established()
         cluster.kubectl("create", "namespace", NS)
         api = cluster.api_client()
         core = kubernetes.client.CoreV1Api(api)

@@ -108,6 +108,14 @@ class LocalCluster:
             capture_output=True, text=True, check=check, input=input,
         )
 
+    def wait_crds_established(self, timeout: float = 120) -> None:
+        """Every CRD Established. Retried: on a loaded machine `kubectl wait` can fail at once, before the CRDs
+        are listed at all, instead of waiting out its own timeout."""
+        from localcluster.testing import wait_until
+
+        wait_until(lambda: self.kubectl("wait", "--for=condition=Established", "--timeout=20s", "crd", "--all",
+                                        check=False).returncode == 0, timeout, "the CRDs to be established")
+
     def stop(self) -> None:
         for proc in reversed(self.components):
             # The kubelet gets time to stop its pods' processes itself.
