@@ -36,6 +36,14 @@ def ab_rollout(s: Scenario, version: str, model: dict[str, Any], store: str, fau
     return rollout
 
 
+def routed_ab_rollout(s: Scenario, route: str, version: str, model: dict[str, Any], store: str,
+                      **ab: Any) -> dict[str, Any]:
+    """ab_rollout through the gateway: the HTTPRoute `route` splits the requests (trafficRouting.gatewayAPI)."""
+    rollout = ab_rollout(s, version, model, store, **ab)
+    rollout["spec"]["trafficRouting"] = {"gatewayAPI": {"httpRoute": route}}
+    return rollout
+
+
 def given_version_1(s: Scenario, model: dict[str, Any], store: str) -> None:
     s.apply(ab_rollout(s, "1", model, store))
     s.wait_phase("Healthy", 90)
@@ -149,9 +157,7 @@ def test_through_the_gateway_b_gets_exactly_its_weight_of_requests_and_wins(
     gateway.create_route("web-route", backend=s.name)
 
     def through_gateway(version: str, model: dict[str, Any]) -> dict[str, Any]:
-        rollout = ab_rollout(s, version, model, model_store, weight=30)
-        rollout["spec"]["trafficRouting"] = {"gatewayAPI": {"httpRoute": "web-route"}}
-        return rollout
+        return routed_ab_rollout(s, "web-route", version, model, model_store, weight=30)
 
     s.apply(through_gateway("1", models["models"]["lr-biased"]))
     s.wait_phase("Healthy", 120)
@@ -251,10 +257,8 @@ def test_a_sticky_split_keeps_each_user_on_one_arm_and_b_wins_on_revenue_per_use
     gateway.create_route("sticky-route", backend=s.name)
 
     def sticky(version: str, model: dict[str, Any]) -> dict[str, Any]:
-        rollout = ab_rollout(s, version, model, model_store, weight=50,
-                             goal={"type": "outcome", "outcome": "revenue"}, sticky={"cookie": "ab-arm"})
-        rollout["spec"]["trafficRouting"] = {"gatewayAPI": {"httpRoute": "sticky-route"}}
-        return rollout
+        return routed_ab_rollout(s, "sticky-route", version, model, model_store, weight=50,
+                                 goal={"type": "outcome", "outcome": "revenue"}, sticky={"cookie": "ab-arm"})
 
     s.apply(sticky("1", models["models"]["lr-biased"]))
     s.wait_phase("Healthy", 120)
