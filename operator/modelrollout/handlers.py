@@ -47,7 +47,7 @@ class _QuietTimerSuccess(logging.Filter):
         return record.msg not in QUIET_LINES
 
 
-QUIET_LINES = frozenset({"Handler 'watch' succeeded.", "Timer 'reconcile' succeeded."})
+QUIET_LINES = frozenset({"Handler 'watch' succeeded."})
 
 
 _QUIET_TIMER = _QuietTimerSuccess()  # one instance: addFilter() on a restart keeps a single copy

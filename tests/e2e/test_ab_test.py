@@ -155,11 +155,8 @@ def test_through_the_gateway_b_gets_exactly_its_weight_of_requests_and_wins(
     # Given version 1 (lr-biased) behind the user's HTTPRoute, the A/B experiment routed by the gateway at 30%
     s = Scenario(cluster, namespace, "abgw")
     gateway.create_route("web-route", backend=s.name)
-
-    def through_gateway(version: str, model: dict[str, Any]) -> dict[str, Any]:
-        return routed_ab_rollout(s, "web-route", version, model, model_store, weight=30)
-
-    s.apply(through_gateway("1", models["models"]["lr-biased"]))
+    split = {"weight": 30}
+    s.apply(routed_ab_rollout(s, "web-route", "1", models["models"]["lr-biased"], model_store, **split))
     s.wait_phase("Healthy", 120)
     pods_seen: list[tuple[tuple[str, int], ...]] = []
 
@@ -170,7 +167,7 @@ def test_through_the_gateway_b_gets_exactly_its_weight_of_requests_and_wins(
 
     with Traffic(gateway.url, s.name, models["holdout"], rate=80, burst=5) as sent:
         # When version 2 (rf, 12 points more accurate) is tried against it
-        s.apply(through_gateway("2", models["models"]["rf"]))
+        s.apply(routed_ab_rollout(s, "web-route", "2", models["models"]["rf"], model_store, **split))
         final = s.wait_phase("Healthy", 240, check=note_pods)
     # Then B won on its interval, having had 30% of the judged predictions (not 1 pod of 3), with no failed request
     assert final["stableVersion"] == "2" and final["history"][-1]["reason"] == "ABTestWinner", final["message"]
@@ -234,7 +231,7 @@ class StickyUsers:
                     await self._user()
                 except (aiohttp.ClientError, OSError, TimeoutError):
                     self.failures += 1
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(0.02)  # a user's think time between visits: pacing, not waiting
 
         await asyncio.gather(*(worker() for _ in range(self.concurrency)))
 
@@ -255,12 +252,8 @@ def test_a_sticky_split_keeps_each_user_on_one_arm_and_b_wins_on_revenue_per_use
     # Given version 1 (lr-biased) behind the user's HTTPRoute
     s = Scenario(cluster, namespace, "absticky")
     gateway.create_route("sticky-route", backend=s.name)
-
-    def sticky(version: str, model: dict[str, Any]) -> dict[str, Any]:
-        return routed_ab_rollout(s, "sticky-route", version, model, model_store, weight=50,
-                                 goal={"type": "outcome", "outcome": "revenue"}, sticky={"cookie": "ab-arm"})
-
-    s.apply(sticky("1", models["models"]["lr-biased"]))
+    sticky = {"weight": 50, "goal": {"type": "outcome", "outcome": "revenue"}, "sticky": {"cookie": "ab-arm"}}
+    s.apply(routed_ab_rollout(s, "sticky-route", "1", models["models"]["lr-biased"], model_store, **sticky))
     s.wait_phase("Healthy", 120)
     rules_seen: list[list[str]] = []
     experimenting: list[float] = []  # when the status said Experimenting (monotonic)
@@ -272,7 +265,7 @@ def test_a_sticky_split_keeps_each_user_on_one_arm_and_b_wins_on_revenue_per_use
 
     with StickyUsers(gateway.url, s.name, models["holdout"]) as users:
         # When version 2 (rf, more accurate: more revenue per user) is tried against it with a sticky split
-        s.apply(sticky("2", models["models"]["rf"]))
+        s.apply(routed_ab_rollout(s, "sticky-route", "2", models["models"]["rf"], model_store, **sticky))
         try:
             final = s.wait_phase("Healthy", 240, check=note_rules)
         finally:
