@@ -15,12 +15,19 @@ An answer is read to its Content-Length so the connection carries the next copy;
 (chunked, or read until close) is judged by its status line and the connection closed. Every socket step
 (connect, send, each read) has the mirror timeout. A kept-alive connection the target closed while idle
 is retried once on a new connection: nothing of that copy reached the target.
+
+This process runs at the idle scheduling class (SCHED_IDLE; nice 19 where that is refused): copies are best
+effort, so whenever it and the serving process want the same core the answer to a user comes first. When the
+cores are saturated the copies then wait in the socket pair until it is full and further copies are dropped and
+counted, which is the bounded queue's promise; the primary is not slowed to send them. (make bench-serving:
+docs/benchmarks.md, "Mirroring".)
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import socket
 import ssl
 import struct
@@ -266,6 +273,19 @@ def serve_copies(channel: socket.socket, outcomes: Outcomes, timeout_s: float, m
         sender.close()
 
 
+def yield_cpu() -> str:
+    """Put this process behind the serving one for CPU; the policy it got, for the log."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        return "SCHED_IDLE"
+    except (AttributeError, OSError):  # not Linux, or a seccomp profile that refuses it
+        pass
+    try:
+        return f"nice {os.nice(19)}"
+    except OSError:
+        return "unchanged"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m modelserver.mirror_send")
     parser.add_argument("--fd", type=int, required=True, help="this end of the server's socket pair")
@@ -276,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.debug("mirror senders scheduled at %s", yield_cpu())
     channel = socket.socket(fileno=args.fd)
     outcomes = Outcomes(channel)
     threading.Thread(target=outcomes.report_forever, name="mirror-outcomes", daemon=True).start()

@@ -319,6 +319,25 @@ def test_a_dead_sender_process_costs_only_copies_and_is_counted_then_starts_agai
     assert stable.server.mirror.sender_pid not in (None, pid)
 
 
+def test_the_sender_process_and_its_threads_only_take_cpu_the_server_leaves(
+        models: ExampleModels, start_server: Start, key_file: str, configmap: MountedConfigMap,
+        black_hole: str) -> None:
+    configmap.configure(black_hole, 100)
+    stable = _stable(models, start_server, key_file, configmap, mirror_workers=2, mirror_timeout_s=30.0)
+    _predict_each(stable, [models.holdout()[0][0]])
+    assert _metrics(stable, "1").mirror_pending == 1
+    pid = stable.server.mirror.sender_pid
+    assert pid is not None
+
+    def threads() -> list[int]:
+        return [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
+
+    # The copy waits in the socket pair while the process starts: main, the outcome reporter, two senders.
+    wait_until(lambda: len(threads()) >= 4, 15, "the sender process's threads")
+    assert {os.sched_getscheduler(tid) for tid in threads()} == {os.SCHED_IDLE}
+    assert os.sched_getscheduler(os.getpid()) != os.SCHED_IDLE  # the serving side (this process) is not
+
+
 def test_a_server_that_does_not_mirror_starts_no_sender_process(
         models: ExampleModels, start_server: Start, key_file: str, configmap: MountedConfigMap) -> None:
     unconfigured = start_server(models.settings("lr.joblib", model_version="1"))
