@@ -45,7 +45,8 @@ def free_port() -> int:
 
 
 BREAKDOWN = ("modelrollout_api_request_duration_seconds", "modelrollout_api_queue_wait_seconds",
-             "modelrollout_event_loop_lag_seconds", "modelrollout_scrape_duration_seconds")
+             "modelrollout_event_loop_lag_seconds", "modelrollout_scrape_duration_seconds",
+             "modelrollout_tick_stage_seconds")
 Series = dict[str, dict[str, float]]  # "name{labels but le}" -> {le: cumulative count, "_sum", "_count"}
 
 

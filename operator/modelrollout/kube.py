@@ -154,9 +154,13 @@ class KubeAdapter:
                 raise
             return None
 
-    def _call(self, verb: str, what: str, namespace: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def _need_api(self, verb: str, what: str, namespace: str) -> None:
+        """In the cache-only view, stop here (CacheMiss): what follows must call the API."""
         if not self._api_allowed:
             raise CacheMiss(f"{verb} {what} in {namespace}")
+
+    def _call(self, verb: str, what: str, namespace: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        self._need_api(verb, what, namespace)
         started = time.monotonic()
         try:
             return fn(*args, **kwargs)
@@ -255,6 +259,7 @@ class KubeAdapter:
         if current is None:
             if intent.model is None or intent.replicas == 0:
                 return  # nothing to run, or no model to build it from
+            self._need_api("create", "deployments.apps", ns)  # before the key's lock, which the loop must not wait on
             self.ensure_feedback_key(rollout)  # its pods mount it: it exists before they are scheduled
             body = workloads.deployment(rollout, spec, intent.model, intent.replicas)
         else:

@@ -54,6 +54,10 @@ TICK_LATENESS_SECONDS = Histogram(
     "modelrollout_tick_lateness_seconds",
     "Time from a scheduled tick being due to its status write (ticks woken by their decided wake-up time)",
     buckets=(0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30))
+# A tick in three stages, so a slow tick says which: "observe" (the pods, objects and metrics, read together),
+# "decide" (the pure core), "act" (the writes, then the status).
+TICK_STAGE_SECONDS = Histogram("modelrollout_tick_stage_seconds", "Duration of one stage of a reconcile tick",
+                               ["stage"], buckets=_FINE)
 SCRAPE_SECONDS = Histogram("modelrollout_scrape_duration_seconds",
                            "Duration of reading one rollout's pods' /metrics in an analysis tick", buckets=_FINE)
 

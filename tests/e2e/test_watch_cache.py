@@ -66,6 +66,16 @@ def _pod_lists(port: int) -> float:
                and 'verb="list"' in line and 'resource="pods"' in line)
 
 
+def _thread_waits_beyond_api_calls(port: int) -> float:
+    """Worker-thread hand-offs that made no API call (a tick's no-op checks of its Deployments and Services)."""
+    text = read_metrics("127.0.0.1", port).splitlines()
+    waits = sum(float(line.rsplit(" ", 1)[1]) for line in text
+                if line.startswith("modelrollout_api_queue_wait_seconds_count"))
+    calls = sum(float(line.rsplit(" ", 1)[1]) for line in text
+                if line.startswith("modelrollout_api_request_duration_seconds_count{"))
+    return waits - calls
+
+
 def test_an_operator_reading_through_the_cache_promotes_a_canary_keeping_capacity(
         cluster: ClusterHandle, namespace: str, operator: OperatorProcess, models: dict[str, Any],
         model_store: str, tmp_path: Path) -> None:
@@ -78,6 +88,7 @@ def test_an_operator_reading_through_the_cache_promotes_a_canary_keeping_capacit
         s.apply(make_rollout(s.name, "1", lr, model_store, replicas=2, analysis=ANALYSIS))
         s.wait_phase("Healthy", 90)
         lists_before = _pod_lists(cached.metrics_port)
+        idle_handoffs_before = _thread_waits_beyond_api_calls(cached.metrics_port)
         ready_pods: list[int] = []
 
         def capacity_kept(st: dict[str, Any]) -> None:
@@ -91,6 +102,9 @@ def test_an_operator_reading_through_the_cache_promotes_a_canary_keeping_capacit
         assert traffic.stats.failures == 0, traffic.stats.explain()
         # Ticks ran every second or two through the canary; without the cache each listed the pods.
         assert _pod_lists(cached.metrics_port) - lists_before <= 2, cached.logs()[-3000:]
+        # Nor did they send the check "is this Deployment / Service as meant?" through a worker thread: the cache
+        # answered it on the event loop, and only real writes took a thread (the watch's own calls are in both).
+        assert _thread_waits_beyond_api_calls(cached.metrics_port) - idle_handoffs_before <= 2
     finally:
         cached.kill()
         operator.start()
