@@ -14,7 +14,7 @@ import gc
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -42,9 +42,23 @@ async def openapi_endpoint(request: web.Request) -> web.Response:
     return json_response(openapi_document(settings.model_name, settings.model_version, plane.input_spec.n_features))
 
 
+@web.middleware
+async def close_when_draining(request: web.Request,
+                              handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """While draining after SIGTERM every answer says `Connection: close`. A client's kept-alive connection then
+    ends right after an answer instead of sitting idle until the server stops listening, when a request sent on
+    it at that moment would be reset (seen once in 3,370 requests of a full test run); the client's next
+    request opens a new connection, which the Service routes to a Ready pod."""
+    response = await handler(request)
+    if request.app[PLANE].draining:
+        response.force_close()
+    return response
+
+
 def build_app(plane: DataPlane, mirror: Mirror | None = None) -> web.Application:
     """The routes over `plane`; without a started `mirror` the server never mirrors."""
-    app = web.Application(middlewares=[json_errors], client_max_size=plane.settings.max_body_bytes)
+    app = web.Application(middlewares=[close_when_draining, json_errors],
+                          client_max_size=plane.settings.max_body_bytes)
     app[PLANE] = plane
     app[MIRROR] = mirror or Mirror(plane.settings, plane.metrics)
     app.add_routes([*protocol_v2.routes(), *protocol_v1.routes(), web.get("/metrics", metrics_endpoint),

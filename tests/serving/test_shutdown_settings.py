@@ -57,6 +57,31 @@ def test_sigterm_under_load_finishes_in_flight_requests_and_exits_0(models: Exam
             proc.wait()
 
 
+def test_answers_given_while_draining_close_their_connection(models: ExampleModels, tmp_path) -> None:
+    entry = models.entry("lr.skops")
+    env = {"MODEL_NAME": "lr", "MODEL_URI": str(models.directory / "lr.skops"), "MODEL_DIGEST": entry["digest"],
+           "HOST": "127.0.0.1", "PORT": "0", "MODELSERVER_DRAIN_DELAY_S": "3"}
+    server = ServerProcess(env, tmp_path / "server.log")
+    proc, url = server.proc, server.url
+    body = {"inputs": [{"name": "x", "shape": [1, 20], "datatype": "FP64", "data": ONE_ROW}]}
+    try:
+        with requests.Session() as session:
+            before = session.post(url + "/v2/models/lr/infer", json=body, timeout=10)
+            assert before.status_code == 200 and before.headers.get("Connection", "").lower() != "close"
+            proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 2
+            while session.get(url + "/v2/health/ready", timeout=5).status_code == 200:
+                assert time.monotonic() < deadline, "still ready 2 s after SIGTERM"
+                time.sleep(0.02)
+            during = session.post(url + "/v2/models/lr/infer", json=body, timeout=10)
+        assert during.status_code == 200 and during.headers.get("Connection", "").lower() == "close"
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_flags_override_env_which_overrides_defaults() -> None:
     env = {"MODEL_NAME": "iris", "PORT": "9000", "MODELSERVER_BATCHING": "on", "MODELSERVER_MAX_BATCH_WAIT_MS": "0.25",
            "MODEL_ALLOW_PICKLE": "true"}
