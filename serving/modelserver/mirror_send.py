@@ -20,7 +20,7 @@ This process runs at the idle scheduling class (SCHED_IDLE; nice 19 where that i
 effort, so whenever it and the serving process want the same core the answer to a user comes first. When the
 cores are saturated the copies then wait in the socket pair until it is full and further copies are dropped and
 counted, which is the bounded queue's promise; the primary is not slowed to send them. (make bench-serving:
-docs/benchmarks.md, "Mirroring".)
+docs/benchmarks.md, "Mirroring cost".)
 """
 
 from __future__ import annotations
