@@ -30,8 +30,8 @@ async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 async def read(adapter: A, view: A | None, fn: Callable[..., T], *args: Any) -> T:
     """`fn(view, *args)` right here on the event loop when `view` (the adapter's cache-only view, None
-    without a watch cache) answers it from memory; `fn(adapter, *args)` in a worker thread when it
-    would have to ask the API server (CacheMiss)."""
+    without a watch cache) settles it from memory - a read, or a write found not needed; `fn(adapter, *args)`
+    in a worker thread when it would have to call the API server (CacheMiss)."""
     if view is not None:
         try:
             return fn(view, *args)

@@ -79,8 +79,8 @@ async def gather(ctx: Context, body: dict[str, Any], spec: RolloutSpec, pods: li
     ns, name = meta["namespace"], meta["name"]
     services = strategy_for(spec).entry_services(spec)
     deployments, selectors, problems, route, (validation, retrain), mirror = await asyncio.gather(
-        _read(ctx, KubeAdapter.observe_deployments, ns, name),
-        asyncio.gather(*(_read(ctx, KubeAdapter.service_selector, body, service) for service in services)),
+        _adapter(ctx, KubeAdapter.observe_deployments, ns, name),
+        asyncio.gather(*(_adapter(ctx, KubeAdapter.service_selector, body, service) for service in services)),
         pod_problems(pods, spec.serving.port),
         _route(ctx, ns, spec),
         _jobs(ctx, ns, body),
@@ -92,17 +92,12 @@ async def gather(ctx: Context, body: dict[str, Any], spec: RolloutSpec, pods: li
                         validation=validation, mirror=mirror, namespace=ns, retrain=retrain)
 
 
-async def _read(ctx: Context, fn: Callable[..., T], *args: Any) -> T:
-    """A read the watch cache answers on the event loop, or the API in a worker thread."""
+async def _adapter(ctx: Context, fn: Callable[..., T], *args: Any) -> T:
+    """An adapter method the watch cache can settle: a read it answers, or a write it shows is not needed
+    (nearly every tick's Deployments and Services are already as meant), runs on the event loop; only what must
+    call the API takes a worker thread. (Sending those no-op checks through the 32 threads made every hand-off
+    wait 0.4 s on average at 200 rollouts, make bench-operator.)"""
     return await blocking.read(ctx.kube, ctx.kube.cache_view, fn, *args)
-
-
-async def _write(ctx: Context, fn: Callable[..., None], *args: Any) -> None:
-    """A write the adapter skips when the object already is as meant (nearly every tick's Deployments and
-    Services): with the watch cache that comparison runs on the event loop, and only a write that must reach
-    the API takes a worker thread. (Every tick sending its no-op checks through the 32 threads made them wait
-    0.4 s on average for one at 200 rollouts, make bench-operator.)"""
-    await blocking.read(ctx.kube, ctx.kube.cache_view, fn, *args)
 
 
 async def _mirror_config(ctx: Context, body: dict[str, Any], spec: RolloutSpec) -> dict[str, str] | None:
@@ -237,10 +232,10 @@ async def act(ctx: Context, body: dict[str, Any], spec: RolloutSpec | None, deci
         # First: turning copies off never waits behind the scale-down of the version they went to.
         await blocking.run(kube.apply_mirror_config, body, dict(decision.mirror.data))
     if spec is not None and decision.deployments is not None:
-        await asyncio.gather(*(_write(ctx, KubeAdapter.apply_deployment, body, spec, v, intent)
+        await asyncio.gather(*(_adapter(ctx, KubeAdapter.apply_deployment, body, spec, v, intent)
                                for v, intent in decision.deployments.items()))
     for version in decision.delete_versions:
-        await _write(ctx, KubeAdapter.delete_version, body, version)
+        await _adapter(ctx, KubeAdapter.delete_version, body, version)
     if spec is not None and decision.validation_job is not None:
         await blocking.run(kube.ensure_validation_job, body, spec, decision.validation_job)
     if spec is not None and decision.retrain_job is not None:
@@ -269,8 +264,8 @@ async def _apply_services(ctx: Context, body: dict[str, Any], spec: RolloutSpec,
     if not decision.deployments:
         return
     for service, selector in decision.selectors.items():
-        await _write(ctx, KubeAdapter.ensure_service, body, service, spec.service.port, spec.serving.port,
-                     dict(selector))
+        await _adapter(ctx, KubeAdapter.ensure_service, body, service, spec.service.port, spec.serving.port,
+                       dict(selector))
 
 
 async def _write_status(ctx: Context, body: dict[str, Any], status: RolloutStatus) -> None:
@@ -307,7 +302,7 @@ async def _decide(ctx: Context, body: dict[str, Any], spec: RolloutSpec, status:
     decide once."""
     meta, started = body["metadata"], time.monotonic()
     # One list of the rollout's pods per tick serves both the pod problems and the metric source.
-    pods = await _read(ctx, KubeAdapter.pod_states, meta["namespace"], meta["name"])
+    pods = await _adapter(ctx, KubeAdapter.pod_states, meta["namespace"], meta["name"])
     measure = (analyse(ctx, body, spec, status, pods) if needs_analysis(spec, status, now)
                else _prime_baseline(ctx, body, spec, status, pods))
     shadow = _shadow_look(spec, status, pods) if needs_shadow_look(spec, status, now) else _nothing()
